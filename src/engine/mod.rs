@@ -1,0 +1,1 @@
+//! The pure per-patient engine (SPEC §3).

@@ -1,0 +1,1 @@
+//! Synthetic, realistic data sets (`rac generate`).

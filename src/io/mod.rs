@@ -1,0 +1,4 @@
+//! Readers and writers: files in, canonical types out, and back. The engine never sees a file.
+
+pub mod read;
+pub mod write;

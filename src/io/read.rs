@@ -1,0 +1,1 @@
+//! Readers of acts, beneficiaries, rights and counters (CSV, CSV.gz, Parquet).

@@ -1,0 +1,1 @@
+//! Writers of the outputs of SPEC §4, written atomically into `--out`.

@@ -1,0 +1,18 @@
+//! rac recomputes, for every care act, what the French Assurance Maladie (AMO) pays and what
+//! is left for the patient (*reste à charge*).
+//!
+//! Layout, from the inside out:
+//! - [`model`]: the canonical input and output types (SPEC §2, §4);
+//! - [`rules`]: the dated parameters (RULES §1–§2), loaded from data;
+//! - [`engine`]: the pure per-patient computation (SPEC §3, RULES §3–§7); no IO;
+//! - [`report`]: per-patient yearly totals and the summary, from the outcomes;
+//! - [`io`]: readers (CSV, CSV.gz, Parquet) and atomic writers;
+//! - [`generate`]: synthetic data sets for demos, tests and benchmarks;
+//! - `pipeline` and the CLI tie them together.
+
+pub mod engine;
+pub mod generate;
+pub mod io;
+pub mod model;
+pub mod report;
+pub mod rules;

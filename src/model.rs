@@ -1,0 +1,300 @@
+//! The canonical data model of SPEC §2 (inputs) and §4 (per-act outcomes).
+//!
+//! Readers turn files into these types, the engine turns them into [`Outcome`]s, writers turn
+//! outcomes into files. Nothing here does IO.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+/// Declares a closed set of codes with their canonical spelling (SPEC §2), with `parse`,
+/// `as_str` and `ALL`. One place for each enum's names, used by readers, writers and rules.
+macro_rules! code_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The canonical (input and output) spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses the canonical spelling; `None` for anything else.
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+code_enum! {
+    /// Category of care: decides the base rate and which participations apply (RULES §2).
+    Category {
+        Consultation => "consultation",
+        MedicalAct => "medical_act",
+        Imaging => "imaging",
+        Biology => "biology",
+        Dental => "dental",
+        Midwife => "midwife",
+        Paramedical => "paramedical",
+        Drug100 => "drug_100",
+        Drug65 => "drug_65",
+        Drug30 => "drug_30",
+        Drug15 => "drug_15",
+        Device => "device",
+        Optical => "optical",
+        Hearing => "hearing",
+        Transport => "transport",
+        EmergencyVisit => "emergency_visit",
+        HospitalStay => "hospital_stay",
+        DailyFee => "daily_fee",
+        DailyFeePsy => "daily_fee_psy",
+    }
+}
+
+code_enum! {
+    /// Nature of insurance of the claim (*nature d'assurance*).
+    InsuranceNature {
+        Sickness => "maladie",
+        Maternity => "maternite",
+        AtMp => "at_mp",
+        Smg => "smg",
+    }
+}
+
+code_enum! {
+    /// Care pathway (*parcours de soins coordonnés*).
+    Pathway {
+        Coordinated => "coordinated",
+        /// *hors parcours de soins*
+        OutOfPathway => "out_of_pathway",
+        DirectAccess => "direct_access",
+        Emergency => "emergency",
+    }
+}
+
+code_enum! {
+    /// Where the care took place.
+    Setting {
+        /// *ville*, or a hospital's outpatient consultation
+        Ambulatory => "ambulatory",
+        /// during a hospital stay
+        Inpatient => "inpatient",
+    }
+}
+
+code_enum! {
+    /// Insurance scheme of the beneficiary.
+    Regime {
+        General => "general",
+        /// *régime local d'Alsace-Moselle*
+        AlsaceMoselle => "alsace_moselle",
+    }
+}
+
+code_enum! {
+    /// A right held over a period (rights file, SPEC §2).
+    RightKind {
+        /// *complémentaire santé solidaire*
+        Css => "css",
+        /// *aide médicale de l'État*
+        Ame => "ame",
+        /// *affection de longue durée*
+        Ald => "ald",
+        Invalidity => "invalidity",
+        MilitaryPension => "military_pension",
+        /// accident-at-work rent for an incapacity of 66.66 % or more
+        AtRent66 => "at_rent_66",
+        Maternity => "maternity",
+        Newborn => "newborn",
+    }
+}
+
+code_enum! {
+    /// The coverage situation that decided an act's rate and participations (RULES §3), in
+    /// order of precedence.
+    Situation {
+        /// *soins médicaux gratuits* (military)
+        Smg => "smg",
+        AtMp => "at_mp",
+        Maternity => "maternity",
+        Css => "css",
+        Ame => "ame",
+        Newborn => "newborn",
+        Ald => "ald",
+        Invalidity => "invalidity",
+        MilitaryPension => "military_pension",
+        AtRent66 => "at_rent_66",
+        Exo3 => "exo3",
+        Exo7 => "exo7",
+        Ordinary => "ordinary",
+    }
+}
+
+/// One billed line of the acts file (SPEC §2), with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Act {
+    pub act_id: String,
+    pub patient_id: String,
+    /// *date des soins*; for a stay line, the admission date.
+    pub care_date: NaiveDate,
+    pub end_date: Option<NaiveDate>,
+    pub category: Category,
+    /// Unit base of reimbursement (*tarif de convention*, *BRSS*).
+    pub tariff: Decimal,
+    /// Units: boxes, acts, trips, days (≥ 1).
+    pub quantity: i64,
+    /// What was billed for the whole line; `None` means "equal to the base".
+    pub billed: Option<Decimal>,
+    pub coefficient: Option<Decimal>,
+    pub code: Option<String>,
+    pub practitioner_id: Option<String>,
+    pub specialty: Option<String>,
+    pub stay_id: Option<String>,
+    pub insurance_nature: InsuranceNature,
+    pub exo_code: Option<String>,
+    pub ald_related: bool,
+    pub pathway: Pathway,
+    pub setting: Setting,
+    /// What the AMO actually paid (for `audit`).
+    pub recorded_amo: Option<Decimal>,
+}
+
+impl Act {
+    /// A line with every optional column at its SPEC §2 default; for tests and generators.
+    pub fn new(
+        act_id: &str,
+        patient_id: &str,
+        care_date: NaiveDate,
+        category: Category,
+        tariff: Decimal,
+    ) -> Act {
+        Act {
+            act_id: act_id.to_string(),
+            patient_id: patient_id.to_string(),
+            care_date,
+            end_date: None,
+            category,
+            tariff,
+            quantity: 1,
+            billed: None,
+            coefficient: None,
+            code: None,
+            practitioner_id: None,
+            specialty: None,
+            stay_id: None,
+            insurance_nature: InsuranceNature::Sickness,
+            exo_code: None,
+            ald_related: false,
+            pathway: Pathway::Coordinated,
+            setting: Setting::Ambulatory,
+            recorded_amo: None,
+        }
+    }
+}
+
+/// One row of the beneficiaries file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Beneficiary {
+    pub patient_id: String,
+    pub birth_date: NaiveDate,
+    pub regime: Regime,
+}
+
+/// One rights period; `end_date` is inclusive, `None` means open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RightPeriod {
+    pub patient_id: String,
+    pub right: RightKind,
+    pub start_date: NaiveDate,
+    pub end_date: Option<NaiveDate>,
+    pub reference: Option<String>,
+}
+
+impl RightPeriod {
+    pub fn is_active(&self, date: NaiveDate) -> bool {
+        self.start_date <= date && self.end_date.is_none_or(|end| date <= end)
+    }
+}
+
+/// What a patient has used of the annual caps in one calendar year (opening or closing state).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct YearCounter {
+    pub patient_id: String,
+    pub year: i32,
+    /// Participation forfaitaire already charged this year.
+    pub pf_used: Decimal,
+    /// Franchises already charged this year.
+    pub franchise_used: Decimal,
+    /// Stays already charged the 24 € flat fee (*participation forfaitaire de 24 €*), sorted.
+    pub charged_stays: Vec<String>,
+    /// Day the PF annual cap was reached, if it was.
+    pub pf_cap_reached_on: Option<NaiveDate>,
+    /// Day the franchise annual cap was reached, if it was.
+    pub franchise_cap_reached_on: Option<NaiveDate>,
+}
+
+/// The computed amounts of one act (SPEC §4, `acts.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub act_id: String,
+    pub patient_id: String,
+    pub care_date: NaiveDate,
+    pub category: Category,
+    pub quantity: i64,
+    /// *base de remboursement*
+    pub base: Decimal,
+    pub billed: Decimal,
+    /// *dépassement d'honoraires*
+    pub overbilling: Decimal,
+    pub situation: Situation,
+    /// Rate in percent (70 means 70 %).
+    pub rate: Decimal,
+    pub amo_gross: Decimal,
+    /// *ticket modérateur*
+    pub copayment: Decimal,
+    /// Out-of-pathway reduction (*majoration hors parcours*).
+    pub majoration: Decimal,
+    /// 24 € flat fee on heavy acts (*participation forfaitaire de 24 €*, PAL).
+    pub pal: Decimal,
+    /// *participation forfaitaire*
+    pub pf: Decimal,
+    /// *franchise médicale*
+    pub franchise: Decimal,
+    /// *forfait patient urgences* (FPU).
+    pub flat_fee: Decimal,
+    pub amo_paid: Decimal,
+    /// *reste à charge*
+    pub rac: Decimal,
+    /// Ids of the rules that changed the amount, in the order they applied.
+    pub rules: Vec<&'static str>,
+    /// Audit findings (SPEC §5).
+    pub flags: Vec<&'static str>,
+    pub recorded_amo: Option<Decimal>,
+}
+
+/// An input row that was not computed, and why (SPEC §4, `rejects.csv`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reject {
+    /// The input file, as given on the command line.
+    pub file: String,
+    /// 1-based data row number (the header is row 0).
+    pub row: u64,
+    pub act_id: String,
+    pub column: String,
+    /// A stable machine-readable reason: `missing_value`, `bad_date`, `bad_decimal`,
+    /// `unknown_category`, `duplicate_act_id`, `unknown_patient`, `out_of_range`,
+    /// `care_before_birth`, `no_rule_at_date`, …
+    pub reason: String,
+    pub value: String,
+}

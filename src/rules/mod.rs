@@ -1,0 +1,1 @@
+//! The dated parameters of RULES.md, loaded from data.
