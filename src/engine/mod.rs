@@ -1,1 +1,960 @@
 //! The pure per-patient engine (SPEC §3).
+//!
+//! One patient's acts, rights, birth date, regime and opening counters go in; per-act
+//! [`Outcome`]s and closing counters come out. No IO, no clock, no global state: the same
+//! input always gives the same output, whatever the thread that runs it.
+//!
+//! The passes follow SPEC §3:
+//! 1. each line on its own: base, situation, rate, `amo_gross`, majoration, FPU;
+//! 2. the 24 € flat fee (PAL) over groups of lines;
+//! 3. the forfait journalier imputation over stays;
+//! 4. in (`care_date`, `act_id`) order, the PF and the franchises against the daily limits
+//!    and the annual caps carried in the counters;
+//! 5. totals.
+
+pub mod category;
+pub mod situation;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::model::{
+    Act, Beneficiary, Category, Outcome, Pathway, Regime, RightPeriod, Setting, Situation,
+    YearCounter,
+};
+use crate::rules::{Param, RuleBook, RuleError, Scalar, Snapshot};
+
+use category::{bears_pf, franchise_kind, in_pal_group, is_daily_fee};
+use situation::{FpuLevel, Patient};
+
+/// Audit flags (SPEC §5).
+pub mod flags {
+    /// A CSS or AME patient was billed above the base.
+    pub const OVERBILLING_FORBIDDEN: &str = "overbilling_forbidden";
+    /// The declared `exo_code` (or `ald_related`) is not backed by an active right.
+    pub const EXO_WITHOUT_RIGHT: &str = "exo_without_right";
+    /// An active right exonerates the act but the claim does not declare it.
+    pub const RIGHT_NOT_DECLARED: &str = "right_not_declared";
+    /// The tariff differs from the nomenclature's for that code and date.
+    pub const TARIFF_MISMATCH: &str = "tariff_mismatch";
+    /// PF and franchises exceed the gross amount: `amo_paid` is negative (RULES §4).
+    pub const DEDUCTION_EXCEEDS_PAYMENT: &str = "deduction_exceeds_payment";
+    /// `audit`: the recorded amount differs from the recomputed one.
+    pub const RECORDED_DIFFERS: &str = "recorded_differs";
+}
+
+/// Ids of the rules that are decisions rather than parameters (the `rules` column also holds
+/// parameter ids such as `pf.amount` or `rate.consultation`).
+pub mod rule_ids {
+    /// The base is what was billed, lower than tariff × quantity (SPEC §3.1).
+    pub const BASE_LIMITED_BY_BILLED: &str = "base_limited_by_billed";
+    /// The 24 € flat fee replaced the copayment of a heavy group (RULES §4).
+    pub const PAL_HEAVY_GROUP: &str = "pal.heavy_group";
+    /// The stay was already charged the flat fee, in an earlier run (RULES §7.1).
+    pub const PAL_STAY_ALREADY_CHARGED: &str = "pal.stay_already_charged";
+    /// The copayment and the forfait journalier of a stay were not both charged (RULES §7.3).
+    pub const FJ_IMPUTED: &str = "fj_imputed";
+    /// A franchise never exceeds the AMO amount of its own line (RULES §8, CSS D160-9).
+    pub const FRANCHISE_LINE_CAP: &str = "franchise.line_cap";
+    /// The out-of-pathway majoration (RULES §2, §7.2).
+    pub const MAJORATION: &str = "pathway.majoration";
+}
+
+/// Rejection reasons the engine can give.
+pub mod reasons {
+    pub const CARE_BEFORE_BIRTH: &str = "care_before_birth";
+    pub const NO_RULE_AT_DATE: &str = "no_rule_at_date";
+}
+
+/// One patient's input.
+#[derive(Debug, Clone, Copy)]
+pub struct PatientInput<'a> {
+    pub beneficiary: &'a Beneficiary,
+    /// The patient's acts, in any order (they are processed by `care_date`, then `act_id`).
+    pub acts: &'a [Act],
+    /// The patient's rights periods.
+    pub rights: &'a [RightPeriod],
+    /// Whether a rights file was given (RULES §3, "Rights versus declarations").
+    pub rights_known: bool,
+    /// Opening counters of the patient, any years.
+    pub opening: &'a [YearCounter],
+}
+
+/// An act the engine could not compute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Index in [`PatientInput::acts`].
+    pub index: usize,
+    pub column: &'static str,
+    pub reason: &'static str,
+    pub value: String,
+}
+
+/// One patient's result.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PatientResult {
+    /// One per computed act, in (`care_date`, `act_id`) order.
+    pub outcomes: Vec<Outcome>,
+    pub rejected: Vec<Rejection>,
+    /// Closing counters: the opening ones plus this run, one per year, sorted by year.
+    pub closing: Vec<YearCounter>,
+}
+
+/// Computes one patient.
+pub fn compute_patient(book: &RuleBook, input: &PatientInput) -> PatientResult {
+    Engine::new(book, input, None).run()
+}
+
+/// Computes one patient and returns, with the result, every step of the computation of the
+/// act `act_id` (for `rac explain`).
+pub fn explain_patient(
+    book: &RuleBook,
+    input: &PatientInput,
+    act_id: &str,
+) -> (PatientResult, Vec<String>) {
+    let mut engine = Engine::new(book, input, Some(act_id));
+    let result = engine.run_inner();
+    (result, engine.trace)
+}
+
+/// Rounds to the cent, half away from zero (SPEC §3: "only in step 3 and where RULES says").
+#[inline]
+pub fn round_cents(x: Decimal) -> Decimal {
+    x.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// One line being computed.
+struct Line<'a> {
+    act: &'a Act,
+    snap: &'a Snapshot,
+    base: Decimal,
+    billed: Decimal,
+    overbilling: Decimal,
+    /// The base is the billed amount (lower than tariff × quantity).
+    limited: bool,
+    situation: Situation,
+    rate: Decimal,
+    amo_gross: Decimal,
+    majoration: Decimal,
+    pal: Decimal,
+    pf: Decimal,
+    franchise: Decimal,
+    flat_fee: Decimal,
+    /// Under 18 on 1 January of the care year (RULES §8).
+    minor: bool,
+    /// PF units charged on this line by the daily limit (before the annual cap).
+    pf_units: i64,
+    rules: Vec<&'static str>,
+    flags: Vec<&'static str>,
+}
+
+impl Line<'_> {
+    /// The AMO amount at a rate: per unit, rounded, times quantity; or on the billed base
+    /// when it is lower (RULES §5).
+    fn amount_at(&self, fraction: Decimal) -> Decimal {
+        if self.limited {
+            round_cents(self.base * fraction)
+        } else {
+            round_cents(self.act.tariff * fraction) * Decimal::from(self.act.quantity)
+        }
+    }
+
+    fn date(&self) -> NaiveDate {
+        self.act.care_date
+    }
+
+    fn get(&self, p: impl Into<Param>) -> Result<Decimal, RuleError> {
+        self.snap.get(p, self.act.care_date)
+    }
+
+    fn fraction(&self, p: impl Into<Param>) -> Result<Decimal, RuleError> {
+        self.snap.fraction(p, self.act.care_date)
+    }
+
+    fn ambulatory(&self) -> bool {
+        self.act.setting == Setting::Ambulatory && self.act.category != Category::HospitalStay
+    }
+}
+
+/// Use of the annual caps in one calendar year.
+#[derive(Debug, Clone, Default)]
+struct YearState {
+    pf_used: Decimal,
+    franchise_used: Decimal,
+    pf_cap_reached_on: Option<NaiveDate>,
+    franchise_cap_reached_on: Option<NaiveDate>,
+    charged_stays: BTreeSet<String>,
+}
+
+struct Engine<'a> {
+    book: &'a RuleBook,
+    input: &'a PatientInput<'a>,
+    patient: Patient<'a>,
+    regime: Regime,
+    years: BTreeMap<i32, YearState>,
+    /// Index of the act to trace, and the trace.
+    target: Option<&'a str>,
+    trace: Vec<String>,
+}
+
+impl<'a> Engine<'a> {
+    fn new(book: &'a RuleBook, input: &'a PatientInput<'a>, target: Option<&'a str>) -> Self {
+        let mut years: BTreeMap<i32, YearState> = BTreeMap::new();
+        for c in input.opening {
+            let y = years.entry(c.year).or_default();
+            y.pf_used += c.pf_used;
+            y.franchise_used += c.franchise_used;
+            y.pf_cap_reached_on = y.pf_cap_reached_on.or(c.pf_cap_reached_on);
+            y.franchise_cap_reached_on = y.franchise_cap_reached_on.or(c.franchise_cap_reached_on);
+            y.charged_stays.extend(c.charged_stays.iter().cloned());
+        }
+        Engine {
+            book,
+            input,
+            patient: Patient {
+                birth_date: input.beneficiary.birth_date,
+                rights: input.rights,
+                rights_known: input.rights_known,
+            },
+            regime: input.beneficiary.regime,
+            years,
+            target,
+            trace: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, line: &Line, text: impl FnOnce() -> String) {
+        if self.target == Some(line.act.act_id.as_str()) {
+            self.trace.push(text());
+        }
+    }
+
+    fn run(mut self) -> PatientResult {
+        self.run_inner()
+    }
+
+    fn run_inner(&mut self) -> PatientResult {
+        let acts = self.input.acts;
+        let mut order: Vec<usize> = (0..acts.len()).collect();
+        order.sort_by(|&a, &b| {
+            (acts[a].care_date, &acts[a].act_id).cmp(&(acts[b].care_date, &acts[b].act_id))
+        });
+        let mut rejected = Vec::new();
+        let mut kept = Vec::with_capacity(order.len());
+        for i in order {
+            match self.check(&acts[i]) {
+                Ok(()) => kept.push(i),
+                Err((column, reason, value)) => rejected.push(Rejection {
+                    index: i,
+                    column,
+                    reason,
+                    value,
+                }),
+            }
+        }
+        match self.compute(&kept) {
+            Ok(outcomes) => PatientResult {
+                outcomes,
+                rejected,
+                closing: self.closing(),
+            },
+            // Every parameter an act needs was checked above; should one still be missing,
+            // the patient's acts are rejected rather than computed with a hole.
+            Err(e) => {
+                rejected.extend(kept.iter().map(|&i| Rejection {
+                    index: i,
+                    column: "care_date",
+                    reason: reasons::NO_RULE_AT_DATE,
+                    value: e.to_string(),
+                }));
+                rejected.sort_by_key(|r| r.index);
+                PatientResult {
+                    outcomes: Vec::new(),
+                    rejected,
+                    closing: self.closing(),
+                }
+            }
+        }
+    }
+
+    /// RULES §7.6: an act before the birth, or on a date where a parameter it needs has no
+    /// value, is rejected.
+    fn check(&self, act: &Act) -> Result<(), (&'static str, &'static str, String)> {
+        if act.care_date < self.patient.birth_date {
+            return Err((
+                "care_date",
+                reasons::CARE_BEFORE_BIRTH,
+                act.care_date.to_string(),
+            ));
+        }
+        let snap = self.book.at(act.care_date);
+        let missing = required_params(act, self.regime).find(|p| !snap.has(*p));
+        match missing {
+            Some(p) => Err((
+                "care_date",
+                reasons::NO_RULE_AT_DATE,
+                format!("{} ({})", act.care_date, p.id()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn compute(&mut self, kept: &[usize]) -> Result<Vec<Outcome>, RuleError> {
+        let acts = self.input.acts;
+        let stay_starts = stay_starts(kept.iter().map(|&i| &acts[i]));
+        let mut lines = Vec::with_capacity(kept.len());
+        for &i in kept {
+            let line = self.price_line(&acts[i], &stay_starts)?;
+            lines.push(line);
+        }
+        let heavy_stays = self.flat_fee_on_heavy_groups(&mut lines)?;
+        self.impute_daily_fees(&mut lines, &heavy_stays);
+        for k in 0..lines.len() {
+            self.participation(&mut lines, k)?;
+            self.franchise(&mut lines, k)?;
+        }
+        Ok(lines.into_iter().map(|l| self.finish(l)).collect())
+    }
+
+    /// Pass 1: base, situation, rate, `amo_gross`, majoration and FPU of one line.
+    fn price_line<'b>(
+        &mut self,
+        act: &'b Act,
+        stay_starts: &BTreeMap<&str, NaiveDate>,
+    ) -> Result<Line<'b>, RuleError>
+    where
+        'a: 'b,
+    {
+        let snap = self.book.at(act.care_date);
+        let date = act.care_date;
+        let full = act.tariff * Decimal::from(act.quantity);
+        let billed = act.billed.unwrap_or(full);
+        let limited = billed < full;
+        let base = if limited { billed } else { full };
+        let mut flags = Vec::new();
+        let newborn_days = snap.get(Scalar::NewbornMaxAgeDays, date)?;
+        let newborn_days = i64::try_from(newborn_days).unwrap_or(0);
+        let situation = situation::decide(act, &self.patient, newborn_days, &mut flags);
+        let minor_age = snap.get(Scalar::MinorAge, date)?;
+        let minor = age_on(self.patient.birth_date, jan_first(date)) < minor_age;
+        let mut line = Line {
+            act,
+            snap,
+            base,
+            billed,
+            overbilling: (billed - base).max(Decimal::ZERO),
+            limited,
+            situation,
+            rate: Decimal::ZERO,
+            amo_gross: Decimal::ZERO,
+            majoration: Decimal::ZERO,
+            pal: Decimal::ZERO,
+            pf: Decimal::ZERO,
+            franchise: Decimal::ZERO,
+            flat_fee: Decimal::ZERO,
+            minor,
+            pf_units: 0,
+            rules: Vec::new(),
+            flags,
+        };
+        self.note(&line, || {
+            format!(
+                "base: tariff {} × quantity {} = {full}; billed {billed} → base {base}, overbilling {} (SPEC §3.1)",
+                act.tariff, act.quantity, line.overbilling
+            )
+        });
+        if limited {
+            line.rules.push(rule_ids::BASE_LIMITED_BY_BILLED);
+        }
+        let (rights_known, regime) = (self.patient.rights_known, self.regime);
+        self.note(&line, || {
+            format!(
+                "situation: {situation} (RULES §3 precedence; rights file given: {rights_known}; regime {regime})"
+            )
+        });
+        if line.overbilling > Decimal::ZERO
+            && self.input.rights_known
+            && self.holds_css_or_ame(date)
+        {
+            line.flags.push(flags::OVERBILLING_FORBIDDEN);
+        }
+        if act.code.as_deref() == Some("G")
+            && act.category == Category::Consultation
+            && snap.has(Scalar::NgapG)
+            && snap.get(Scalar::NgapG, date)? != act.tariff
+        {
+            line.flags.push(flags::TARIFF_MISMATCH);
+        }
+
+        let long_stay = self.is_long_stay(act, stay_starts, snap)?;
+        let rate_param = self.rate_param(&line, long_stay);
+        line.rate = line.get(rate_param)?;
+        line.amo_gross = line.amount_at(line.fraction(rate_param)?);
+        line.rules.push(rate_param.static_id());
+        self.note(&line, || {
+            format!(
+                "rate: {} = {} % → amo_gross {} (per unit rounded half away from zero, RULES §5)",
+                rate_param.id(),
+                line.rate,
+                line.amo_gross
+            )
+        });
+        self.out_of_pathway(&mut line)?;
+        self.emergency_fee(&mut line)?;
+        Ok(line)
+    }
+
+    fn holds_css_or_ame(&self, date: NaiveDate) -> bool {
+        self.input.rights.iter().any(|r| {
+            matches!(
+                r.right,
+                crate::model::RightKind::Css | crate::model::RightKind::Ame
+            ) && r.is_active(date)
+        })
+    }
+
+    /// RULES §7.5: a `hospital_stay` line starting on day 31 of its stay or later.
+    fn is_long_stay(
+        &self,
+        act: &Act,
+        stay_starts: &BTreeMap<&str, NaiveDate>,
+        snap: &Snapshot,
+    ) -> Result<bool, RuleError> {
+        if act.category != Category::HospitalStay {
+            return Ok(false);
+        }
+        let Some(start) = act.stay_id.as_deref().and_then(|s| stay_starts.get(s)) else {
+            return Ok(false);
+        };
+        let day = (act.care_date - *start).num_days() + 1;
+        Ok(Decimal::from(day) >= snap.get(Scalar::LongStayDay, act.care_date)?)
+    }
+
+    /// The rate parameter of a line before the flat fee (RULES §2, §3).
+    fn rate_param(&self, line: &Line, long_stay: bool) -> Param {
+        let c = line.act.category;
+        let s = line.situation;
+        let alsace = self.regime == Regime::AlsaceMoselle;
+        if is_daily_fee(c) {
+            // RULES §4 and §7.3: the patient's, unless the situation or Alsace-Moselle
+            // exempts it.
+            return if alsace {
+                Param::RateAlsaceMoselle(c)
+            } else if situation::exempts_daily_fee(s) {
+                Scalar::RateExonerated.into()
+            } else {
+                Param::Rate(c)
+            };
+        }
+        if s != Situation::Ordinary {
+            return if situation::keeps_drug_rate(s, c) {
+                Param::Rate(c)
+            } else {
+                Scalar::RateExonerated.into()
+            };
+        }
+        if long_stay {
+            Scalar::LongStayRate.into()
+        } else if alsace {
+            Param::RateAlsaceMoselle(c)
+        } else {
+            Param::Rate(c)
+        }
+    }
+
+    /// RULES §2 and §7.2: out of the care pathway, the majoration is 40 points of the base,
+    /// capped at 40 % of the GP consultation tariff.
+    fn out_of_pathway(&mut self, line: &mut Line) -> Result<(), RuleError> {
+        let act = line.act;
+        if !(category::subject_to_pathway(act.category)
+            && act.pathway == Pathway::OutOfPathway
+            && line.situation == Situation::Ordinary)
+        {
+            return Ok(());
+        }
+        let min_age = line.get(Scalar::PathwayMinAge)?;
+        if age_on(self.patient.birth_date, line.date()) < min_age {
+            return Ok(());
+        }
+        let normal = line.amount_at(line.fraction(Param::Rate(act.category))?);
+        let out = line.amount_at(line.fraction(Scalar::PathwayOutRate)?);
+        let cap = round_cents(
+            line.fraction(Scalar::PathwayMajorationCapShare)? * line.get(Scalar::NgapG)?,
+        );
+        let majoration = (normal - out).min(cap).max(Decimal::ZERO);
+        line.majoration = majoration;
+        line.amo_gross -= majoration;
+        line.rate = line.get(Scalar::PathwayOutRate)?;
+        line.rules.push(rule_ids::MAJORATION);
+        self.note(line, || {
+            format!(
+                "out of pathway: majoration = min({normal} − {out}, cap {cap}) = {majoration} → amo_gross {} (RULES §7.2)",
+                line.amo_gross
+            )
+        });
+        Ok(())
+    }
+
+    /// RULES §4 FPU: an emergency visit is at 100 % minus the forfait patient urgences.
+    fn emergency_fee(&mut self, line: &mut Line) -> Result<(), RuleError> {
+        if line.act.category != Category::EmergencyVisit {
+            return Ok(());
+        }
+        let fee_param = match situation::fpu_level(line.situation) {
+            FpuLevel::Full => Scalar::FpuAmount,
+            FpuLevel::Reduced => Scalar::FpuReduced,
+            FpuLevel::None => {
+                self.note(line, || {
+                    format!("FPU: none in situation {} (RULES §4)", line.situation)
+                });
+                return Ok(());
+            }
+        };
+        line.flat_fee = line.base.min(line.get(fee_param)?);
+        line.rules.push(Param::from(fee_param).static_id());
+        self.note(line, || {
+            format!(
+                "FPU: {} = {} (RULES §4)",
+                Param::from(fee_param).id(),
+                line.flat_fee
+            )
+        });
+        Ok(())
+    }
+
+    /// Pass 2 (RULES §4, §7.1): heavy groups are at 100 %, and one fee is charged per group,
+    /// on its largest lines. Returns the stays whose group was heavy.
+    fn flat_fee_on_heavy_groups(
+        &mut self,
+        lines: &mut [Line],
+    ) -> Result<BTreeSet<String>, RuleError> {
+        let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
+        for (k, line) in lines.iter().enumerate() {
+            if !in_pal_group(line.act.category) {
+                continue;
+            }
+            let key = if line.ambulatory() {
+                match &line.act.practitioner_id {
+                    Some(p) => GroupKey::Day(line.date(), p.as_str()),
+                    None => GroupKey::Alone(k),
+                }
+            } else {
+                match &line.act.stay_id {
+                    Some(s) => GroupKey::Stay(s.as_str()),
+                    None => GroupKey::Alone(k),
+                }
+            };
+            groups.entry(key).or_default().push(k);
+        }
+        let mut heavy_stays = BTreeSet::new();
+        for (key, members) in groups {
+            // Members are in processing order: the first is the group's earliest line.
+            let first = &lines[members[0]];
+            let date = first.date();
+            let snap = first.snap;
+            let stay = match key {
+                GroupKey::Stay(s) => Some(s.to_string()),
+                _ => None,
+            };
+            let already = stay
+                .as_ref()
+                .is_some_and(|s| self.years.values().any(|y| y.charged_stays.contains(s)));
+            let bases: Decimal = members.iter().map(|&k| lines[k].base).sum();
+            let coefficients: Decimal = members
+                .iter()
+                .filter_map(|&k| lines[k].act.coefficient)
+                .sum();
+            let heavy = already
+                || bases >= snap.get(Scalar::PalTariffThreshold, date)?
+                || coefficients >= snap.get(Scalar::PalCoefficientThreshold, date)?;
+            if !heavy {
+                continue;
+            }
+            for &k in &members {
+                let line = &mut lines[k];
+                line.rate = line.get(Scalar::PalRate)?;
+                line.amo_gross = line.amount_at(line.fraction(Scalar::PalRate)?);
+                line.majoration = Decimal::ZERO;
+                line.rules.push(rule_ids::PAL_HEAVY_GROUP);
+                let (b, c) = (bases, coefficients);
+                self.note(&lines[k], || {
+                    format!(
+                        "flat fee group: summed bases {b}, coefficients {c} reach the thresholds → rate 100 %, amo_gross {} (RULES §4, §7.1)",
+                        lines[k].amo_gross
+                    )
+                });
+            }
+            if let Some(s) = &stay {
+                heavy_stays.insert(s.clone());
+            }
+            if already {
+                for &k in &members {
+                    lines[k].rules.push(rule_ids::PAL_STAY_ALREADY_CHARGED);
+                }
+                continue;
+            }
+            // The fee sits on the largest base (ties: smallest act_id), spread to the next
+            // lines when that base is smaller; exempt lines bear none (CSS, AME and
+            // Alsace-Moselle pay it, the exonerated situations are at 100 % anyway).
+            let mut payers: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&k| {
+                    !situation::exempts_pal(lines[k].situation) && self.regime == Regime::General
+                })
+                .collect();
+            payers.sort_by(|&a, &b| {
+                lines[b]
+                    .base
+                    .cmp(&lines[a].base)
+                    .then_with(|| lines[a].act.act_id.cmp(&lines[b].act.act_id))
+            });
+            let mut remaining = snap.get(Scalar::PalAmount, date)?;
+            for k in payers {
+                if remaining <= Decimal::ZERO {
+                    break;
+                }
+                let fee = remaining.min(lines[k].base);
+                lines[k].pal = fee;
+                remaining -= fee;
+                lines[k]
+                    .rules
+                    .push(Param::from(Scalar::PalAmount).static_id());
+                self.note(&lines[k], || {
+                    format!("flat fee: {fee} charged on this line")
+                });
+            }
+            if let Some(s) = stay {
+                self.years
+                    .entry(date.year())
+                    .or_default()
+                    .charged_stays
+                    .insert(s);
+            }
+        }
+        Ok(heavy_stays)
+    }
+
+    /// Pass 3 (RULES §4, §7.3): for a stay without the flat fee, the patient pays the larger
+    /// of the stay's copayment and its forfaits journaliers; the smaller is added to the AMO
+    /// amount of the `daily_fee*` lines.
+    fn impute_daily_fees(&mut self, lines: &mut [Line], heavy_stays: &BTreeSet<String>) {
+        let stays: BTreeSet<&str> = lines
+            .iter()
+            .filter(|l| is_daily_fee(l.act.category))
+            .filter_map(|l| l.act.stay_id.as_deref())
+            .filter(|s| !heavy_stays.contains(*s))
+            .collect();
+        for stay in stays {
+            let of_stay = |l: &&Line| l.act.stay_id.as_deref() == Some(stay);
+            let copayment: Decimal = lines
+                .iter()
+                .filter(of_stay)
+                .filter(|l| !is_daily_fee(l.act.category))
+                .map(|l| l.base - l.amo_gross)
+                .sum();
+            let daily_fees: Decimal = lines
+                .iter()
+                .filter(of_stay)
+                .filter(|l| is_daily_fee(l.act.category))
+                .map(|l| l.base - l.amo_gross)
+                .sum();
+            let mut remaining = copayment.min(daily_fees);
+            for line in lines.iter_mut() {
+                if remaining <= Decimal::ZERO {
+                    break;
+                }
+                if !(is_daily_fee(line.act.category) && line.act.stay_id.as_deref() == Some(stay)) {
+                    continue;
+                }
+                let add = remaining.min(line.base - line.amo_gross);
+                if add > Decimal::ZERO {
+                    line.amo_gross += add;
+                    remaining -= add;
+                    line.rules.push(rule_ids::FJ_IMPUTED);
+                    self.note(line, || {
+                        format!(
+                            "forfait journalier: stay copayment {copayment}, forfaits {daily_fees}: {add} of the smaller taken off this line (RULES §7.3)"
+                        )
+                    });
+                }
+            }
+        }
+    }
+
+    /// Pass 4a (RULES §4 PF, §7.7): units of eligible lines, at most `pf.daily_max_count` per
+    /// practitioner and day, then the annual cap with a partial last amount.
+    fn participation(&mut self, lines: &mut [Line], k: usize) -> Result<(), RuleError> {
+        let line = &lines[k];
+        if !(bears_pf(line.act.category) && line.ambulatory()) {
+            return Ok(());
+        }
+        if situation::exempts_pf(line.situation) {
+            return Ok(());
+        }
+        if line.minor {
+            lines[k]
+                .rules
+                .push(Param::from(Scalar::MinorAge).static_id());
+            return Ok(());
+        }
+        let date = line.date();
+        let max = i64::try_from(line.get(Scalar::PfDailyMaxCount)?).unwrap_or(0);
+        // A missing practitioner_id groups by line (RULES §4).
+        let used_today: i64 = match &line.act.practitioner_id {
+            Some(p) => lines[..k]
+                .iter()
+                .filter(|l| l.date() == date && l.act.practitioner_id.as_ref() == Some(p))
+                .map(|l| l.pf_units)
+                .sum(),
+            None => 0,
+        };
+        let units = line.act.quantity.min(max - used_today).max(0);
+        let unit_amount = line.get(Scalar::PfAmount)?;
+        let cap = line.get(Scalar::PfAnnualCap)?;
+        let wanted = unit_amount * Decimal::from(units);
+        let year = self.years.entry(date.year()).or_default();
+        let pf = wanted.min(cap - year.pf_used).max(Decimal::ZERO);
+        year.pf_used += pf;
+        if year.pf_used >= cap && year.pf_cap_reached_on.is_none() {
+            year.pf_cap_reached_on = Some(date);
+        }
+        let used = year.pf_used;
+        let line = &mut lines[k];
+        line.pf = pf;
+        line.pf_units = units;
+        if units < line.act.quantity {
+            line.rules
+                .push(Param::from(Scalar::PfDailyMaxCount).static_id());
+        }
+        if pf < wanted {
+            line.rules
+                .push(Param::from(Scalar::PfAnnualCap).static_id());
+        }
+        if pf > Decimal::ZERO {
+            line.rules.push(Param::from(Scalar::PfAmount).static_id());
+        }
+        self.note(&lines[k], || {
+            format!(
+                "participation forfaitaire: {units} unit(s) × {unit_amount} (≤ {max} a day with this practitioner, {used_today} already) = {wanted}; annual cap {cap} → pf {pf}, used this year {used} (RULES §4)"
+            )
+        });
+        Ok(())
+    }
+
+    /// Pass 4b (RULES §4 franchise, §8): per unit, then the daily cap of its kind, the annual
+    /// cap, and never more than the line's own AMO amount.
+    fn franchise(&mut self, lines: &mut [Line], k: usize) -> Result<(), RuleError> {
+        let line = &lines[k];
+        let Some(kind) = franchise_kind(line.act.category) else {
+            return Ok(());
+        };
+        if !line.ambulatory() || situation::exempts_franchise(line.situation) {
+            return Ok(());
+        }
+        if line.minor {
+            lines[k]
+                .rules
+                .push(Param::from(Scalar::MinorAge).static_id());
+            return Ok(());
+        }
+        let date = line.date();
+        let unit_amount = line.get(kind.unit_param())?;
+        let wanted = unit_amount * Decimal::from(line.act.quantity);
+        let mut amount = wanted;
+        let mut rules: Vec<&'static str> = vec![Param::from(kind.unit_param()).static_id()];
+        if let Some(cap_param) = kind.daily_cap_param() {
+            let today: Decimal = lines[..k]
+                .iter()
+                .filter(|l| l.date() == date && franchise_kind(l.act.category) == Some(kind))
+                .map(|l| l.franchise)
+                .sum();
+            let room = (line.get(cap_param)? - today).max(Decimal::ZERO);
+            if room < amount {
+                amount = room;
+                rules.push(Param::from(cap_param).static_id());
+            }
+        }
+        let cap = line.get(Scalar::FranchiseAnnualCap)?;
+        let year = self.years.entry(date.year()).or_default();
+        let room = (cap - year.franchise_used).max(Decimal::ZERO);
+        if room < amount {
+            amount = room;
+            rules.push(Param::from(Scalar::FranchiseAnnualCap).static_id());
+        }
+        let own = (line.amo_gross - line.pal - line.pf - line.flat_fee).max(Decimal::ZERO);
+        if own < amount {
+            amount = own;
+            rules.push(rule_ids::FRANCHISE_LINE_CAP);
+        }
+        year.franchise_used += amount;
+        if year.franchise_used >= cap && year.franchise_cap_reached_on.is_none() {
+            year.franchise_cap_reached_on = Some(date);
+        }
+        let used = year.franchise_used;
+        let line = &mut lines[k];
+        line.franchise = amount;
+        if amount > Decimal::ZERO || rules.len() > 1 {
+            line.rules.extend(rules);
+        }
+        self.note(&lines[k], || {
+            format!(
+                "franchise ({kind:?}): {} × {unit_amount} = {wanted}; after daily cap, annual cap {cap} and line amount → {amount}, used this year {used} (RULES §4, §8)",
+                lines[k].act.quantity
+            )
+        });
+        Ok(())
+    }
+
+    /// Pass 5: totals (SPEC §3.8, RULES §5).
+    fn finish(&mut self, mut line: Line) -> Outcome {
+        let amo_paid = line.amo_gross - line.pal - line.pf - line.franchise - line.flat_fee;
+        if amo_paid < Decimal::ZERO {
+            line.flags.push(flags::DEDUCTION_EXCEEDS_PAYMENT);
+        }
+        let rac = line.billed - amo_paid;
+        let copayment = line.base - line.amo_gross;
+        self.note(&line, || {
+            format!(
+                "totals: amo_paid = {} − pal {} − pf {} − franchise {} − flat_fee {} = {amo_paid}; rac = billed {} − amo_paid = {rac}; copayment = {copayment} (SPEC §3.8)",
+                line.amo_gross, line.pal, line.pf, line.franchise, line.flat_fee, line.billed
+            )
+        });
+        let act = line.act;
+        Outcome {
+            act_id: act.act_id.clone(),
+            patient_id: act.patient_id.clone(),
+            care_date: act.care_date,
+            category: act.category,
+            quantity: act.quantity,
+            base: line.base,
+            billed: line.billed,
+            overbilling: line.overbilling,
+            situation: line.situation,
+            rate: line.rate,
+            amo_gross: line.amo_gross,
+            copayment,
+            majoration: line.majoration,
+            pal: line.pal,
+            pf: line.pf,
+            franchise: line.franchise,
+            flat_fee: line.flat_fee,
+            amo_paid,
+            rac,
+            rules: line.rules,
+            flags: line.flags,
+            recorded_amo: act.recorded_amo,
+        }
+    }
+
+    fn closing(&self) -> Vec<YearCounter> {
+        self.years
+            .iter()
+            .map(|(&year, y)| YearCounter {
+                patient_id: self.input.beneficiary.patient_id.clone(),
+                year,
+                pf_used: y.pf_used,
+                franchise_used: y.franchise_used,
+                charged_stays: y.charged_stays.iter().cloned().collect(),
+                pf_cap_reached_on: y.pf_cap_reached_on,
+                franchise_cap_reached_on: y.franchise_cap_reached_on,
+            })
+            .collect()
+    }
+}
+
+/// A flat-fee group (RULES §4): ambulatory lines by practitioner and day, inpatient lines by
+/// stay; a line without the key is a group of its own (RULES §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum GroupKey<'a> {
+    Day(NaiveDate, &'a str),
+    Stay(&'a str),
+    Alone(usize),
+}
+
+/// RULES §7.5: a stay starts on the earliest `care_date` of its `hospital_stay` lines.
+fn stay_starts<'b>(acts: impl Iterator<Item = &'b Act>) -> BTreeMap<&'b str, NaiveDate> {
+    let mut starts: BTreeMap<&str, NaiveDate> = BTreeMap::new();
+    for act in acts {
+        if act.category != Category::HospitalStay {
+            continue;
+        }
+        if let Some(s) = act.stay_id.as_deref() {
+            let e = starts.entry(s).or_insert(act.care_date);
+            *e = (*e).min(act.care_date);
+        }
+    }
+    starts
+}
+
+/// The parameters an act needs on its date (RULES §7.6: without one, it is rejected).
+fn required_params(act: &Act, regime: Regime) -> impl Iterator<Item = Param> {
+    let c = act.category;
+    let mut ps: Vec<Param> = vec![
+        Param::Rate(c),
+        Scalar::RateExonerated.into(),
+        Scalar::MinorAge.into(),
+        Scalar::NewbornMaxAgeDays.into(),
+    ];
+    if regime == Regime::AlsaceMoselle {
+        ps.push(Param::RateAlsaceMoselle(c));
+    }
+    if bears_pf(c) {
+        ps.extend(
+            [
+                Scalar::PfAmount,
+                Scalar::PfDailyMaxCount,
+                Scalar::PfAnnualCap,
+            ]
+            .map(Param::from),
+        );
+    }
+    if let Some(kind) = franchise_kind(c) {
+        ps.push(kind.unit_param().into());
+        ps.push(Scalar::FranchiseAnnualCap.into());
+        ps.extend(kind.daily_cap_param().map(Param::from));
+    }
+    if in_pal_group(c) {
+        ps.extend(
+            [
+                Scalar::PalAmount,
+                Scalar::PalTariffThreshold,
+                Scalar::PalCoefficientThreshold,
+                Scalar::PalRate,
+            ]
+            .map(Param::from),
+        );
+    }
+    if category::subject_to_pathway(c) && act.pathway == Pathway::OutOfPathway {
+        ps.extend(
+            [
+                Scalar::PathwayOutRate,
+                Scalar::PathwayMajorationCapShare,
+                Scalar::PathwayMinAge,
+                Scalar::NgapG,
+            ]
+            .map(Param::from),
+        );
+    }
+    if c == Category::HospitalStay {
+        ps.extend([Scalar::LongStayDay, Scalar::LongStayRate].map(Param::from));
+    }
+    if c == Category::EmergencyVisit {
+        ps.extend([Scalar::FpuAmount, Scalar::FpuReduced].map(Param::from));
+    }
+    ps.into_iter()
+}
+
+/// Whole years of age on `date` (0 before the first birthday).
+fn age_on(birth: NaiveDate, date: NaiveDate) -> Decimal {
+    Decimal::from(date.years_since(birth).unwrap_or(0))
+}
+
+fn jan_first(date: NaiveDate) -> NaiveDate {
+    NaiveDate::from_ymd_opt(date.year(), 1, 1).expect("1 January exists")
+}
+
+#[cfg(test)]
+mod tests;
