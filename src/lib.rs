@@ -6,13 +6,18 @@
 //! - [`rules`]: the dated parameters (RULES §1–§2), loaded from data;
 //! - [`engine`]: the pure per-patient computation (SPEC §3, RULES §3–§7); no IO;
 //! - [`report`]: per-patient yearly totals and the summary, from the outcomes;
+//! - [`audit`]: recorded versus recomputed amounts, and the cause of each difference;
 //! - [`io`]: readers (CSV, CSV.gz, Parquet) and atomic writers;
+//! - [`pipeline`]: read, group by patient, compute in parallel, write;
 //! - [`generate`]: synthetic data sets for demos, tests and benchmarks;
-//! - `pipeline` and the CLI tie them together.
+//! - [`cli`]: one module per subcommand; `main.rs` is a thin wrapper.
 
+pub mod audit;
+pub mod cli;
 pub mod engine;
 pub mod generate;
 pub mod io;
 pub mod model;
+pub mod pipeline;
 pub mod report;
 pub mod rules;

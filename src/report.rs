@@ -1,1 +1,616 @@
 //! Per-patient yearly totals and the month × category × situation summary (SPEC §4).
+//!
+//! Pure aggregation over [`Outcome`]s; no IO. Every accumulator here ([`Totals`],
+//! [`PatientTotals`], [`Summary`]) can be fed outcome slices in any order and partition and
+//! merged: the sums are exact decimals and the results are kept in sorted maps, so the rows
+//! come out the same whatever the number of threads.
+//!
+//! Invariant (SPEC §4): the per-patient, summary and manifest totals equal the sums of the act
+//! lines; the tests below check it on real values.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+
+use crate::model::{Category, Outcome, Situation, YearCounter};
+
+/// The sums of every amount column of `acts.*` over a set of acts, and their count.
+///
+/// Used for the manifest totals and as the cell of the other accumulators.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub acts: u64,
+    pub base: Decimal,
+    pub billed: Decimal,
+    pub overbilling: Decimal,
+    pub amo_gross: Decimal,
+    pub copayment: Decimal,
+    pub majoration: Decimal,
+    pub pal: Decimal,
+    pub pf: Decimal,
+    pub franchise: Decimal,
+    pub flat_fee: Decimal,
+    pub amo_paid: Decimal,
+    pub rac: Decimal,
+    /// Sum of `recorded_amo` over the acts that have one.
+    pub recorded_amo: Decimal,
+    /// Number of acts with a `recorded_amo`.
+    pub recorded_acts: u64,
+}
+
+impl Totals {
+    /// Adds one act.
+    pub fn add(&mut self, o: &Outcome) {
+        self.acts += 1;
+        self.base += o.base;
+        self.billed += o.billed;
+        self.overbilling += o.overbilling;
+        self.amo_gross += o.amo_gross;
+        self.copayment += o.copayment;
+        self.majoration += o.majoration;
+        self.pal += o.pal;
+        self.pf += o.pf;
+        self.franchise += o.franchise;
+        self.flat_fee += o.flat_fee;
+        self.amo_paid += o.amo_paid;
+        self.rac += o.rac;
+        if let Some(recorded) = o.recorded_amo {
+            self.recorded_amo += recorded;
+            self.recorded_acts += 1;
+        }
+    }
+
+    /// Adds every act of `outcomes`.
+    pub fn add_all(&mut self, outcomes: &[Outcome]) {
+        for o in outcomes {
+            self.add(o);
+        }
+    }
+
+    /// The totals of `outcomes`.
+    pub fn of(outcomes: &[Outcome]) -> Totals {
+        let mut totals = Totals::default();
+        totals.add_all(outcomes);
+        totals
+    }
+
+    /// Adds the totals of another set of acts (order does not matter: sums are exact).
+    pub fn merge(&mut self, other: &Totals) {
+        self.acts += other.acts;
+        self.base += other.base;
+        self.billed += other.billed;
+        self.overbilling += other.overbilling;
+        self.amo_gross += other.amo_gross;
+        self.copayment += other.copayment;
+        self.majoration += other.majoration;
+        self.pal += other.pal;
+        self.pf += other.pf;
+        self.franchise += other.franchise;
+        self.flat_fee += other.flat_fee;
+        self.amo_paid += other.amo_paid;
+        self.rac += other.rac;
+        self.recorded_amo += other.recorded_amo;
+        self.recorded_acts += other.recorded_acts;
+    }
+
+    /// The totals for `manifest.json`: counts as JSON integers, amounts as strings with exactly
+    /// two decimals (`"1234.50"`), so that no amount goes through a binary float.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "acts": self.acts,
+            "base": money_text(self.base),
+            "billed": money_text(self.billed),
+            "overbilling": money_text(self.overbilling),
+            "amo_gross": money_text(self.amo_gross),
+            "copayment": money_text(self.copayment),
+            "majoration": money_text(self.majoration),
+            "pal": money_text(self.pal),
+            "pf": money_text(self.pf),
+            "franchise": money_text(self.franchise),
+            "flat_fee": money_text(self.flat_fee),
+            "amo_paid": money_text(self.amo_paid),
+            "rac": money_text(self.rac),
+            "recorded_amo": money_text(self.recorded_amo),
+            "recorded_acts": self.recorded_acts,
+        })
+    }
+}
+
+/// `12.5` → `"12.50"`; amounts with more than two decimals keep them (they should not exist).
+fn money_text(amount: Decimal) -> String {
+    let mut amount = amount;
+    if amount.scale() < 2 {
+        amount.rescale(2);
+    }
+    amount.to_string()
+}
+
+/// One row of `patients.*`: a patient's acts of one calendar year (of `care_date`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientYear {
+    pub patient_id: String,
+    pub year: i32,
+    pub acts: u64,
+    pub billed: Decimal,
+    pub base: Decimal,
+    pub amo_paid: Decimal,
+    pub rac: Decimal,
+    pub pf: Decimal,
+    pub franchise: Decimal,
+    pub pal: Decimal,
+    pub flat_fee: Decimal,
+    pub overbilling: Decimal,
+    /// From the closing counter of (`patient_id`, `year`).
+    pub pf_cap_reached_on: Option<NaiveDate>,
+    /// From the closing counter of (`patient_id`, `year`).
+    pub franchise_cap_reached_on: Option<NaiveDate>,
+}
+
+/// Accumulates per (patient, year of `care_date`) totals; feed it outcomes in any order and
+/// partition, merge the partial ones, then [`PatientTotals::finish`].
+#[derive(Debug, Clone, Default)]
+pub struct PatientTotals {
+    years: BTreeMap<(String, i32), Totals>,
+}
+
+impl PatientTotals {
+    pub fn new() -> PatientTotals {
+        PatientTotals::default()
+    }
+
+    /// Adds acts (of one or many patients). Consecutive acts of the same patient and year,
+    /// the usual case, cost one map look-up per run.
+    pub fn add(&mut self, outcomes: &[Outcome]) {
+        let mut run: Option<(&str, i32, Totals)> = None;
+        for o in outcomes {
+            let year = o.care_date.year();
+            match &mut run {
+                Some((patient, run_year, totals))
+                    if *patient == o.patient_id.as_str() && *run_year == year =>
+                {
+                    totals.add(o);
+                }
+                _ => {
+                    if let Some((patient, run_year, totals)) = run.take() {
+                        self.add_totals(patient, run_year, &totals);
+                    }
+                    let mut totals = Totals::default();
+                    totals.add(o);
+                    run = Some((o.patient_id.as_str(), year, totals));
+                }
+            }
+        }
+        if let Some((patient, year, totals)) = run {
+            self.add_totals(patient, year, &totals);
+        }
+    }
+
+    fn add_totals(&mut self, patient_id: &str, year: i32, totals: &Totals) {
+        self.years
+            .entry((patient_id.to_string(), year))
+            .or_default()
+            .merge(totals);
+    }
+
+    /// Adds another partial accumulation.
+    pub fn merge(&mut self, other: PatientTotals) {
+        if self.years.is_empty() {
+            self.years = other.years;
+            return;
+        }
+        for ((patient_id, year), totals) in other.years {
+            self.years
+                .entry((patient_id, year))
+                .or_default()
+                .merge(&totals);
+        }
+    }
+
+    /// Number of (patient, year) rows so far.
+    pub fn len(&self) -> usize {
+        self.years.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.years.is_empty()
+    }
+
+    /// The rows, sorted by `patient_id` then `year`, with the cap dates of the closing counter
+    /// of the same (patient, year) when there is one. Counters of years without acts give no
+    /// row (they are in `counters.*`).
+    pub fn finish(self, closing: &[YearCounter]) -> Vec<PatientYear> {
+        let counters: HashMap<(&str, i32), &YearCounter> = closing
+            .iter()
+            .map(|c| ((c.patient_id.as_str(), c.year), c))
+            .collect();
+        self.years
+            .into_iter()
+            .map(|((patient_id, year), t)| {
+                let counter = counters.get(&(patient_id.as_str(), year));
+                PatientYear {
+                    year,
+                    acts: t.acts,
+                    billed: t.billed,
+                    base: t.base,
+                    amo_paid: t.amo_paid,
+                    rac: t.rac,
+                    pf: t.pf,
+                    franchise: t.franchise,
+                    pal: t.pal,
+                    flat_fee: t.flat_fee,
+                    overbilling: t.overbilling,
+                    pf_cap_reached_on: counter.and_then(|c| c.pf_cap_reached_on),
+                    franchise_cap_reached_on: counter.and_then(|c| c.franchise_cap_reached_on),
+                    patient_id,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The `patients.*` rows of `outcomes` (one or many patients), sorted by patient then year,
+/// with the cap dates joined from the `closing` counters.
+pub fn patient_years(outcomes: &[Outcome], closing: &[YearCounter]) -> Vec<PatientYear> {
+    let mut totals = PatientTotals::new();
+    totals.add(outcomes);
+    totals.finish(closing)
+}
+
+/// One row of `summary.*`: the acts of one month (of `care_date`), category and situation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRow {
+    /// `YYYY-MM` of `care_date`.
+    pub month: String,
+    pub category: Category,
+    pub situation: Situation,
+    pub acts: u64,
+    pub billed: Decimal,
+    pub base: Decimal,
+    pub amo_paid: Decimal,
+    pub rac: Decimal,
+    pub pf: Decimal,
+    pub franchise: Decimal,
+    pub pal: Decimal,
+    pub flat_fee: Decimal,
+    pub overbilling: Decimal,
+}
+
+/// (year, month, category, situation): sorts like (`"YYYY-MM"`, category, situation) for
+/// four-digit years, with enums in declaration order.
+type SummaryKey = (i32, u32, Category, Situation);
+
+/// Accumulates the summary; feed it outcome slices in any order and partition, merge the
+/// partial ones, then take the [`Summary::rows`]. It also yields the grand [`Totals`].
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    cells: BTreeMap<SummaryKey, Totals>,
+}
+
+impl Summary {
+    pub fn new() -> Summary {
+        Summary::default()
+    }
+
+    /// Adds acts.
+    pub fn add(&mut self, outcomes: &[Outcome]) {
+        for o in outcomes {
+            let key = (
+                o.care_date.year(),
+                o.care_date.month(),
+                o.category,
+                o.situation,
+            );
+            self.cells.entry(key).or_default().add(o);
+        }
+    }
+
+    /// Adds another partial summary.
+    pub fn merge(&mut self, other: Summary) {
+        if self.cells.is_empty() {
+            self.cells = other.cells;
+            return;
+        }
+        for (key, totals) in other.cells {
+            self.cells.entry(key).or_default().merge(&totals);
+        }
+    }
+
+    /// The totals over every act added (for the manifest).
+    pub fn totals(&self) -> Totals {
+        let mut all = Totals::default();
+        for totals in self.cells.values() {
+            all.merge(totals);
+        }
+        all
+    }
+
+    /// Number of rows so far.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// The rows, sorted by month, category, situation (enums in declaration order).
+    pub fn rows(self) -> Vec<SummaryRow> {
+        self.cells
+            .into_iter()
+            .map(|((year, month, category, situation), t)| SummaryRow {
+                month: format!("{year:04}-{month:02}"),
+                category,
+                situation,
+                acts: t.acts,
+                billed: t.billed,
+                base: t.base,
+                amo_paid: t.amo_paid,
+                rac: t.rac,
+                pf: t.pf,
+                franchise: t.franchise,
+                pal: t.pal,
+                flat_fee: t.flat_fee,
+                overbilling: t.overbilling,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    /// A consultation at 30 €, billed `billed`, 70 % minus 2 € of PF: the usual line.
+    fn act(
+        id: &str,
+        patient: &str,
+        day: NaiveDate,
+        category: Category,
+        situation: Situation,
+        billed: Decimal,
+    ) -> Outcome {
+        let base = dec!(30.00);
+        let overbilling = (billed - base).max(Decimal::ZERO);
+        let amo_gross = dec!(21.00);
+        let pf = dec!(2.00);
+        let amo_paid = amo_gross - pf;
+        Outcome {
+            act_id: id.to_string(),
+            patient_id: patient.to_string(),
+            care_date: day,
+            category,
+            quantity: 1,
+            base,
+            billed,
+            overbilling,
+            situation,
+            rate: dec!(70.00),
+            amo_gross,
+            copayment: base - amo_gross,
+            majoration: Decimal::ZERO,
+            pal: Decimal::ZERO,
+            pf,
+            franchise: Decimal::ZERO,
+            flat_fee: Decimal::ZERO,
+            amo_paid,
+            rac: billed - amo_paid,
+            rules: vec!["pf"],
+            flags: vec![],
+            recorded_amo: None,
+        }
+    }
+
+    fn sample() -> Vec<Outcome> {
+        use Category::*;
+        use Situation::*;
+        let mut v = vec![
+            act(
+                "a1",
+                "p1",
+                date(2024, 1, 5),
+                Consultation,
+                Ordinary,
+                dec!(30.00),
+            ),
+            act(
+                "a2",
+                "p1",
+                date(2024, 1, 20),
+                Consultation,
+                Ordinary,
+                dec!(50.00),
+            ),
+            act(
+                "a3",
+                "p1",
+                date(2025, 1, 2),
+                Consultation,
+                Ordinary,
+                dec!(30.00),
+            ),
+            act("a4", "p2", date(2024, 1, 7), Consultation, Ald, dec!(30.00)),
+            act("a5", "p2", date(2024, 2, 1), Biology, Ordinary, dec!(30.00)),
+        ];
+        // a franchise-bearing drug line and an ALD 100 % line, for variety
+        v[4].franchise = dec!(0.50);
+        v[4].amo_paid -= dec!(0.50);
+        v[4].rac += dec!(0.50);
+        v[3].rate = dec!(100.00);
+        v[3].amo_gross = dec!(30.00);
+        v[3].copayment = dec!(0.00);
+        v[3].amo_paid = dec!(28.00);
+        v[3].rac = dec!(2.00);
+        v[3].recorded_amo = Some(dec!(27.00));
+        v
+    }
+
+    #[test]
+    fn totals_are_the_sums_of_the_lines() {
+        let outcomes = sample();
+        let t = Totals::of(&outcomes);
+        assert_eq!(t.acts, 5);
+        assert_eq!(t.billed, dec!(170.00));
+        assert_eq!(t.base, dec!(150.00));
+        assert_eq!(t.overbilling, dec!(20.00));
+        assert_eq!(t.amo_gross, dec!(114.00));
+        assert_eq!(t.pf, dec!(10.00));
+        assert_eq!(t.franchise, dec!(0.50));
+        // 3 × 19.00 + 28.00 + 18.50
+        assert_eq!(t.amo_paid, dec!(103.50));
+        assert_eq!(t.rac, dec!(66.50));
+        assert_eq!(t.amo_paid + t.rac, t.billed);
+        assert_eq!(t.recorded_amo, dec!(27.00));
+        assert_eq!(t.recorded_acts, 1);
+        let json = t.to_json();
+        assert_eq!(json["acts"], 5);
+        assert_eq!(json["amo_paid"], "103.50");
+        assert_eq!(json["majoration"], "0.00");
+        assert_eq!(money_text(dec!(12.5)), "12.50");
+        assert_eq!(money_text(dec!(-1)), "-1.00");
+    }
+
+    #[test]
+    fn patient_years_group_by_patient_and_year_with_cap_dates() {
+        let outcomes = sample();
+        let closing = vec![
+            YearCounter {
+                patient_id: "p1".into(),
+                year: 2024,
+                pf_used: dec!(50),
+                franchise_used: dec!(0),
+                charged_stays: vec![],
+                pf_cap_reached_on: Some(date(2024, 1, 20)),
+                franchise_cap_reached_on: None,
+            },
+            YearCounter {
+                patient_id: "p9".into(),
+                year: 2024,
+                ..YearCounter::default()
+            },
+        ];
+        let rows = patient_years(&outcomes, &closing);
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|r| (r.patient_id.as_str(), r.year))
+            .collect();
+        assert_eq!(keys, [("p1", 2024), ("p1", 2025), ("p2", 2024)]);
+
+        let p1 = &rows[0];
+        assert_eq!(p1.acts, 2);
+        assert_eq!(p1.billed, dec!(80.00));
+        assert_eq!(p1.base, dec!(60.00));
+        assert_eq!(p1.overbilling, dec!(20.00));
+        assert_eq!(p1.amo_paid, dec!(38.00));
+        assert_eq!(p1.rac, dec!(42.00));
+        assert_eq!(p1.pf, dec!(4.00));
+        assert_eq!(p1.pf_cap_reached_on, Some(date(2024, 1, 20)));
+        assert_eq!(p1.franchise_cap_reached_on, None);
+        assert_eq!(rows[1].acts, 1);
+        assert_eq!(rows[1].pf_cap_reached_on, None);
+        let p2 = &rows[2];
+        assert_eq!(p2.acts, 2);
+        assert_eq!(p2.amo_paid, dec!(46.50));
+        assert_eq!(p2.franchise, dec!(0.50));
+        assert_eq!(p2.rac, dec!(13.50));
+
+        // totals equal the sums of the lines
+        let all = Totals::of(&outcomes);
+        let sum = |f: fn(&PatientYear) -> Decimal| rows.iter().map(f).sum::<Decimal>();
+        assert_eq!(rows.iter().map(|r| r.acts).sum::<u64>(), all.acts);
+        assert_eq!(sum(|r| r.billed), all.billed);
+        assert_eq!(sum(|r| r.amo_paid), all.amo_paid);
+        assert_eq!(sum(|r| r.rac), all.rac);
+        assert_eq!(sum(|r| r.pf), all.pf);
+        assert_eq!(sum(|r| r.franchise), all.franchise);
+    }
+
+    #[test]
+    fn patient_totals_do_not_depend_on_order_or_partition() {
+        let outcomes = sample();
+        let whole = patient_years(&outcomes, &[]);
+
+        // unsorted input, interleaved patients, split in three partitions merged backwards
+        let mut shuffled = outcomes.clone();
+        shuffled.swap(0, 4);
+        shuffled.swap(1, 3);
+        let mut parts: Vec<PatientTotals> = shuffled
+            .chunks(2)
+            .map(|chunk| {
+                let mut t = PatientTotals::new();
+                t.add(chunk);
+                t
+            })
+            .collect();
+        let mut merged = parts.pop().unwrap();
+        while let Some(part) = parts.pop() {
+            merged.merge(part);
+        }
+        assert_eq!(merged.len(), 3);
+        assert_eq!(merged.finish(&[]), whole);
+    }
+
+    #[test]
+    fn summary_rows_are_sorted_and_sum_to_the_totals() {
+        let outcomes = sample();
+        let mut summary = Summary::new();
+        summary.add(&outcomes);
+        assert_eq!(summary.totals(), Totals::of(&outcomes));
+        let rows = summary.rows();
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|r| (r.month.as_str(), r.category, r.situation))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("2024-01", Category::Consultation, Situation::Ald),
+                ("2024-01", Category::Consultation, Situation::Ordinary),
+                ("2024-02", Category::Biology, Situation::Ordinary),
+                ("2025-01", Category::Consultation, Situation::Ordinary),
+            ]
+        );
+        let jan = &rows[1];
+        assert_eq!(jan.acts, 2);
+        assert_eq!(jan.billed, dec!(80.00));
+        assert_eq!(jan.base, dec!(60.00));
+        assert_eq!(jan.overbilling, dec!(20.00));
+        assert_eq!(jan.amo_paid, dec!(38.00));
+        assert_eq!(jan.rac, dec!(42.00));
+        assert_eq!(jan.pf, dec!(4.00));
+        assert_eq!(rows[0].amo_paid, dec!(28.00));
+        assert_eq!(rows[2].franchise, dec!(0.50));
+
+        let all = Totals::of(&outcomes);
+        assert_eq!(rows.iter().map(|r| r.acts).sum::<u64>(), all.acts);
+        assert_eq!(rows.iter().map(|r| r.rac).sum::<Decimal>(), all.rac);
+        assert_eq!(rows.iter().map(|r| r.pal).sum::<Decimal>(), all.pal);
+        assert_eq!(
+            rows.iter().map(|r| r.flat_fee).sum::<Decimal>(),
+            all.flat_fee
+        );
+    }
+
+    #[test]
+    fn summary_merge_equals_single_pass() {
+        let outcomes = sample();
+        let mut whole = Summary::new();
+        whole.add(&outcomes);
+
+        let mut left = Summary::new();
+        left.add(&outcomes[3..]);
+        let mut right = Summary::new();
+        right.add(&outcomes[..3]);
+        let mut empty = Summary::new();
+        empty.merge(left);
+        empty.merge(right);
+        assert_eq!(empty.len(), 4);
+        assert_eq!(empty.rows(), whole.rows());
+        assert!(Summary::new().rows().is_empty());
+    }
+}

@@ -1,1 +1,713 @@
-//! Readers of acts, beneficiaries, rights and counters (CSV, CSV.gz, Parquet).
+//! Readers of acts, beneficiaries, rights and counters (CSV, CSV.gz, Parquet), SPEC §2.
+//!
+//! # Inputs
+//!
+//! A path is a file, a folder (every `.csv`, `.csv.gz` and `.parquet` file in it, sorted by
+//! name, hidden files skipped) or a glob with `*`/`?` in its file-name part
+//! (`data/acts_2024-*.parquet`). The files are read as one table; each row remembers its file
+//! ([`Sourced::file`], an index into [`Loaded::files`]) and its 1-based data row number.
+//! The format comes from the extension (case-insensitive): `.parquet`, `.csv`, `.csv.gz`.
+//!
+//! # Two levels of problems
+//!
+//! - File-level problems (missing file, empty file, not CSV/Parquet, corrupt Parquet, a
+//!   required column missing from the header, a Parquet column of an unusable type) stop the
+//!   read with a [`ReadError`] naming the file (and the column).
+//! - Row-level problems never stop the read: the row becomes one [`Reject`] (its first
+//!   problem, columns checked in SPEC order) with a stable [`RejectReason`]. Always
+//!   `read == rows.len() + rejects.len()`.
+//!
+//! The counters file is the exception: it is our own output and must be exact, so a bad row
+//! there is a [`ReadError::BadCounter`].
+//!
+//! # Values
+//!
+//! Column names are exact (case-sensitive); unknown columns are ignored; nothing is trimmed.
+//! CSV: a UTF-8 BOM is skipped, `\n` or `\r\n` line ends, the delimiter is the most frequent
+//! of `,` `;` and tab in the header line. Dates are `YYYY-MM-DD`. Amounts have at most two
+//! significant decimals (`26.50`, `26.5`, `.81`; `26.500` is fine, `26.505` is not) and are
+//! returned as scale-2 `Decimal`s; `1,5` needs [`ReadOptions::decimal_comma`]. Booleans are
+//! `true/false/1/0` (any case for the words). Empty means the SPEC default (or `None`).
+//! Parquet types accepted for each column: see the table in `parquet_source.rs`
+//! (`Decimal128` must be whole cents; `Float64` is rounded to the cent, half away from zero,
+//! on its shortest decimal representation).
+//!
+//! # Speed
+//!
+//! Files are read in chunks ([`Chunks`], 65 536 rows by default) whose rows are converted in
+//! parallel (rayon); numbers and dates are parsed from bytes without allocating.
+
+mod csv_source;
+mod parquet_source;
+mod records;
+mod values;
+
+pub use records::QUANTITY_RANGE;
+pub use values::{MAX_CENTS, MAX_VALUE_CHARS, RejectReason};
+
+use crate::model::{Act, Beneficiary, Reject, RightPeriod, YearCounter};
+use csv_source::CsvSource;
+use parquet_source::ParquetSource;
+use records::{Bad, ColumnSpec, Row, Table};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+/// How to read the inputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Accept a comma as decimal separator in CSV amounts (`--decimal-comma`): `1,5`. A dot
+    /// is accepted too.
+    pub decimal_comma: bool,
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sourced<T> {
+    /// Index of the file in [`Loaded::files`] (or [`Chunks::files`]).
+    pub file: usize,
+    /// 1-based data row in that file (the header is row 0).
+    pub row: u64,
+    pub value: T,
+}
+
+/// A whole table, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<T> {
+    /// The files read, in order, as named in rejects (the path given, joined with the file
+    /// name for a folder or a glob).
+    pub files: Vec<String>,
+    /// The rows that converted, in file then row order.
+    pub rows: Vec<Sourced<T>>,
+    /// The rows that did not, in file then row order.
+    pub rejects: Vec<Reject>,
+    /// Data rows read: `rows.len() + rejects.len()`.
+    pub read: u64,
+}
+
+impl<T> Loaded<T> {
+    /// The values alone, without their origin.
+    pub fn values(self) -> Vec<T> {
+        self.rows.into_iter().map(|sourced| sourced.value).collect()
+    }
+}
+
+/// A slice of a table read by [`Chunks`]: consecutive rows of one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk<T> {
+    /// Index of the file in [`Chunks::files`].
+    pub file: usize,
+    pub rows: Vec<Sourced<T>>,
+    pub rejects: Vec<Reject>,
+    /// Data rows in this chunk: `rows.len() + rejects.len()`.
+    pub read: u64,
+}
+
+impl<T> Chunk<T> {
+    fn from_results(file: usize, results: Vec<Result<Sourced<T>, Reject>>) -> Chunk<T> {
+        let read = results.len() as u64;
+        let mut rows = Vec::with_capacity(results.len());
+        let mut rejects = Vec::new();
+        for result in results {
+            match result {
+                Ok(row) => rows.push(row),
+                Err(reject) => rejects.push(reject),
+            }
+        }
+        Chunk {
+            file,
+            rows,
+            rejects,
+            read,
+        }
+    }
+}
+
+/// A file-level failure: nothing of the table can be trusted. The message names the file
+/// (and the column when there is one).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The path is neither a file, a folder nor a glob matching something.
+    #[error("{path}: no such file or folder")]
+    NotFound { path: String },
+    /// A folder or glob without any `.csv`, `.csv.gz` or `.parquet` file.
+    #[error("{path}: no .csv, .csv.gz or .parquet file found")]
+    NoFiles { path: String },
+    /// A file whose extension is not `.csv`, `.csv.gz` or `.parquet`.
+    #[error("{file}: unsupported file type (expected .csv, .csv.gz or .parquet)")]
+    UnsupportedFormat { file: String },
+    /// The file could not be opened or read (including a corrupt gzip stream).
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of 0 bytes, or a CSV without a header line.
+    #[error("{file}: empty file (no header)")]
+    Empty { file: String },
+    /// A CSV the parser gave up on.
+    #[error("{file}: unreadable CSV: {message}")]
+    Csv { file: String, message: String },
+    /// Not a Parquet file, or a corrupt or truncated one.
+    #[error("{file}: corrupt or unreadable Parquet file: {message}")]
+    Parquet { file: String, message: String },
+    /// Required columns missing from the header (`column` lists them, comma-separated).
+    #[error("{file}: missing required column {column}")]
+    MissingColumn { file: String, column: String },
+    /// A Parquet column whose type cannot hold the column's values.
+    #[error("{file}: column {column} has unsupported type {data_type} (expected {expected})")]
+    UnsupportedType {
+        file: String,
+        column: String,
+        data_type: String,
+        expected: &'static str,
+    },
+    /// A bad row in a counters file (which must be exact).
+    #[error("{file}: row {row}: {reason} in column {column} (value {value:?})")]
+    BadCounter {
+        file: String,
+        row: u64,
+        column: String,
+        reason: String,
+        value: String,
+    },
+}
+
+impl ReadError {
+    /// The file (or path) the error is about.
+    pub fn file(&self) -> &str {
+        match self {
+            ReadError::NotFound { path } | ReadError::NoFiles { path } => path,
+            ReadError::UnsupportedFormat { file }
+            | ReadError::Io { file, .. }
+            | ReadError::Empty { file }
+            | ReadError::Csv { file, .. }
+            | ReadError::Parquet { file, .. }
+            | ReadError::MissingColumn { file, .. }
+            | ReadError::UnsupportedType { file, .. }
+            | ReadError::BadCounter { file, .. } => file,
+        }
+    }
+}
+
+/// A model type that an input table yields: [`Act`], [`Beneficiary`], [`RightPeriod`] and
+/// [`YearCounter`]. Sealed.
+pub trait Record: Table {}
+
+impl<T: Table> Record for T {}
+
+/// The format of one input file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    CsvGz,
+    Parquet,
+}
+
+fn format_of(path: &Path) -> Option<Format> {
+    let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".csv.gz") {
+        Some(Format::CsvGz)
+    } else if name.ends_with(".csv") {
+        Some(Format::Csv)
+    } else if name.ends_with(".parquet") {
+        Some(Format::Parquet)
+    } else {
+        None
+    }
+}
+
+/// Matches a file name against a pattern where `*` is any run of characters and `?` any one
+/// character.
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+/// The data files of `dir` whose name passes `keep`, sorted by name, named as `prefix/name`.
+fn list_dir(
+    dir: &Path,
+    prefix: &Path,
+    keep: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<PathBuf>, ReadError> {
+    let listing = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let entries = std::fs::read_dir(listing).map_err(|source| ReadError::Io {
+        file: dir.display().to_string(),
+        source,
+    })?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ReadError::Io {
+            file: dir.display().to_string(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let bytes = name.as_encoded_bytes();
+        let path = prefix.join(&name);
+        if bytes.first() != Some(&b'.')
+            && keep(bytes)
+            && format_of(&path).is_some()
+            && std::fs::metadata(&path).is_ok_and(|m| m.is_file())
+        {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names.into_iter().map(|name| prefix.join(name)).collect())
+}
+
+/// The files a path stands for (see the module documentation).
+pub fn resolve(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
+    let shown = || path.display().to_string();
+    let files = if path.is_dir() {
+        list_dir(path, path, |_| true)?
+    } else if path.exists() {
+        return Ok(vec![path.to_path_buf()]);
+    } else {
+        let name = path.file_name().map(|n| n.as_encoded_bytes().to_vec());
+        match name {
+            Some(pattern) if pattern.iter().any(|&b| b == b'*' || b == b'?') => {
+                let dir = path.parent().unwrap_or(Path::new(""));
+                if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                    return Err(ReadError::NotFound { path: shown() });
+                }
+                list_dir(dir, dir, |name| glob_match(&pattern, name))?
+            }
+            _ => return Err(ReadError::NotFound { path: shown() }),
+        }
+    };
+    if files.is_empty() {
+        return Err(ReadError::NoFiles { path: shown() });
+    }
+    Ok(files)
+}
+
+/// Fails with [`ReadError::MissingColumn`] when a required column has no index.
+fn check_required(
+    name: &str,
+    columns: &[ColumnSpec],
+    found: &[Option<usize>],
+) -> Result<(), ReadError> {
+    let missing: Vec<&str> = columns
+        .iter()
+        .zip(found)
+        .filter(|(spec, index)| spec.required && index.is_none())
+        .map(|(spec, _)| spec.name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ReadError::MissingColumn {
+            file: name.to_string(),
+            column: missing.join(", "),
+        })
+    }
+}
+
+/// Converts one row, or describes why not.
+fn convert_row<T: Table, R: Row + ?Sized>(
+    row: &R,
+    opts: &ReadOptions,
+    file: usize,
+    name: &str,
+    number: u64,
+) -> Result<Sourced<T>, Reject> {
+    match T::from_row(row, opts) {
+        Ok(value) => Ok(Sourced {
+            file,
+            row: number,
+            value,
+        }),
+        Err(Bad { slot, reason }) => {
+            let act_id = match T::ACT_ID.map(|slot| row.cell(slot)) {
+                Some(values::Cell::Text(bytes)) => std::str::from_utf8(bytes)
+                    .map(values::truncate)
+                    .unwrap_or_default(),
+                Some(values::Cell::Int(id)) => id.to_string(),
+                _ => String::new(),
+            };
+            Err(Reject {
+                file: name.to_string(),
+                row: number,
+                act_id,
+                column: T::COLUMNS[slot].name.to_string(),
+                reason: reason.as_str().to_string(),
+                value: row.cell(slot).render(),
+            })
+        }
+    }
+}
+
+/// An open input file.
+enum Source {
+    Csv(Box<CsvSource>),
+    Parquet(Box<ParquetSource>),
+}
+
+impl Source {
+    fn open(
+        path: &Path,
+        name: &str,
+        columns: &[ColumnSpec],
+        chunk_rows: usize,
+    ) -> Result<Source, ReadError> {
+        let format = format_of(path).ok_or_else(|| ReadError::UnsupportedFormat {
+            file: name.to_string(),
+        })?;
+        let metadata = std::fs::metadata(path).map_err(|source| ReadError::Io {
+            file: name.to_string(),
+            source,
+        })?;
+        if metadata.len() == 0 {
+            return Err(ReadError::Empty {
+                file: name.to_string(),
+            });
+        }
+        Ok(match format {
+            Format::Csv | Format::CsvGz => Source::Csv(Box::new(CsvSource::open(
+                path,
+                name,
+                format == Format::CsvGz,
+                columns,
+            )?)),
+            Format::Parquet => Source::Parquet(Box::new(ParquetSource::open(
+                path, name, columns, chunk_rows,
+            )?)),
+        })
+    }
+
+    fn next_chunk<T: Table>(
+        &mut self,
+        file: usize,
+        name: &str,
+        opts: &ReadOptions,
+        chunk_rows: usize,
+    ) -> Result<Option<Chunk<T>>, ReadError> {
+        match self {
+            Source::Csv(source) => source.next_chunk(file, name, opts, chunk_rows),
+            Source::Parquet(source) => source.next_chunk(file, name, opts),
+        }
+    }
+}
+
+/// Default number of rows per [`Chunk`].
+pub const DEFAULT_CHUNK_ROWS: usize = 65_536;
+
+/// Streaming reader of a table: an iterator of [`Chunk`]s, so that the caller never holds
+/// the whole table. Files are opened one after the other, when reached; the first
+/// [`ReadError`] ends the iteration.
+///
+/// ```no_run
+/// # use rac::io::read::{Chunks, ReadOptions};
+/// # use rac::model::Act;
+/// let mut chunks = Chunks::<Act>::open("acts.parquet".as_ref(), &ReadOptions::default())?;
+/// for chunk in &mut chunks {
+///     let chunk = chunk?;
+///     println!("{} rows, {} rejected", chunk.rows.len(), chunk.rejects.len());
+/// }
+/// # Ok::<(), rac::io::read::ReadError>(())
+/// ```
+pub struct Chunks<T> {
+    files: Vec<String>,
+    paths: Vec<PathBuf>,
+    opts: ReadOptions,
+    chunk_rows: usize,
+    /// Next file to open.
+    next: usize,
+    current: Option<(usize, Source)>,
+    finished: bool,
+    table: PhantomData<fn() -> T>,
+}
+
+impl<T: Record> Chunks<T> {
+    /// Resolves `path` (file, folder or glob); files are opened during the iteration.
+    pub fn open(path: &Path, opts: &ReadOptions) -> Result<Chunks<T>, ReadError> {
+        let paths = resolve(path)?;
+        Ok(Chunks {
+            files: paths.iter().map(|p| p.display().to_string()).collect(),
+            paths,
+            opts: *opts,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            next: 0,
+            current: None,
+            finished: false,
+            table: PhantomData,
+        })
+    }
+
+    /// Sets the number of rows per chunk (at least 1; a chunk never spans two files).
+    pub fn with_chunk_rows(mut self, rows: usize) -> Chunks<T> {
+        self.chunk_rows = rows.max(1);
+        self
+    }
+
+    /// The files of the table, in reading order.
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Reads everything that is left into one [`Loaded`].
+    pub fn collect_all(self) -> Result<Loaded<T>, ReadError> {
+        let files = self.files.clone();
+        let mut loaded = Loaded {
+            files,
+            rows: Vec::new(),
+            rejects: Vec::new(),
+            read: 0,
+        };
+        for chunk in self {
+            let mut chunk = chunk?;
+            loaded.read += chunk.read;
+            if loaded.rows.is_empty() {
+                loaded.rows = chunk.rows;
+            } else {
+                loaded.rows.append(&mut chunk.rows);
+            }
+            loaded.rejects.append(&mut chunk.rejects);
+        }
+        Ok(loaded)
+    }
+}
+
+impl<T: Record> Iterator for Chunks<T> {
+    type Item = Result<Chunk<T>, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            if self.current.is_none() {
+                let index = self.next;
+                let path = self.paths.get(index)?;
+                self.next += 1;
+                match Source::open(path, &self.files[index], T::COLUMNS, self.chunk_rows) {
+                    Ok(source) => self.current = Some((index, source)),
+                    Err(error) => {
+                        self.finished = true;
+                        return Some(Err(error));
+                    }
+                }
+            }
+            let (index, source) = self.current.as_mut()?;
+            let index = *index;
+            match source.next_chunk::<T>(index, &self.files[index], &self.opts, self.chunk_rows) {
+                Ok(Some(chunk)) => return Some(Ok(chunk)),
+                Ok(None) => self.current = None,
+                Err(error) => {
+                    self.finished = true;
+                    return Some(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Streams the acts of `path` chunk by chunk (see [`Chunks`]).
+pub fn open_acts(path: &Path, opts: &ReadOptions) -> Result<Chunks<Act>, ReadError> {
+    Chunks::open(path, opts)
+}
+
+/// Reads the whole acts table (SPEC §2 *acts*).
+pub fn read_acts(path: &Path, opts: &ReadOptions) -> Result<Loaded<Act>, ReadError> {
+    Chunks::open(path, opts)?.collect_all()
+}
+
+/// Reads the whole beneficiaries table (SPEC §2 *beneficiaries*).
+pub fn read_beneficiaries(
+    path: &Path,
+    opts: &ReadOptions,
+) -> Result<Loaded<Beneficiary>, ReadError> {
+    Chunks::open(path, opts)?.collect_all()
+}
+
+/// Reads the whole rights table (SPEC §2 *rights*); a period ending before it starts is
+/// rejected (`end_before_start`).
+pub fn read_rights(path: &Path, opts: &ReadOptions) -> Result<Loaded<RightPeriod>, ReadError> {
+    Chunks::open(path, opts)?.collect_all()
+}
+
+/// Reads opening counters, as written by an earlier run (`counters.csv` or
+/// `counters.parquet`): `patient_id`, `year`, `pf_used`, `franchise_used` (required),
+/// `charged_stays` (`;`-joined stay ids, returned sorted and deduplicated),
+/// `pf_cap_reached_on`, `franchise_cap_reached_on`. Any bad row is a
+/// [`ReadError::BadCounter`]: the state must be exact.
+pub fn read_counters(path: &Path) -> Result<Vec<YearCounter>, ReadError> {
+    let loaded = Chunks::<YearCounter>::open(path, &ReadOptions::default())?.collect_all()?;
+    if let Some(reject) = loaded.rejects.into_iter().next() {
+        return Err(ReadError::BadCounter {
+            file: reject.file,
+            row: reject.row,
+            column: reject.column,
+            reason: reject.reason,
+            value: reject.value,
+        });
+    }
+    Ok(loaded
+        .rows
+        .into_iter()
+        .map(|sourced| sourced.value)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+    use std::io::Write;
+
+    fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(content)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"acts_*.csv", b"acts_2024.csv"));
+        assert!(glob_match(b"acts_*.csv", b"acts_.csv"));
+        assert!(!glob_match(b"acts_*.csv", b"acts_2024.csv.gz"));
+        assert!(glob_match(b"*", b"x"));
+        assert!(glob_match(b"a*b*c", b"aXXbYYbc"));
+        assert!(glob_match(b"a?c", b"abc"));
+        assert!(!glob_match(b"a?c", b"ac"));
+        assert!(glob_match(b"**", b""));
+        assert!(!glob_match(b"", b"a"));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_of(Path::new("a/b.CSV.GZ")), Some(Format::CsvGz));
+        assert_eq!(format_of(Path::new("b.csv")), Some(Format::Csv));
+        assert_eq!(format_of(Path::new("b.parquet")), Some(Format::Parquet));
+        assert_eq!(format_of(Path::new("b.json")), None);
+        assert_eq!(format_of(Path::new("csv")), None);
+    }
+
+    #[test]
+    fn chunks_span_files_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "patient_id,birth_date,regime\n";
+        write(
+            dir.path(),
+            "b.csv",
+            format!("{header}P3,1990-01-01,\nP4,1990-13-01,\n").as_bytes(),
+        );
+        write(
+            dir.path(),
+            "a.csv",
+            format!("{header}P1,1980-05-06,alsace_moselle\nP2,1981-01-01,general\n").as_bytes(),
+        );
+        write(dir.path(), "notes.txt", b"ignored");
+        write(dir.path(), ".hidden.csv", b"ignored");
+        let chunks = Chunks::<Beneficiary>::open(dir.path(), &ReadOptions::default())
+            .unwrap()
+            .with_chunk_rows(1);
+        assert_eq!(chunks.files().len(), 2);
+        assert!(chunks.files()[0].ends_with("a.csv"));
+        let chunks: Vec<Chunk<Beneficiary>> = chunks.map(Result::unwrap).collect();
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(
+            chunks.iter().map(|c| (c.file, c.read)).collect::<Vec<_>>(),
+            vec![(0, 1), (0, 1), (1, 1), (1, 1)]
+        );
+        assert_eq!(chunks[3].rejects[0].row, 2);
+        assert_eq!(chunks[3].rejects[0].reason, "bad_date");
+        assert_eq!(chunks[2].rows[0].value.patient_id, "P3");
+    }
+
+    #[test]
+    fn counters_are_strict() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on\n";
+        let good = write(
+            dir.path(),
+            "counters.csv",
+            format!("{header}P1,2024,50.00,12.5,S1;S0,2024-06-01,\n").as_bytes(),
+        );
+        let counters = read_counters(&good).unwrap();
+        assert_eq!(
+            counters,
+            vec![YearCounter {
+                patient_id: "P1".into(),
+                year: 2024,
+                pf_used: Decimal::new(5000, 2),
+                franchise_used: Decimal::new(1250, 2),
+                charged_stays: vec!["S0".into(), "S1".into()],
+                pf_cap_reached_on: NaiveDate::from_ymd_opt(2024, 6, 1),
+                franchise_cap_reached_on: None,
+            }]
+        );
+        let bad = write(
+            dir.path(),
+            "bad.csv",
+            format!("{header}P1,2024,50.00,12.5,,,\nP2,2024,x,0,,,\n").as_bytes(),
+        );
+        match read_counters(&bad) {
+            Err(ReadError::BadCounter {
+                row,
+                column,
+                reason,
+                ..
+            }) => {
+                assert_eq!(
+                    (row, column.as_str(), reason.as_str()),
+                    (2, "pf_used", "bad_decimal")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unsupported_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = write(dir.path(), "acts.json", b"{}");
+        assert!(matches!(
+            read_acts(&json, &ReadOptions::default()),
+            Err(ReadError::UnsupportedFormat { .. })
+        ));
+        assert!(matches!(
+            read_acts(&dir.path().join("nope.csv"), &ReadOptions::default()),
+            Err(ReadError::NotFound { .. })
+        ));
+        assert!(matches!(
+            read_acts(&dir.path().join("nope_*.csv"), &ReadOptions::default()),
+            Err(ReadError::NoFiles { .. })
+        ));
+        let csv = write(dir.path(), "acts.csv", b"act_id,patient_id\nA,P\n");
+        let error = read_acts(&csv, &ReadOptions::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: missing required column care_date, category, tariff",
+                csv.display()
+            )
+        );
+        assert_eq!(error.file(), csv.display().to_string());
+    }
+}

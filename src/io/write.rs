@@ -1,1 +1,1507 @@
 //! Writers of the outputs of SPEC §4, written atomically into `--out`.
+//!
+//! - [`Staging`] makes the output folder atomic (SPEC §1): every file is written into a
+//!   hidden temporary folder beside `--out`, which replaces `--out` with renames at
+//!   [`Staging::commit`]. A run that fails or is killed leaves the previous outputs in place.
+//! - [`Row`] describes a table once (column names, types and how to read each cell); Parquet
+//!   and CSV are both derived from that one list, so the two formats cannot drift apart.
+//!   Implemented for [`Outcome`] (`acts`), [`PatientYear`] (`patients`), [`SummaryRow`]
+//!   (`summary`), [`YearCounter`] (`counters`) and [`Reject`] (`rejects`).
+//! - [`TableWriter`] streams rows into one table file in chunks. Encoding a chunk
+//!   ([`encode`], [`to_batch`]) is a pure function, so a caller may encode several chunks in
+//!   parallel and hand them to the writer in order ([`TableWriter::write_encoded`]).
+//!
+//! Extension point: a new table (e.g. `discrepancies` for `audit`: `act_id`, `recorded_amo`,
+//! `amo_paid`, `difference`, `explanation`) only needs an `impl Row` with its column list;
+//! writers, formats and tests come with it.
+//!
+//! Determinism: Parquet files carry no timestamp, and rows are re-cut into fixed chunks of
+//! [`CHUNK_ROWS`] before encoding, so the bytes depend only on the rows and their order, not on
+//! how the caller sliced them (nor on the number of threads).
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Date32Builder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder,
+};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use crate::model::{Outcome, Reject, YearCounter};
+use crate::report::{PatientYear, SummaryRow};
+
+/// Rows per Parquet row group. A [`TableWriter`] holds at most one row group (encoded) in
+/// memory, plus less than one chunk of pending rows.
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
+
+/// Rows per encoded chunk (Arrow batch or CSV block). [`ROW_GROUP_ROWS`] is a multiple of it.
+pub const CHUNK_ROWS: usize = 1 << 16;
+
+// ---------------------------------------------------------------------------------------------
+// Format
+
+/// Output format of the tables (`--format`). `rejects.csv` and `manifest.json` are always
+/// CSV and JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Format {
+    #[default]
+    Parquet,
+    Csv,
+}
+
+impl Format {
+    pub const ALL: &'static [Format] = &[Format::Parquet, Format::Csv];
+
+    /// `"parquet"` or `"csv"`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Format> {
+        match text {
+            "parquet" => Some(Format::Parquet),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+
+    /// The spelling of `--format`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+        }
+    }
+
+    /// File extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Format, String> {
+        Format::parse(text).ok_or_else(|| format!("unknown format {text:?} (parquet or csv)"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// A row that cannot be encoded (pure; no file involved yet).
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("table {table}, column {column}, row {key}: {value} is not {expected}")]
+    Value {
+        table: &'static str,
+        column: &'static str,
+        /// The row's id (`act_id`, `patient_id`, …).
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("internal error: table {table}, column {column} got a value of the wrong type")]
+    Cell {
+        table: &'static str,
+        column: &'static str,
+    },
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
+}
+
+/// An output that could not be written; every message names the file or folder.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{action} {}: {source}", .path.display())]
+    Io {
+        /// `"cannot create"`, `"cannot write"`, …
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot rename {} to {}: {source}", .from.display(), .to.display())]
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Csv {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: EncodeError,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "another run is writing {} (lock file {}); remove it if no run is active",
+        .out.display(),
+        .lock.display()
+    )]
+    Locked { out: PathBuf, lock: PathBuf },
+    #[error(
+        "refusing to replace {}: it is a non-empty folder that is not a rac output (no \
+         manifest.json); choose another output folder or empty it",
+        .out.display()
+    )]
+    NotRacOutput { out: PathBuf },
+    #[error("{} exists and is not a folder", .out.display())]
+    NotAFolder { out: PathBuf },
+    #[error("{} cannot be an output folder (it has no folder name)", .out.display())]
+    BadOutPath { out: PathBuf },
+    #[error("internal error writing {}: {message}", .path.display())]
+    Internal { path: PathBuf, message: String },
+}
+
+impl WriteError {
+    /// Errors of the user's configuration (`--out`), rather than of the disk: the run should
+    /// stop before computing (exit code 2, nothing written).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            WriteError::Locked { .. }
+                | WriteError::NotRacOutput { .. }
+                | WriteError::NotAFolder { .. }
+                | WriteError::BadOutPath { .. }
+        )
+    }
+
+    fn io(action: &'static str, path: &Path, source: io::Error) -> WriteError {
+        WriteError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Atomic output folder
+
+/// The output folder being written: a temporary folder beside `out` that replaces `out` on
+/// [`commit`](Staging::commit), under a lock file that keeps two runs (e.g. overlapping cron
+/// jobs) from writing the same `out`.
+///
+/// Files, for `out = /data/results`:
+/// - `/data/.results.lock`: the lock (holds the pid), created exclusively;
+/// - `/data/.results.tmp-<pid>`: the folder to write into ([`Staging::path`]);
+/// - `/data/.results.old-<pid>`: the previous outputs, for the instant between the two
+///   renames of the commit.
+///
+/// Crash safety: until the commit, `out` is untouched. The commit fsyncs every file, renames
+/// `out` away, renames the temporary folder to `out` and removes the old one. A crash between
+/// the two renames leaves `out` missing and the previous outputs in `.results.old-<pid>`; the
+/// next run (once the stale lock is removed) puts them back before anything else. So `out`
+/// always holds either the previous outputs or the new ones, never a mix.
+///
+/// Dropping a `Staging` without committing removes the temporary folder and the lock.
+#[derive(Debug)]
+pub struct Staging {
+    out: PathBuf,
+    tmp: PathBuf,
+    old: PathBuf,
+    lock: PathBuf,
+    /// Name of `out` (the file-name part), for the sibling names.
+    name: String,
+    done: bool,
+}
+
+impl Staging {
+    /// Takes the lock for `out` and creates the temporary folder (creating `out`'s parent if
+    /// needed). Fails if another run holds the lock, if `out` is a file, or if `out` is a
+    /// non-empty folder without a `manifest.json` (not a rac output: never deleted).
+    pub fn begin(out: &Path) -> Result<Staging, WriteError> {
+        let name = match out.file_name().and_then(|n| n.to_str()) {
+            Some(name) if name != "." && name != ".." => name.to_string(),
+            _ => {
+                return Err(WriteError::BadOutPath {
+                    out: out.to_path_buf(),
+                });
+            }
+        };
+        let parent = parent_of(out);
+        if !parent.as_os_str().is_empty() {
+            fs::create_dir_all(parent)
+                .map_err(|e| WriteError::io("cannot create folder", parent, e))?;
+        }
+        check_replaceable(out)?;
+
+        let pid = std::process::id();
+        let lock = out.with_file_name(format!(".{name}.lock"));
+        let mut lock_file = match OpenOptions::new().write(true).create_new(true).open(&lock) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(WriteError::Locked {
+                    out: out.to_path_buf(),
+                    lock,
+                });
+            }
+            Err(e) => return Err(WriteError::io("cannot create lock file", &lock, e)),
+        };
+        // From here on, dropping `staging` removes the lock (and the temporary folder).
+        let staging = Staging {
+            out: out.to_path_buf(),
+            tmp: out.with_file_name(format!(".{name}.tmp-{pid}")),
+            old: out.with_file_name(format!(".{name}.old-{pid}")),
+            lock,
+            name,
+            done: false,
+        };
+        writeln!(lock_file, "{pid}")
+            .map_err(|e| WriteError::io("cannot write", &staging.lock, e))?;
+        drop(lock_file);
+
+        staging.recover()?;
+        fs::create_dir(&staging.tmp)
+            .map_err(|e| WriteError::io("cannot create folder", &staging.tmp, e))?;
+        Ok(staging)
+    }
+
+    /// The folder to write the outputs into.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// The output folder that [`commit`](Staging::commit) will replace.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// Cleans what crashed runs left beside `out` (we hold the lock, so they are dead): puts
+    /// back previous outputs renamed away by a commit that did not finish, removes old and
+    /// temporary folders.
+    fn recover(&self) -> Result<(), WriteError> {
+        let parent = parent_of(&self.out);
+        let dir = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        let entries =
+            fs::read_dir(dir).map_err(|e| WriteError::io("cannot read folder", dir, e))?;
+        let mut olds = Vec::new();
+        let mut tmps = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| WriteError::io("cannot read folder", dir, e))?;
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            let path = self.out.with_file_name(file_name);
+            if self.is_sibling(file_name, "old") {
+                olds.push(path);
+            } else if self.is_sibling(file_name, "tmp") {
+                tmps.push(path);
+            }
+        }
+        olds.sort();
+        if !exists(&self.out) && olds.len() == 1 {
+            let old = olds.pop().unwrap_or_default();
+            fs::rename(&old, &self.out).map_err(|source| WriteError::Rename {
+                from: old,
+                to: self.out.clone(),
+                source,
+            })?;
+        }
+        if exists(&self.out) {
+            for old in olds {
+                fs::remove_dir_all(&old).map_err(|e| WriteError::io("cannot remove", &old, e))?;
+            }
+        }
+        for tmp in tmps {
+            fs::remove_dir_all(&tmp).map_err(|e| WriteError::io("cannot remove", &tmp, e))?;
+        }
+        Ok(())
+    }
+
+    /// `.<name>.<kind>-<digits>`
+    fn is_sibling(&self, file_name: &str, kind: &str) -> bool {
+        file_name
+            .strip_prefix('.')
+            .and_then(|rest| rest.strip_prefix(self.name.as_str()))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_prefix(kind))
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    /// Makes the written files durable, then replaces `out` by them and releases the lock.
+    pub fn commit(mut self) -> Result<(), WriteError> {
+        sync_tree(&self.tmp)?;
+        check_replaceable(&self.out)?;
+        let replaced = exists(&self.out);
+        if replaced {
+            fs::rename(&self.out, &self.old).map_err(|source| WriteError::Rename {
+                from: self.out.clone(),
+                to: self.old.clone(),
+                source,
+            })?;
+        }
+        if let Err(source) = fs::rename(&self.tmp, &self.out) {
+            if replaced {
+                // Put the previous outputs back; if even that fails, the next run will.
+                let _ = fs::rename(&self.old, &self.out);
+            }
+            return Err(WriteError::Rename {
+                from: self.tmp.clone(),
+                to: self.out.clone(),
+                source,
+            });
+        }
+        self.done = true;
+        // Past this point the new outputs are in place: what follows is housekeeping, and a
+        // failure of it must not turn a successful run into a failed one.
+        let parent = parent_of(&self.out);
+        let _ = sync_dir(if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        });
+        if replaced {
+            let _ = fs::remove_dir_all(&self.old);
+        }
+        let _ = fs::remove_file(&self.lock);
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+            let _ = fs::remove_file(&self.lock);
+        }
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+/// Exists, without following a final symbolic link.
+fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+/// `out` may be replaced if it does not exist, is an empty folder, or holds a `manifest.json`.
+fn check_replaceable(out: &Path) -> Result<(), WriteError> {
+    let meta = match fs::metadata(out) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(WriteError::io("cannot read", out, e)),
+    };
+    if !meta.is_dir() {
+        return Err(WriteError::NotAFolder {
+            out: out.to_path_buf(),
+        });
+    }
+    if out.join("manifest.json").is_file() {
+        return Ok(());
+    }
+    let mut entries =
+        fs::read_dir(out).map_err(|e| WriteError::io("cannot read folder", out, e))?;
+    if entries.next().is_some() {
+        return Err(WriteError::NotRacOutput {
+            out: out.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// fsyncs every file under `dir`, then the folders themselves.
+fn sync_tree(dir: &Path) -> Result<(), WriteError> {
+    let entries = fs::read_dir(dir).map_err(|e| WriteError::io("cannot read folder", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| WriteError::io("cannot read folder", dir, e))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| WriteError::io("cannot read", &path, e))?;
+        if kind.is_dir() {
+            sync_tree(&path)?;
+        } else if kind.is_file() {
+            File::open(&path)
+                .and_then(|file| file.sync_all())
+                .map_err(|e| WriteError::io("cannot sync", &path, e))?;
+        }
+    }
+    sync_dir(dir).map_err(|e| WriteError::io("cannot sync", dir, e))
+}
+
+/// fsyncs a folder (its entries); a no-op where folders cannot be opened (Windows).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table description
+
+/// The type of a column, in Arrow terms (CSV renders it as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Utf8,
+    Int32,
+    Int64,
+    /// Fixed-point decimal; CSV writes exactly `scale` decimals.
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
+    Date32,
+}
+
+/// Amounts in euros: `Decimal128(18, 2)`.
+pub const MONEY: ColumnType = ColumnType::Decimal {
+    precision: 18,
+    scale: 2,
+};
+
+/// Rates in percent (`70.00`): `Decimal128(7, 2)`.
+pub const RATE: ColumnType = ColumnType::Decimal {
+    precision: 7,
+    scale: 2,
+};
+
+impl ColumnType {
+    pub fn data_type(self) -> DataType {
+        match self {
+            ColumnType::Utf8 => DataType::Utf8,
+            ColumnType::Int32 => DataType::Int32,
+            ColumnType::Int64 => DataType::Int64,
+            ColumnType::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
+            ColumnType::Date32 => DataType::Date32,
+        }
+    }
+}
+
+/// The value of one cell, borrowed from a row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Str(&'a str),
+    /// Rule ids or flags, written `;`-joined (empty string if none).
+    Tags(&'a [&'static str]),
+    /// Ids, written `;`-joined (empty string if none).
+    Ids(&'a [String]),
+    Int(i64),
+    Decimal(Decimal),
+    Date(NaiveDate),
+    /// Only in a nullable column; empty in CSV.
+    Null,
+}
+
+impl Cell<'_> {
+    pub fn opt_decimal(value: Option<Decimal>) -> Cell<'static> {
+        value.map_or(Cell::Null, Cell::Decimal)
+    }
+
+    pub fn opt_date(value: Option<NaiveDate>) -> Cell<'static> {
+        value.map_or(Cell::Null, Cell::Date)
+    }
+
+    pub fn count(value: u64) -> Cell<'static> {
+        Cell::Int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+}
+
+/// One column of a table: its name, its type, and how to read it from a row.
+pub struct Column<R> {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    pub nullable: bool,
+    pub get: fn(&R) -> Cell<'_>,
+}
+
+/// A row type that can be written as a table.
+pub trait Row: Sized + Sync + 'static {
+    /// The file stem: `acts`, `patients`, `summary`, `counters`, `rejects`.
+    const TABLE: &'static str;
+
+    /// The columns, in output order (SPEC §4).
+    fn columns() -> &'static [Column<Self>];
+
+    /// The row's id, for error messages.
+    fn key(&self) -> &str;
+}
+
+/// The Arrow schema of a table.
+pub fn schema<R: Row>() -> SchemaRef {
+    let fields: Vec<Field> = R::columns()
+        .iter()
+        .map(|c| Field::new(c.name, c.ty.data_type(), c.nullable))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The column names, in order.
+pub fn column_names<R: Row>() -> Vec<&'static str> {
+    R::columns().iter().map(|c| c.name).collect()
+}
+
+macro_rules! column {
+    ($name:literal, $ty:expr, $get:expr) => {
+        Column {
+            name: $name,
+            ty: $ty,
+            nullable: false,
+            get: $get,
+        }
+    };
+    ($name:literal, $ty:expr, nullable, $get:expr) => {
+        Column {
+            name: $name,
+            ty: $ty,
+            nullable: true,
+            get: $get,
+        }
+    };
+}
+
+const UTF8: ColumnType = ColumnType::Utf8;
+const INT32: ColumnType = ColumnType::Int32;
+const INT64: ColumnType = ColumnType::Int64;
+const DATE: ColumnType = ColumnType::Date32;
+
+static ACT_COLUMNS: &[Column<Outcome>] = &[
+    column!("act_id", UTF8, |o| Cell::Str(&o.act_id)),
+    column!("patient_id", UTF8, |o| Cell::Str(&o.patient_id)),
+    column!("care_date", DATE, |o| Cell::Date(o.care_date)),
+    column!("category", UTF8, |o| Cell::Str(o.category.as_str())),
+    column!("quantity", INT64, |o| Cell::Int(o.quantity)),
+    column!("base", MONEY, |o| Cell::Decimal(o.base)),
+    column!("billed", MONEY, |o| Cell::Decimal(o.billed)),
+    column!("overbilling", MONEY, |o| Cell::Decimal(o.overbilling)),
+    column!("situation", UTF8, |o| Cell::Str(o.situation.as_str())),
+    column!("rate", RATE, |o| Cell::Decimal(o.rate)),
+    column!("amo_gross", MONEY, |o| Cell::Decimal(o.amo_gross)),
+    column!("copayment", MONEY, |o| Cell::Decimal(o.copayment)),
+    column!("majoration", MONEY, |o| Cell::Decimal(o.majoration)),
+    column!("pal", MONEY, |o| Cell::Decimal(o.pal)),
+    column!("pf", MONEY, |o| Cell::Decimal(o.pf)),
+    column!("franchise", MONEY, |o| Cell::Decimal(o.franchise)),
+    column!("flat_fee", MONEY, |o| Cell::Decimal(o.flat_fee)),
+    column!("amo_paid", MONEY, |o| Cell::Decimal(o.amo_paid)),
+    column!("rac", MONEY, |o| Cell::Decimal(o.rac)),
+    column!("rules", UTF8, |o| Cell::Tags(&o.rules)),
+    column!("flags", UTF8, |o| Cell::Tags(&o.flags)),
+    column!("recorded_amo", MONEY, nullable, |o| Cell::opt_decimal(
+        o.recorded_amo
+    )),
+];
+
+impl Row for Outcome {
+    const TABLE: &'static str = "acts";
+
+    fn columns() -> &'static [Column<Outcome>] {
+        ACT_COLUMNS
+    }
+
+    fn key(&self) -> &str {
+        &self.act_id
+    }
+}
+
+static PATIENT_COLUMNS: &[Column<PatientYear>] = &[
+    column!("patient_id", UTF8, |p| Cell::Str(&p.patient_id)),
+    column!("year", INT32, |p| Cell::Int(p.year.into())),
+    column!("acts", INT64, |p| Cell::count(p.acts)),
+    column!("billed", MONEY, |p| Cell::Decimal(p.billed)),
+    column!("base", MONEY, |p| Cell::Decimal(p.base)),
+    column!("amo_paid", MONEY, |p| Cell::Decimal(p.amo_paid)),
+    column!("rac", MONEY, |p| Cell::Decimal(p.rac)),
+    column!("pf", MONEY, |p| Cell::Decimal(p.pf)),
+    column!("franchise", MONEY, |p| Cell::Decimal(p.franchise)),
+    column!("pal", MONEY, |p| Cell::Decimal(p.pal)),
+    column!("flat_fee", MONEY, |p| Cell::Decimal(p.flat_fee)),
+    column!("overbilling", MONEY, |p| Cell::Decimal(p.overbilling)),
+    column!("pf_cap_reached_on", DATE, nullable, |p| Cell::opt_date(
+        p.pf_cap_reached_on
+    )),
+    column!("franchise_cap_reached_on", DATE, nullable, |p| {
+        Cell::opt_date(p.franchise_cap_reached_on)
+    }),
+];
+
+impl Row for PatientYear {
+    const TABLE: &'static str = "patients";
+
+    fn columns() -> &'static [Column<PatientYear>] {
+        PATIENT_COLUMNS
+    }
+
+    fn key(&self) -> &str {
+        &self.patient_id
+    }
+}
+
+static SUMMARY_COLUMNS: &[Column<SummaryRow>] = &[
+    column!("month", UTF8, |s| Cell::Str(&s.month)),
+    column!("category", UTF8, |s| Cell::Str(s.category.as_str())),
+    column!("situation", UTF8, |s| Cell::Str(s.situation.as_str())),
+    column!("acts", INT64, |s| Cell::count(s.acts)),
+    column!("billed", MONEY, |s| Cell::Decimal(s.billed)),
+    column!("base", MONEY, |s| Cell::Decimal(s.base)),
+    column!("amo_paid", MONEY, |s| Cell::Decimal(s.amo_paid)),
+    column!("rac", MONEY, |s| Cell::Decimal(s.rac)),
+    column!("pf", MONEY, |s| Cell::Decimal(s.pf)),
+    column!("franchise", MONEY, |s| Cell::Decimal(s.franchise)),
+    column!("pal", MONEY, |s| Cell::Decimal(s.pal)),
+    column!("flat_fee", MONEY, |s| Cell::Decimal(s.flat_fee)),
+    column!("overbilling", MONEY, |s| Cell::Decimal(s.overbilling)),
+];
+
+impl Row for SummaryRow {
+    const TABLE: &'static str = "summary";
+
+    fn columns() -> &'static [Column<SummaryRow>] {
+        SUMMARY_COLUMNS
+    }
+
+    fn key(&self) -> &str {
+        &self.month
+    }
+}
+
+static COUNTER_COLUMNS: &[Column<YearCounter>] = &[
+    column!("patient_id", UTF8, |c| Cell::Str(&c.patient_id)),
+    column!("year", INT32, |c| Cell::Int(c.year.into())),
+    column!("pf_used", MONEY, |c| Cell::Decimal(c.pf_used)),
+    column!("franchise_used", MONEY, |c| Cell::Decimal(c.franchise_used)),
+    column!("charged_stays", UTF8, |c| Cell::Ids(&c.charged_stays)),
+    column!("pf_cap_reached_on", DATE, nullable, |c| Cell::opt_date(
+        c.pf_cap_reached_on
+    )),
+    column!("franchise_cap_reached_on", DATE, nullable, |c| {
+        Cell::opt_date(c.franchise_cap_reached_on)
+    }),
+];
+
+impl Row for YearCounter {
+    const TABLE: &'static str = "counters";
+
+    fn columns() -> &'static [Column<YearCounter>] {
+        COUNTER_COLUMNS
+    }
+
+    fn key(&self) -> &str {
+        &self.patient_id
+    }
+}
+
+static REJECT_COLUMNS: &[Column<Reject>] = &[
+    column!("file", UTF8, |r| Cell::Str(&r.file)),
+    column!("row", INT64, |r| Cell::count(r.row)),
+    column!("act_id", UTF8, |r| Cell::Str(&r.act_id)),
+    column!("column", UTF8, |r| Cell::Str(&r.column)),
+    column!("reason", UTF8, |r| Cell::Str(&r.reason)),
+    column!("value", UTF8, |r| Cell::Str(&r.value)),
+];
+
+impl Row for Reject {
+    const TABLE: &'static str = "rejects";
+
+    fn columns() -> &'static [Column<Reject>] {
+        REJECT_COLUMNS
+    }
+
+    fn key(&self) -> &str {
+        &self.act_id
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (pure)
+
+/// `value` as an integer number of `10^-scale`, if it has at most `scale` significant decimals
+/// and at most `precision` digits.
+fn scaled(value: Decimal, precision: u8, scale: i8) -> Option<i128> {
+    let target = u32::try_from(scale).ok()?;
+    let current = value.scale();
+    let mantissa = value.mantissa();
+    let units = if current == target {
+        mantissa
+    } else if current < target {
+        mantissa.checked_mul(10i128.checked_pow(target - current)?)?
+    } else {
+        let factor = 10i128.checked_pow(current - target)?;
+        if mantissa % factor != 0 {
+            return None;
+        }
+        mantissa / factor
+    };
+    (units.unsigned_abs() < 10u128.checked_pow(precision.into())?).then_some(units)
+}
+
+fn expected_decimal(precision: u8, scale: i8) -> &'static str {
+    match (precision, scale) {
+        (18, 2) => "an amount with at most 2 decimals and 16 integer digits",
+        (7, 2) => "a rate with at most 2 decimals and 5 integer digits",
+        _ => "a decimal of the column's precision and scale",
+    }
+}
+
+fn value_error<R: Row>(
+    column: &Column<R>,
+    row: &R,
+    value: String,
+    expected: &'static str,
+) -> EncodeError {
+    EncodeError::Value {
+        table: R::TABLE,
+        column: column.name,
+        key: row.key().to_string(),
+        value,
+        expected,
+    }
+}
+
+fn cell_error<R: Row>(column: &Column<R>) -> EncodeError {
+    EncodeError::Cell {
+        table: R::TABLE,
+        column: column.name,
+    }
+}
+
+/// Writes `parts` joined by `;` into `out` (cleared first).
+fn join_into<'s>(out: &mut String, parts: impl Iterator<Item = &'s str>) {
+    out.clear();
+    for (i, part) in parts.enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(part);
+    }
+}
+
+fn column_array<R: Row>(column: &Column<R>, rows: &[R]) -> Result<ArrayRef, EncodeError> {
+    let get = column.get;
+    let null_ok = |row: &R| {
+        if column.nullable {
+            Ok(())
+        } else {
+            Err(value_error(column, row, "null".into(), "a value"))
+        }
+    };
+    Ok(match column.ty {
+        ColumnType::Utf8 => {
+            let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 8);
+            let mut joined = String::new();
+            for row in rows {
+                match get(row) {
+                    Cell::Str(s) => builder.append_value(s),
+                    Cell::Tags(tags) => {
+                        join_into(&mut joined, tags.iter().copied());
+                        builder.append_value(&joined);
+                    }
+                    Cell::Ids(ids) => {
+                        join_into(&mut joined, ids.iter().map(String::as_str));
+                        builder.append_value(&joined);
+                    }
+                    Cell::Null => {
+                        null_ok(row)?;
+                        builder.append_null();
+                    }
+                    _ => return Err(cell_error(column)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        ColumnType::Int64 => {
+            let mut builder = Int64Builder::with_capacity(rows.len());
+            for row in rows {
+                match get(row) {
+                    Cell::Int(n) => builder.append_value(n),
+                    Cell::Null => {
+                        null_ok(row)?;
+                        builder.append_null();
+                    }
+                    _ => return Err(cell_error(column)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        ColumnType::Int32 => {
+            let mut builder = Int32Builder::with_capacity(rows.len());
+            for row in rows {
+                match get(row) {
+                    Cell::Int(n) => builder.append_value(i32::try_from(n).map_err(|_| {
+                        value_error(column, row, n.to_string(), "a 32-bit integer")
+                    })?),
+                    Cell::Null => {
+                        null_ok(row)?;
+                        builder.append_null();
+                    }
+                    _ => return Err(cell_error(column)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        ColumnType::Decimal { precision, scale } => {
+            let mut builder = Decimal128Builder::with_capacity(rows.len())
+                .with_precision_and_scale(precision, scale)?;
+            for row in rows {
+                match get(row) {
+                    Cell::Decimal(d) => match scaled(d, precision, scale) {
+                        Some(units) => builder.append_value(units),
+                        None => {
+                            return Err(value_error(
+                                column,
+                                row,
+                                d.to_string(),
+                                expected_decimal(precision, scale),
+                            ));
+                        }
+                    },
+                    Cell::Null => {
+                        null_ok(row)?;
+                        builder.append_null();
+                    }
+                    _ => return Err(cell_error(column)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        ColumnType::Date32 => {
+            let mut builder = Date32Builder::with_capacity(rows.len());
+            for row in rows {
+                match get(row) {
+                    Cell::Date(d) => builder.append_value(Date32Type::from_naive_date(d)),
+                    Cell::Null => {
+                        null_ok(row)?;
+                        builder.append_null();
+                    }
+                    _ => return Err(cell_error(column)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+    })
+}
+
+/// The rows as one Arrow batch of [`schema::<R>()`](schema). Pure: callers may build several
+/// batches in parallel.
+pub fn to_batch<R: Row>(rows: &[R]) -> Result<RecordBatch, EncodeError> {
+    let arrays = R::columns()
+        .iter()
+        .map(|column| column_array(column, rows))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    Ok(RecordBatch::try_new_with_options(
+        schema::<R>(),
+        arrays,
+        &options,
+    )?)
+}
+
+fn csv_writer<W: Write>(out: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(out)
+}
+
+/// The CSV header line of a table.
+pub fn csv_header<R: Row>() -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut writer = csv_writer(&mut out);
+        // Writing to a Vec cannot fail.
+        let _ = writer.write_record(R::columns().iter().map(|c| c.name));
+        let _ = writer.flush();
+    }
+    out
+}
+
+/// Appends `units × 10^-scale` with exactly `scale` decimals: `1750, 2` → `17.50`.
+fn push_fixed(out: &mut String, units: i128, scale: i8) {
+    if units < 0 {
+        out.push('-');
+    }
+    let magnitude = units.unsigned_abs();
+    match u32::try_from(scale) {
+        Ok(scale) if scale > 0 => {
+            let factor = 10u128.pow(scale);
+            let width = scale as usize;
+            let _ = write!(out, "{}.{:0width$}", magnitude / factor, magnitude % factor);
+        }
+        _ => {
+            let _ = write!(out, "{magnitude}");
+        }
+    }
+}
+
+/// Appends the rows to `out` as CSV records (no header), in the same columns and with the
+/// same checks as [`to_batch`]: amounts with exactly their column's decimals (`17.50`,
+/// `-1.00`), rates like `70.00`, ISO dates, empty cells for nulls, `\n` line ends. Pure.
+pub fn to_csv<R: Row>(rows: &[R], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let columns = R::columns();
+    let mut writer = csv_writer(out);
+    let mut text = String::new();
+    for row in rows {
+        for column in columns {
+            text.clear();
+            match (column.get)(row) {
+                Cell::Str(s) => {
+                    writer.write_field(s)?;
+                    continue;
+                }
+                Cell::Tags(tags) => join_into(&mut text, tags.iter().copied()),
+                Cell::Ids(ids) => join_into(&mut text, ids.iter().map(String::as_str)),
+                Cell::Int(n) => {
+                    if column.ty == ColumnType::Int32 && i32::try_from(n).is_err() {
+                        return Err(value_error(column, row, n.to_string(), "a 32-bit integer"));
+                    }
+                    let _ = write!(text, "{n}");
+                }
+                Cell::Decimal(d) => {
+                    let ColumnType::Decimal { precision, scale } = column.ty else {
+                        return Err(cell_error(column));
+                    };
+                    let Some(units) = scaled(d, precision, scale) else {
+                        return Err(value_error(
+                            column,
+                            row,
+                            d.to_string(),
+                            expected_decimal(precision, scale),
+                        ));
+                    };
+                    push_fixed(&mut text, units, scale);
+                }
+                Cell::Date(d) => {
+                    let _ = write!(text, "{}", d.format("%Y-%m-%d"));
+                }
+                Cell::Null => {
+                    if !column.nullable {
+                        return Err(value_error(column, row, "null".into(), "a value"));
+                    }
+                }
+            }
+            writer.write_field(&text)?;
+        }
+        writer.write_record(None::<&[u8]>)?;
+    }
+    writer.flush().map_err(csv::Error::from)?;
+    Ok(())
+}
+
+/// Rows of table `R`, encoded for one format, ready for [`TableWriter::write_encoded`].
+#[derive(Debug)]
+pub struct Encoded<R> {
+    rows: usize,
+    body: Body,
+    _row: PhantomData<fn() -> R>,
+}
+
+#[derive(Debug)]
+enum Body {
+    Batch(RecordBatch),
+    Csv(Vec<u8>),
+}
+
+impl<R> Encoded<R> {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Encodes rows for `format`. Pure and `Send`: encode chunks in parallel (e.g. with rayon),
+/// then write them in order.
+pub fn encode<R: Row>(format: Format, rows: &[R]) -> Result<Encoded<R>, EncodeError> {
+    let body = match format {
+        Format::Parquet => Body::Batch(to_batch(rows)?),
+        Format::Csv => {
+            let mut out = Vec::with_capacity(rows.len() * 64);
+            to_csv(rows, &mut out)?;
+            Body::Csv(out)
+        }
+    };
+    Ok(Encoded {
+        rows: rows.len(),
+        body,
+        _row: PhantomData,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table writer
+
+/// The Parquet settings of every table: snappy, [`ROW_GROUP_ROWS`] rows per row group, and
+/// the library's fixed `created_by` (no timestamp anywhere: same rows, same bytes).
+pub fn parquet_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+enum Sink {
+    Parquet {
+        writer: ArrowWriter<File>,
+        /// Batches not yet handed to `writer`, fewer than [`CHUNK_ROWS`] rows in all.
+        pending: VecDeque<RecordBatch>,
+        pending_rows: usize,
+    },
+    Csv(BufWriter<File>),
+}
+
+/// Streams rows of table `R` into one file (`<dir>/<R::TABLE>.<ext>`), chunk by chunk.
+pub struct TableWriter<R: Row> {
+    path: PathBuf,
+    sink: Sink,
+    rows: u64,
+    csv_buffer: Vec<u8>,
+    _row: PhantomData<fn(&R)>,
+}
+
+impl<R: Row> std::fmt::Debug for TableWriter<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Row> TableWriter<R> {
+    /// Creates `<dir>/<R::TABLE>.<ext>`.
+    pub fn create(dir: &Path, format: Format) -> Result<TableWriter<R>, WriteError> {
+        TableWriter::create_named(dir, R::TABLE, format)
+    }
+
+    /// Creates `<dir>/<name>.<ext>` (same columns, another file name).
+    pub fn create_named(
+        dir: &Path,
+        name: &str,
+        format: Format,
+    ) -> Result<TableWriter<R>, WriteError> {
+        let path = dir.join(format!("{name}.{}", format.extension()));
+        let file = File::create(&path).map_err(|e| WriteError::io("cannot create", &path, e))?;
+        let sink = match format {
+            Format::Parquet => Sink::Parquet {
+                writer: ArrowWriter::try_new(file, schema::<R>(), Some(parquet_properties()))
+                    .map_err(|source| WriteError::Parquet {
+                        path: path.clone(),
+                        source,
+                    })?,
+                pending: VecDeque::new(),
+                pending_rows: 0,
+            },
+            Format::Csv => {
+                let mut out = BufWriter::with_capacity(1 << 20, file);
+                out.write_all(&csv_header::<R>())
+                    .map_err(|e| WriteError::io("cannot write", &path, e))?;
+                Sink::Csv(out)
+            }
+        };
+        Ok(TableWriter {
+            path,
+            sink,
+            rows: 0,
+            csv_buffer: Vec::new(),
+            _row: PhantomData,
+        })
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn format(&self) -> Format {
+        match self.sink {
+            Sink::Parquet { .. } => Format::Parquet,
+            Sink::Csv(_) => Format::Csv,
+        }
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends rows (encoded here, [`CHUNK_ROWS`] at a time).
+    pub fn write(&mut self, rows: &[R]) -> Result<(), WriteError> {
+        for chunk in rows.chunks(CHUNK_ROWS) {
+            match &mut self.sink {
+                Sink::Csv(out) => {
+                    self.csv_buffer.clear();
+                    to_csv(chunk, &mut self.csv_buffer).map_err(|source| WriteError::Encode {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                    out.write_all(&self.csv_buffer)
+                        .map_err(|e| WriteError::io("cannot write", &self.path, e))?;
+                    self.rows += chunk.len() as u64;
+                }
+                Sink::Parquet { .. } => {
+                    let batch = to_batch(chunk).map_err(|source| WriteError::Encode {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                    self.push_batch(batch)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends rows encoded by [`encode`] (possibly on another thread), in the order given.
+    pub fn write_encoded(&mut self, encoded: Encoded<R>) -> Result<(), WriteError> {
+        match (&mut self.sink, encoded.body) {
+            (Sink::Csv(out), Body::Csv(bytes)) => {
+                out.write_all(&bytes)
+                    .map_err(|e| WriteError::io("cannot write", &self.path, e))?;
+                self.rows += encoded.rows as u64;
+                Ok(())
+            }
+            (Sink::Parquet { .. }, Body::Batch(batch)) => self.push_batch(batch),
+            _ => Err(WriteError::Internal {
+                path: self.path.clone(),
+                message: "rows encoded for the other format".into(),
+            }),
+        }
+    }
+
+    /// Queues a batch and writes every full chunk of [`CHUNK_ROWS`] rows: the Parquet bytes
+    /// then do not depend on how the caller cut the rows.
+    fn push_batch(&mut self, batch: RecordBatch) -> Result<(), WriteError> {
+        let Sink::Parquet {
+            writer,
+            pending,
+            pending_rows,
+        } = &mut self.sink
+        else {
+            return Ok(());
+        };
+        self.rows += batch.num_rows() as u64;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        *pending_rows += batch.num_rows();
+        pending.push_back(batch);
+        while *pending_rows >= CHUNK_ROWS {
+            let chunk = take_rows(pending, CHUNK_ROWS).map_err(|e| WriteError::Parquet {
+                path: self.path.clone(),
+                source: e.into(),
+            })?;
+            *pending_rows -= CHUNK_ROWS;
+            writer.write(&chunk).map_err(|source| WriteError::Parquet {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and closes the file (Parquet: writes the footer). Returns the
+    /// number of rows written. The file is flushed but not fsynced ([`Staging::commit`] does).
+    pub fn finish(self) -> Result<u64, WriteError> {
+        let path = self.path;
+        match self.sink {
+            Sink::Parquet {
+                mut writer,
+                mut pending,
+                pending_rows,
+            } => {
+                let parquet_error = |source: ParquetError| WriteError::Parquet {
+                    path: path.clone(),
+                    source,
+                };
+                if pending_rows > 0 {
+                    let rest = take_rows(&mut pending, pending_rows)
+                        .map_err(|e| parquet_error(e.into()))?;
+                    writer.write(&rest).map_err(parquet_error)?;
+                }
+                writer.into_inner().map_err(parquet_error)?;
+            }
+            Sink::Csv(out) => {
+                out.into_inner()
+                    .map_err(|e| WriteError::io("cannot write", &path, e.into_error()))?;
+            }
+        }
+        Ok(self.rows)
+    }
+}
+
+/// Removes the first `n` rows from `pending` (which holds at least `n`), as one batch.
+fn take_rows(pending: &mut VecDeque<RecordBatch>, n: usize) -> Result<RecordBatch, ArrowError> {
+    let mut parts = Vec::new();
+    let mut missing = n;
+    while missing > 0 {
+        let Some(front) = pending.pop_front() else {
+            break;
+        };
+        if front.num_rows() <= missing {
+            missing -= front.num_rows();
+            parts.push(front);
+        } else {
+            parts.push(front.slice(0, missing));
+            pending.push_front(front.slice(missing, front.num_rows() - missing));
+            missing = 0;
+        }
+    }
+    match parts.len() {
+        1 => Ok(parts.remove(0)),
+        _ => {
+            let schema = parts
+                .first()
+                .map(RecordBatch::schema)
+                .ok_or_else(|| ArrowError::InvalidArgumentError("no rows to take".into()))?;
+            arrow::compute::concat_batches(&schema, &parts)
+        }
+    }
+}
+
+/// Writes a whole table at once: `<dir>/<R::TABLE>.<ext>`; returns the number of rows.
+pub fn write_table<R: Row>(dir: &Path, format: Format, rows: &[R]) -> Result<u64, WriteError> {
+    let mut writer = TableWriter::create(dir, format)?;
+    writer.write(rows)?;
+    writer.finish()
+}
+
+/// Writes `<dir>/rejects.csv` (always CSV: `file,row,act_id,column,reason,value`), with its
+/// header even when there is no reject. Returns the number of rows.
+pub fn write_rejects_csv(dir: &Path, rejects: &[Reject]) -> Result<u64, WriteError> {
+    write_table(dir, Format::Csv, rejects)
+}
+
+/// Writes `<dir>/manifest.json`: pretty JSON and a trailing newline.
+pub fn write_manifest(dir: &Path, manifest: &serde_json::Value) -> Result<(), WriteError> {
+    let path = dir.join("manifest.json");
+    let file = File::create(&path).map_err(|e| WriteError::io("cannot create", &path, e))?;
+    let mut out = BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut out, manifest).map_err(|source| WriteError::Json {
+        path: path.clone(),
+        source,
+    })?;
+    out.write_all(b"\n")
+        .and_then(|()| out.flush())
+        .map_err(|e| WriteError::io("cannot write", &path, e))
+}
+
+/// The SHA-256 of a file's content, in lower-case hex (for the manifest's input files).
+pub fn sha256_file(path: &Path) -> Result<String, WriteError> {
+    let mut file = File::open(path).map_err(|e| WriteError::io("cannot read", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(WriteError::io("cannot read", path, e)),
+        };
+        hasher.update(&buffer[..n]);
+    }
+    let mut hex = String::with_capacity(64);
+    for byte in hasher.finalize().iter() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    Ok(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Category, Situation};
+    use rust_decimal_macros::dec;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn outcome(id: &str) -> Outcome {
+        Outcome {
+            act_id: id.to_string(),
+            patient_id: "p,1".to_string(),
+            care_date: date(2024, 3, 1),
+            category: Category::Consultation,
+            quantity: 1,
+            base: dec!(30),
+            billed: dec!(30.0),
+            overbilling: dec!(0),
+            situation: Situation::Ordinary,
+            rate: dec!(70),
+            amo_gross: dec!(21.00),
+            copayment: dec!(9.000),
+            majoration: dec!(0.00),
+            pal: dec!(0),
+            pf: dec!(2),
+            franchise: dec!(0),
+            flat_fee: dec!(0),
+            amo_paid: dec!(19.00),
+            rac: dec!(11.00),
+            rules: vec!["pf", "rate"],
+            flags: vec![],
+            recorded_amo: None,
+        }
+    }
+
+    #[test]
+    fn format_parses_its_names() {
+        assert_eq!(Format::parse("parquet"), Some(Format::Parquet));
+        assert_eq!(Format::parse("csv"), Some(Format::Csv));
+        assert_eq!(Format::parse("CSV"), None);
+        assert_eq!("csv".parse::<Format>(), Ok(Format::Csv));
+        assert!("xlsx".parse::<Format>().is_err());
+        assert_eq!(Format::Parquet.extension(), "parquet");
+        assert_eq!(Format::default(), Format::Parquet);
+    }
+
+    #[test]
+    fn scaled_is_exact_or_refuses() {
+        assert_eq!(scaled(dec!(17.5), 18, 2), Some(1750));
+        assert_eq!(scaled(dec!(17.500), 18, 2), Some(1750));
+        assert_eq!(scaled(dec!(-1), 18, 2), Some(-100));
+        assert_eq!(scaled(dec!(0), 18, 2), Some(0));
+        assert_eq!(scaled(dec!(1.005), 18, 2), None);
+        assert_eq!(scaled(dec!(70), 7, 2), Some(7000));
+        assert_eq!(scaled(dec!(99999.99), 7, 2), Some(9_999_999));
+        assert_eq!(scaled(dec!(100000), 7, 2), None);
+        assert_eq!(
+            scaled(dec!(9999999999999999.99), 18, 2),
+            Some(999_999_999_999_999_999)
+        );
+        assert_eq!(scaled(dec!(10000000000000000), 18, 2), None);
+    }
+
+    #[test]
+    fn fixed_text_has_exactly_the_scale() {
+        let text = |units, scale| {
+            let mut s = String::new();
+            push_fixed(&mut s, units, scale);
+            s
+        };
+        assert_eq!(text(1750, 2), "17.50");
+        assert_eq!(text(-100, 2), "-1.00");
+        assert_eq!(text(-5, 2), "-0.05");
+        assert_eq!(text(0, 2), "0.00");
+        assert_eq!(text(7000, 2), "70.00");
+        assert_eq!(text(42, 0), "42");
+    }
+
+    #[test]
+    fn csv_rows_are_formatted_and_quoted() {
+        let mut first = outcome("a1");
+        first.recorded_amo = Some(dec!(19));
+        first.flags = vec!["recorded_differs"];
+        let rows = vec![first, outcome("a\"2")];
+        let mut out = Vec::new();
+        to_csv(&rows, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "a1,\"p,1\",2024-03-01,consultation,1,30.00,30.00,0.00,ordinary,70.00,21.00,9.00,\
+             0.00,0.00,2.00,0.00,0.00,19.00,11.00,pf;rate,recorded_differs,19.00\n\
+             \"a\"\"2\",\"p,1\",2024-03-01,consultation,1,30.00,30.00,0.00,ordinary,70.00,21.00,\
+             9.00,0.00,0.00,2.00,0.00,0.00,19.00,11.00,pf;rate,,\n"
+        );
+        assert_eq!(
+            String::from_utf8(csv_header::<Outcome>()).unwrap(),
+            "act_id,patient_id,care_date,category,quantity,base,billed,overbilling,situation,\
+             rate,amo_gross,copayment,majoration,pal,pf,franchise,flat_fee,amo_paid,rac,rules,\
+             flags,recorded_amo\n"
+        );
+    }
+
+    #[test]
+    fn sub_cent_amounts_are_refused_with_the_row_named() {
+        let mut bad = outcome("a9");
+        bad.pf = dec!(0.125);
+        let err = to_batch(&[bad.clone()]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "table acts, column pf, row a9: 0.125 is not an amount with at most 2 decimals \
+             and 16 integer digits"
+        );
+        let err = to_csv(&[bad], &mut Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("column pf, row a9: 0.125"), "{err}");
+    }
+
+    #[test]
+    fn batch_has_the_spec_types() {
+        let batch = to_batch(&[outcome("a1")]).unwrap();
+        let schema = batch.schema();
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(
+            schema.field_with_name("base").unwrap().data_type(),
+            &DataType::Decimal128(18, 2)
+        );
+        assert_eq!(
+            schema.field_with_name("rate").unwrap().data_type(),
+            &DataType::Decimal128(7, 2)
+        );
+        assert_eq!(
+            schema.field_with_name("care_date").unwrap().data_type(),
+            &DataType::Date32
+        );
+        assert!(
+            schema
+                .field_with_name("recorded_amo")
+                .unwrap()
+                .is_nullable()
+        );
+        assert!(!schema.field_with_name("amo_paid").unwrap().is_nullable());
+        assert_eq!(to_batch::<Outcome>(&[]).unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn take_rows_recuts_batches() {
+        let rows: Vec<Outcome> = (0..10).map(|i| outcome(&format!("a{i}"))).collect();
+        let mut pending: VecDeque<RecordBatch> = [&rows[..3], &rows[3..4], &rows[4..]]
+            .iter()
+            .map(|chunk| to_batch(chunk).unwrap())
+            .collect();
+        let first = take_rows(&mut pending, 5).unwrap();
+        assert_eq!(first, to_batch(&rows[..5]).unwrap());
+        let rest = take_rows(&mut pending, 5).unwrap();
+        assert_eq!(rest, to_batch(&rows[5..]).unwrap());
+        assert!(pending.is_empty());
+    }
+}

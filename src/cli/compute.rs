@@ -1,0 +1,193 @@
+//! `rac compute` and `rac audit`: recompute every act; the audit then compares with what
+//! was recorded.
+//!
+//! ```text
+//! rac compute --acts acts.parquet --beneficiaries beneficiaries.parquet \
+//!             [--rights rights.parquet] [--counters last-month/counters.parquet] \
+//!             --out results/ [--format parquet|csv] [--threads N] [--rules scenario.toml]
+//! rac audit   (the same flags) [--compare paid|gross] [--tolerance 0.01]
+//! ```
+//! Writes `acts`, `patients`, `summary`, `counters` (`.parquet` or `.csv`), `rejects.csv`
+//! and `manifest.json` into `--out`, atomically (`audit` adds `discrepancies.*` and
+//! `discrepancies.md`). Exit codes: 0 all rows computed, 3 some rows rejected, 2 usage or
+//! configuration error, 1 unreadable input or internal error (nothing written).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use rust_decimal::Decimal;
+
+use super::{Failure, InputArgs, load_rules};
+use crate::audit::{self, Compare};
+use crate::io::write::Format;
+use crate::pipeline::{self, Extra, RunSummary};
+
+/// Recompute every act of a claims file.
+#[derive(Debug, Args)]
+pub struct ComputeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output folder (created; existing outputs are replaced atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Output format: parquet or csv.
+    #[arg(long, default_value = "parquet")]
+    pub format: String,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Show progress even when stderr is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
+    /// Most memory the run may hold before it spills to disk, e.g. 4G (accepted; see README
+    /// for what is bounded today).
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Log lines as JSON objects (for log collectors).
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}
+
+/// Recompute every act, then compare with the recorded AMO amounts.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// Compare `recorded_amo` with `amo_paid` (paid) or `amo_gross` (gross, for extracts
+    /// that record the PF and franchises as separate lines).
+    #[arg(long, default_value = "paid")]
+    pub compare: String,
+    /// Largest difference, in euros, that is not a discrepancy.
+    #[arg(long, default_value = "0.00")]
+    pub tolerance: Decimal,
+}
+
+pub fn run(args: ComputeArgs) -> Result<i32, Failure> {
+    execute("compute", &args, None)
+}
+
+pub fn run_audit(args: AuditArgs) -> Result<i32, Failure> {
+    let compare = match args.compare.as_str() {
+        "paid" => Compare::Paid,
+        "gross" => Compare::Gross,
+        other => return Err(Failure::usage(format!("--compare {other}: paid or gross"))),
+    };
+    if args.tolerance.is_sign_negative() {
+        return Err(Failure::usage("--tolerance must be zero or more"));
+    }
+    execute("audit", &args.compute, Some((compare, args.tolerance)))
+}
+
+fn execute(
+    command: &str,
+    args: &ComputeArgs,
+    audit_opts: Option<(Compare, Decimal)>,
+) -> Result<i32, Failure> {
+    let started = Instant::now();
+    let format: Format = args
+        .format
+        .parse()
+        .map_err(|_| Failure::usage(format!("--format {}: parquet or csv", args.format)))?;
+    let json_logs = match args.log_format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            return Err(Failure::usage(format!(
+                "--log-format {other}: text or json"
+            )));
+        }
+    };
+    let book = load_rules(args.input.rules.as_ref())?;
+    let log = Logger {
+        json: json_logs,
+        quiet: args.quiet,
+        progress: args.progress || (!args.quiet && std::io::stderr().is_terminal()),
+    };
+    let threads = args.threads.unwrap_or(0);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Failure::usage(format!("--threads: {e}")))?;
+    let summary: RunSummary = pool.install(|| -> Result<RunSummary, Failure> {
+        log.event("read", "reading inputs", &[]);
+        let prepared = pipeline::prepare(&args.input.inputs())?;
+        let files = prepared.files.clone();
+        let acts_by_id = audit_opts.map(|_| audit::index_acts(&prepared));
+        log.event(
+            "compute",
+            "computing",
+            &[("patients", prepared.patients.len() as u64)],
+        );
+        let computed = pipeline::compute(&book, prepared);
+        log.event("write", "writing outputs", &[]);
+        let argv: Vec<String> = std::env::args().collect();
+        let write_more = match (audit_opts, acts_by_id) {
+            (Some((compare, tolerance)), Some(acts)) => {
+                let found =
+                    audit::discrepancies(&book, &computed.outcomes, &acts, compare, tolerance);
+                let extra: Box<dyn FnOnce(&std::path::Path) -> _> =
+                    Box::new(move |dir: &std::path::Path| audit::write(dir, format, &found));
+                Some(extra)
+            }
+            _ => None,
+        };
+        let extra = Extra {
+            command,
+            argv,
+            write_more,
+        };
+        Ok(pipeline::write_outputs(
+            &args.out, format, &book, &files, &computed, extra, started,
+        )?)
+    })?;
+    log.event(
+        "done",
+        &format!(
+            "{} acts read, {} computed, {} rejected (+{} other rows) → {} in {:.2} s",
+            summary.read,
+            summary.computed,
+            summary.rejected,
+            summary.other_rejected,
+            summary.out.display(),
+            summary.seconds
+        ),
+        &[
+            ("read", summary.read),
+            ("computed", summary.computed),
+            ("rejected", summary.rejected),
+        ],
+    );
+    Ok(summary.exit_code())
+}
+
+/// Log lines on stderr. They never contain a patient id or a single patient's amounts.
+struct Logger {
+    json: bool,
+    quiet: bool,
+    progress: bool,
+}
+
+impl Logger {
+    fn event(&self, step: &str, message: &str, counts: &[(&str, u64)]) {
+        if self.quiet && step != "done" {
+            return;
+        }
+        if self.json {
+            let mut obj = serde_json::Map::new();
+            obj.insert("level".into(), "info".into());
+            obj.insert("step".into(), step.into());
+            obj.insert("message".into(), message.into());
+            for (k, v) in counts {
+                obj.insert((*k).into(), (*v).into());
+            }
+            eprintln!("{}", serde_json::Value::Object(obj));
+        } else if self.progress || step == "done" {
+            eprintln!("rac: {message}");
+        }
+    }
+}

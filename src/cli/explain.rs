@@ -1,0 +1,140 @@
+//! `rac explain`: every step of one act's computation, with the parameters used and their
+//! sources.
+//!
+//! ```text
+//! rac explain --act-id A123 --acts acts.csv --beneficiaries beneficiaries.csv [--rights …]
+//! ```
+//! The act is computed with all the patient's acts of the file (caps, groups and stays need
+//! them) and the opening counters, exactly as `compute` does.
+
+use std::fmt::Write as _;
+
+use clap::Args;
+
+use super::{Failure, InputArgs, load_rules};
+use crate::engine::{PatientInput, explain_patient};
+use crate::model::{RightPeriod, YearCounter};
+use crate::pipeline;
+use crate::rules::RuleBook;
+
+/// Print each step of one act's computation.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The act to explain.
+    #[arg(long)]
+    pub act_id: String,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
+    let book = load_rules(args.input.rules.as_ref())?;
+    let prepared = pipeline::prepare(&args.input.inputs())?;
+    if let Some(r) = prepared.rejects.iter().find(|r| r.act_id == args.act_id) {
+        println!(
+            "act {} was rejected: {} (file {}, row {}, column {}, value `{}`)",
+            r.act_id, r.reason, r.file, r.row, r.column, r.value
+        );
+        return Ok(3);
+    }
+    let Some(patient) = prepared
+        .patients
+        .iter()
+        .find(|p| p.acts.iter().any(|a| a.act_id == args.act_id))
+    else {
+        return Err(Failure::usage(format!(
+            "act_id `{}` is not in {}",
+            args.act_id,
+            args.input.acts.display()
+        )));
+    };
+    let no_rights: Vec<RightPeriod> = Vec::new();
+    let no_counters: Vec<YearCounter> = Vec::new();
+    let input = PatientInput {
+        beneficiary: &prepared.beneficiaries[&patient.patient_id],
+        acts: &patient.acts,
+        rights: prepared
+            .rights
+            .get(&patient.patient_id)
+            .unwrap_or(&no_rights),
+        rights_known: prepared.rights_known,
+        opening: prepared
+            .opening
+            .get(&patient.patient_id)
+            .unwrap_or(&no_counters),
+    };
+    let (result, trace) = explain_patient(&book, &input, &args.act_id);
+    print!("{}", render(&book, &args.act_id, &result, &trace));
+    Ok(0)
+}
+
+/// The explanation as text: steps, result, then each parameter used with its source.
+pub fn render(
+    book: &RuleBook,
+    act_id: &str,
+    result: &crate::engine::PatientResult,
+    trace: &[String],
+) -> String {
+    let mut out = String::new();
+    if let Some(rej) = result
+        .rejected
+        .iter()
+        .find(|_| !result.outcomes.iter().any(|o| o.act_id == act_id))
+    {
+        let _ = writeln!(
+            out,
+            "act {act_id} is rejected: {} ({})",
+            rej.reason, rej.value
+        );
+        return out;
+    }
+    let Some(o) = result.outcomes.iter().find(|o| o.act_id == act_id) else {
+        let _ = writeln!(out, "act {act_id} was not computed");
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "act {act_id}: {} on {}, quantity {}, situation {}",
+        o.category, o.care_date, o.quantity, o.situation
+    );
+    for (i, step) in trace.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {step}", i + 1);
+    }
+    let _ = writeln!(
+        out,
+        "result: base {} billed {} rate {} % amo_gross {} majoration {} pal {} pf {} franchise {} flat_fee {} → amo_paid {} rac {}",
+        o.base,
+        o.billed,
+        o.rate,
+        o.amo_gross,
+        o.majoration,
+        o.pal,
+        o.pf,
+        o.franchise,
+        o.flat_fee,
+        o.amo_paid,
+        o.rac
+    );
+    if !o.flags.is_empty() {
+        let _ = writeln!(out, "flags: {}", o.flags.join(", "));
+    }
+    let _ = writeln!(out, "rules applied (value on {}):", o.care_date);
+    for id in &o.rules {
+        match book
+            .find(id)
+            .and_then(|d| d.at(o.care_date).map(|v| (d, v)))
+        {
+            Some((d, v)) => {
+                let _ = writeln!(
+                    out,
+                    "  {id} = {} {} since {} — {}",
+                    v.value, d.unit, v.from, v.reference
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  {id} (a decision of the engine, see RULES.md)");
+            }
+        }
+    }
+    out
+}

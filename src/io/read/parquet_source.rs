@@ -1,0 +1,393 @@
+//! Parquet input: the schema is checked once (column types per [`Kind`]), then record batches
+//! are read (only the table's columns), each column brought to one of a few canonical Arrow
+//! types, and the rows converted in parallel.
+//!
+//! Accepted Arrow types per kind (a `Dictionary` of an accepted type and an all-null `Null`
+//! column are accepted everywhere):
+//!
+//! | kind | types |
+//! |---|---|
+//! | text, ids | `Utf8`, `LargeUtf8`, `Utf8View`, integers |
+//! | codes (enums) | `Utf8`, `LargeUtf8`, `Utf8View` |
+//! | dates | `Date32`, `Date64`, `Timestamp` without time zone, strings (`YYYY-MM-DD`) |
+//! | amounts, decimals | `Decimal32/64/128`, `Float32/64`, integers (whole euros), strings |
+//! | integers | integers, `Float32/64` holding whole numbers, strings |
+//! | booleans | `Boolean`, integers `0/1`, strings |
+//!
+//! Float `NaN` is read as null (pandas' missing value).
+
+use super::records::{ColumnSpec, Kind, Row, Table};
+use super::values::Cell;
+use super::{Chunk, ReadError, ReadOptions, Sourced, convert_row};
+use crate::model::Reject;
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Date64Array, Decimal128Array,
+    Float64Array, Int64Array, StringArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Decimal128Type, Float64Type, Int64Type, Schema,
+};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use rayon::prelude::*;
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+/// Milliseconds in a day (`Date64`).
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// An open Parquet file.
+pub struct ParquetSource {
+    reader: ParquetRecordBatchReader,
+    /// For each column of the table, its index in the (projected) record batches.
+    columns: Vec<Option<usize>>,
+    /// Data rows read so far.
+    row: u64,
+    done: bool,
+}
+
+/// One column of a batch, in canonical form.
+enum Col {
+    /// Not in the file, or all null.
+    Null,
+    Str(StringArray),
+    Int(Int64Array),
+    Float(Float64Array),
+    Decimal(Decimal128Array, i8),
+    Date32(Date32Array),
+    Date64(Date64Array),
+    Bool(BooleanArray),
+}
+
+impl Col {
+    fn cell(&self, i: usize) -> Cell<'_> {
+        macro_rules! typed {
+            ($array:expr, $cell:expr) => {
+                if $array.is_null(i) { Cell::Null } else { $cell }
+            };
+        }
+        match self {
+            Col::Null => Cell::Null,
+            Col::Str(a) => typed!(a, {
+                let text = a.value(i);
+                if text.is_empty() {
+                    Cell::Null
+                } else {
+                    Cell::Text(text.as_bytes())
+                }
+            }),
+            Col::Int(a) => typed!(a, Cell::Int(a.value(i))),
+            Col::Float(a) => typed!(a, {
+                let v = a.value(i);
+                if v.is_nan() {
+                    Cell::Null
+                } else {
+                    Cell::Float(v)
+                }
+            }),
+            Col::Decimal(a, scale) => typed!(a, Cell::Decimal(a.value(i), *scale)),
+            Col::Date32(a) => typed!(a, Cell::Days(i64::from(a.value(i)))),
+            Col::Date64(a) => typed!(a, Cell::Days(a.value(i).div_euclid(MS_PER_DAY))),
+            Col::Bool(a) => typed!(a, Cell::Bool(a.value(i))),
+        }
+    }
+}
+
+struct BatchRow<'a> {
+    cols: &'a [Col],
+    i: usize,
+}
+
+impl Row for BatchRow<'_> {
+    fn cell(&self, slot: usize) -> Cell<'_> {
+        self.cols[slot].cell(self.i)
+    }
+}
+
+fn is_string(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// Whether a column of type `dt` can hold a value of `kind`.
+fn accepts(kind: Kind, dt: &DataType) -> bool {
+    use DataType as D;
+    if let D::Dictionary(_, values) = dt {
+        return accepts(kind, values);
+    }
+    if matches!(dt, D::Null) || is_string(dt) {
+        return true;
+    }
+    let int = dt.is_integer();
+    let float = matches!(dt, D::Float16 | D::Float32 | D::Float64);
+    match kind {
+        Kind::Text => int,
+        Kind::Code => false,
+        Kind::Date => matches!(dt, D::Date32 | D::Date64 | D::Timestamp(_, None)),
+        Kind::Amount | Kind::Decimal => {
+            int || float || matches!(dt, D::Decimal32(..) | D::Decimal64(..) | D::Decimal128(..))
+        }
+        Kind::Int => int || float,
+        Kind::Bool => int || matches!(dt, D::Boolean),
+    }
+}
+
+/// The types accepted for `kind`, for error messages.
+fn expected(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Text => "a string or an integer",
+        Kind::Code => "a string",
+        Kind::Date => "Date32, Date64, a timestamp or a string",
+        Kind::Amount | Kind::Decimal => "Decimal128, Float64, an integer or a string",
+        Kind::Int => "an integer",
+        Kind::Bool => "Boolean",
+    }
+}
+
+/// Brings an array (of an accepted type) to its canonical form.
+fn canonical(array: &ArrayRef) -> Result<Col, arrow::error::ArrowError> {
+    use DataType as D;
+    let dt = array.data_type().clone();
+    Ok(match &dt {
+        D::Null => Col::Null,
+        D::Dictionary(_, values) => return canonical(&cast(array, values)?),
+        D::Utf8 => Col::Str(array.as_string::<i32>().clone()),
+        D::LargeUtf8 | D::Utf8View => Col::Str(cast(array, &D::Utf8)?.as_string::<i32>().clone()),
+        D::Int64 => Col::Int(array.as_primitive::<Int64Type>().clone()),
+        _ if dt.is_integer() => {
+            Col::Int(cast(array, &D::Int64)?.as_primitive::<Int64Type>().clone())
+        }
+        D::Float64 => Col::Float(array.as_primitive::<Float64Type>().clone()),
+        D::Float16 | D::Float32 => Col::Float(
+            cast(array, &D::Float64)?
+                .as_primitive::<Float64Type>()
+                .clone(),
+        ),
+        D::Decimal128(_, scale) => {
+            Col::Decimal(array.as_primitive::<Decimal128Type>().clone(), *scale)
+        }
+        D::Decimal32(_, scale) | D::Decimal64(_, scale) => Col::Decimal(
+            cast(array, &D::Decimal128(38, *scale))?
+                .as_primitive::<Decimal128Type>()
+                .clone(),
+            *scale,
+        ),
+        D::Date32 => Col::Date32(array.as_primitive::<Date32Type>().clone()),
+        D::Date64 => Col::Date64(array.as_primitive::<Date64Type>().clone()),
+        D::Timestamp(_, None) => Col::Date32(
+            cast(array, &D::Date32)?
+                .as_primitive::<Date32Type>()
+                .clone(),
+        ),
+        D::Boolean => Col::Bool(array.as_boolean().clone()),
+        other => {
+            return Err(arrow::error::ArrowError::CastError(format!(
+                "unsupported type {other}"
+            )));
+        }
+    })
+}
+
+/// Runs `f`, turning a panic of the Parquet decoder (on a hostile file) into an error.
+fn guarded<T>(name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, ReadError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(ReadError::Parquet {
+            file: name.to_string(),
+            message,
+        }),
+        Err(panic) => Err(ReadError::Parquet {
+            file: name.to_string(),
+            message: panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the decoder failed".to_string()),
+        }),
+    }
+}
+
+/// Checks the file's schema against the table's columns: for each, its index in the file.
+fn match_columns(
+    name: &str,
+    schema: &Schema,
+    columns: &[ColumnSpec],
+) -> Result<Vec<Option<usize>>, ReadError> {
+    let found: Vec<Option<usize>> = columns
+        .iter()
+        .map(|spec| schema.fields().iter().position(|f| f.name() == spec.name))
+        .collect();
+    super::check_required(name, columns, &found)?;
+    for (spec, index) in columns.iter().zip(&found) {
+        if let Some(index) = *index {
+            let dt = schema.field(index).data_type();
+            if !accepts(spec.kind, dt) {
+                return Err(ReadError::UnsupportedType {
+                    file: name.to_string(),
+                    column: spec.name.to_string(),
+                    data_type: dt.to_string(),
+                    expected: expected(spec.kind),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+impl ParquetSource {
+    /// Opens `path`, checks its schema, and prepares batches of `batch_rows` rows.
+    pub fn open(
+        path: &Path,
+        name: &str,
+        columns: &[ColumnSpec],
+        batch_rows: usize,
+    ) -> Result<ParquetSource, ReadError> {
+        let file = File::open(path).map_err(|source| ReadError::Io {
+            file: name.to_string(),
+            source,
+        })?;
+        let builder = guarded(name, || {
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())
+        })?;
+        let found = match_columns(name, builder.schema(), columns)?;
+        // Read only the table's columns (top-level fields map to root columns one to one).
+        let mut wanted: Vec<usize> = found.iter().flatten().copied().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let roots = builder.parquet_schema().root_schema().get_fields().len();
+        let (builder, columns) = if roots == builder.schema().fields().len() {
+            let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
+            let projected = found
+                .iter()
+                .map(|index| index.and_then(|i| wanted.binary_search(&i).ok()))
+                .collect();
+            (builder.with_projection(mask), projected)
+        } else {
+            (builder, found)
+        };
+        let reader = guarded(name, || {
+            builder
+                .with_batch_size(batch_rows.max(1))
+                .build()
+                .map_err(|e| e.to_string())
+        })?;
+        Ok(ParquetSource {
+            reader,
+            columns,
+            row: 0,
+            done: false,
+        })
+    }
+
+    fn next_batch(&mut self, name: &str) -> Result<Option<RecordBatch>, ReadError> {
+        let reader = &mut self.reader;
+        guarded(name, || {
+            reader.next().transpose().map_err(|e| e.to_string())
+        })
+    }
+
+    /// Reads and converts the next record batch; `None` at the end of the file.
+    pub fn next_chunk<T: Table>(
+        &mut self,
+        file: usize,
+        name: &str,
+        opts: &ReadOptions,
+    ) -> Result<Option<Chunk<T>>, ReadError> {
+        if self.done {
+            return Ok(None);
+        }
+        let batch = match self.next_batch(name) {
+            Ok(Some(batch)) => batch,
+            Ok(None) => {
+                self.done = true;
+                return Ok(None);
+            }
+            Err(error) => {
+                self.done = true;
+                return Err(error);
+            }
+        };
+        let mut cols = Vec::with_capacity(self.columns.len());
+        for (spec, index) in T::COLUMNS.iter().zip(&self.columns) {
+            let col = match index {
+                Some(i) if *i < batch.num_columns() => canonical(batch.column(*i)),
+                Some(_) => Err(arrow::error::ArrowError::SchemaError(
+                    "column missing from a record batch".to_string(),
+                )),
+                None => Ok(Col::Null),
+            };
+            cols.push(col.map_err(|e| ReadError::Parquet {
+                file: name.to_string(),
+                message: format!("column `{}`: {e}", spec.name),
+            })?);
+        }
+        let first = self.row + 1;
+        let rows = batch.num_rows();
+        self.row += rows as u64;
+        let cols = &cols[..];
+        let results: Vec<Result<Sourced<T>, Reject>> = (0..rows)
+            .into_par_iter()
+            .with_min_len(1024)
+            .map(|i| convert_row(&BatchRow { cols, i }, opts, file, name, first + i as u64))
+            .collect();
+        Ok(Some(Chunk::from_results(file, results)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Int32Type, TimeUnit};
+
+    #[test]
+    fn accepted_types() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        assert!(accepts(Kind::Text, &dict));
+        assert!(accepts(Kind::Code, &dict));
+        assert!(accepts(Kind::Text, &DataType::Int64));
+        assert!(!accepts(Kind::Text, &DataType::Float64));
+        assert!(!accepts(Kind::Code, &DataType::Int64));
+        assert!(accepts(Kind::Date, &DataType::Date32));
+        assert!(accepts(
+            Kind::Date,
+            &DataType::Timestamp(TimeUnit::Microsecond, None)
+        ));
+        assert!(!accepts(
+            Kind::Date,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        ));
+        assert!(!accepts(Kind::Date, &DataType::Boolean));
+        assert!(accepts(Kind::Amount, &DataType::Decimal128(10, 2)));
+        assert!(accepts(Kind::Amount, &DataType::Float64));
+        assert!(!accepts(Kind::Amount, &DataType::Boolean));
+        assert!(accepts(Kind::Bool, &DataType::Boolean));
+        assert!(accepts(Kind::Int, &DataType::Null));
+    }
+
+    #[test]
+    fn canonical_cells() {
+        let dict: ArrayRef =
+            std::sync::Arc::new(arrow::array::DictionaryArray::<Int32Type>::from_iter([
+                Some("a"),
+                None,
+                Some(""),
+            ]));
+        let col = canonical(&dict).unwrap();
+        assert_eq!(col.cell(0), Cell::Text(b"a"));
+        assert_eq!(col.cell(1), Cell::Null);
+        assert_eq!(col.cell(2), Cell::Null);
+        let dates: ArrayRef = std::sync::Arc::new(Date64Array::from(vec![-1, MS_PER_DAY]));
+        let col = canonical(&dates).unwrap();
+        assert_eq!(col.cell(0), Cell::Days(-1));
+        assert_eq!(col.cell(1), Cell::Days(1));
+        let floats: ArrayRef = std::sync::Arc::new(Float64Array::from(vec![f64::NAN, 1.5]));
+        let col = canonical(&floats).unwrap();
+        assert_eq!(col.cell(0), Cell::Null);
+        assert_eq!(col.cell(1), Cell::Float(1.5));
+    }
+}

@@ -1,0 +1,513 @@
+//! The four input tables (SPEC §2): their columns, and how one row becomes a model value.
+//!
+//! A row is seen through [`Row`], which gives one [`Cell`] per column of the table (in the
+//! table's own column order), whatever the file format. Conversions check the columns in that
+//! order and stop at the first problem, which becomes the row's single reject.
+
+use super::ReadOptions;
+use super::values::{self, Cell, RejectReason};
+use crate::model::{
+    Act, Beneficiary, Category, InsuranceNature, Pathway, Regime, RightKind, RightPeriod, Setting,
+    YearCounter,
+};
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+/// What a column holds; decides the accepted Parquet types and the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Free text or id: strings, or integers written as text.
+    Text,
+    /// One of a closed set of codes: strings only.
+    Code,
+    /// A calendar day.
+    Date,
+    /// Euros, a whole number of cents.
+    Amount,
+    /// Any decimal (a coefficient).
+    Decimal,
+    /// An integer.
+    Int,
+    /// A boolean.
+    Bool,
+}
+
+/// One column of an input table.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnSpec {
+    /// Exact (case-sensitive) column name.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// A file without this column is refused.
+    pub required: bool,
+}
+
+const fn col(name: &'static str, kind: Kind, required: bool) -> ColumnSpec {
+    ColumnSpec {
+        name,
+        kind,
+        required,
+    }
+}
+
+/// Access to the cells of one row, by the index of the column in the table's spec.
+pub trait Row {
+    /// The cell of column `slot`; `Cell::Null` when the file lacks the column.
+    fn cell(&self, slot: usize) -> Cell<'_>;
+}
+
+/// The first problem of a row: which column, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bad {
+    pub slot: usize,
+    pub reason: RejectReason,
+}
+
+type Conv<T> = Result<T, Bad>;
+
+/// Implemented by the model types that an input table yields.
+pub trait Table: Sized + Send {
+    /// The table's columns, in the order their problems are reported.
+    const COLUMNS: &'static [ColumnSpec];
+    /// Slot of `act_id`, copied into rejects.
+    const ACT_ID: Option<usize>;
+    /// Converts one row; the error names the first bad column.
+    fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<Self>;
+}
+
+fn bad(slot: usize, reason: RejectReason) -> Bad {
+    Bad { slot, reason }
+}
+
+/// The reason to report for unparseable bytes: `bad_encoding` when they are not UTF-8, so
+/// that a mis-encoded file is named as such, else `reason`.
+fn text_reason(bytes: &[u8], reason: RejectReason) -> RejectReason {
+    if std::str::from_utf8(bytes).is_err() {
+        RejectReason::BadEncoding
+    } else {
+        reason
+    }
+}
+
+fn opt_string<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<String>> {
+    match row.cell(slot) {
+        Cell::Null => Ok(None),
+        Cell::Text(bytes) => std::str::from_utf8(bytes)
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| bad(slot, RejectReason::BadEncoding)),
+        Cell::Int(v) => Ok(Some(v.to_string())),
+        Cell::Bool(v) => Ok(Some(v.to_string())),
+        other => Ok(Some(other.render())),
+    }
+}
+
+fn req_string<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<String> {
+    opt_string(row, slot)?.ok_or(bad(slot, RejectReason::MissingValue))
+}
+
+fn opt_date<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<NaiveDate>> {
+    match row.cell(slot) {
+        Cell::Null => Ok(None),
+        Cell::Text(bytes) => values::parse_date(bytes)
+            .map(Some)
+            .ok_or_else(|| bad(slot, text_reason(bytes, RejectReason::BadDate))),
+        Cell::Days(days) => values::days_to_date(days)
+            .map(Some)
+            .ok_or(bad(slot, RejectReason::BadDate)),
+        _ => Err(bad(slot, RejectReason::BadDate)),
+    }
+}
+
+fn req_date<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<NaiveDate> {
+    opt_date(row, slot)?.ok_or(bad(slot, RejectReason::MissingValue))
+}
+
+/// An amount in cents as a scale-2 `Decimal`; negative values refused unless `signed`.
+fn opt_amount<R: Row + ?Sized>(
+    row: &R,
+    slot: usize,
+    opts: &ReadOptions,
+    signed: bool,
+) -> Conv<Option<Decimal>> {
+    let cents = match row.cell(slot) {
+        Cell::Null => return Ok(None),
+        Cell::Text(bytes) => values::parse_cents(bytes, opts.decimal_comma)
+            .map_err(|reason| text_reason(bytes, reason)),
+        Cell::Decimal(value, scale) => values::decimal_to_cents(value, scale),
+        Cell::Float(value) => values::float_to_cents(value),
+        Cell::Int(value) => values::int_to_cents(value),
+        _ => Err(RejectReason::BadDecimal),
+    }
+    .map_err(|reason| bad(slot, reason))?;
+    if cents < 0 && !signed {
+        return Err(bad(slot, RejectReason::NegativeAmount));
+    }
+    Ok(Some(values::cents_decimal(cents)))
+}
+
+fn req_amount<R: Row + ?Sized>(
+    row: &R,
+    slot: usize,
+    opts: &ReadOptions,
+    signed: bool,
+) -> Conv<Decimal> {
+    opt_amount(row, slot, opts, signed)?.ok_or(bad(slot, RejectReason::MissingValue))
+}
+
+/// A non-negative decimal of any scale (a coefficient).
+fn opt_decimal<R: Row + ?Sized>(row: &R, slot: usize, opts: &ReadOptions) -> Conv<Option<Decimal>> {
+    let value = match row.cell(slot) {
+        Cell::Null => return Ok(None),
+        Cell::Text(bytes) => values::parse_decimal(bytes, opts.decimal_comma)
+            .map_err(|reason| text_reason(bytes, reason)),
+        Cell::Decimal(value, scale) => values::decimal_to_decimal(value, scale),
+        Cell::Float(value) => values::float_to_decimal(value),
+        Cell::Int(value) => Ok(Decimal::from(value)),
+        _ => Err(RejectReason::BadDecimal),
+    }
+    .map_err(|reason| bad(slot, reason))?;
+    if value.is_sign_negative() && !value.is_zero() {
+        return Err(bad(slot, RejectReason::OutOfRange));
+    }
+    Ok(Some(value))
+}
+
+/// An integer in `min..=max`.
+fn opt_int<R: Row + ?Sized>(row: &R, slot: usize, min: i64, max: i64) -> Conv<Option<i64>> {
+    let value = match row.cell(slot) {
+        Cell::Null => return Ok(None),
+        Cell::Text(bytes) => values::parse_int(bytes).map_err(|reason| text_reason(bytes, reason)),
+        Cell::Int(value) => Ok(value),
+        Cell::Float(value) => values::float_to_int(value),
+        _ => Err(RejectReason::BadInteger),
+    }
+    .map_err(|reason| bad(slot, reason))?;
+    if !(min..=max).contains(&value) {
+        return Err(bad(slot, RejectReason::OutOfRange));
+    }
+    Ok(Some(value))
+}
+
+fn opt_bool<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<bool>> {
+    match row.cell(slot) {
+        Cell::Null => Ok(None),
+        Cell::Text(bytes) => values::parse_bool(bytes)
+            .map(Some)
+            .ok_or_else(|| bad(slot, text_reason(bytes, RejectReason::BadBoolean))),
+        Cell::Bool(value) => Ok(Some(value)),
+        Cell::Int(0) => Ok(Some(false)),
+        Cell::Int(1) => Ok(Some(true)),
+        _ => Err(bad(slot, RejectReason::BadBoolean)),
+    }
+}
+
+/// A code parsed with the model's `parse`; `unknown` is the reason for a value not in the set.
+fn opt_code<R: Row + ?Sized, E>(
+    row: &R,
+    slot: usize,
+    parse: fn(&str) -> Option<E>,
+    unknown: RejectReason,
+) -> Conv<Option<E>> {
+    match row.cell(slot) {
+        Cell::Null => Ok(None),
+        Cell::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => parse(text).map(Some).ok_or(bad(slot, unknown)),
+            Err(_) => Err(bad(slot, RejectReason::BadEncoding)),
+        },
+        // Typed Parquet cells never reach a code column (refused by type at open).
+        _ => Err(bad(slot, unknown)),
+    }
+}
+
+fn req_code<R: Row + ?Sized, E>(
+    row: &R,
+    slot: usize,
+    parse: fn(&str) -> Option<E>,
+    unknown: RejectReason,
+) -> Conv<E> {
+    opt_code(row, slot, parse, unknown)?.ok_or(bad(slot, RejectReason::MissingValue))
+}
+
+/// Smallest and largest `quantity`.
+pub const QUANTITY_RANGE: (i64, i64) = (1, 1_000_000);
+
+mod act_slots {
+    pub const ACT_ID: usize = 0;
+    pub const PATIENT_ID: usize = 1;
+    pub const CARE_DATE: usize = 2;
+    pub const END_DATE: usize = 3;
+    pub const CATEGORY: usize = 4;
+    pub const TARIFF: usize = 5;
+    pub const QUANTITY: usize = 6;
+    pub const BILLED: usize = 7;
+    pub const COEFFICIENT: usize = 8;
+    pub const CODE: usize = 9;
+    pub const PRACTITIONER_ID: usize = 10;
+    pub const SPECIALTY: usize = 11;
+    pub const STAY_ID: usize = 12;
+    pub const INSURANCE_NATURE: usize = 13;
+    pub const EXO_CODE: usize = 14;
+    pub const ALD_RELATED: usize = 15;
+    pub const PATHWAY: usize = 16;
+    pub const SETTING: usize = 17;
+    pub const RECORDED_AMO: usize = 18;
+}
+
+impl Table for Act {
+    const COLUMNS: &'static [ColumnSpec] = &[
+        col("act_id", Kind::Text, true),
+        col("patient_id", Kind::Text, true),
+        col("care_date", Kind::Date, true),
+        col("end_date", Kind::Date, false),
+        col("category", Kind::Code, true),
+        col("tariff", Kind::Amount, true),
+        col("quantity", Kind::Int, false),
+        col("billed", Kind::Amount, false),
+        col("coefficient", Kind::Decimal, false),
+        col("code", Kind::Text, false),
+        col("practitioner_id", Kind::Text, false),
+        col("specialty", Kind::Text, false),
+        col("stay_id", Kind::Text, false),
+        col("insurance_nature", Kind::Code, false),
+        col("exo_code", Kind::Text, false),
+        col("ald_related", Kind::Bool, false),
+        col("pathway", Kind::Code, false),
+        col("setting", Kind::Code, false),
+        col("recorded_amo", Kind::Amount, false),
+    ];
+    const ACT_ID: Option<usize> = Some(act_slots::ACT_ID);
+
+    fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<Act> {
+        use act_slots::*;
+        let unknown = RejectReason::UnknownValue;
+        Ok(Act {
+            act_id: req_string(row, ACT_ID)?,
+            patient_id: req_string(row, PATIENT_ID)?,
+            care_date: req_date(row, CARE_DATE)?,
+            end_date: opt_date(row, END_DATE)?,
+            category: req_code(
+                row,
+                CATEGORY,
+                Category::parse,
+                RejectReason::UnknownCategory,
+            )?,
+            tariff: req_amount(row, TARIFF, opts, false)?,
+            quantity: opt_int(row, QUANTITY, QUANTITY_RANGE.0, QUANTITY_RANGE.1)?.unwrap_or(1),
+            billed: opt_amount(row, BILLED, opts, false)?,
+            coefficient: opt_decimal(row, COEFFICIENT, opts)?,
+            code: opt_string(row, CODE)?,
+            practitioner_id: opt_string(row, PRACTITIONER_ID)?,
+            specialty: opt_string(row, SPECIALTY)?,
+            stay_id: opt_string(row, STAY_ID)?,
+            insurance_nature: opt_code(row, INSURANCE_NATURE, InsuranceNature::parse, unknown)?
+                .unwrap_or(InsuranceNature::Sickness),
+            exo_code: opt_string(row, EXO_CODE)?,
+            ald_related: opt_bool(row, ALD_RELATED)?.unwrap_or(false),
+            pathway: opt_code(row, PATHWAY, Pathway::parse, unknown)?
+                .unwrap_or(Pathway::Coordinated),
+            setting: opt_code(row, SETTING, Setting::parse, unknown)?
+                .unwrap_or(Setting::Ambulatory),
+            recorded_amo: opt_amount(row, RECORDED_AMO, opts, true)?,
+        })
+    }
+}
+
+impl Table for Beneficiary {
+    const COLUMNS: &'static [ColumnSpec] = &[
+        col("patient_id", Kind::Text, true),
+        col("birth_date", Kind::Date, true),
+        col("regime", Kind::Code, false),
+    ];
+    const ACT_ID: Option<usize> = None;
+
+    fn from_row<R: Row + ?Sized>(row: &R, _opts: &ReadOptions) -> Conv<Beneficiary> {
+        Ok(Beneficiary {
+            patient_id: req_string(row, 0)?,
+            birth_date: req_date(row, 1)?,
+            regime: opt_code(row, 2, Regime::parse, RejectReason::UnknownValue)?
+                .unwrap_or(Regime::General),
+        })
+    }
+}
+
+impl Table for RightPeriod {
+    const COLUMNS: &'static [ColumnSpec] = &[
+        col("patient_id", Kind::Text, true),
+        col("right", Kind::Code, true),
+        col("start_date", Kind::Date, true),
+        col("end_date", Kind::Date, false),
+        col("reference", Kind::Text, false),
+    ];
+    const ACT_ID: Option<usize> = None;
+
+    fn from_row<R: Row + ?Sized>(row: &R, _opts: &ReadOptions) -> Conv<RightPeriod> {
+        let patient_id = req_string(row, 0)?;
+        let right = req_code(row, 1, RightKind::parse, RejectReason::UnknownValue)?;
+        let start_date = req_date(row, 2)?;
+        let end_date = opt_date(row, 3)?;
+        if end_date.is_some_and(|end| end < start_date) {
+            return Err(bad(3, RejectReason::EndBeforeStart));
+        }
+        Ok(RightPeriod {
+            patient_id,
+            right,
+            start_date,
+            end_date,
+            reference: opt_string(row, 4)?,
+        })
+    }
+}
+
+impl Table for YearCounter {
+    const COLUMNS: &'static [ColumnSpec] = &[
+        col("patient_id", Kind::Text, true),
+        col("year", Kind::Int, true),
+        col("pf_used", Kind::Amount, true),
+        col("franchise_used", Kind::Amount, true),
+        col("charged_stays", Kind::Text, false),
+        col("pf_cap_reached_on", Kind::Date, false),
+        col("franchise_cap_reached_on", Kind::Date, false),
+    ];
+    const ACT_ID: Option<usize> = None;
+
+    fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<YearCounter> {
+        let patient_id = req_string(row, 0)?;
+        let year = opt_int(row, 1, 1, 9999)?.ok_or(bad(1, RejectReason::MissingValue))?;
+        let pf_used = req_amount(row, 2, opts, false)?;
+        let franchise_used = req_amount(row, 3, opts, false)?;
+        let mut charged_stays: Vec<String> = opt_string(row, 4)?
+            .map(|joined| {
+                joined
+                    .split(';')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        charged_stays.sort_unstable();
+        charged_stays.dedup();
+        Ok(YearCounter {
+            patient_id,
+            year: year as i32,
+            pf_used,
+            franchise_used,
+            charged_stays,
+            pf_cap_reached_on: opt_date(row, 5)?,
+            franchise_cap_reached_on: opt_date(row, 6)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row of text cells, as CSV gives them.
+    struct TextRow(Vec<&'static [u8]>);
+
+    impl Row for TextRow {
+        fn cell(&self, slot: usize) -> Cell<'_> {
+            match self.0.get(slot) {
+                Some(bytes) if !bytes.is_empty() => Cell::Text(bytes),
+                _ => Cell::Null,
+            }
+        }
+    }
+
+    fn act_row(changes: &[(usize, &'static [u8])]) -> TextRow {
+        let mut cells: Vec<&'static [u8]> = vec![b""; Act::COLUMNS.len()];
+        cells[0] = b"A1";
+        cells[1] = b"P1";
+        cells[2] = b"2024-03-01";
+        cells[4] = b"consultation";
+        cells[5] = b"26.50";
+        for &(slot, value) in changes {
+            cells[slot] = value;
+        }
+        TextRow(cells)
+    }
+
+    fn act_err(changes: &[(usize, &'static [u8])]) -> (&'static str, RejectReason) {
+        let err = Act::from_row(&act_row(changes), &ReadOptions::default()).unwrap_err();
+        (Act::COLUMNS[err.slot].name, err.reason)
+    }
+
+    #[test]
+    fn act_defaults() {
+        let act = Act::from_row(&act_row(&[]), &ReadOptions::default()).unwrap();
+        let expected = Act::new(
+            "A1",
+            "P1",
+            NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(),
+            Category::Consultation,
+            Decimal::new(2650, 2),
+        );
+        assert_eq!(act, expected);
+    }
+
+    #[test]
+    fn act_first_problem_wins() {
+        use RejectReason::*;
+        use act_slots::*;
+        assert_eq!(act_err(&[(ACT_ID, b"")]), ("act_id", MissingValue));
+        assert_eq!(
+            act_err(&[(CARE_DATE, b"2024-02-31"), (TARIFF, b"x")]),
+            ("care_date", BadDate)
+        );
+        assert_eq!(
+            act_err(&[(CATEGORY, b"massage")]),
+            ("category", UnknownCategory)
+        );
+        assert_eq!(act_err(&[(TARIFF, b"-1")]), ("tariff", NegativeAmount));
+        assert_eq!(act_err(&[(TARIFF, b"1.234")]), ("tariff", TooManyDecimals));
+        assert_eq!(act_err(&[(QUANTITY, b"0")]), ("quantity", OutOfRange));
+        assert_eq!(act_err(&[(QUANTITY, b"1000001")]), ("quantity", OutOfRange));
+        assert_eq!(act_err(&[(QUANTITY, b"1.5")]), ("quantity", BadInteger));
+        assert_eq!(act_err(&[(BILLED, b"-0.01")]), ("billed", NegativeAmount));
+        assert_eq!(
+            act_err(&[(COEFFICIENT, b"-1")]),
+            ("coefficient", OutOfRange)
+        );
+        assert_eq!(act_err(&[(CODE, b"\xe9")]), ("code", BadEncoding));
+        assert_eq!(act_err(&[(TARIFF, b"\xe9")]), ("tariff", BadEncoding));
+        assert_eq!(act_err(&[(PATHWAY, b"hors")]), ("pathway", UnknownValue));
+        assert_eq!(act_err(&[(SETTING, b"home")]), ("setting", UnknownValue));
+        assert_eq!(
+            act_err(&[(INSURANCE_NATURE, b"Maladie")]),
+            ("insurance_nature", UnknownValue)
+        );
+        assert_eq!(
+            act_err(&[(ALD_RELATED, b"yes")]),
+            ("ald_related", BadBoolean)
+        );
+        let act = Act::from_row(
+            &act_row(&[(RECORDED_AMO, b"-3.10"), (QUANTITY, b"1000000")]),
+            &ReadOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(act.recorded_amo, Some(Decimal::new(-310, 2)));
+        assert_eq!(act.quantity, 1_000_000);
+    }
+
+    #[test]
+    fn rights_end_before_start() {
+        let row = TextRow(vec![b"P1", b"css", b"2024-03-01", b"2024-02-29"]);
+        let err = RightPeriod::from_row(&row, &ReadOptions::default()).unwrap_err();
+        assert_eq!(err, bad(3, RejectReason::EndBeforeStart));
+        let row = TextRow(vec![b"P1", b"css", b"2024-03-01", b"2024-03-01", b"R-7"]);
+        let right = RightPeriod::from_row(&row, &ReadOptions::default()).unwrap();
+        assert_eq!(right.reference.as_deref(), Some("R-7"));
+        assert!(right.is_active(NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()));
+    }
+
+    #[test]
+    fn counters_stays_sorted() {
+        let row = TextRow(vec![b"P1", b"2024", b"12", b"3.5", b"S2;S1;;S2", b"", b""]);
+        let counter = YearCounter::from_row(&row, &ReadOptions::default()).unwrap();
+        assert_eq!(counter.charged_stays, vec!["S1", "S2"]);
+        assert_eq!(counter.franchise_used, Decimal::new(350, 2));
+        let row = TextRow(vec![b"P1", b"0", b"12", b"3.5"]);
+        let err = YearCounter::from_row(&row, &ReadOptions::default()).unwrap_err();
+        assert_eq!(err, bad(1, RejectReason::OutOfRange));
+    }
+}
