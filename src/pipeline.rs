@@ -353,12 +353,12 @@ pub fn write_outputs(
         computed: computed.outcomes.len() as u64,
         rejected: computed.rejects.len() as u64 - computed.other_rejects,
         other_rejected: computed.other_rejects,
-        totals: totals.clone(),
+        totals,
         out: out.to_path_buf(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    // Durations vary from run to run; they are kept out of the manifest so that the same
-    // inputs give the same bytes (the log line gives the time).
+    // The manifest records the run, duration included (SPEC §4); every other output is the
+    // same bytes for the same inputs.
     let manifest = json!({
         "tool": "rac",
         "version": env!("CARGO_PKG_VERSION"),
@@ -377,6 +377,7 @@ pub fn write_outputs(
         },
         "totals": totals.to_json(),
         "extra": more,
+        "duration_seconds": (summary.seconds * 1000.0).round() / 1000.0,
     });
     write::write_manifest(&dir, &manifest)?;
     staging.commit()?;

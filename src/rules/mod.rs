@@ -502,7 +502,7 @@ fn parse_definition(origin: &str, param: Param, rp: RawParam) -> Result<Definiti
         values.push(DatedValue {
             from,
             to,
-            value: value.normalize(),
+            value,
             reference: rv.reference.clone(),
             href: rv.href.clone(),
         });

@@ -1,0 +1,389 @@
+//! End-to-end tests: the real binary on small CSV and Parquet files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(args)
+        .output()
+        .expect("rac runs")
+}
+
+fn demo(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/demo")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn compute(out: &Path, extra: &[&str]) -> Output {
+    let out = out.display().to_string();
+    let (acts, bens, rights) = (
+        demo("acts.csv"),
+        demo("beneficiaries.csv"),
+        demo("rights.csv"),
+    );
+    let mut args = vec![
+        "compute",
+        "--acts",
+        &acts,
+        "--beneficiaries",
+        &bens,
+        "--rights",
+        &rights,
+        "--out",
+        &out,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    rac(&args)
+}
+
+fn read(p: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
+}
+
+#[test]
+fn demo_data_set_matches_the_golden_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = compute(&out, &["--format", "csv"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for table in ["acts", "patients", "summary", "counters"] {
+        assert_eq!(
+            read(out.join(format!("{table}.csv"))),
+            read(demo(&format!("expected_{table}.csv"))),
+            "{table}.csv differs from fixtures/demo/expected_{table}.csv"
+        );
+    }
+    assert_eq!(
+        read(out.join("rejects.csv")),
+        "file,row,act_id,column,reason,value\n"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    assert_eq!(manifest["rows"]["read"], 49);
+    assert_eq!(manifest["rows"]["computed"], 49);
+    assert_eq!(manifest["rows"]["rejected"], 0);
+    assert_eq!(manifest["inputs"].as_array().unwrap().len(), 3);
+    assert_eq!(manifest["inputs"][0]["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn parquet_outputs_are_the_same_bytes_with_one_or_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    assert_eq!(compute(&a, &["--threads", "1"]).status.code(), Some(0));
+    assert_eq!(compute(&b, &["--threads", "2"]).status.code(), Some(0));
+    for f in [
+        "acts.parquet",
+        "patients.parquet",
+        "summary.parquet",
+        "counters.parquet",
+        "rejects.csv",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn rejected_rows_give_exit_code_3_and_are_all_accounted_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts.csv");
+    let mut text = read(demo("acts.csv"));
+    text.push_str("A0101,P01,2025-01-09,,consultation,30.00,1,,,,,,,,,,,,\n"); // duplicate id
+    text.push_str("X1,NOBODY,2025-01-09,,consultation,30.00,1,,,,,,,,,,,,\n"); // unknown patient
+    text.push_str("X2,P01,2025-02-31,,consultation,30.00,1,,,,,,,,,,,,\n"); // 31 February
+    text.push_str("X3,P01,2021-06-01,,emergency_visit,25.00,1,,,,,,,,,,,,\n"); // before the FPU
+    text.push_str("X4,P07,2024-01-01,,consultation,30.00,1,,,,,,,,,,,,\n"); // before birth
+    std::fs::write(&acts, text).unwrap();
+    let out = tmp.path().join("out");
+    let o = rac(&[
+        "compute",
+        "--acts",
+        acts.to_str().unwrap(),
+        "--beneficiaries",
+        &demo("beneficiaries.csv"),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--quiet",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rejects = read(out.join("rejects.csv"));
+    let reasons: Vec<&str> = rejects
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "duplicate_act_id",
+            "unknown_patient",
+            "bad_date",
+            "no_rule_at_date",
+            "care_before_birth"
+        ]
+    );
+    assert!(rejects.contains(",50,A0101,act_id,duplicate_act_id,A0101"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    assert_eq!(manifest["rows"]["read"], 54);
+    assert_eq!(manifest["rows"]["computed"], 49);
+    assert_eq!(manifest["rows"]["rejected"], 5);
+}
+
+#[test]
+fn unreadable_input_exits_1_and_leaves_previous_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    assert_eq!(compute(&out, &["--format", "csv"]).status.code(), Some(0));
+    let before = read(out.join("acts.csv"));
+    let o = rac(&[
+        "compute",
+        "--acts",
+        "/nonexistent/acts.csv",
+        "--beneficiaries",
+        &demo("beneficiaries.csv"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/acts.csv"));
+    assert_eq!(read(out.join("acts.csv")), before);
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    assert_eq!(compute(&out, &["--format", "xlsx"]).status.code(), Some(2));
+    let bad_rules = tmp.path().join("s.toml");
+    std::fs::write(
+        &bad_rules,
+        "[[parameter]]\nid = \"pf.nope\"\nunit = \"EUR\"\nvalues = []\n",
+    )
+    .unwrap();
+    let o = compute(&out, &["--rules", bad_rules.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown parameter `pf.nope`"));
+    assert!(!out.exists(), "nothing written on a usage error");
+}
+
+#[test]
+fn rules_at_a_date_and_history() {
+    let before = rac(&["rules", "--date", "2024-05-14"]);
+    let after = rac(&["rules", "--date", "2024-05-15"]);
+    let line = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.starts_with("pf.amount "))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line(&before).contains(" 1.00 EUR      2005-01-01  CSS art. L160-13 II"),
+        "{}",
+        line(&before)
+    );
+    assert!(
+        line(&after).contains(" 2.00 EUR      2024-05-15  Décret n° 2024-114"),
+        "{}",
+        line(&after)
+    );
+    let h = rac(&["rules", "--history", "franchise.drug_box"]);
+    let text = String::from_utf8_lossy(&h.stdout);
+    assert!(text.contains("2008-01-01"));
+    assert!(text.contains("2024-03-31"));
+    assert_eq!(rac(&["rules", "--history", "nope"]).status.code(), Some(2));
+}
+
+#[test]
+fn scenario_file_changes_the_amounts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("pf3.toml");
+    std::fs::write(
+        &scenario,
+        r#"[[parameter]]
+id = "pf.amount"
+unit = "EUR"
+values = [
+  { from = "2005-01-01", value = "1.00", reference = "CSS L160-13 II" },
+  { from = "2024-05-15", value = "3.00", reference = "scenario" },
+]
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = compute(
+        &out,
+        &["--format", "csv", "--rules", scenario.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let acts = read(out.join("acts.csv"));
+    let a0101 = acts.lines().find(|l| l.starts_with("A0101,")).unwrap();
+    assert!(a0101.contains(",3.00,0.00,0.00,18.00,12.00,"), "{a0101}");
+}
+
+#[test]
+fn explain_prints_each_step_with_sources() {
+    let o = rac(&[
+        "explain",
+        "--act-id",
+        "A0105",
+        "--acts",
+        &demo("acts.csv"),
+        "--beneficiaries",
+        &demo("beneficiaries.csv"),
+        "--rights",
+        &demo("rights.csv"),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("act A0105: medical_act on 2025-04-02"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flat fee group: summed bases 125.40"),
+        "{text}"
+    );
+    assert!(text.contains("amo_paid 99.40 rac 26.00"), "{text}");
+    assert!(
+        text.contains("pal.amount = 24.00 EUR since 2019-01-01"),
+        "{text}"
+    );
+}
+
+#[test]
+fn counters_carry_the_caps_from_one_run_to_the_next() {
+    // Split the demo acts at 2025-04-01 and chain the two runs: same rows as one run.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = read(demo("acts.csv"));
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let (mut first, mut second) = (vec![header], vec![header]);
+    for l in lines {
+        let date = l.split(',').nth(2).unwrap();
+        if date < "2025-04-01" {
+            first.push(l);
+        } else {
+            second.push(l);
+        }
+    }
+    let (a, b) = (tmp.path().join("a.csv"), tmp.path().join("b.csv"));
+    std::fs::write(&a, first.join("\n") + "\n").unwrap();
+    std::fs::write(&b, second.join("\n") + "\n").unwrap();
+    let run = |acts: &Path, out: &Path, counters: Option<&Path>| {
+        let mut args = vec![
+            "compute".to_string(),
+            "--acts".into(),
+            acts.display().to_string(),
+            "--beneficiaries".into(),
+            demo("beneficiaries.csv"),
+            "--rights".into(),
+            demo("rights.csv"),
+            "--out".into(),
+            out.display().to_string(),
+            "--format".into(),
+            "csv".into(),
+            "--quiet".into(),
+        ];
+        if let Some(c) = counters {
+            args.push("--counters".into());
+            args.push(c.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(rac(&args).status.code(), Some(0));
+    };
+    let (o1, o2) = (tmp.path().join("o1"), tmp.path().join("o2"));
+    run(&a, &o1, None);
+    run(&b, &o2, Some(&o1.join("counters.csv")));
+    let expected = read(demo("expected_acts.csv"));
+    let mut got: Vec<String> = read(o1.join("acts.csv"))
+        .lines()
+        .map(String::from)
+        .collect();
+    got.extend(read(o2.join("acts.csv")).lines().skip(1).map(String::from));
+    let mut want: Vec<String> = expected.lines().map(String::from).collect();
+    got[1..].sort();
+    want[1..].sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        read(o2.join("counters.csv")),
+        read(demo("expected_counters.csv"))
+    );
+}
+
+#[test]
+fn audit_explains_each_discrepancy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = rac(&[
+        "audit",
+        "--acts",
+        &demo("acts.csv"),
+        "--beneficiaries",
+        &demo("beneficiaries.csv"),
+        "--rights",
+        &demo("rights.csv"),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--quiet",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let d = read(out.join("discrepancies.csv"));
+    assert_eq!(
+        d,
+        "act_id,patient_id,recorded_amo,amo_paid,difference,explanation\n\
+         A0103,P01,21.00,19.00,2.00,pf_not_deducted\n\
+         A0202,P02,5.20,22.00,-16.80,exoneration_not_applied:ald\n"
+    );
+    let md = read(out.join("discrepancies.md"));
+    assert!(md.contains("| pf_not_deducted | 1 | 2.00 |"), "{md}");
+}
+
+#[test]
+fn demo_command_prints_a_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let o = rac(&["demo", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("total                 49      4045.70      3408.21       637.49"),
+        "{text}"
+    );
+    assert_eq!(read(out.join("acts.csv")), read(demo("expected_acts.csv")));
+}
