@@ -29,8 +29,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, StringArray, StringBuilder,
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, StringArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -160,60 +161,38 @@ pub fn generate(opts: &GenerateOptions, out_dir: &Path) -> Result<GenerateStats,
         beneficiaries_schema(),
         BENEFICIARIES_HEADER,
     )?;
-    let mut rights = Output::create(
-        out_dir,
-        "rights",
-        opts.format,
-        rights_schema(),
-        RIGHTS_HEADER,
-    )?;
+    let mut rights = Output::create(out_dir, "rights", opts.format, rights_schema(), RIGHTS_HEADER)?;
 
     // Beneficiaries and rights, in patient order.
     let mut rights_rows = 0u64;
-    for window in windows(ctx.patient_batches()) {
-        let encoded = window
-            .into_par_iter()
-            .map(|b| {
-                let (ben, rig) = ctx.patient_batch(b);
-                let ben = bens.target.encode(b, ben.as_slice())?;
-                let n = rig.len() as u64;
-                let rig = rights.target.encode(b, rig.as_slice())?;
-                Ok((ben, rig, n))
-            })
-            .collect::<Result<Vec<_>, GenerateError>>()?;
-        for (ben, rig, n) in encoded {
-            bens.sink.write(&bens.target.path, ben)?;
-            rights.sink.write(&rights.target.path, rig)?;
+    let (bens_target, bens_sink) = (&bens.target, &mut bens.sink);
+    let (rights_target, rights_sink) = (&rights.target, &mut rights.sink);
+    pipeline(
+        ctx.patient_batches(),
+        |b| {
+            let (ben, rig) = ctx.patient_batch(b);
+            let n = rig.len() as u64;
+            Ok((
+                bens_target.encode(b, ben.as_slice())?,
+                rights_target.encode(b, rig.as_slice())?,
+                n,
+            ))
+        },
+        |(ben, rig, n)| {
+            bens_sink.write(&bens_target.path, ben)?;
+            rights_sink.write(&rights_target.path, rig)?;
             rights_rows += n;
-        }
-    }
+            Ok(())
+        },
+    )?;
 
     // Acts, batch by batch.
-    for window in windows(ctx.act_batches) {
-        let encoded = window
-            .into_par_iter()
-            .map(|b| {
-                let t = std::time::Instant::now();
-                let rows = ctx.act_batch(b);
-                let g = t.elapsed();
-                let r = acts.target.encode(b, rows.as_slice());
-                let e = t.elapsed();
-                drop(rows);
-                eprintln!(
-                    "batch {b}: gen {:?} enc {:?} drop {:?}",
-                    g,
-                    e - g,
-                    t.elapsed() - e
-                );
-                r
-            })
-            .collect::<Result<Vec<_>, GenerateError>>()?;
-        let t = std::time::Instant::now();
-        for chunk in encoded {
-            acts.sink.write(&acts.target.path, chunk)?;
-        }
-        eprintln!("write {:?}", t.elapsed());
-    }
+    let (acts_target, acts_sink) = (&acts.target, &mut acts.sink);
+    pipeline(
+        ctx.act_batches,
+        |b| acts_target.encode(b, &ctx.act_batch(b)),
+        |chunk| acts_sink.write(&acts_target.path, chunk),
+    )?;
 
     let files = vec![acts.finish()?, bens.finish()?, rights.finish()?];
     Ok(GenerateStats {
@@ -238,12 +217,13 @@ pub fn generate_in_memory(opts: &GenerateOptions) -> Result<Dataset, GenerateErr
         data.beneficiaries.extend(ben.iter().map(BenRow::to_model));
         data.rights.extend(rig.iter().map(RightRow::to_model));
     }
-    let batches: Vec<Vec<ActRow>> = (0..ctx.act_batches)
+    let batches: Vec<ActBatch> = (0..ctx.act_batches)
         .into_par_iter()
         .map(|b| ctx.act_batch(b))
         .collect();
-    for batch in batches {
-        data.acts.extend(batch.iter().map(ActRow::to_model));
+    for batch in &batches {
+        data.acts
+            .extend(batch.lines().map(|(id, row)| ActBatch::to_model(id, row)));
     }
     Ok(data)
 }
@@ -781,7 +761,8 @@ const PRAC_BITS: u32 = 27;
 #[derive(Debug, Clone, Copy)]
 struct Prac {
     id: u32,
-    specialty: Option<&'static str>,
+    /// See [`specialty_name`].
+    specialty: u8,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -797,6 +778,8 @@ struct Ctx {
     w1: i32,
     act_batches: u64,
     pools: [u64; KINDS],
+    /// `YYYY-MM-DD` of the days of the window, for fast CSV.
+    date_texts: Vec<[u8; 10]>,
 }
 
 impl Ctx {
@@ -832,6 +815,7 @@ impl Ctx {
             w1,
             act_batches,
             pools,
+            date_texts: (w0..w1.min(w0 + 100_000)).map(date_text).collect(),
         })
     }
 
@@ -859,10 +843,8 @@ impl Ctx {
 
     /// The acts of batch `b`: patients `[P·b/B, P·(b+1)/B)` share acts `[A·b/B, A·(b+1)/B)` in
     /// proportion to their activity weights, then the batch is shuffled.
-    fn act_batch(&self, b: u64) -> Vec<ActRow> {
-        let split = |total: u64, i: u64| {
-            (u128::from(total) * u128::from(i) / u128::from(self.act_batches)) as u64
-        };
+    fn act_batch(&self, b: u64) -> ActBatch<'_> {
+        let split = |total: u64, i: u64| (u128::from(total) * u128::from(i) / u128::from(self.act_batches)) as u64;
         let (p0, p1) = (split(self.patients, b), split(self.patients, b + 1));
         let (a0, a1) = (split(self.acts, b), split(self.acts, b + 1));
         let n = a1 - a0;
@@ -888,28 +870,25 @@ impl Ctx {
             history.run();
         }
         debug_assert_eq!(rows.len() as u64, n);
-        for (k, row) in rows.iter_mut().enumerate() {
-            row.id = a0 + k as u64 + 1;
-        }
-        // A real extract is not sorted: Fisher–Yates with the batch's own generator.
+        // A real extract is not sorted: the lines are written in a random order (Fisher–Yates
+        // with the batch's own generator), their ids staying those of the generation order.
+        let mut order: Vec<u32> = (0..rows.len() as u32).collect();
         let mut rng = Rng::new(self.seed, KEY_SHUFFLE, b);
-        for i in (1..rows.len()).rev() {
+        for i in (1..order.len()).rev() {
             let j = rng.below(i as u64 + 1) as usize;
-            rows.swap(i, j);
+            order.swap(i, j);
         }
-        rows
+        ActBatch {
+            ctx: self,
+            first_id: a0 + 1,
+            rows,
+            order,
+        }
     }
 
     fn profile(&self, idx: u64) -> Profile {
         Profile::new(self, idx)
     }
-}
-
-/// Splits `0..n` into windows of a few batches per thread: each window is built in parallel,
-/// then written in order, so memory stays bounded and output ordered.
-fn windows(n: u64) -> impl Iterator<Item = Vec<u64>> {
-    let width = (rayon::current_num_threads() as u64 * 2).max(2);
-    (0..n.div_ceil(width)).map(move |w| (w * width..((w + 1) * width).min(n)).collect())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1089,18 +1068,10 @@ impl Profile {
         let number = self.idx + 1;
         if let Some(p) = self.invalidity {
             let category = 1 + number % 2;
-            push(
-                RightKind::Invalidity,
-                p,
-                Some(format!("INV{category}-{number:010}")),
-            );
+            push(RightKind::Invalidity, p, Some(format!("INV{category}-{number:010}")));
         }
         if let Some(p) = self.military {
-            push(
-                RightKind::MilitaryPension,
-                p,
-                Some(format!("PMI-{number:010}")),
-            );
+            push(RightKind::MilitaryPension, p, Some(format!("PMI-{number:010}")));
         }
         if let Some(p) = self.at_rent {
             push(RightKind::AtRent66, p, Some(format!("ATR-{number:010}")));
@@ -1171,7 +1142,8 @@ fn yearly_periods(rng: &mut Rng, w0: i32, w1: i32, earliest: i32) -> Vec<Period>
 #[derive(Debug, Clone, Copy)]
 enum Code {
     None,
-    Text(&'static str),
+    /// A short code (at most 8 ASCII bytes), inline so that rows stay small.
+    Text([u8; 8]),
     /// CIP13 `34009` + 8 digits.
     Cip(u32),
     /// LPP, 7 digits.
@@ -1182,28 +1154,84 @@ enum Code {
     Ghs(u16),
 }
 
-/// One act line, compact; amounts in cents, dates in days since 1970-01-01.
+impl Code {
+    fn text(code: &str) -> Code {
+        let mut bytes = [0; 8];
+        bytes[..code.len()].copy_from_slice(code.as_bytes());
+        Code::Text(bytes)
+    }
+}
+
+const NO_DATE: i32 = i32::MIN;
+const NO_AMOUNT: i64 = i64::MIN;
+const NO_COEFFICIENT: i32 = -1;
+const NO_PRACTITIONER: u32 = u32::MAX;
+
+/// One act line, compact (64 bytes: a batch is walked several times, and in shuffled order):
+/// amounts in cents, dates in days since 1970-01-01, absent values as sentinels (see the
+/// accessors). The act id is not stored: it is the line's rank in generation order.
 #[derive(Debug, Clone)]
 struct ActRow {
-    id: u64,
     patient: u64,
-    care: i32,
-    end: Option<i32>,
-    category: Category,
     tariff: i64,
-    quantity: i64,
-    billed: Option<i64>,
-    coefficient: Option<i64>,
+    /// [`NO_AMOUNT`]: empty (the SPEC default, billed = base).
+    billed: i64,
     code: Code,
-    practitioner: Option<u32>,
-    specialty: Option<&'static str>,
-    /// `patient · 100 + n`, n-th stay of the patient.
-    stay: Option<u64>,
-    nature: InsuranceNature,
-    exo: Option<&'static str>,
+    care: i32,
+    /// [`NO_DATE`] or the last day of a stay line.
+    end: i32,
+    /// In cents; [`NO_COEFFICIENT`] when none.
+    coefficient: i32,
+    practitioner: u32,
+    quantity: i32,
+    /// n-th stay of the patient; 0 outside a stay.
+    stay: u8,
+    /// See [`specialty_name`]; 0 for none.
+    specialty: u8,
+    /// ASCII digit of the exoneration code; 0 for none.
+    exo: u8,
     ald: bool,
+    category: Category,
+    nature: InsuranceNature,
     pathway: Pathway,
     setting: Setting,
+}
+
+impl ActRow {
+    fn end(&self) -> Option<i32> {
+        (self.end != NO_DATE).then_some(self.end)
+    }
+
+    fn billed(&self) -> Option<i64> {
+        (self.billed != NO_AMOUNT).then_some(self.billed)
+    }
+
+    fn coefficient(&self) -> Option<i64> {
+        (self.coefficient != NO_COEFFICIENT).then_some(i64::from(self.coefficient))
+    }
+
+    fn practitioner(&self) -> Option<u32> {
+        (self.practitioner != NO_PRACTITIONER).then_some(self.practitioner)
+    }
+
+    /// `(patient + 1) · 100 + n`: unique, and readable as the patient's n-th stay.
+    fn stay_id(&self) -> Option<u64> {
+        (self.stay != 0).then(|| (self.patient + 1) * 100 + u64::from(self.stay))
+    }
+
+    fn exo(&self) -> Option<&'static str> {
+        const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+        (self.exo != 0).then(|| DIGITS[usize::from(self.exo - b'0')])
+    }
+}
+
+/// Specialty codes of [`ActRow::specialty`]: 1 + index in [`SPECIALTIES`], or 100 + [`Kind`].
+fn specialty_name(code: u8) -> Option<&'static str> {
+    match code {
+        0 => None,
+        100.. => KIND_SPECIALTY[usize::from(code - 100)],
+        _ => Some(SPECIALTIES[usize::from(code - 1)].name),
+    }
 }
 
 struct BenRow {
@@ -1325,45 +1353,44 @@ impl Gen<'_> {
 
     /// Pushes a line; `extra` is what is billed above (or, negative, below) the base.
     fn emit(&mut self, mut row: ActRow, extra: i64) {
-        let base = row.tariff * row.quantity;
+        let base = row.tariff * i64::from(row.quantity);
+        row.billed = if extra != 0 {
+            (base + extra).max(1)
+        } else if self.rng.chance(150) {
+            NO_AMOUNT // the SPEC default: billed = base
+        } else {
+            base
+        };
         if self.rng.chance(5) {
             row.code = Code::None; // an optional column, sometimes missing
         }
-        row.billed = if extra != 0 {
-            Some((base + extra).max(1))
-        } else if self.rng.chance(150) {
-            None // the SPEC default: billed = base
-        } else {
-            Some(base)
-        };
         self.push(row);
     }
 
     fn line(&self, e: &Enc, category: Category, tariff: i64, quantity: i64, code: Code) -> ActRow {
         ActRow {
-            id: 0,
             patient: self.p.idx,
-            care: e.date,
-            end: None,
-            category,
             tariff,
-            quantity,
-            billed: None,
-            coefficient: None,
+            billed: NO_AMOUNT,
             code,
-            practitioner: None,
-            specialty: None,
-            stay: None,
-            nature: e.nature,
-            exo: e.exo,
+            care: e.date,
+            end: NO_DATE,
+            coefficient: NO_COEFFICIENT,
+            practitioner: NO_PRACTITIONER,
+            quantity: quantity as i32,
+            stay: 0,
+            specialty: 0,
+            exo: e.exo.map_or(0, |x| x.as_bytes()[0]),
             ald: e.ald,
+            category,
+            nature: e.nature,
             pathway: Pathway::Coordinated,
             setting: Setting::Ambulatory,
         }
     }
 
     fn by(mut row: ActRow, prac: Prac) -> ActRow {
-        row.practitioner = Some(prac.id);
+        row.practitioner = prac.id;
         row.specialty = prac.specialty;
         row
     }
@@ -1440,8 +1467,8 @@ impl Gen<'_> {
         Prac {
             id: ((kind as u32) << PRAC_BITS) | number as u32,
             specialty: match kind {
-                Kind::Specialist => Some(SPECIALTIES[sub as usize].name),
-                _ => KIND_SPECIALTY[kind as usize],
+                Kind::Specialist => 1 + sub as u8,
+                _ => 100 + kind as u8,
             },
         }
     }
@@ -1456,15 +1483,9 @@ impl Gen<'_> {
         if (!e.free_billing && !self.rng.chance(20)) || self.rng.chance(200) {
             return 0;
         }
-        let pct = self.rng.pick(&[
-            (20i64, 25),
-            (30, 20),
-            (50, 25),
-            (80, 12),
-            (100, 10),
-            (150, 6),
-            (200, 2),
-        ]);
+        let pct = self
+            .rng
+            .pick(&[(20i64, 25), (30, 20), (50, 25), (80, 12), (100, 10), (150, 6), (200, 2)]);
         ((base * pct / 100 + 50) / 100).max(1) * 100
     }
 
@@ -1506,19 +1527,9 @@ impl Gen<'_> {
             (EncKind::Transport, transport),
             (EncKind::Device, device),
             (EncKind::Optical, scale(10, minor, 3, 2)),
-            (
-                EncKind::Hearing,
-                if minor { 0 } else { scale(3, age >= 60, 4, 1) },
-            ),
+            (EncKind::Hearing, if minor { 0 } else { scale(3, age >= 60, 4, 1) }),
             (EncKind::Emergency, if date >= D2022_01_01 { 12 } else { 0 }),
-            (
-                EncKind::Midwife,
-                if p.female && (15..=50).contains(&age) {
-                    3
-                } else {
-                    0
-                },
-            ),
+            (EncKind::Midwife, if p.female && (15..=50).contains(&age) { 3 } else { 0 }),
             (EncKind::Prenatal, if e.pregnant { 150 } else { 0 }),
             (EncKind::Stay, stay),
             (EncKind::PsyStay, psy_stay),
@@ -1574,20 +1585,19 @@ impl Gen<'_> {
         let tariff = g_tariff(e.date);
         let extra = self.overbilling(&e, prac, 6, tariff).min(2000);
         let mut row = Self::by(
-            self.line(&e, Category::Consultation, tariff, 1, Code::Text("G")),
+            self.line(&e, Category::Consultation, tariff, 1, Code::text("G")),
             prac,
         );
         row.pathway = pathway;
         self.emit(row, extra);
         if self.rng.chance(70) {
             // Same practitioner, same day: one PAL group (RULES §4).
-            let (code, tariff, coefficient) =
-                GP_ACTS[self.rng.below(GP_ACTS.len() as u64) as usize];
+            let (code, tariff, coefficient) = GP_ACTS[self.rng.below(GP_ACTS.len() as u64) as usize];
             let mut row = Self::by(
-                self.line(&e, Category::MedicalAct, tariff, 1, Code::Text(code)),
+                self.line(&e, Category::MedicalAct, tariff, 1, Code::text(code)),
                 prac,
             );
-            row.coefficient = coefficient;
+            row.coefficient = coefficient.map_or(NO_COEFFICIENT, |c| c as i32);
             row.pathway = pathway;
             self.emit(row, 0);
         }
@@ -1638,7 +1648,7 @@ impl Gen<'_> {
         let (code, tariff) = specialist_consultation(spec, e.date, &mut self.rng);
         let extra = self.overbilling(&e, prac, 45, tariff);
         let mut row = Self::by(
-            self.line(&e, Category::Consultation, tariff, 1, Code::Text(code)),
+            self.line(&e, Category::Consultation, tariff, 1, Code::text(code)),
             prac,
         );
         row.pathway = pathway;
@@ -1657,11 +1667,7 @@ impl Gen<'_> {
             .enumerate()
             .map(|(i, s)| {
                 let w = if minor { s.minor } else { s.adult };
-                let w = if i as u32 == SPEC_GYNAECOLOGY && !female {
-                    0
-                } else {
-                    w
-                };
+                let w = if i as u32 == SPEC_GYNAECOLOGY && !female { 0 } else { w };
                 (i as u32, w)
             })
             .collect();
@@ -1672,10 +1678,10 @@ impl Gen<'_> {
         let (code, tariff, coefficient) = s.acts[self.rng.below(s.acts.len() as u64) as usize];
         let extra = self.overbilling(e, prac, 45, tariff);
         let mut row = Self::by(
-            self.line(e, Category::MedicalAct, tariff, 1, Code::Text(code)),
+            self.line(e, Category::MedicalAct, tariff, 1, Code::text(code)),
             prac,
         );
-        row.coefficient = coefficient;
+        row.coefficient = coefficient.map_or(NO_COEFFICIENT, |c| c as i32);
         row.pathway = pathway;
         self.emit(row, extra);
     }
@@ -1688,7 +1694,7 @@ impl Gen<'_> {
         if self.rng.chance(500) {
             let (code, tariff) = specialist_consultation(spec, e.date, &mut self.rng);
             let row = Self::by(
-                self.line(&e, Category::Consultation, tariff, 1, Code::Text(code)),
+                self.line(&e, Category::Consultation, tariff, 1, Code::text(code)),
                 prac,
             );
             self.emit(row, 0);
@@ -1699,26 +1705,18 @@ impl Gen<'_> {
     /// Drug boxes at the pharmacy (franchise per box).
     fn pharmacy(&mut self, e: Enc) {
         let prac = self.prac(Kind::Pharmacy, 0);
-        let lines = self
-            .rng
-            .pick(&[(1, 35), (2, 30), (3, 20), (4, 10), (5, 3), (6, 2)]);
+        let lines = self.rng.pick(&[(1, 35), (2, 30), (3, 20), (4, 10), (5, 3), (6, 2)]);
         let chronic = e.ald || e.age >= 60;
         for _ in 0..lines {
             let idx = if chronic && self.rng.chance(700) {
                 // The same few drugs, month after month.
-                mix(
-                    self.ctx.seed ^ KEY_CHRONIC,
-                    self.p.idx * 8 + self.rng.below(6),
-                ) % DRUG_CATALOG
+                mix(self.ctx.seed ^ KEY_CHRONIC, self.p.idx * 8 + self.rng.below(6)) % DRUG_CATALOG
             } else {
                 self.rng.below(DRUG_CATALOG)
             };
             let (category, cip, tariff) = drug(idx);
             let quantity = self.rng.pick(&[(1, 60), (2, 25), (3, 10), (4, 5)]);
-            let row = Self::by(
-                self.line(&e, category, tariff, quantity, Code::Cip(cip)),
-                prac,
-            );
+            let row = Self::by(self.line(&e, category, tariff, quantity, Code::Cip(cip)), prac);
             self.emit(row, 0);
         }
     }
@@ -1727,15 +1725,10 @@ impl Gen<'_> {
     /// PF daily limit per practitioner, RULES §4).
     fn lab(&mut self, e: Enc) {
         let prac = self.prac(Kind::Lab, 0);
-        let lines = self
-            .rng
-            .pick(&[(1, 25), (2, 25), (3, 20), (4, 15), (5, 10), (6, 5)]);
+        let lines = self.rng.pick(&[(1, 25), (2, 25), (3, 20), (4, 15), (5, 10), (6, 5)]);
         for _ in 0..lines {
             let (code, tariff) = nabm(self.rng.below(NABM_CATALOG));
-            let row = Self::by(
-                self.line(&e, Category::Biology, tariff, 1, Code::Nabm(code)),
-                prac,
-            );
+            let row = Self::by(self.line(&e, Category::Biology, tariff, 1, Code::Nabm(code)), prac);
             self.emit(row, 0);
         }
     }
@@ -1743,19 +1736,11 @@ impl Gen<'_> {
     /// Nursing care: a series of daily visits, or one line for the whole series.
     fn nurse(&mut self, e: Enc) {
         let prac = self.prac(Kind::Nurse, 0);
-        let sessions = self
-            .rng
-            .pick(&[(1i64, 40), (3, 25), (5, 15), (7, 10), (10, 10)]);
+        let sessions = self.rng.pick(&[(1i64, 40), (3, 25), (5, 15), (7, 10), (10, 10)]);
         let (code, tariff) = self.rng.pick(NURSE_ACTS);
         if sessions > 1 && self.rng.chance(400) {
             let row = Self::by(
-                self.line(
-                    &e,
-                    Category::Paramedical,
-                    tariff,
-                    sessions,
-                    Code::Text(code),
-                ),
+                self.line(&e, Category::Paramedical, tariff, sessions, Code::text(code)),
                 prac,
             );
             self.emit(row, 0);
@@ -1767,20 +1752,14 @@ impl Gen<'_> {
             let f = self.follow(&e, d);
             let quantity = self.rng.pick(&[(1, 80), (2, 20)]);
             let row = Self::by(
-                self.line(
-                    &f,
-                    Category::Paramedical,
-                    tariff,
-                    quantity,
-                    Code::Text(code),
-                ),
+                self.line(&f, Category::Paramedical, tariff, quantity, Code::text(code)),
                 prac,
             );
             self.emit(row, 0);
             if self.rng.chance(300) {
                 // Travel allowance: a second paramedical line the same day (daily franchise cap).
                 let row = Self::by(
-                    self.line(&f, Category::Paramedical, 275, 1, Code::Text("IFD")),
+                    self.line(&f, Category::Paramedical, 275, 1, Code::text("IFD")),
                     prac,
                 );
                 self.emit(row, 0);
@@ -1798,13 +1777,7 @@ impl Gen<'_> {
             let f = self.follow(&e, d);
             let quantity = self.rng.between(1, 10);
             let row = Self::by(
-                self.line(
-                    &f,
-                    Category::Paramedical,
-                    tariff,
-                    quantity,
-                    Code::Text(code),
-                ),
+                self.line(&f, Category::Paramedical, tariff, quantity, Code::text(code)),
                 prac,
             );
             self.emit(row, 0);
@@ -1826,10 +1799,7 @@ impl Gen<'_> {
                 self.rng.pick(IMAGING)
             };
             let extra = self.overbilling(&e, prac, 10, tariff).min(4000);
-            let row = Self::by(
-                self.line(&e, Category::Imaging, tariff, 1, Code::Text(code)),
-                prac,
-            );
+            let row = Self::by(self.line(&e, Category::Imaging, tariff, 1, Code::text(code)), prac);
             self.emit(row, extra);
         }
     }
@@ -1853,10 +1823,7 @@ impl Gen<'_> {
             } else {
                 0
             };
-            let row = Self::by(
-                self.line(&e, Category::Dental, tariff, 1, Code::Text(code)),
-                prac,
-            );
+            let row = Self::by(self.line(&e, Category::Dental, tariff, 1, Code::text(code)), prac);
             self.emit(row, extra);
         }
     }
@@ -1878,7 +1845,7 @@ impl Gen<'_> {
         ]);
         for &quantity in shape {
             let row = Self::by(
-                self.line(&e, Category::Transport, tariff, quantity, Code::Text(code)),
+                self.line(&e, Category::Transport, tariff, quantity, Code::text(code)),
                 prac,
             );
             self.emit(row, 0);
@@ -1899,10 +1866,7 @@ impl Gen<'_> {
                 10..20 if e.free_billing => base * self.rng.between(10, 50) / 100,
                 _ => 0,
             };
-            let row = Self::by(
-                self.line(&e, Category::Device, tariff, quantity, Code::Lpp(code)),
-                prac,
-            );
+            let row = Self::by(self.line(&e, Category::Device, tariff, quantity, Code::Lpp(code)), prac);
             self.emit(row, extra);
         }
     }
@@ -1915,24 +1879,15 @@ impl Gen<'_> {
         let frame = 2_000_000 + self.rng.below(1000) as u32;
         let lens = 2_100_000 + self.rng.below(1000) as u32;
         let items = [(frame, 3000, 5, 6000, 25_000), (lens, 0, 5, 4000, 30_000)];
-        for (k, &(code, a_tariff, b_tariff, lo, hi)) in
-            [items[0], items[1], items[1]].iter().enumerate()
-        {
+        for (k, &(code, a_tariff, b_tariff, lo, hi)) in [items[0], items[1], items[1]].iter().enumerate() {
             let (tariff, extra) = if class_a {
-                let t = if k == 0 {
-                    a_tariff
-                } else {
-                    self.rng.between(10, 90) * 100
-                };
+                let t = if k == 0 { a_tariff } else { self.rng.between(10, 90) * 100 };
                 (t, 0)
             } else {
                 let t = b_tariff + self.rng.below(6) as i64;
                 (t, self.rng.between(lo, hi) - t)
             };
-            let row = Self::by(
-                self.line(&e, Category::Optical, tariff, 1, Code::Lpp(code)),
-                prac,
-            );
+            let row = Self::by(self.line(&e, Category::Optical, tariff, 1, Code::Lpp(code)), prac);
             self.emit(row, extra);
         }
     }
@@ -1951,10 +1906,7 @@ impl Gen<'_> {
         let code = 2_355_000 + u32::from(class_1);
         for _ in 0..ears {
             let extra = if e.free_billing { price - base } else { 0 };
-            let row = Self::by(
-                self.line(&e, Category::Hearing, base, 1, Code::Lpp(code)),
-                prac,
-            );
+            let row = Self::by(self.line(&e, Category::Hearing, base, 1, Code::Lpp(code)), prac);
             self.emit(row, extra);
         }
     }
@@ -1975,7 +1927,7 @@ impl Gen<'_> {
             (25_000, 5),
         ]);
         let mut row = Self::by(
-            self.line(&e, Category::EmergencyVisit, tariff, 1, Code::Text("ATU")),
+            self.line(&e, Category::EmergencyVisit, tariff, 1, Code::text("ATU")),
             prac,
         );
         row.pathway = Pathway::Emergency;
@@ -1988,24 +1940,15 @@ impl Gen<'_> {
     fn midwife(&mut self, e: Enc) {
         let prac = self.prac(Kind::Midwife, 0);
         let tariff = if e.date < D2024_12_22 { 2500 } else { 3000 };
-        let row = Self::by(
-            self.line(&e, Category::Midwife, tariff, 1, Code::Text("C")),
-            prac,
-        );
+        let row = Self::by(self.line(&e, Category::Midwife, tariff, 1, Code::text("C")), prac);
         self.emit(row, 0);
         if self.rng.chance(200) {
             let coefficient = self.rng.between(12, 15);
             let mut row = Self::by(
-                self.line(
-                    &e,
-                    Category::Midwife,
-                    280 * coefficient,
-                    1,
-                    Code::Text("SF"),
-                ),
+                self.line(&e, Category::Midwife, 280 * coefficient, 1, Code::text("SF")),
                 prac,
             );
-            row.coefficient = Some(coefficient * 100);
+            row.coefficient = (coefficient * 100) as i32;
             self.emit(row, 0);
         }
     }
@@ -2060,7 +2003,7 @@ impl Gen<'_> {
             _ => {}
         }
         self.stays += 1;
-        let stay_id = (self.p.idx + 1) * 100 + self.stays;
+        let stay_id = self.stays as u8;
         let hospital = self.prac(Kind::Hospital, 0);
         let ghs = 1000 + self.rng.below(9000) as u16;
         let long = nights >= 30;
@@ -2081,8 +2024,8 @@ impl Gen<'_> {
 
         let stay_line = |this: &Self, category, tariff, quantity, code, start: i32, end: i32| {
             let mut row = this.line(&this.follow(&e, start), category, tariff, quantity, code);
-            row.end = Some(end);
-            row.stay = Some(stay_id);
+            row.end = end;
+            row.stay = stay_id;
             row.setting = Setting::Inpatient;
             Self::by(row, hospital)
         };
@@ -2114,11 +2057,11 @@ impl Gen<'_> {
             let f = self.follow(&e, d);
             let extra = self.overbilling(&f, prac, 40, tariff);
             let mut row = Self::by(
-                self.line(&f, Category::MedicalAct, tariff, 1, Code::Text(code)),
+                self.line(&f, Category::MedicalAct, tariff, 1, Code::text(code)),
                 prac,
             );
-            row.coefficient = coefficient;
-            row.stay = Some(stay_id);
+            row.coefficient = coefficient.map_or(NO_COEFFICIENT, |c| c as i32);
+            row.stay = stay_id;
             row.setting = Setting::Inpatient;
             self.emit(row, extra);
         }
@@ -2130,15 +2073,7 @@ impl Gen<'_> {
             };
             for &(s, end) in &segments {
                 let days = i64::from(end - s + 1);
-                let row = stay_line(
-                    self,
-                    category,
-                    fj_tariff(s, psy),
-                    days,
-                    Code::Text("FJ"),
-                    s,
-                    end,
-                );
+                let row = stay_line(self, category, fj_tariff(s, psy), days, Code::text("FJ"), s, end);
                 self.emit(row, 0);
             }
         }
@@ -2154,21 +2089,20 @@ impl Gen<'_> {
 // Text of the rows
 // ------------------------------------------------------------------------------------------
 
+/// Appends `n` in decimal, left-padded with zeros to `width`.
 fn push_num(buf: &mut Vec<u8>, mut n: u64, width: usize) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
+    let digits = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let start = buf.len();
+    let mut i = start + digits.max(width);
+    buf.resize(i, b'0');
     loop {
         i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    for _ in tmp.len() - i..width {
-        buf.push(b'0');
-    }
-    buf.extend_from_slice(&tmp[i..]);
 }
 
 fn push_cents(buf: &mut Vec<u8>, cents: i64) {
@@ -2181,13 +2115,27 @@ fn push_cents(buf: &mut Vec<u8>, cents: i64) {
     push_num(buf, c % 100, 2);
 }
 
-fn push_date(buf: &mut Vec<u8>, days: i32) {
+/// `YYYY-MM-DD` (years 0–9999).
+fn date_text(days: i32) -> [u8; 10] {
     let (y, m, d) = civil_from_days(days);
-    push_num(buf, y as u64, 4);
-    buf.push(b'-');
-    push_num(buf, u64::from(m), 2);
-    buf.push(b'-');
-    push_num(buf, u64::from(d), 2);
+    let y = y as u32;
+    let digit = |v: u32| b'0' + (v % 10) as u8;
+    [
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        b'-',
+        digit(m / 10),
+        digit(m),
+        b'-',
+        digit(d / 10),
+        digit(d),
+    ]
+}
+
+fn push_date(buf: &mut Vec<u8>, days: i32) {
+    buf.extend_from_slice(&date_text(days));
 }
 
 fn push_act_id(buf: &mut Vec<u8>, id: u64) {
@@ -2214,7 +2162,10 @@ fn push_practitioner(buf: &mut Vec<u8>, id: u32) {
 fn push_code(buf: &mut Vec<u8>, code: Code) -> bool {
     match code {
         Code::None => return false,
-        Code::Text(t) => buf.extend_from_slice(t.as_bytes()),
+        Code::Text(t) => {
+            let len = t.iter().position(|&b| b == 0).unwrap_or(t.len());
+            buf.extend_from_slice(&t[..len]);
+        }
         Code::Cip(n) => {
             buf.extend_from_slice(b"34009");
             push_num(buf, u64::from(n), 8);
@@ -2245,86 +2196,108 @@ setting\n";
 const BENEFICIARIES_HEADER: &str = "patient_id,birth_date,regime\n";
 const RIGHTS_HEADER: &str = "patient_id,right,start_date,end_date,reference\n";
 
-impl ActRow {
-    fn csv(&self, buf: &mut Vec<u8>) {
-        push_act_id(buf, self.id);
+/// A batch of acts: rows in generation order (which gives their ids), written in `order`.
+struct ActBatch<'a> {
+    ctx: &'a Ctx,
+    first_id: u64,
+    rows: Vec<ActRow>,
+    order: Vec<u32>,
+}
+
+impl ActBatch<'_> {
+    /// The lines in file order, with their act ids.
+    fn lines(&self) -> impl Iterator<Item = (u64, &ActRow)> {
+        self.order
+            .iter()
+            .map(|&k| (self.first_id + u64::from(k), &self.rows[k as usize]))
+    }
+
+    fn push_date(&self, buf: &mut Vec<u8>, days: i32) {
+        match self.ctx.date_texts.get((days - self.ctx.w0) as usize) {
+            Some(text) => buf.extend_from_slice(text),
+            None => push_date(buf, days),
+        }
+    }
+
+    fn csv_line(&self, buf: &mut Vec<u8>, id: u64, r: &ActRow) {
+        push_act_id(buf, id);
         buf.push(b',');
-        push_patient_id(buf, self.patient);
+        push_patient_id(buf, r.patient);
         buf.push(b',');
-        push_date(buf, self.care);
+        self.push_date(buf, r.care);
         buf.push(b',');
-        if let Some(end) = self.end {
-            push_date(buf, end);
+        if let Some(end) = r.end() {
+            self.push_date(buf, end);
         }
         buf.push(b',');
-        buf.extend_from_slice(self.category.as_str().as_bytes());
+        buf.extend_from_slice(r.category.as_str().as_bytes());
         buf.push(b',');
-        push_cents(buf, self.tariff);
+        push_cents(buf, r.tariff);
         buf.push(b',');
-        push_num(buf, self.quantity as u64, 1);
+        push_num(buf, r.quantity as u64, 1);
         buf.push(b',');
-        if let Some(billed) = self.billed {
+        if let Some(billed) = r.billed() {
             push_cents(buf, billed);
         }
         buf.push(b',');
-        if let Some(c) = self.coefficient {
+        if let Some(c) = r.coefficient() {
             push_cents(buf, c);
         }
         buf.push(b',');
-        push_code(buf, self.code);
+        push_code(buf, r.code);
         buf.push(b',');
-        if let Some(p) = self.practitioner {
+        if let Some(p) = r.practitioner() {
             push_practitioner(buf, p);
         }
         buf.push(b',');
-        if let Some(s) = self.specialty {
+        if let Some(s) = specialty_name(r.specialty) {
             buf.extend_from_slice(s.as_bytes());
         }
         buf.push(b',');
-        if let Some(s) = self.stay {
+        if let Some(s) = r.stay_id() {
             push_stay_id(buf, s);
         }
         buf.push(b',');
-        buf.extend_from_slice(self.nature.as_str().as_bytes());
+        buf.extend_from_slice(r.nature.as_str().as_bytes());
         buf.push(b',');
-        if let Some(x) = self.exo {
+        if let Some(x) = r.exo() {
             buf.extend_from_slice(x.as_bytes());
         }
         buf.push(b',');
-        buf.extend_from_slice(if self.ald { b"true" } else { b"false" });
+        buf.extend_from_slice(if r.ald { b"true" } else { b"false" });
         buf.push(b',');
-        buf.extend_from_slice(self.pathway.as_str().as_bytes());
+        buf.extend_from_slice(r.pathway.as_str().as_bytes());
         buf.push(b',');
-        buf.extend_from_slice(self.setting.as_str().as_bytes());
+        buf.extend_from_slice(r.setting.as_str().as_bytes());
         buf.push(b'\n');
     }
 
-    fn to_model(&self) -> Act {
+    fn to_model(id: u64, r: &ActRow) -> Act {
         let mut act = Act::new(
-            &text(|b| push_act_id(b, self.id)),
-            &text(|b| push_patient_id(b, self.patient)),
-            to_date(self.care),
-            self.category,
-            cents(self.tariff),
+            &text(|b| push_act_id(b, id)),
+            &text(|b| push_patient_id(b, r.patient)),
+            to_date(r.care),
+            r.category,
+            cents(r.tariff),
         );
-        act.end_date = self.end.map(to_date);
-        act.quantity = self.quantity;
-        act.billed = self.billed.map(cents);
-        act.coefficient = self.coefficient.map(cents);
-        act.code = match self.code {
+        act.end_date = r.end().map(to_date);
+        act.quantity = i64::from(r.quantity);
+        act.billed = r.billed().map(cents);
+        act.coefficient = r.coefficient().map(cents);
+        act.code = match r.code {
             Code::None => None,
             code => Some(text(|b| {
                 push_code(b, code);
             })),
         };
-        act.practitioner_id = self.practitioner.map(|p| text(|b| push_practitioner(b, p)));
-        act.specialty = self.specialty.map(str::to_string);
-        act.stay_id = self.stay.map(|s| text(|b| push_stay_id(b, s)));
-        act.insurance_nature = self.nature;
-        act.exo_code = self.exo.map(str::to_string);
-        act.ald_related = self.ald;
-        act.pathway = self.pathway;
-        act.setting = self.setting;
+        act.practitioner_id = r.practitioner().map(|p| text(|b| push_practitioner(b, p)));
+        act.specialty = specialty_name(r.specialty).map(str::to_string);
+        act.stay_id = r.stay_id().map(|s| text(|b| push_stay_id(b, s)));
+        act.insurance_nature = r.nature;
+        act.exo_code = r.exo().map(str::to_string);
+        act.ald_related = r.ald;
+        act.pathway = r.pathway;
+        act.setting = r.setting;
         act
     }
 }
@@ -2427,105 +2400,160 @@ fn rights_schema() -> SchemaRef {
     ]))
 }
 
-/// A string column written by `f`, null where `f` returns false.
-fn string_column<T>(
-    rows: &[T],
-    bytes_per_row: usize,
-    f: impl Fn(&T, &mut Vec<u8>) -> bool,
-) -> ArrayRef {
-    let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * bytes_per_row);
-    let mut buf = Vec::with_capacity(32);
-    for row in rows {
-        buf.clear();
-        if f(row, &mut buf) {
-            builder.append_value(std::str::from_utf8(&buf).expect("generated text is ASCII"));
-        } else {
-            builder.append_null();
+/// A Utf8 column built from raw offsets and bytes (checked once at the end, not per value).
+struct StrCol {
+    offsets: Vec<i32>,
+    values: Vec<u8>,
+    valid: Vec<bool>,
+    nulls: usize,
+}
+
+impl StrCol {
+    fn new(rows: usize, bytes_per_row: usize) -> StrCol {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        StrCol {
+            offsets,
+            values: Vec::with_capacity(rows * bytes_per_row),
+            valid: Vec::with_capacity(rows),
+            nulls: 0,
         }
     }
-    Arc::new(builder.finish())
+
+    fn end_value(&mut self, valid: bool) {
+        self.offsets.push(self.values.len() as i32);
+        self.valid.push(valid);
+        self.nulls += usize::from(!valid);
+    }
+
+    /// A value written by `f`.
+    fn with(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        f(&mut self.values);
+        self.end_value(true);
+    }
+
+    /// A value written by `f`, or a null if it writes nothing and returns false.
+    fn opt(&mut self, f: impl FnOnce(&mut Vec<u8>) -> bool) {
+        let valid = f(&mut self.values);
+        self.end_value(valid);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.values.extend_from_slice(s.as_bytes());
+        self.end_value(true);
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        if let Some(s) = s {
+            self.values.extend_from_slice(s.as_bytes());
+        }
+        self.end_value(s.is_some());
+    }
+
+    fn finish(self) -> Result<ArrayRef, ArrowError> {
+        let nulls = (self.nulls > 0).then(|| NullBuffer::from(self.valid));
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
+        Ok(Arc::new(StringArray::try_new(
+            offsets,
+            Buffer::from_vec(self.values),
+            nulls,
+        )?))
+    }
 }
 
-fn static_column<T>(rows: &[T], f: impl Fn(&T) -> &'static str) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+fn decimals(values: Vec<i128>) -> Result<ArrayRef, ArrowError> {
+    Ok(Arc::new(Decimal128Array::from(values).with_precision_and_scale(18, 2)?))
 }
 
-fn decimal_column(values: Vec<Option<i128>>) -> Result<ArrayRef, ArrowError> {
-    Ok(Arc::new(
-        Decimal128Array::from(values).with_precision_and_scale(18, 2)?,
-    ))
+fn optional_decimals(values: Vec<Option<i128>>) -> Result<ArrayRef, ArrowError> {
+    Ok(Arc::new(Decimal128Array::from(values).with_precision_and_scale(18, 2)?))
 }
 
 /// Rows that can be written as CSV or as Arrow columns.
 trait Rows: Sync {
-    fn len(&self) -> usize;
+    fn count(&self) -> usize;
     fn csv(&self, buf: &mut Vec<u8>);
     fn columns(&self) -> Result<Vec<ArrayRef>, ArrowError>;
 }
 
-impl Rows for [ActRow] {
-    fn len(&self) -> usize {
-        <[ActRow]>::len(self)
+impl Rows for ActBatch<'_> {
+    fn count(&self) -> usize {
+        self.order.len()
     }
 
     fn csv(&self, buf: &mut Vec<u8>) {
-        for row in self {
-            row.csv(buf);
+        for (id, row) in self.lines() {
+            self.csv_line(buf, id, row);
         }
     }
 
+    /// All columns in one pass over the (shuffled) rows.
     fn columns(&self) -> Result<Vec<ArrayRef>, ArrowError> {
-        let rows = self;
-        let dates = |f: fn(&ActRow) -> Option<i32>| -> ArrayRef {
-            Arc::new(Date32Array::from(rows.iter().map(f).collect::<Vec<_>>()))
-        };
-        let amounts = |f: fn(&ActRow) -> Option<i64>| {
-            decimal_column(rows.iter().map(|r| f(r).map(i128::from)).collect())
-        };
+        let n = self.count();
+        let mut act_id = StrCol::new(n, 13);
+        let mut patient = StrCol::new(n, 11);
+        let mut care = Vec::with_capacity(n);
+        let mut end = Vec::with_capacity(n);
+        let mut category = StrCol::new(n, 8);
+        let mut tariff = Vec::with_capacity(n);
+        let mut quantity = Vec::with_capacity(n);
+        let mut billed = Vec::with_capacity(n);
+        let mut coefficient = Vec::with_capacity(n);
+        let mut code = StrCol::new(n, 8);
+        let mut practitioner = StrCol::new(n, 11);
+        let mut specialty = StrCol::new(n, 10);
+        let mut stay = StrCol::new(n, 1);
+        let mut nature = StrCol::new(n, 7);
+        let mut exo = StrCol::new(n, 1);
+        let mut ald = Vec::with_capacity(n);
+        let mut pathway = StrCol::new(n, 11);
+        let mut setting = StrCol::new(n, 10);
+        for (id, r) in self.lines() {
+            act_id.with(|b| push_act_id(b, id));
+            patient.with(|b| push_patient_id(b, r.patient));
+            care.push(r.care);
+            end.push(r.end());
+            category.str(r.category.as_str());
+            tariff.push(i128::from(r.tariff));
+            quantity.push(i64::from(r.quantity));
+            billed.push(r.billed().map(i128::from));
+            coefficient.push(r.coefficient().map(i128::from));
+            code.opt(|b| push_code(b, r.code));
+            practitioner.opt(|b| r.practitioner().map(|p| push_practitioner(b, p)).is_some());
+            specialty.opt_str(specialty_name(r.specialty));
+            stay.opt(|b| r.stay_id().map(|s| push_stay_id(b, s)).is_some());
+            nature.str(r.nature.as_str());
+            exo.opt_str(r.exo());
+            ald.push(r.ald);
+            pathway.str(r.pathway.as_str());
+            setting.str(r.setting.as_str());
+        }
         Ok(vec![
-            string_column(rows, 13, |r, b| {
-                push_act_id(b, r.id);
-                true
-            }),
-            string_column(rows, 11, |r, b| {
-                push_patient_id(b, r.patient);
-                true
-            }),
-            dates(|r| Some(r.care)),
-            dates(|r| r.end),
-            static_column(rows, |r| r.category.as_str()),
-            amounts(|r| Some(r.tariff))?,
-            Arc::new(Int64Array::from_iter_values(
-                rows.iter().map(|r| r.quantity),
-            )),
-            amounts(|r| r.billed)?,
-            amounts(|r| r.coefficient)?,
-            string_column(rows, 10, |r, b| push_code(b, r.code)),
-            string_column(rows, 11, |r, b| {
-                r.practitioner.map(|p| push_practitioner(b, p)).is_some()
-            }),
-            string_column(rows, 10, |r, b| {
-                r.specialty
-                    .map(|s| b.extend_from_slice(s.as_bytes()))
-                    .is_some()
-            }),
-            string_column(rows, 1, |r, b| r.stay.map(|s| push_stay_id(b, s)).is_some()),
-            static_column(rows, |r| r.nature.as_str()),
-            string_column(rows, 1, |r, b| {
-                r.exo.map(|x| b.extend_from_slice(x.as_bytes())).is_some()
-            }),
-            Arc::new(BooleanArray::from(
-                rows.iter().map(|r| r.ald).collect::<Vec<_>>(),
-            )),
-            static_column(rows, |r| r.pathway.as_str()),
-            static_column(rows, |r| r.setting.as_str()),
+            act_id.finish()?,
+            patient.finish()?,
+            Arc::new(Date32Array::from(care)),
+            Arc::new(Date32Array::from(end)),
+            category.finish()?,
+            decimals(tariff)?,
+            Arc::new(Int64Array::from(quantity)),
+            optional_decimals(billed)?,
+            optional_decimals(coefficient)?,
+            code.finish()?,
+            practitioner.finish()?,
+            specialty.finish()?,
+            stay.finish()?,
+            nature.finish()?,
+            exo.finish()?,
+            Arc::new(BooleanArray::from(ald)),
+            pathway.finish()?,
+            setting.finish()?,
         ])
     }
 }
 
 impl Rows for [BenRow] {
-    fn len(&self) -> usize {
-        <[BenRow]>::len(self)
+    fn count(&self) -> usize {
+        self.len()
     }
 
     fn csv(&self, buf: &mut Vec<u8>) {
@@ -2535,20 +2563,23 @@ impl Rows for [BenRow] {
     }
 
     fn columns(&self) -> Result<Vec<ArrayRef>, ArrowError> {
+        let mut patient = StrCol::new(self.len(), 11);
+        let mut regime = StrCol::new(self.len(), 7);
+        for r in self {
+            patient.with(|b| push_patient_id(b, r.patient));
+            regime.str(r.regime.as_str());
+        }
         Ok(vec![
-            string_column(self, 11, |r, b| {
-                push_patient_id(b, r.patient);
-                true
-            }),
+            patient.finish()?,
             Arc::new(Date32Array::from_iter_values(self.iter().map(|r| r.birth))),
-            static_column(self, |r| r.regime.as_str()),
+            regime.finish()?,
         ])
     }
 }
 
 impl Rows for [RightRow] {
-    fn len(&self) -> usize {
-        <[RightRow]>::len(self)
+    fn count(&self) -> usize {
+        self.len()
     }
 
     fn csv(&self, buf: &mut Vec<u8>) {
@@ -2558,22 +2589,20 @@ impl Rows for [RightRow] {
     }
 
     fn columns(&self) -> Result<Vec<ArrayRef>, ArrowError> {
+        let mut patient = StrCol::new(self.len(), 11);
+        let mut right = StrCol::new(self.len(), 4);
+        let mut reference = StrCol::new(self.len(), 8);
+        for r in self {
+            patient.with(|b| push_patient_id(b, r.patient));
+            right.str(r.right.as_str());
+            reference.opt_str(r.reference.as_deref());
+        }
         Ok(vec![
-            string_column(self, 11, |r, b| {
-                push_patient_id(b, r.patient);
-                true
-            }),
-            static_column(self, |r| r.right.as_str()),
+            patient.finish()?,
+            right.finish()?,
             Arc::new(Date32Array::from_iter_values(self.iter().map(|r| r.start))),
-            Arc::new(Date32Array::from(
-                self.iter().map(|r| r.end).collect::<Vec<_>>(),
-            )),
-            string_column(self, 8, |r, b| {
-                r.reference
-                    .as_ref()
-                    .map(|x| b.extend_from_slice(x.as_bytes()))
-                    .is_some()
-            }),
+            Arc::new(Date32Array::from(self.iter().map(|r| r.end).collect::<Vec<_>>())),
+            reference.finish()?,
         ])
     }
 }
@@ -2596,6 +2625,48 @@ fn parquet_error(path: &Path) -> impl FnOnce(ParquetError) -> GenerateError + '_
     }
 }
 
+/// Builds items `0..n` in parallel, a window of a few per thread at a time, and hands them in
+/// order to `consume` on a writer thread, which writes one window while the next is built.
+/// Memory stays bounded (about three windows) and the output order never depends on timing.
+fn pipeline<T: Send>(
+    n: u64,
+    make: impl Fn(u64) -> Result<T, GenerateError> + Sync,
+    mut consume: impl FnMut(T) -> Result<(), GenerateError> + Send,
+) -> Result<(), GenerateError> {
+    let width = (rayon::current_num_threads() as u64 * 2).max(2);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<T>(width as usize);
+        let writer = scope.spawn(move || -> Result<(), GenerateError> {
+            for item in rx {
+                consume(item)?;
+            }
+            Ok(())
+        });
+        let mut built = Ok(());
+        'windows: for w in 0..n.div_ceil(width) {
+            let window: Vec<u64> = (w * width..((w + 1) * width).min(n)).collect();
+            match window.into_par_iter().map(&make).collect::<Result<Vec<T>, _>>() {
+                Ok(items) => {
+                    for item in items {
+                        if tx.send(item).is_err() {
+                            break 'windows; // the writer failed: its error is reported below
+                        }
+                    }
+                }
+                Err(e) => {
+                    built = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        built.and(written)
+    })
+}
+
 /// One encoded batch.
 enum Chunk {
     Empty,
@@ -2616,11 +2687,11 @@ impl Target {
     /// Encodes one batch: CSV text, or the Parquet column chunks of a row group (its columns
     /// encoded in parallel).
     fn encode<R: Rows + ?Sized>(&self, index: u64, rows: &R) -> Result<Chunk, GenerateError> {
-        if rows.len() == 0 {
+        if rows.count() == 0 {
             return Ok(Chunk::Empty);
         }
         let Some(factory) = &self.factory else {
-            let mut buf = Vec::with_capacity(rows.len() * 128);
+            let mut buf = Vec::with_capacity(rows.count() * 140);
             rows.csv(&mut buf);
             return Ok(Chunk::Csv(buf));
         };
@@ -2751,10 +2822,7 @@ mod tests {
             assert_eq!(to_days(date), days);
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(
-            days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28),
-            2
-        );
+        assert_eq!(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28), 2);
     }
 
     #[test]
@@ -2782,10 +2850,12 @@ mod tests {
         push_date(&mut b, days_from_civil(2024, 12, 22));
         b.push(b' ');
         push_act_id(&mut b, 42);
-        assert_eq!(
-            String::from_utf8(b).unwrap(),
-            "26.50 0.05 2024-12-22 A000000000042"
-        );
+        assert_eq!(String::from_utf8(b).unwrap(), "26.50 0.05 2024-12-22 A000000000042");
+    }
+
+    #[test]
+    fn rows_stay_small() {
+        assert_eq!(std::mem::size_of::<ActRow>(), 64);
     }
 
     #[test]
@@ -2799,9 +2869,6 @@ mod tests {
         for _ in 0..100_000 {
             counts[a.below(10) as usize] += 1;
         }
-        assert!(
-            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
     }
 }

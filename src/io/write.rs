@@ -1082,7 +1082,7 @@ pub fn parquet_properties() -> WriterProperties {
 
 enum Sink {
     Parquet {
-        writer: ArrowWriter<File>,
+        writer: Box<ArrowWriter<File>>,
         /// Batches not yet handed to `writer`, fewer than [`CHUNK_ROWS`] rows in all.
         pending: VecDeque<RecordBatch>,
         pending_rows: usize,
@@ -1125,6 +1125,7 @@ impl<R: Row> TableWriter<R> {
         let sink = match format {
             Format::Parquet => Sink::Parquet {
                 writer: ArrowWriter::try_new(file, schema::<R>(), Some(parquet_properties()))
+                    .map(Box::new)
                     .map_err(|source| WriteError::Parquet {
                         path: path.clone(),
                         source,
@@ -1258,7 +1259,7 @@ impl<R: Row> TableWriter<R> {
                         .map_err(|e| parquet_error(e.into()))?;
                     writer.write(&rest).map_err(parquet_error)?;
                 }
-                writer.into_inner().map_err(parquet_error)?;
+                (*writer).into_inner().map_err(parquet_error)?;
             }
             Sink::Csv(out) => {
                 out.into_inner()
