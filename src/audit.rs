@@ -15,7 +15,6 @@ use rust_decimal::Decimal;
 use crate::engine::round_cents;
 use crate::io::write::{Cell, Column, Format, MONEY, Row, WriteError, write_table};
 use crate::model::{Act, Outcome, Situation};
-use crate::pipeline::Prepared;
 use crate::rules::{Param, RuleBook, Scalar};
 
 /// What the recorded amount is compared with.
@@ -40,18 +39,8 @@ pub struct Discrepancy {
     pub explanation: String,
 }
 
-/// Acts by id, kept from the prepared input for the variants.
-pub type ActIndex = HashMap<String, Act>;
-
-pub fn index_acts(prepared: &Prepared) -> ActIndex {
-    prepared
-        .patients
-        .iter()
-        .flat_map(|p| p.acts.iter())
-        .filter(|a| a.recorded_amo.is_some())
-        .map(|a| (a.act_id.clone(), a.clone()))
-        .collect()
-}
+/// The audited acts by id (those with a `recorded_amo`), for the variants.
+pub type ActIndex<'a> = HashMap<&'a str, &'a Act>;
 
 /// The discrepancies among `outcomes`, in outcome order.
 pub fn discrepancies(
@@ -73,7 +62,7 @@ pub fn discrepancies(
             if difference.abs() <= tolerance {
                 return None;
             }
-            let explanation = match acts.get(&o.act_id) {
+            let explanation = match acts.get(o.act_id.as_str()) {
                 Some(act) => explain(book, act, o, recorded, compare, tolerance),
                 None => "unexplained".to_string(),
             };

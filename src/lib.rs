@@ -19,5 +19,6 @@ pub mod generate;
 pub mod io;
 pub mod model;
 pub mod pipeline;
+pub mod profile;
 pub mod report;
 pub mod rules;

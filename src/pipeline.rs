@@ -1,24 +1,31 @@
 //! The batch around the engine: read the inputs, reject what cannot be computed, group acts
-//! by patient, run the engine on every patient in parallel, aggregate, and write every output
-//! atomically.
+//! by patient, run the engine on chunks of patients in parallel, and stream the outcomes into
+//! the writers and the aggregates; everything is written atomically.
 //!
 //! Determinism: patients are processed in `patient_id` order and each patient's acts in
-//! (`care_date`, `act_id`) order; rayon's ordered `collect` keeps that order whatever the
-//! thread count, so the outputs are the same bytes with 1 or 32 threads.
+//! (`care_date`, `act_id`) order; each chunk's results are collected in order (rayon's ordered
+//! `collect`) before they are written, so the outputs are the same bytes whatever the thread
+//! count.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
+use rust_decimal::Decimal;
 use serde_json::json;
 
+use crate::audit::{self, Compare, Discrepancy};
 use crate::engine::{self, PatientInput, PatientResult};
 use crate::io::read::{self, ReadError, ReadOptions, Sourced};
 use crate::io::write::{self, Format, Staging, TableWriter, WriteError};
 use crate::model::{Act, Beneficiary, Outcome, Reject, RightPeriod, YearCounter};
 use crate::report::{PatientTotals, Summary, Totals};
 use crate::rules::RuleBook;
+
+/// Patients computed together before their outcomes are written: bounds the outcomes held in
+/// memory while keeping the cores busy.
+const CHUNK_PATIENTS: usize = 8192;
 
 /// The input files of a run.
 #[derive(Debug, Clone)]
@@ -30,18 +37,32 @@ pub struct Inputs {
     pub read: ReadOptions,
 }
 
+/// Where an act came from: index into [`Prepared::act_files`] and 1-based data row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub file: u32,
+    pub row: u64,
+}
+
+/// The acts of one patient, sorted by (`care_date`, `act_id`), with their origins.
+#[derive(Debug)]
+pub struct PatientActs {
+    pub patient_id: String,
+    pub acts: Vec<Act>,
+    pub origins: Vec<Origin>,
+}
+
 /// Everything read and checked, ready for the engine.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    /// Acts that passed the checks, grouped by patient (sorted by `patient_id`), each group
-    /// sorted by (`care_date`, `act_id`).
+    /// Acts that passed the checks, grouped by patient, sorted by `patient_id`.
     pub patients: Vec<PatientActs>,
     pub beneficiaries: HashMap<String, Beneficiary>,
     pub rights: HashMap<String, Vec<RightPeriod>>,
     pub rights_known: bool,
     pub opening: HashMap<String, Vec<YearCounter>>,
-    /// Where each act came from, to name file and row in rejects found by the engine.
-    pub origins: HashMap<String, (String, u64)>,
+    /// The acts files, as named in rejects.
+    pub act_files: Vec<String>,
     pub rejects: Vec<Reject>,
     /// Rejected rows of the beneficiaries and rights files (the others are act rows).
     pub other_rejects: u64,
@@ -49,13 +70,6 @@ pub struct Prepared {
     pub read: u64,
     /// The files read, for the manifest: (role, path).
     pub files: Vec<(&'static str, String)>,
-}
-
-/// The acts of one patient.
-#[derive(Debug)]
-pub struct PatientActs {
-    pub patient_id: String,
-    pub acts: Vec<Act>,
 }
 
 /// Why a run failed (exit codes of SPEC §1).
@@ -80,8 +94,8 @@ impl RunError {
     }
 }
 
-/// Reads and checks the inputs: duplicate `act_id`s and acts of unknown patients are
-/// rejected here (RULES §7.6, SPEC §2).
+/// Reads and checks the inputs: duplicate `act_id`s (the first row is kept) and acts of
+/// unknown patients are rejected here (RULES §7.6, SPEC §2).
 pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
     let bens = read::read_beneficiaries(&inputs.beneficiaries, &inputs.read)?;
     let mut rejects = bens.rejects;
@@ -121,51 +135,63 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
 
     let mut opening: HashMap<String, Vec<YearCounter>> = HashMap::new();
     if let Some(path) = &inputs.counters {
-        for c in read::read_counters(path)? {
+        let counters = read::read_counters(path)?;
+        check_counters(path, &counters)?;
+        for c in counters {
             opening.entry(c.patient_id.clone()).or_default().push(c);
         }
         files.push(("counters", path.display().to_string()));
     }
-
     let other_rejects = rejects.len() as u64;
+
     let acts = read::read_acts(&inputs.acts, &inputs.read)?;
     files.extend(acts.files.iter().map(|f| ("acts", f.clone())));
     rejects.extend(acts.rejects);
     let read = acts.read;
-    let mut seen: HashSet<String> = HashSet::with_capacity(acts.rows.len());
-    let mut origins = HashMap::with_capacity(acts.rows.len());
-    let mut kept: Vec<Act> = Vec::with_capacity(acts.rows.len());
-    for Sourced { file, row, value } in acts.rows {
-        let file_name = &acts.files[file];
+    // Duplicates: the first row of an act_id is kept (rows are in file, then row order).
+    let mut duplicate = vec![false; acts.rows.len()];
+    {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(acts.rows.len());
+        for (i, r) in acts.rows.iter().enumerate() {
+            duplicate[i] = !seen.insert(r.value.act_id.as_str());
+        }
+    }
+    let mut kept: Vec<(Act, Origin)> = Vec::with_capacity(acts.rows.len());
+    for (Sourced { file, row, value }, dup) in acts.rows.into_iter().zip(duplicate) {
         let reject = |column: &str, reason: &str, v: &str| Reject {
-            file: file_name.clone(),
+            file: acts.files[file].clone(),
             row,
             act_id: value.act_id.clone(),
             column: column.into(),
             reason: reason.into(),
             value: v.into(),
         };
-        if !seen.insert(value.act_id.clone()) {
+        if dup {
             rejects.push(reject("act_id", "duplicate_act_id", &value.act_id));
-            continue;
-        }
-        if !beneficiaries.contains_key(&value.patient_id) {
+        } else if !beneficiaries.contains_key(&value.patient_id) {
             rejects.push(reject("patient_id", "unknown_patient", &value.patient_id));
-            continue;
+        } else {
+            let origin = Origin {
+                file: file as u32,
+                row,
+            };
+            kept.push((value, origin));
         }
-        origins.insert(value.act_id.clone(), (file_name.clone(), row));
-        kept.push(value);
     }
-    kept.par_sort_unstable_by(|a, b| {
+    kept.par_sort_unstable_by(|(a, _), (b, _)| {
         (&a.patient_id, a.care_date, &a.act_id).cmp(&(&b.patient_id, b.care_date, &b.act_id))
     });
     let mut patients: Vec<PatientActs> = Vec::new();
-    for act in kept {
+    for (act, origin) in kept {
         match patients.last_mut() {
-            Some(p) if p.patient_id == act.patient_id => p.acts.push(act),
+            Some(p) if p.patient_id == act.patient_id => {
+                p.acts.push(act);
+                p.origins.push(origin);
+            }
             _ => patients.push(PatientActs {
                 patient_id: act.patient_id.clone(),
                 acts: vec![act],
+                origins: vec![origin],
             }),
         }
     }
@@ -175,7 +201,7 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
         rights,
         rights_known: inputs.rights.is_some(),
         opening,
-        origins,
+        act_files: acts.files,
         rejects,
         other_rejects,
         read,
@@ -183,87 +209,151 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
     })
 }
 
-/// The results of the engine over every patient.
+/// Issue 4: counters are state; those written by another version of the format, or next to a
+/// manifest that says so, are refused rather than misread.
+fn check_counters(path: &Path, counters: &[YearCounter]) -> Result<(), RunError> {
+    let manifest = path.with_file_name("manifest.json");
+    if let Ok(text) = std::fs::read_to_string(&manifest) {
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            RunError::Usage(format!("{}: not a rac manifest: {e}", manifest.display()))
+        })?;
+        let format = value["counters_format"].as_u64();
+        if format != Some(COUNTERS_FORMAT) {
+            return Err(RunError::Usage(format!(
+                "{}: written by rac {} with counters format {:?}; this rac reads format {COUNTERS_FORMAT} — recompute the earlier period with this version",
+                path.display(),
+                value["version"].as_str().unwrap_or("?"),
+                format
+            )));
+        }
+    }
+    if counters
+        .iter()
+        .any(|c| c.pf_used < Decimal::ZERO || c.franchise_used < Decimal::ZERO)
+    {
+        return Err(RunError::Usage(format!(
+            "{}: negative counters",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The version of the counters' layout, written in every manifest.
+pub const COUNTERS_FORMAT: u64 = 1;
+
+/// Runs the engine on every patient, chunk by chunk, and hands each chunk's patients and
+/// results, in order, to `f`.
+pub fn for_each_chunk<E>(
+    book: &RuleBook,
+    prepared: &Prepared,
+    mut f: impl FnMut(&[PatientActs], Vec<PatientResult>) -> Result<(), E>,
+) -> Result<(), E> {
+    let no_rights: Vec<RightPeriod> = Vec::new();
+    let no_counters: Vec<YearCounter> = Vec::new();
+    for chunk in prepared.patients.chunks(CHUNK_PATIENTS) {
+        let results: Vec<PatientResult> = chunk
+            .par_iter()
+            .map(|p| {
+                let input = PatientInput {
+                    beneficiary: &prepared.beneficiaries[&p.patient_id],
+                    acts: &p.acts,
+                    rights: prepared.rights.get(&p.patient_id).unwrap_or(&no_rights),
+                    rights_known: prepared.rights_known,
+                    opening: prepared.opening.get(&p.patient_id).unwrap_or(&no_counters),
+                };
+                engine::compute_patient(book, &input)
+            })
+            .collect();
+        f(chunk, results)?;
+    }
+    Ok(())
+}
+
+/// What is kept across chunks: small per patient, never the outcomes.
+#[derive(Debug, Default)]
+struct State {
+    closing: Vec<YearCounter>,
+    rejects: Vec<Reject>,
+    computed: u64,
+}
+
+impl State {
+    /// Splits a chunk's results into outcomes, rejects and closing counters.
+    fn absorb(
+        &mut self,
+        prepared: &Prepared,
+        chunk: &[PatientActs],
+        results: Vec<PatientResult>,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(chunk.iter().map(|p| p.acts.len()).sum());
+        for (p, r) in chunk.iter().zip(results) {
+            for rej in r.rejected {
+                let origin = p.origins[rej.index];
+                self.rejects.push(Reject {
+                    file: prepared.act_files[origin.file as usize].clone(),
+                    row: origin.row,
+                    act_id: p.acts[rej.index].act_id.clone(),
+                    column: rej.column.into(),
+                    reason: rej.reason.into(),
+                    value: rej.value,
+                });
+            }
+            self.computed += r.outcomes.len() as u64;
+            outcomes.extend(r.outcomes);
+            self.closing.extend(r.closing);
+        }
+        outcomes
+    }
+
+    /// Patients without acts this run keep their opening state for the next run; rejects in
+    /// file and row order.
+    fn finish(&mut self, prepared: &Prepared) {
+        let with_acts: HashSet<&str> = prepared
+            .patients
+            .iter()
+            .map(|p| p.patient_id.as_str())
+            .collect();
+        for (patient, counters) in &prepared.opening {
+            if !with_acts.contains(patient.as_str()) {
+                self.closing.extend(counters.iter().cloned());
+            }
+        }
+        self.closing
+            .sort_by(|a, b| (&a.patient_id, a.year).cmp(&(&b.patient_id, b.year)));
+        self.rejects.extend(prepared.rejects.iter().cloned());
+        self.rejects
+            .sort_by(|a, b| (&a.file, a.row, &a.column).cmp(&(&b.file, b.row, &b.column)));
+    }
+}
+
+/// Every outcome in memory, for small runs (`validate`, tests).
 #[derive(Debug, Default)]
 pub struct Computed {
     /// Outcomes, by patient then (`care_date`, `act_id`).
     pub outcomes: Vec<Outcome>,
     /// Closing counters of every patient seen (acts or opening counters), sorted.
     pub closing: Vec<YearCounter>,
-    /// Input rejects plus the engine's.
+    /// Input rejects plus the engine's, in file and row order.
     pub rejects: Vec<Reject>,
-    /// How many of `rejects` are beneficiaries or rights rows.
-    pub other_rejects: u64,
     /// Act rows read: always `outcomes.len()` + act rows in `rejects`.
     pub read: u64,
 }
 
-/// Runs the engine on every patient, in parallel, in a deterministic order.
-pub fn compute(book: &RuleBook, prepared: Prepared) -> Computed {
-    let Prepared {
-        patients,
-        beneficiaries,
-        rights,
-        rights_known,
-        opening,
-        origins,
-        mut rejects,
-        other_rejects,
-        read,
-        ..
-    } = prepared;
-    let none_rights: Vec<RightPeriod> = Vec::new();
-    let none_counters: Vec<YearCounter> = Vec::new();
-    let results: Vec<(usize, PatientResult)> = patients
-        .par_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let input = PatientInput {
-                beneficiary: &beneficiaries[&p.patient_id],
-                acts: &p.acts,
-                rights: rights.get(&p.patient_id).unwrap_or(&none_rights),
-                rights_known,
-                opening: opening.get(&p.patient_id).unwrap_or(&none_counters),
-            };
-            (i, engine::compute_patient(book, &input))
-        })
-        .collect();
-
-    let mut outcomes = Vec::with_capacity(patients.iter().map(|p| p.acts.len()).sum());
-    let mut closing = Vec::new();
-    let mut with_acts: HashSet<&str> = HashSet::new();
-    for (i, r) in results {
-        let p = &patients[i];
-        with_acts.insert(&p.patient_id);
-        for rej in r.rejected {
-            let act = &p.acts[rej.index];
-            let (file, row) = origins.get(&act.act_id).cloned().unwrap_or_default();
-            rejects.push(Reject {
-                file,
-                row,
-                act_id: act.act_id.clone(),
-                column: rej.column.into(),
-                reason: rej.reason.into(),
-                value: rej.value,
-            });
-        }
-        outcomes.extend(r.outcomes);
-        closing.extend(r.closing);
-    }
-    // Patients without acts this run keep their opening state for the next run.
-    for (patient, counters) in &opening {
-        if !with_acts.contains(patient.as_str()) {
-            closing.extend(counters.iter().cloned());
-        }
-    }
-    closing.sort_by(|a, b| (&a.patient_id, a.year).cmp(&(&b.patient_id, b.year)));
-    rejects.sort_by(|a, b| (&a.file, a.row).cmp(&(&b.file, b.row)));
+/// Computes everything and keeps it in memory.
+pub fn compute(book: &RuleBook, prepared: &Prepared) -> Computed {
+    let mut state = State::default();
+    let mut outcomes = Vec::new();
+    let _ = for_each_chunk(book, prepared, |chunk, results| {
+        outcomes.extend(state.absorb(prepared, chunk, results));
+        Ok::<(), ()>(())
+    });
+    state.finish(prepared);
     Computed {
         outcomes,
-        closing,
-        rejects,
-        other_rejects,
-        read,
+        closing: state.closing,
+        rejects: state.rejects,
+        read: prepared.read,
     }
 }
 
@@ -276,6 +366,7 @@ pub struct RunSummary {
     pub rejected: u64,
     /// Beneficiaries and rights rows rejected.
     pub other_rejected: u64,
+    pub discrepancies: Option<u64>,
     pub totals: Totals,
     pub out: PathBuf,
     pub seconds: f64,
@@ -292,53 +383,69 @@ impl RunSummary {
     }
 }
 
-/// Everything a run writes, beside the three tables every run has.
-pub struct Extra<'a> {
-    pub command: &'a str,
+/// How a run is written.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub format: Format,
+    pub command: String,
     pub argv: Vec<String>,
-    /// Writes more tables into the staging folder (e.g. the audit's discrepancies) and
-    /// returns their names and row counts for the manifest.
-    #[allow(clippy::type_complexity)]
-    pub write_more: Option<Box<dyn FnOnce(&Path) -> Result<serde_json::Value, WriteError> + 'a>>,
+    /// `audit`: what to compare the recorded amount with, and the tolerance.
+    pub audit: Option<(Compare, Decimal)>,
 }
 
-/// Writes every output of SPEC §4 into `out`, atomically.
-pub fn write_outputs(
-    out: &Path,
-    format: Format,
+/// Computes every patient and writes every output of SPEC §4 into `out`, atomically: the
+/// outcomes stream through the writers chunk by chunk.
+pub fn execute(
     book: &RuleBook,
-    files: &[(&'static str, String)],
-    computed: &Computed,
-    extra: Extra,
+    prepared: &Prepared,
+    opts: &RunOptions,
     started: Instant,
 ) -> Result<RunSummary, RunError> {
-    let staging = Staging::begin(out)?;
+    let staging = Staging::begin(&opts.out)?;
     let dir = staging.path().to_path_buf();
+    let format = opts.format;
 
     let mut acts = TableWriter::<Outcome>::create(&dir, format)?;
-    for chunk in computed.outcomes.chunks(1 << 20) {
-        acts.write(chunk)?;
-    }
-    acts.finish()?;
-
+    let mut found: Vec<Discrepancy> = Vec::new();
     let mut patients = PatientTotals::new();
-    patients.add(&computed.outcomes);
-    let patient_years = patients.finish(&computed.closing);
-    write::write_table(&dir, format, &patient_years)?;
-
     let mut summary = Summary::new();
-    summary.add(&computed.outcomes);
+    let mut totals = Totals::default();
+    let mut state = State::default();
+    for_each_chunk(book, prepared, |chunk, results| -> Result<(), RunError> {
+        let outcomes = state.absorb(prepared, chunk, results);
+        acts.write(&outcomes)?;
+        patients.add(&outcomes);
+        summary.add(&outcomes);
+        totals.add_all(&outcomes);
+        if let Some((compare, tolerance)) = opts.audit {
+            let index: HashMap<&str, &Act> = chunk
+                .iter()
+                .flat_map(|p| p.acts.iter())
+                .filter(|a| a.recorded_amo.is_some())
+                .map(|a| (a.act_id.as_str(), a))
+                .collect();
+            found.extend(audit::discrepancies(
+                book, &outcomes, &index, compare, tolerance,
+            ));
+        }
+        Ok(())
+    })?;
+    acts.finish()?;
+    state.finish(prepared);
+
+    let patient_years = patients.finish(&state.closing);
+    write::write_table(&dir, format, &patient_years)?;
     write::write_table(&dir, format, &summary.rows())?;
-    write::write_table(&dir, format, &computed.closing)?;
-    write::write_rejects_csv(&dir, &computed.rejects)?;
-    let more = match extra.write_more {
-        Some(f) => f(&dir)?,
-        None => json!({}),
+    write::write_table(&dir, format, &state.closing)?;
+    write::write_rejects_csv(&dir, &state.rejects)?;
+    let audit_section = match opts.audit {
+        Some(_) => audit::write(&dir, format, &found)?,
+        None => json!(null),
     };
 
-    let totals = Totals::of(&computed.outcomes);
     let mut inputs = Vec::new();
-    for (role, path) in files {
+    for (role, path) in &prepared.files {
         let p = Path::new(path);
         let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         inputs.push(json!({
@@ -348,13 +455,15 @@ pub fn write_outputs(
             "sha256": write::sha256_file(p)?,
         }));
     }
+    let rejected_acts = state.rejects.len() as u64 - prepared.other_rejects;
     let summary = RunSummary {
-        read: computed.read,
-        computed: computed.outcomes.len() as u64,
-        rejected: computed.rejects.len() as u64 - computed.other_rejects,
-        other_rejected: computed.other_rejects,
+        read: prepared.read,
+        computed: state.computed,
+        rejected: rejected_acts,
+        other_rejected: prepared.other_rejects,
+        discrepancies: opts.audit.map(|_| found.len() as u64),
         totals,
-        out: out.to_path_buf(),
+        out: opts.out.clone(),
         seconds: started.elapsed().as_secs_f64(),
     };
     // The manifest records the run, duration included (SPEC §4); every other output is the
@@ -362,21 +471,22 @@ pub fn write_outputs(
     let manifest = json!({
         "tool": "rac",
         "version": env!("CARGO_PKG_VERSION"),
-        "command": extra.command,
-        "argv": extra.argv,
+        "command": opts.command,
+        "argv": opts.argv,
         "format": format.as_str(),
         "inputs": inputs,
         "rules": { "version": book.version(), "sources": book.sources() },
+        "counters_format": COUNTERS_FORMAT,
         "rows": {
             "read": summary.read,
             "computed": summary.computed,
             "rejected": summary.rejected,
             "rejected_other_rows": summary.other_rejected,
-            "patients_years": patient_years.len(),
-            "counters": computed.closing.len(),
+            "patient_years": patient_years.len(),
+            "counters": state.closing.len(),
         },
         "totals": totals.to_json(),
-        "extra": more,
+        "audit": audit_section,
         "duration_seconds": (summary.seconds * 1000.0).round() / 1000.0,
     });
     write::write_manifest(&dir, &manifest)?;

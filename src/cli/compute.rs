@@ -20,9 +20,9 @@ use clap::Args;
 use rust_decimal::Decimal;
 
 use super::{Failure, InputArgs, load_rules};
-use crate::audit::{self, Compare};
+use crate::audit::Compare;
 use crate::io::write::Format;
-use crate::pipeline::{self, Extra, RunSummary};
+use crate::pipeline::{self, RunOptions, RunSummary};
 
 /// Recompute every act of a claims file.
 #[derive(Debug, Args)]
@@ -104,6 +104,7 @@ fn execute(
     };
     let book = load_rules(args.input.rules.as_ref())?;
     let log = Logger {
+        started,
         json: json_logs,
         quiet: args.quiet,
         progress: args.progress || (!args.quiet && std::io::stderr().is_terminal()),
@@ -116,34 +117,19 @@ fn execute(
     let summary: RunSummary = pool.install(|| -> Result<RunSummary, Failure> {
         log.event("read", "reading inputs", &[]);
         let prepared = pipeline::prepare(&args.input.inputs())?;
-        let files = prepared.files.clone();
-        let acts_by_id = audit_opts.map(|_| audit::index_acts(&prepared));
         log.event(
             "compute",
-            "computing",
+            "computing and writing",
             &[("patients", prepared.patients.len() as u64)],
         );
-        let computed = pipeline::compute(&book, prepared);
-        log.event("write", "writing outputs", &[]);
-        let argv: Vec<String> = std::env::args().collect();
-        let write_more = match (audit_opts, acts_by_id) {
-            (Some((compare, tolerance)), Some(acts)) => {
-                let found =
-                    audit::discrepancies(&book, &computed.outcomes, &acts, compare, tolerance);
-                let extra: Box<dyn FnOnce(&std::path::Path) -> _> =
-                    Box::new(move |dir: &std::path::Path| audit::write(dir, format, &found));
-                Some(extra)
-            }
-            _ => None,
+        let opts = RunOptions {
+            out: args.out.clone(),
+            format,
+            command: command.to_string(),
+            argv: std::env::args().collect(),
+            audit: audit_opts,
         };
-        let extra = Extra {
-            command,
-            argv,
-            write_more,
-        };
-        Ok(pipeline::write_outputs(
-            &args.out, format, &book, &files, &computed, extra, started,
-        )?)
+        Ok(pipeline::execute(&book, &prepared, &opts, started)?)
     })?;
     log.event(
         "done",
@@ -167,6 +153,7 @@ fn execute(
 
 /// Log lines on stderr. They never contain a patient id or a single patient's amounts.
 struct Logger {
+    started: Instant,
     json: bool,
     quiet: bool,
     progress: bool,
@@ -182,12 +169,17 @@ impl Logger {
             obj.insert("level".into(), "info".into());
             obj.insert("step".into(), step.into());
             obj.insert("message".into(), message.into());
+            obj.insert(
+                "elapsed_s".into(),
+                serde_json::json!(self.started.elapsed().as_secs_f64()),
+            );
             for (k, v) in counts {
                 obj.insert((*k).into(), (*v).into());
             }
             eprintln!("{}", serde_json::Value::Object(obj));
         } else if self.progress || step == "done" {
-            eprintln!("rac: {message}");
+            let t = self.started.elapsed().as_secs_f64();
+            eprintln!("rac: [{t:7.2}s] {message}");
         }
     }
 }

@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 use super::{Failure, load_rules};
 use crate::io::read::ReadOptions;
 use crate::io::write::Format;
-use crate::pipeline::{self, Computed, Extra, Inputs};
+use crate::pipeline::{self, Computed, Inputs, RunOptions};
 
 pub const DEMO_ACTS: &str = include_str!("../../fixtures/demo/acts.csv");
 pub const DEMO_BENEFICIARIES: &str = include_str!("../../fixtures/demo/beneficiaries.csv");
@@ -64,15 +64,15 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
     };
     let book = load_rules(None)?;
     let prepared = pipeline::prepare(&inputs)?;
-    let files = prepared.files.clone();
-    let computed = pipeline::compute(&book, prepared);
-    let extra = Extra {
-        command: "demo",
+    let opts = RunOptions {
+        out: out.clone(),
+        format,
+        command: "demo".into(),
         argv: std::env::args().collect(),
-        write_more: None,
+        audit: None,
     };
-    let summary = pipeline::write_outputs(&out, format, &book, &files, &computed, extra, started)?;
-    print!("{}", render(&computed));
+    let summary = pipeline::execute(&book, &prepared, &opts, started)?;
+    print!("{}", render(&pipeline::compute(&book, &prepared)));
     println!(
         "\n{} acts computed, {} rejected; outputs in {}",
         summary.computed,

@@ -24,7 +24,7 @@ pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     let prepared = pipeline::prepare(&args.input.inputs())?;
     // The engine's own checks (care before birth, no parameter at the date) are part of the
     // contract; they need the patients' data but write nothing.
-    let computed = pipeline::compute(&book, prepared);
+    let computed = pipeline::compute(&book, &prepared);
     for r in &computed.rejects {
         println!(
             "{}:{}: column `{}`: {} (value `{}`{})",

@@ -238,9 +238,10 @@ impl<'a> Engine<'a> {
     fn run_inner(&mut self) -> PatientResult {
         let acts = self.input.acts;
         let mut order: Vec<usize> = (0..acts.len()).collect();
-        order.sort_by(|&a, &b| {
-            (acts[a].care_date, &acts[a].act_id).cmp(&(acts[b].care_date, &acts[b].act_id))
-        });
+        let key = |a: &'a Act| (a.care_date, a.act_id.as_str());
+        if !acts.is_sorted_by(|a, b| key(a) <= key(b)) {
+            order.sort_by(|&a, &b| key(&acts[a]).cmp(&key(&acts[b])));
+        }
         let mut rejected = Vec::new();
         let mut kept = Vec::with_capacity(order.len());
         for i in order {
@@ -290,7 +291,12 @@ impl<'a> Engine<'a> {
             ));
         }
         let snap = self.book.at(act.care_date);
-        let missing = required_params(act, self.regime).find(|p| !snap.has(*p));
+        let mut missing = None;
+        for_required_params(act, self.regime, |p| {
+            if missing.is_none() && !snap.has(p) {
+                missing = Some(p);
+            }
+        });
         match missing {
             Some(p) => Err((
                 "care_date",
@@ -356,7 +362,7 @@ impl<'a> Engine<'a> {
             flat_fee: Decimal::ZERO,
             minor,
             pf_units: 0,
-            rules: Vec::new(),
+            rules: Vec::with_capacity(4),
             flags,
         };
         self.note(&line, || {
@@ -704,9 +710,12 @@ impl<'a> Engine<'a> {
         let max = i64::try_from(line.get(Scalar::PfDailyMaxCount)?).unwrap_or(0);
         // A missing practitioner_id groups by line (RULES §4).
         let used_today: i64 = match &line.act.practitioner_id {
+            // Lines are in date order: only the same day's, just before this one, count.
             Some(p) => lines[..k]
                 .iter()
-                .filter(|l| l.date() == date && l.act.practitioner_id.as_ref() == Some(p))
+                .rev()
+                .take_while(|l| l.date() == date)
+                .filter(|l| l.act.practitioner_id.as_ref() == Some(p))
                 .map(|l| l.pf_units)
                 .sum(),
             None => 0,
@@ -768,7 +777,9 @@ impl<'a> Engine<'a> {
         if let Some(cap_param) = kind.daily_cap_param() {
             let today: Decimal = lines[..k]
                 .iter()
-                .filter(|l| l.date() == date && franchise_kind(l.act.category) == Some(kind))
+                .rev()
+                .take_while(|l| l.date() == date)
+                .filter(|l| franchise_kind(l.act.category) == Some(kind))
                 .map(|l| l.franchise)
                 .sum();
             let room = (line.get(cap_param)? - today).max(Decimal::ZERO);
@@ -889,62 +900,47 @@ fn stay_starts<'b>(acts: impl Iterator<Item = &'b Act>) -> BTreeMap<&'b str, Nai
     starts
 }
 
-/// The parameters an act needs on its date (RULES §7.6: without one, it is rejected).
-fn required_params(act: &Act, regime: Regime) -> impl Iterator<Item = Param> {
+/// Calls `f` with each parameter an act needs on its date (RULES §7.6: without one, it is
+/// rejected).
+fn for_required_params(act: &Act, regime: Regime, mut f: impl FnMut(Param)) {
     let c = act.category;
-    let mut ps: Vec<Param> = vec![
-        Param::Rate(c),
-        Scalar::RateExonerated.into(),
-        Scalar::MinorAge.into(),
-        Scalar::NewbornMaxAgeDays.into(),
-    ];
-    if regime == Regime::AlsaceMoselle {
-        ps.push(Param::RateAlsaceMoselle(c));
-    }
+    let mut scalars = |ps: &[Scalar]| ps.iter().for_each(|s| f(Param::Scalar(*s)));
+    scalars(&[Scalar::RateExonerated, Scalar::MinorAge, Scalar::NewbornMaxAgeDays]);
     if bears_pf(c) {
-        ps.extend(
-            [
-                Scalar::PfAmount,
-                Scalar::PfDailyMaxCount,
-                Scalar::PfAnnualCap,
-            ]
-            .map(Param::from),
-        );
+        scalars(&[Scalar::PfAmount, Scalar::PfDailyMaxCount, Scalar::PfAnnualCap]);
     }
     if let Some(kind) = franchise_kind(c) {
-        ps.push(kind.unit_param().into());
-        ps.push(Scalar::FranchiseAnnualCap.into());
-        ps.extend(kind.daily_cap_param().map(Param::from));
+        scalars(&[kind.unit_param(), Scalar::FranchiseAnnualCap]);
+        if let Some(cap) = kind.daily_cap_param() {
+            scalars(&[cap]);
+        }
     }
     if in_pal_group(c) {
-        ps.extend(
-            [
-                Scalar::PalAmount,
-                Scalar::PalTariffThreshold,
-                Scalar::PalCoefficientThreshold,
-                Scalar::PalRate,
-            ]
-            .map(Param::from),
-        );
+        scalars(&[
+            Scalar::PalAmount,
+            Scalar::PalTariffThreshold,
+            Scalar::PalCoefficientThreshold,
+            Scalar::PalRate,
+        ]);
     }
     if category::subject_to_pathway(c) && act.pathway == Pathway::OutOfPathway {
-        ps.extend(
-            [
-                Scalar::PathwayOutRate,
-                Scalar::PathwayMajorationCapShare,
-                Scalar::PathwayMinAge,
-                Scalar::NgapG,
-            ]
-            .map(Param::from),
-        );
+        scalars(&[
+            Scalar::PathwayOutRate,
+            Scalar::PathwayMajorationCapShare,
+            Scalar::PathwayMinAge,
+            Scalar::NgapG,
+        ]);
     }
     if c == Category::HospitalStay {
-        ps.extend([Scalar::LongStayDay, Scalar::LongStayRate].map(Param::from));
+        scalars(&[Scalar::LongStayDay, Scalar::LongStayRate]);
     }
     if c == Category::EmergencyVisit {
-        ps.extend([Scalar::FpuAmount, Scalar::FpuReduced].map(Param::from));
+        scalars(&[Scalar::FpuAmount, Scalar::FpuReduced]);
     }
-    ps.into_iter()
+    f(Param::Rate(c));
+    if regime == Regime::AlsaceMoselle {
+        f(Param::RateAlsaceMoselle(c));
+    }
 }
 
 /// Whole years of age on `date` (0 before the first birthday).
