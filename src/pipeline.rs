@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use chrono::Datelike;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -181,6 +182,19 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
     kept.par_sort_unstable_by(|(a, _), (b, _)| {
         (&a.patient_id, a.care_date, &a.act_id).cmp(&(&b.patient_id, b.care_date, &b.act_id))
     });
+    // Counters of a later year than every act are from another period: refuse them rather
+    // than charge this period against caps already used later (issue 4). Earlier years are
+    // accepted: December's counters open January's run (the caps restart with the year, the
+    // charged stays carry over).
+    if let Some(last) = kept.iter().map(|(a, _)| a.care_date.year()).max() {
+        let later = opening.values().flatten().map(|c| c.year).filter(|y| *y > last).max();
+        if let (Some(year), Some(path)) = (later, &inputs.counters) {
+            return Err(RunError::Usage(format!(
+                "{}: counters of {year}, later than every act (last year {last}); pass the counters of the period before this one",
+                path.display()
+            )));
+        }
+    }
     let mut patients: Vec<PatientActs> = Vec::new();
     for (act, origin) in kept {
         match patients.last_mut() {

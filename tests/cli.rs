@@ -387,3 +387,126 @@ fn demo_command_prints_a_summary() {
     );
     assert_eq!(read(out.join("acts.csv")), read(demo("expected_acts.csv")));
 }
+
+#[test]
+fn a_run_killed_midway_leaves_the_previous_outputs_and_the_next_run_proceeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let g = rac(&[
+        "generate",
+        "--acts",
+        "60000",
+        "--patients",
+        "6000",
+        "--seed",
+        "3",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(g.status.code(), Some(0), "{}", String::from_utf8_lossy(&g.stderr));
+    let out = tmp.path().join("out");
+    let args = |out: &Path| {
+        vec![
+            "compute".to_string(),
+            "--acts".into(),
+            data.join("acts.parquet").display().to_string(),
+            "--beneficiaries".into(),
+            data.join("beneficiaries.parquet").display().to_string(),
+            "--rights".into(),
+            data.join("rights.parquet").display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--quiet".into(),
+        ]
+    };
+    let first = Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(args(&out))
+        .output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(0));
+    let before: Vec<(String, Vec<u8>)> = ["acts.parquet", "counters.parquet", "manifest.json"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(out.join(f)).unwrap()))
+        .collect();
+    for delay_ms in [30, 150, 400] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rac"))
+            .args(args(&out))
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let now = std::fs::read(out.join("acts.parquet")).unwrap();
+        // Either the previous outputs or a complete new set (the same bytes): never a mix.
+        assert_eq!(now, before[0].1, "acts changed after a kill at {delay_ms} ms");
+        assert_eq!(std::fs::read(out.join("counters.parquet")).unwrap(), before[1].1);
+    }
+    // The lock of the killed run names a dead process: the next run takes over.
+    let again = Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(args(&out))
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before[0].1);
+    let leftovers: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn counters_of_a_later_year_or_another_format_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let counters = tmp.path().join("counters.csv");
+    std::fs::write(
+        &counters,
+        "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on\nP01,2026,4.00,0.00,,,\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = compute(&out, &["--counters", counters.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("counters of 2026, later than every act"));
+    std::fs::write(
+        &counters,
+        "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on\nP01,2025,4.00,0.00,,,\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("manifest.json"), r#"{"version": "0.0.1", "counters_format": 0}"#).unwrap();
+    let o = compute(&out, &["--counters", counters.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("counters format"));
+    std::fs::remove_file(tmp.path().join("manifest.json")).unwrap();
+    let o = compute(&out, &["--counters", counters.to_str().unwrap(), "--format", "csv"]);
+    assert_eq!(o.status.code(), Some(0));
+    let manifest = read(out.join("manifest.json"));
+    assert!(manifest.contains("\"role\": \"counters\""), "{manifest}");
+    // P01 opened 2025 with 4.00 of PF used.
+    let counters_out = read(out.join("counters.csv"));
+    assert!(counters_out.contains("P01,2025,14.00,14.00,S01,,"), "{counters_out}");
+}
+
+#[test]
+fn json_logs_carry_counts_but_no_patient_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (acts, bens) = (demo("acts.csv"), demo("beneficiaries.csv"));
+    let o = rac(&[
+        "compute",
+        "--acts",
+        &acts,
+        "--beneficiaries",
+        &bens,
+        "--out",
+        out.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let logs = String::from_utf8_lossy(&o.stderr);
+    let last: serde_json::Value = serde_json::from_str(logs.lines().last().unwrap()).unwrap();
+    assert_eq!(last["computed"], 49);
+    assert!(!logs.contains("P01") && !logs.contains("A0101"), "{logs}");
+}

@@ -244,6 +244,38 @@ pub struct Staging {
     done: bool,
 }
 
+/// Removes `lock` if the process it names is no longer running (Linux: no `/proc/<pid>`).
+/// The lock is first renamed to a name of our own, so that two runs cannot both remove it.
+fn take_over_stale_lock(lock: &Path) -> bool {
+    let alive = |pid: u32| pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+    let read_pid = |p: &Path| {
+        fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+    };
+    if !Path::new("/proc/self").exists() {
+        return false; // cannot tell: leave it to the user
+    }
+    let Some(pid) = read_pid(lock) else {
+        return false;
+    };
+    if alive(pid) {
+        return false;
+    }
+    let mine = lock.with_extension(format!("stale-{}", std::process::id()));
+    if fs::rename(lock, &mine).is_err() {
+        return false;
+    }
+    if read_pid(&mine) == Some(pid) {
+        let _ = fs::remove_file(&mine);
+        true
+    } else {
+        // Another run replaced the stale lock between our read and our rename: give it back.
+        let _ = fs::rename(&mine, lock);
+        false
+    }
+}
+
 impl Staging {
     /// Takes the lock for `out` and creates the temporary folder (creating `out`'s parent if
     /// needed). Fails if another run holds the lock, if `out` is a file, or if `out` is a
@@ -266,13 +298,22 @@ impl Staging {
 
         let pid = std::process::id();
         let lock = out.with_file_name(format!(".{name}.lock"));
-        let mut lock_file = match OpenOptions::new().write(true).create_new(true).open(&lock) {
+        let open = || OpenOptions::new().write(true).create_new(true).open(&lock);
+        let mut lock_file = match open() {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(WriteError::Locked {
+                // A run killed with -9 leaves its lock: a nightly job must not stay blocked
+                // by a dead process, so a lock whose process is gone is taken over.
+                if !take_over_stale_lock(&lock) {
+                    return Err(WriteError::Locked {
+                        out: out.to_path_buf(),
+                        lock,
+                    });
+                }
+                open().map_err(|_| WriteError::Locked {
                     out: out.to_path_buf(),
-                    lock,
-                });
+                    lock: lock.clone(),
+                })?
             }
             Err(e) => return Err(WriteError::io("cannot create lock file", &lock, e)),
         };
