@@ -403,7 +403,12 @@ fn a_run_killed_midway_leaves_the_previous_outputs_and_the_next_run_proceeds() {
         "--out",
         data.to_str().unwrap(),
     ]);
-    assert_eq!(g.status.code(), Some(0), "{}", String::from_utf8_lossy(&g.stderr));
+    assert_eq!(
+        g.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&g.stderr)
+    );
     let out = tmp.path().join("out");
     let args = |out: &Path| {
         vec![
@@ -438,16 +443,30 @@ fn a_run_killed_midway_leaves_the_previous_outputs_and_the_next_run_proceeds() {
         child.wait().unwrap();
         let now = std::fs::read(out.join("acts.parquet")).unwrap();
         // Either the previous outputs or a complete new set (the same bytes): never a mix.
-        assert_eq!(now, before[0].1, "acts changed after a kill at {delay_ms} ms");
-        assert_eq!(std::fs::read(out.join("counters.parquet")).unwrap(), before[1].1);
+        assert_eq!(
+            now, before[0].1,
+            "acts changed after a kill at {delay_ms} ms"
+        );
+        assert_eq!(
+            std::fs::read(out.join("counters.parquet")).unwrap(),
+            before[1].1
+        );
     }
     // The lock of the killed run names a dead process: the next run takes over.
     let again = Command::new(env!("CARGO_BIN_EXE_rac"))
         .args(args(&out))
         .output()
         .unwrap();
-    assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stderr));
-    assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before[0].1);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read(out.join("acts.parquet")).unwrap(),
+        before[0].1
+    );
     let leftovers: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -474,18 +493,28 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
         "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on\nP01,2025,4.00,0.00,,,\n",
     )
     .unwrap();
-    std::fs::write(tmp.path().join("manifest.json"), r#"{"version": "0.0.1", "counters_format": 0}"#).unwrap();
+    std::fs::write(
+        tmp.path().join("manifest.json"),
+        r#"{"version": "0.0.1", "counters_format": 0}"#,
+    )
+    .unwrap();
     let o = compute(&out, &["--counters", counters.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("counters format"));
     std::fs::remove_file(tmp.path().join("manifest.json")).unwrap();
-    let o = compute(&out, &["--counters", counters.to_str().unwrap(), "--format", "csv"]);
+    let o = compute(
+        &out,
+        &["--counters", counters.to_str().unwrap(), "--format", "csv"],
+    );
     assert_eq!(o.status.code(), Some(0));
     let manifest = read(out.join("manifest.json"));
     assert!(manifest.contains("\"role\": \"counters\""), "{manifest}");
     // P01 opened 2025 with 4.00 of PF used.
     let counters_out = read(out.join("counters.csv"));
-    assert!(counters_out.contains("P01,2025,14.00,14.00,S01,,"), "{counters_out}");
+    assert!(
+        counters_out.contains("P01,2025,14.00,14.00,S01,,"),
+        "{counters_out}"
+    );
 }
 
 #[test]
