@@ -35,9 +35,12 @@ use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use rayon::prelude::*;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
@@ -1123,10 +1126,13 @@ pub fn parquet_properties() -> WriterProperties {
 
 enum Sink {
     Parquet {
-        writer: Box<ArrowWriter<File>>,
-        /// Batches not yet handed to `writer`, fewer than [`CHUNK_ROWS`] rows in all.
+        writer: Box<SerializedFileWriter<File>>,
+        factory: ArrowRowGroupWriterFactory,
+        schema: SchemaRef,
+        /// Batches of the row group being filled, fewer than [`ROW_GROUP_ROWS`] rows in all.
         pending: VecDeque<RecordBatch>,
         pending_rows: usize,
+        row_groups: usize,
     },
     Csv(BufWriter<File>),
 }
@@ -1164,16 +1170,26 @@ impl<R: Row> TableWriter<R> {
         let path = dir.join(format!("{name}.{}", format.extension()));
         let file = File::create(&path).map_err(|e| WriteError::io("cannot create", &path, e))?;
         let sink = match format {
-            Format::Parquet => Sink::Parquet {
-                writer: ArrowWriter::try_new(file, schema::<R>(), Some(parquet_properties()))
-                    .map(Box::new)
-                    .map_err(|source| WriteError::Parquet {
-                        path: path.clone(),
-                        source,
-                    })?,
-                pending: VecDeque::new(),
-                pending_rows: 0,
-            },
+            Format::Parquet => {
+                let parquet_error = |source| WriteError::Parquet {
+                    path: path.clone(),
+                    source,
+                };
+                // ArrowWriter sets up the file (schema, Arrow metadata); its serialized writer
+                // and factory let each row group's columns be encoded on every core.
+                let (writer, factory) =
+                    ArrowWriter::try_new(file, schema::<R>(), Some(parquet_properties()))
+                        .and_then(ArrowWriter::into_serialized_writer)
+                        .map_err(parquet_error)?;
+                Sink::Parquet {
+                    writer: Box::new(writer),
+                    factory,
+                    schema: schema::<R>(),
+                    pending: VecDeque::new(),
+                    pending_rows: 0,
+                    row_groups: 0,
+                }
+            }
             Format::Csv => {
                 let mut out = BufWriter::with_capacity(1 << 20, file);
                 out.write_all(&csv_header::<R>())
@@ -1255,8 +1271,11 @@ impl<R: Row> TableWriter<R> {
     fn push_batch(&mut self, batch: RecordBatch) -> Result<(), WriteError> {
         let Sink::Parquet {
             writer,
+            factory,
+            schema,
             pending,
             pending_rows,
+            row_groups,
         } = &mut self.sink
         else {
             return Ok(());
@@ -1267,16 +1286,21 @@ impl<R: Row> TableWriter<R> {
         }
         *pending_rows += batch.num_rows();
         pending.push_back(batch);
-        while *pending_rows >= CHUNK_ROWS {
-            let chunk = take_rows(pending, CHUNK_ROWS).map_err(|e| WriteError::Parquet {
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
-            *pending_rows -= CHUNK_ROWS;
-            writer.write(&chunk).map_err(|source| WriteError::Parquet {
+        while *pending_rows >= ROW_GROUP_ROWS {
+            *pending_rows -= ROW_GROUP_ROWS;
+            write_row_group(
+                writer,
+                factory,
+                schema,
+                *row_groups,
+                pending,
+                ROW_GROUP_ROWS,
+            )
+            .map_err(|source| WriteError::Parquet {
                 path: self.path.clone(),
                 source,
             })?;
+            *row_groups += 1;
         }
         Ok(())
     }
@@ -1288,19 +1312,28 @@ impl<R: Row> TableWriter<R> {
         match self.sink {
             Sink::Parquet {
                 mut writer,
+                factory,
+                schema,
                 mut pending,
                 pending_rows,
+                row_groups,
             } => {
                 let parquet_error = |source: ParquetError| WriteError::Parquet {
                     path: path.clone(),
                     source,
                 };
                 if pending_rows > 0 {
-                    let rest = take_rows(&mut pending, pending_rows)
-                        .map_err(|e| parquet_error(e.into()))?;
-                    writer.write(&rest).map_err(parquet_error)?;
+                    write_row_group(
+                        &mut writer,
+                        &factory,
+                        &schema,
+                        row_groups,
+                        &mut pending,
+                        pending_rows,
+                    )
+                    .map_err(parquet_error)?;
                 }
-                (*writer).into_inner().map_err(parquet_error)?;
+                writer.close().map_err(parquet_error)?;
             }
             Sink::Csv(out) => {
                 out.into_inner()
@@ -1312,6 +1345,45 @@ impl<R: Row> TableWriter<R> {
 }
 
 /// Removes the first `n` rows from `pending` (which holds at least `n`), as one batch.
+/// Encodes the next `rows` rows of `pending` as one row group, its columns in parallel; the
+/// rows are cut in [`CHUNK_ROWS`] batches first, so the bytes depend only on the rows.
+fn write_row_group(
+    writer: &mut SerializedFileWriter<File>,
+    factory: &ArrowRowGroupWriterFactory,
+    schema: &SchemaRef,
+    index: usize,
+    pending: &mut VecDeque<RecordBatch>,
+    rows: usize,
+) -> Result<(), ParquetError> {
+    let mut batches = Vec::with_capacity(rows.div_ceil(CHUNK_ROWS));
+    let mut left = rows;
+    while left > 0 {
+        let n = left.min(CHUNK_ROWS);
+        batches.push(take_rows(pending, n)?);
+        left -= n;
+    }
+    let writers = factory.create_column_writers(index)?;
+    let chunks: Vec<ArrowColumnChunk> = writers
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, mut w)| {
+            let field = schema.field(i);
+            for batch in &batches {
+                for leaf in compute_leaves(field, batch.column(i))? {
+                    w.write(&leaf)?;
+                }
+            }
+            w.close()
+        })
+        .collect::<Result<_, ParquetError>>()?;
+    let mut group = writer.next_row_group()?;
+    for chunk in chunks {
+        chunk.append_to_row_group(&mut group)?;
+    }
+    group.close()?;
+    Ok(())
+}
+
 fn take_rows(pending: &mut VecDeque<RecordBatch>, n: usize) -> Result<RecordBatch, ArrowError> {
     let mut parts = Vec::new();
     let mut missing = n;
