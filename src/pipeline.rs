@@ -144,23 +144,90 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
         files.push(("counters", path.display().to_string()));
     }
     let other_rejects = rejects.len() as u64;
-
     let acts = read::read_acts(&inputs.acts, &inputs.read)?;
     files.extend(acts.files.iter().map(|f| ("acts", f.clone())));
     rejects.extend(acts.rejects);
-    let read = acts.read;
-    // Duplicates: the first row of an act_id is kept (rows are in file, then row order).
-    let mut duplicate = vec![false; acts.rows.len()];
+    let base = Prepared {
+        beneficiaries,
+        rights,
+        rights_known: inputs.rights.is_some(),
+        opening,
+        act_files: acts.files,
+        rejects,
+        other_rejects,
+        read: acts.read,
+        files,
+        ..Prepared::default()
+    };
+    assemble(base, acts.rows, inputs.counters.as_deref())
+}
+
+/// Builds [`Prepared`] from a source other than the canonical files (an SNDS extract): the
+/// same checks as [`prepare`] (duplicates, unknown patients) apply.
+pub fn from_parts(
+    acts: Vec<Act>,
+    beneficiaries: Vec<Beneficiary>,
+    rights: Vec<RightPeriod>,
+    rights_known: bool,
+    rejects: Vec<Reject>,
+    files: Vec<(&'static str, String)>,
+) -> Result<Prepared, RunError> {
+    let mut by_id: HashMap<String, Beneficiary> = HashMap::new();
+    for b in beneficiaries {
+        by_id.entry(b.patient_id.clone()).or_insert(b);
+    }
+    let mut rights_by: HashMap<String, Vec<RightPeriod>> = HashMap::new();
+    for r in rights {
+        rights_by.entry(r.patient_id.clone()).or_default().push(r);
+    }
+    let read = (acts.len() + rejects.len()) as u64;
+    let rows = acts
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| Sourced {
+            file: 0,
+            row: i as u64 + 1,
+            value,
+        })
+        .collect();
+    let act_files = files
+        .iter()
+        .filter(|(role, _)| *role == "acts")
+        .map(|(_, f)| f.clone())
+        .chain(std::iter::once("(extract)".to_string()))
+        .take(1)
+        .collect();
+    let base = Prepared {
+        beneficiaries: by_id,
+        rights: rights_by,
+        rights_known,
+        act_files,
+        rejects,
+        read,
+        files,
+        ..Prepared::default()
+    };
+    assemble(base, rows, None)
+}
+
+/// Rejects duplicate `act_id`s (the first row is kept: rows are in file, then row order) and
+/// acts of unknown patients, then groups the acts by patient.
+fn assemble(
+    mut base: Prepared,
+    rows: Vec<Sourced<Act>>,
+    counters: Option<&Path>,
+) -> Result<Prepared, RunError> {
+    let mut duplicate = vec![false; rows.len()];
     {
-        let mut seen: HashSet<&str> = HashSet::with_capacity(acts.rows.len());
-        for (i, r) in acts.rows.iter().enumerate() {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
             duplicate[i] = !seen.insert(r.value.act_id.as_str());
         }
     }
-    let mut kept: Vec<(Act, Origin)> = Vec::with_capacity(acts.rows.len());
-    for (Sourced { file, row, value }, dup) in acts.rows.into_iter().zip(duplicate) {
+    let mut kept: Vec<(Act, Origin)> = Vec::with_capacity(rows.len());
+    for (Sourced { file, row, value }, dup) in rows.into_iter().zip(duplicate) {
         let reject = |column: &str, reason: &str, v: &str| Reject {
-            file: acts.files[file].clone(),
+            file: base.act_files.get(file).cloned().unwrap_or_default(),
             row,
             act_id: value.act_id.clone(),
             column: column.into(),
@@ -168,9 +235,11 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
             value: v.into(),
         };
         if dup {
-            rejects.push(reject("act_id", "duplicate_act_id", &value.act_id));
-        } else if !beneficiaries.contains_key(&value.patient_id) {
-            rejects.push(reject("patient_id", "unknown_patient", &value.patient_id));
+            base.rejects
+                .push(reject("act_id", "duplicate_act_id", &value.act_id));
+        } else if !base.beneficiaries.contains_key(&value.patient_id) {
+            base.rejects
+                .push(reject("patient_id", "unknown_patient", &value.patient_id));
         } else {
             let origin = Origin {
                 file: file as u32,
@@ -186,41 +255,36 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
     // than charge this period against caps already used later (issue 4). Earlier years are
     // accepted: December's counters open January's run (the caps restart with the year, the
     // charged stays carry over).
-    if let Some(last) = kept.iter().map(|(a, _)| a.care_date.year()).max() {
-        let later = opening.values().flatten().map(|c| c.year).filter(|y| *y > last).max();
-        if let (Some(year), Some(path)) = (later, &inputs.counters) {
+    if let (Some(last), Some(path)) = (kept.iter().map(|(a, _)| a.care_date.year()).max(), counters)
+    {
+        let later = base
+            .opening
+            .values()
+            .flatten()
+            .map(|c| c.year)
+            .filter(|y| *y > last)
+            .max();
+        if let Some(year) = later {
             return Err(RunError::Usage(format!(
                 "{}: counters of {year}, later than every act (last year {last}); pass the counters of the period before this one",
                 path.display()
             )));
         }
     }
-    let mut patients: Vec<PatientActs> = Vec::new();
     for (act, origin) in kept {
-        match patients.last_mut() {
+        match base.patients.last_mut() {
             Some(p) if p.patient_id == act.patient_id => {
                 p.acts.push(act);
                 p.origins.push(origin);
             }
-            _ => patients.push(PatientActs {
+            _ => base.patients.push(PatientActs {
                 patient_id: act.patient_id.clone(),
                 acts: vec![act],
                 origins: vec![origin],
             }),
         }
     }
-    Ok(Prepared {
-        patients,
-        beneficiaries,
-        rights,
-        rights_known: inputs.rights.is_some(),
-        opening,
-        act_files: acts.files,
-        rejects,
-        other_rejects,
-        read,
-        files,
-    })
+    Ok(base)
 }
 
 /// Issue 4: counters are state; those written by another version of the format, or next to a
@@ -406,6 +470,8 @@ pub struct RunOptions {
     pub argv: Vec<String>,
     /// `audit`: what to compare the recorded amount with, and the tolerance.
     pub audit: Option<(Compare, Decimal)>,
+    /// What the input profile reported (for the manifest).
+    pub profile: serde_json::Value,
 }
 
 /// Computes every patient and writes every output of SPEC §4 into `out`, atomically: the
@@ -501,6 +567,7 @@ pub fn execute(
         },
         "totals": totals.to_json(),
         "audit": audit_section,
+        "profile": opts.profile,
         "duration_seconds": (summary.seconds * 1000.0).round() / 1000.0,
     });
     write::write_manifest(&dir, &manifest)?;

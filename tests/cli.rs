@@ -539,3 +539,85 @@ fn json_logs_carry_counts_but_no_patient_data() {
     assert_eq!(last["computed"], 49);
     assert!(!logs.contains("P01") && !logs.contains("A0101"), "{logs}");
 }
+
+#[test]
+fn audit_of_a_real_open_damir_month_through_the_cli() {
+    let damir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/damir/A202501_head.csv");
+    assert!(
+        damir.exists(),
+        "shared/reference must be beside the repository"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = rac(&[
+        "audit",
+        "--profile",
+        "damir",
+        "--acts",
+        damir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let md = read(out.join("discrepancies.md"));
+    assert!(md.contains("94 lines read"), "{md}");
+    assert!(md.contains("rac reproduces 83 to the cent, explains 8 more, and cannot explain 3"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    assert_eq!(manifest["profile"], "damir");
+    // compute refuses aggregated lines, with a usage error.
+    let c = rac(&[
+        "compute",
+        "--profile",
+        "damir",
+        "--acts",
+        damir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(c.status.code(), Some(2));
+}
+
+#[test]
+fn snds_extract_through_the_cli() {
+    let snds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/snds");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = rac(&[
+        "compute",
+        "--profile",
+        "snds",
+        "--acts",
+        snds.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--quiet",
+    ]);
+    // One prestation has a code rac does not map: it is rejected and reported, not dropped.
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("PRS_NAT_REF = 8888 not mapped (1 lines"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    let rows = &manifest["rows"];
+    assert_eq!(
+        rows["read"].as_u64().unwrap(),
+        rows["computed"].as_u64().unwrap() + rows["rejected"].as_u64().unwrap()
+    );
+    assert_eq!(manifest["profile"]["unmapped"][0]["code"], "8888");
+    let acts = read(out.join("acts.csv"));
+    assert!(acts.lines().count() > 5, "{acts}");
+}

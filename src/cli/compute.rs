@@ -23,6 +23,7 @@ use super::{Failure, InputArgs, load_rules};
 use crate::audit::Compare;
 use crate::io::write::Format;
 use crate::pipeline::{self, RunOptions, RunSummary};
+use crate::profile::ProfileKind;
 
 /// Recompute every act of a claims file.
 #[derive(Debug, Args)]
@@ -80,7 +81,53 @@ pub fn run_audit(args: AuditArgs) -> Result<i32, Failure> {
     if args.tolerance.is_sign_negative() {
         return Err(Failure::usage("--tolerance must be zero or more"));
     }
+    if args.compute.input.profile()? == ProfileKind::Damir {
+        return audit_damir(&args.compute);
+    }
     execute("audit", &args.compute, Some((compare, args.tolerance)))
+}
+
+/// Open DAMIR lines are aggregated: each is recomputed on its own (rate and amount per unit,
+/// PF and franchise unit amounts), and the report says which lines rac reproduces.
+fn audit_damir(args: &ComputeArgs) -> Result<i32, Failure> {
+    let book = load_rules(args.input.rules.as_ref())?;
+    let report = crate::profile::audit_damir(&args.input.acts, &book)
+        .map_err(|e| Failure::input(e.to_string()))?;
+    let staging = crate::io::write::Staging::begin(&args.out).map_err(|e| Failure {
+        code: if e.is_usage() { 2 } else { 1 },
+        message: e.to_string(),
+    })?;
+    let write = |name: &str, text: String| {
+        let path = staging.path().join(name);
+        std::fs::write(&path, text).map_err(|e| Failure::input(format!("{}: {e}", path.display())))
+    };
+    let markdown = report.render_markdown();
+    write("discrepancies.md", markdown.clone())?;
+    let json = report.to_json();
+    write("damir_report.json", format!("{json:#}\n"))?;
+    let manifest = serde_json::json!({
+        "tool": "rac",
+        "version": env!("CARGO_PKG_VERSION"),
+        "command": "audit",
+        "argv": std::env::args().collect::<Vec<_>>(),
+        "profile": "damir",
+        "rules": { "version": book.version(), "sources": book.sources() },
+        "inputs": [{
+            "role": "damir",
+            "path": args.input.acts.display().to_string(),
+            "sha256": crate::io::write::sha256_file(&args.input.acts).map_err(|e| Failure::input(e.to_string()))?,
+        }],
+        "report": json,
+    });
+    crate::io::write::write_manifest(staging.path(), &manifest)
+        .map_err(|e| Failure::input(e.to_string()))?;
+    staging
+        .commit()
+        .map_err(|e| Failure::input(e.to_string()))?;
+    if !args.quiet {
+        print!("{markdown}");
+    }
+    Ok(0)
 }
 
 fn execute(
@@ -116,7 +163,7 @@ fn execute(
         .map_err(|e| Failure::usage(format!("--threads: {e}")))?;
     let summary: RunSummary = pool.install(|| -> Result<RunSummary, Failure> {
         log.event("read", "reading inputs", &[]);
-        let prepared = pipeline::prepare(&args.input.inputs())?;
+        let (prepared, profile) = args.input.prepare()?;
         log.event(
             "compute",
             "computing and writing",
@@ -128,6 +175,7 @@ fn execute(
             command: command.to_string(),
             argv: std::env::args().collect(),
             audit: audit_opts,
+            profile,
         };
         Ok(pipeline::execute(&book, &prepared, &opts, started)?)
     })?;

@@ -70,6 +70,7 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
         command: "demo".into(),
         argv: std::env::args().collect(),
         audit: None,
+        profile: serde_json::json!({"profile": "canonical"}),
     };
     let summary = pipeline::execute(&book, &prepared, &opts, started)?;
     print!("{}", render(&pipeline::compute(&book, &prepared)));

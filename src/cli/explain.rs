@@ -14,7 +14,6 @@ use clap::Args;
 use super::{Failure, InputArgs, load_rules};
 use crate::engine::{PatientInput, explain_patient};
 use crate::model::{RightPeriod, YearCounter};
-use crate::pipeline;
 use crate::rules::RuleBook;
 
 /// Print each step of one act's computation.
@@ -29,7 +28,7 @@ pub struct ExplainArgs {
 
 pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
-    let prepared = pipeline::prepare(&args.input.inputs())?;
+    let (prepared, _) = args.input.prepare()?;
     if let Some(r) = prepared.rejects.iter().find(|r| r.act_id == args.act_id) {
         println!(
             "act {} was rejected: {} (file {}, row {}, column {}, value `{}`)",

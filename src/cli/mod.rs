@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::io::read::ReadOptions;
-use crate::pipeline::Inputs;
+use crate::pipeline::{self, Inputs, Prepared};
+use crate::profile::ProfileKind;
 use crate::rules::RuleBook;
 
 /// rac recomputes, for every care act, what the French Assurance Maladie (AMO) pays and what is
@@ -41,9 +42,9 @@ pub struct InputArgs {
     /// Acts file (.csv, .csv.gz, .parquet), or a folder or glob of such files.
     #[arg(long)]
     pub acts: PathBuf,
-    /// Beneficiaries file.
+    /// Beneficiaries file (canonical profile; an SNDS extract brings its own).
     #[arg(long)]
-    pub beneficiaries: PathBuf,
+    pub beneficiaries: Option<PathBuf>,
     /// Rights periods file (optional; without it, the acts' own declarations decide).
     #[arg(long)]
     pub rights: Option<PathBuf>,
@@ -56,18 +57,79 @@ pub struct InputArgs {
     /// A parameter file used on top of the built-in rules (a scenario).
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    /// What the inputs are: canonical (SPEC §2), snds (a DCIR/DCIRS extract: a folder with
+    /// ER_PRS_F, IR_BEN_R, IR_IMB_R, IR_MAT_R, IR_ORC_R, or one prestations file) or damir
+    /// (an Open DAMIR month; `audit` only).
+    #[arg(long, default_value = "canonical")]
+    pub profile: String,
 }
 
 impl InputArgs {
-    pub fn inputs(&self) -> Inputs {
-        Inputs {
+    pub fn profile(&self) -> Result<ProfileKind, Failure> {
+        ProfileKind::parse(&self.profile).ok_or_else(|| {
+            Failure::usage(format!(
+                "--profile {}: canonical, snds or damir",
+                self.profile
+            ))
+        })
+    }
+
+    pub fn inputs(&self) -> Result<Inputs, Failure> {
+        let beneficiaries = self.beneficiaries.clone().ok_or_else(|| {
+            Failure::usage("--beneficiaries is required with the canonical profile")
+        })?;
+        Ok(Inputs {
             acts: self.acts.clone(),
-            beneficiaries: self.beneficiaries.clone(),
+            beneficiaries,
             rights: self.rights.clone(),
             counters: self.counters.clone(),
             read: ReadOptions {
                 decimal_comma: self.decimal_comma,
             },
+        })
+    }
+
+    /// Reads and checks the inputs of the chosen profile. Returns, with them, what the
+    /// profile has to say (unmapped codes, filtered lines) for the manifest.
+    pub fn prepare(&self) -> Result<(Prepared, serde_json::Value), Failure> {
+        match self.profile()? {
+            ProfileKind::Canonical => Ok((
+                pipeline::prepare(&self.inputs()?)?,
+                serde_json::json!({"profile": "canonical"}),
+            )),
+            ProfileKind::Snds => {
+                let extract = crate::profile::read_snds_acts(&self.acts)
+                    .map_err(|e| Failure::input(e.to_string()))?;
+                let unmapped: Vec<serde_json::Value> = extract
+                    .unmapped
+                    .entries()
+                    .map(|(column, code, n)| serde_json::json!({"column": column, "code": code, "lines": n}))
+                    .collect();
+                for (column, code, n) in extract.unmapped.entries() {
+                    eprintln!("rac: snds: {column} = {code} not mapped ({n} lines, rejected)");
+                }
+                let info = serde_json::json!({
+                    "profile": "snds",
+                    "unmapped": unmapped,
+                    "filtered": extract.filtered,
+                    "regularised": extract.regularised,
+                    "merged": extract.merged,
+                    "recorded_deductions": extract.deductions.len(),
+                });
+                let files = extract.files.iter().map(|f| ("snds", f.clone())).collect();
+                let prepared = pipeline::from_parts(
+                    extract.acts,
+                    extract.beneficiaries,
+                    extract.rights,
+                    extract.rights_known,
+                    extract.rejects,
+                    files,
+                )?;
+                Ok((prepared, info))
+            }
+            ProfileKind::Damir => Err(Failure::usage(
+                "Open DAMIR lines are aggregated (no patient, no day): use `rac audit --profile damir`",
+            )),
         }
     }
 }

@@ -21,7 +21,7 @@ pub struct ValidateArgs {
 
 pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
-    let prepared = pipeline::prepare(&args.input.inputs())?;
+    let (prepared, _) = args.input.prepare()?;
     // The engine's own checks (care before birth, no parameter at the date) are part of the
     // contract; they need the patients' data but write nothing.
     let computed = pipeline::compute(&book, &prepared);
