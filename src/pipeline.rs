@@ -224,7 +224,18 @@ fn assemble(
             duplicate[i] = !seen.insert(r.value.act_id.as_str());
         }
     }
-    let mut kept: Vec<(Act, Origin)> = Vec::with_capacity(rows.len());
+    // Acts go straight to their patient's bucket (patients ranked by `patient_id`): no sort
+    // of the whole table, only of each patient's few acts.
+    let mut ids: Vec<String> = base.beneficiaries.keys().cloned().collect();
+    ids.par_sort_unstable();
+    let rank: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut buckets: Vec<Vec<(Act, Origin)>> = (0..ids.len()).map(|_| Vec::new()).collect();
+    let mut last_year: Option<i32> = None;
+    let mut new_rejects = Vec::new();
     for (Sourced { file, row, value }, dup) in rows.into_iter().zip(duplicate) {
         let reject = |column: &str, reason: &str, v: &str| Reject {
             file: base.act_files.get(file).cloned().unwrap_or_default(),
@@ -235,28 +246,28 @@ fn assemble(
             value: v.into(),
         };
         if dup {
-            base.rejects
-                .push(reject("act_id", "duplicate_act_id", &value.act_id));
-        } else if !base.beneficiaries.contains_key(&value.patient_id) {
-            base.rejects
-                .push(reject("patient_id", "unknown_patient", &value.patient_id));
-        } else {
-            let origin = Origin {
-                file: file as u32,
-                row,
-            };
-            kept.push((value, origin));
+            new_rejects.push(reject("act_id", "duplicate_act_id", &value.act_id));
+            continue;
+        }
+        match rank.get(value.patient_id.as_str()) {
+            None => new_rejects.push(reject("patient_id", "unknown_patient", &value.patient_id)),
+            Some(&r) => {
+                last_year = last_year.max(Some(value.care_date.year()));
+                let origin = Origin {
+                    file: file as u32,
+                    row,
+                };
+                buckets[r].push((value, origin));
+            }
         }
     }
-    kept.par_sort_unstable_by(|(a, _), (b, _)| {
-        (&a.patient_id, a.care_date, &a.act_id).cmp(&(&b.patient_id, b.care_date, &b.act_id))
-    });
+    drop(rank);
+    base.rejects.extend(new_rejects);
     // Counters of a later year than every act are from another period: refuse them rather
     // than charge this period against caps already used later (issue 4). Earlier years are
     // accepted: December's counters open January's run (the caps restart with the year, the
     // charged stays carry over).
-    if let (Some(last), Some(path)) = (kept.iter().map(|(a, _)| a.care_date.year()).max(), counters)
-    {
+    if let (Some(last), Some(path)) = (last_year, counters) {
         let later = base
             .opening
             .values()
@@ -271,19 +282,22 @@ fn assemble(
             )));
         }
     }
-    for (act, origin) in kept {
-        match base.patients.last_mut() {
-            Some(p) if p.patient_id == act.patient_id => {
-                p.acts.push(act);
-                p.origins.push(origin);
+    base.patients = buckets
+        .into_par_iter()
+        .zip(ids.into_par_iter())
+        .filter(|(acts, _)| !acts.is_empty())
+        .map(|(mut acts, patient_id)| {
+            acts.sort_unstable_by(|(a, _), (b, _)| {
+                (a.care_date, &a.act_id).cmp(&(b.care_date, &b.act_id))
+            });
+            let (acts, origins) = acts.into_iter().unzip();
+            PatientActs {
+                patient_id,
+                acts,
+                origins,
             }
-            _ => base.patients.push(PatientActs {
-                patient_id: act.patient_id.clone(),
-                acts: vec![act],
-                origins: vec![origin],
-            }),
-        }
-    }
+        })
+        .collect();
     Ok(base)
 }
 
