@@ -177,7 +177,11 @@ fn execute(
             audit: audit_opts,
             profile,
         };
-        Ok(pipeline::execute(&book, &prepared, &opts, started)?)
+        let summary = pipeline::execute(&book, &prepared, &opts, started)?;
+        // The process ends right after: freeing millions of small strings one by one would
+        // only delay the exit (ripgrep does the same with its allocations).
+        std::mem::forget(prepared);
+        Ok(summary)
     })?;
     log.event(
         "done",
