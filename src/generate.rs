@@ -12,7 +12,8 @@
 //!   batches are built in parallel and the bytes do not depend on the thread count.
 //! - **Bounded memory.** Acts are made in batches of at most [`BATCH_ROWS`] rows, each over a
 //!   disjoint range of patients; a batch is shuffled (a real extract is not sorted) and becomes
-//!   one Parquet row group (or one block of CSV). Only a few batches are alive at a time.
+//!   one Parquet row group (or one block of CSV). A window of a few batches per thread is
+//!   built in parallel while a writer thread writes the previous one, in order.
 //! - **Realistic, to exercise every rule.** Patients have an age (0–95, ~15 % minors), a regime
 //!   (~3 % Alsace-Moselle) and rights (ALD ~1 in 6, CSS ~1 in 10, AME ~1 %, invalidity ~2 %, a few
 //!   military pensions and AT rents, maternity windows, newborns with their birth stay). Their
@@ -29,10 +30,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, StringArray};
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, StringArray,
-};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use chrono::{Months, NaiveDate};
@@ -40,7 +39,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
@@ -153,6 +152,21 @@ pub struct Dataset {
 pub fn generate(opts: &GenerateOptions, out_dir: &Path) -> Result<GenerateStats, GenerateError> {
     let ctx = Ctx::new(opts)?;
     fs::create_dir_all(out_dir).map_err(io_error(out_dir))?;
+    let result = write_dataset(&ctx, opts, out_dir);
+    if result.is_err() {
+        // Best effort: leave no partial file behind.
+        for name in ["acts", "beneficiaries", "rights"] {
+            let _ = fs::remove_file(Output::tmp_path(out_dir, name, opts.format));
+        }
+    }
+    result
+}
+
+fn write_dataset(
+    ctx: &Ctx,
+    opts: &GenerateOptions,
+    out_dir: &Path,
+) -> Result<GenerateStats, GenerateError> {
     let mut acts = Output::create(out_dir, "acts", opts.format, acts_schema(), ACTS_HEADER)?;
     let mut bens = Output::create(
         out_dir,
@@ -161,7 +175,13 @@ pub fn generate(opts: &GenerateOptions, out_dir: &Path) -> Result<GenerateStats,
         beneficiaries_schema(),
         BENEFICIARIES_HEADER,
     )?;
-    let mut rights = Output::create(out_dir, "rights", opts.format, rights_schema(), RIGHTS_HEADER)?;
+    let mut rights = Output::create(
+        out_dir,
+        "rights",
+        opts.format,
+        rights_schema(),
+        RIGHTS_HEADER,
+    )?;
 
     // Beneficiaries and rights, in patient order.
     let mut rights_rows = 0u64;
@@ -844,18 +864,23 @@ impl Ctx {
     /// The acts of batch `b`: patients `[P·b/B, P·(b+1)/B)` share acts `[A·b/B, A·(b+1)/B)` in
     /// proportion to their activity weights, then the batch is shuffled.
     fn act_batch(&self, b: u64) -> ActBatch<'_> {
-        let split = |total: u64, i: u64| (u128::from(total) * u128::from(i) / u128::from(self.act_batches)) as u64;
+        let split = |total: u64, i: u64| {
+            (u128::from(total) * u128::from(i) / u128::from(self.act_batches)) as u64
+        };
         let (p0, p1) = (split(self.patients, b), split(self.patients, b + 1));
         let (a0, a1) = (split(self.acts, b), split(self.acts, b + 1));
         let n = a1 - a0;
         let profiles: Vec<Profile> = (p0..p1).map(|i| self.profile(i)).collect();
-        let total: u128 = profiles.iter().map(|p| u128::from(p.weight)).sum();
+        // Weights of 0 (no care) unless the whole batch would be idle.
+        let any_active = profiles.iter().any(|p| p.weight > 0);
+        let weight = |p: &Profile| u128::from(if any_active { p.weight } else { 1 });
+        let total: u128 = profiles.iter().map(weight).sum();
         let mut rows = Vec::with_capacity(n as usize);
         let mut cumulative = 0u128;
         for p in &profiles {
             // Quotas by cumulative rounding: they sum to exactly `n`.
             let before = (u128::from(n) * cumulative / total) as usize;
-            cumulative += u128::from(p.weight);
+            cumulative += weight(p);
             let after = (u128::from(n) * cumulative / total) as usize;
             let mut history = Gen {
                 ctx: self,
@@ -872,16 +897,19 @@ impl Ctx {
         debug_assert_eq!(rows.len() as u64, n);
         // A real extract is not sorted: the lines are written in a random order (Fisher–Yates
         // with the batch's own generator), their ids staying those of the generation order.
+        // The rows are gathered once in that order, in a tight loop whose cache misses overlap,
+        // so that every later pass over them is sequential.
         let mut order: Vec<u32> = (0..rows.len() as u32).collect();
         let mut rng = Rng::new(self.seed, KEY_SHUFFLE, b);
         for i in (1..order.len()).rev() {
             let j = rng.below(i as u64 + 1) as usize;
             order.swap(i, j);
         }
+        let shuffled = order.iter().map(|&k| rows[k as usize].clone()).collect();
         ActBatch {
             ctx: self,
             first_id: a0 + 1,
-            rows,
+            rows: shuffled,
             order,
         }
     }
@@ -1031,7 +1059,9 @@ impl Profile {
         if !p.css.is_empty() {
             weight = weight * 6 / 5;
         }
-        p.weight = weight;
+        // Some healthy adults claim nothing over the period.
+        let idle = (1..=2).contains(&band) && p.ald.is_none() && p.delivery.is_none();
+        p.weight = if idle && rng.chance(80) { 0 } else { weight };
         p
     }
 
@@ -1068,10 +1098,18 @@ impl Profile {
         let number = self.idx + 1;
         if let Some(p) = self.invalidity {
             let category = 1 + number % 2;
-            push(RightKind::Invalidity, p, Some(format!("INV{category}-{number:010}")));
+            push(
+                RightKind::Invalidity,
+                p,
+                Some(format!("INV{category}-{number:010}")),
+            );
         }
         if let Some(p) = self.military {
-            push(RightKind::MilitaryPension, p, Some(format!("PMI-{number:010}")));
+            push(
+                RightKind::MilitaryPension,
+                p,
+                Some(format!("PMI-{number:010}")),
+            );
         }
         if let Some(p) = self.at_rent {
             push(RightKind::AtRent66, p, Some(format!("ATR-{number:010}")));
@@ -1483,9 +1521,15 @@ impl Gen<'_> {
         if (!e.free_billing && !self.rng.chance(20)) || self.rng.chance(200) {
             return 0;
         }
-        let pct = self
-            .rng
-            .pick(&[(20i64, 25), (30, 20), (50, 25), (80, 12), (100, 10), (150, 6), (200, 2)]);
+        let pct = self.rng.pick(&[
+            (20i64, 25),
+            (30, 20),
+            (50, 25),
+            (80, 12),
+            (100, 10),
+            (150, 6),
+            (200, 2),
+        ]);
         ((base * pct / 100 + 50) / 100).max(1) * 100
     }
 
@@ -1527,9 +1571,19 @@ impl Gen<'_> {
             (EncKind::Transport, transport),
             (EncKind::Device, device),
             (EncKind::Optical, scale(10, minor, 3, 2)),
-            (EncKind::Hearing, if minor { 0 } else { scale(3, age >= 60, 4, 1) }),
+            (
+                EncKind::Hearing,
+                if minor { 0 } else { scale(3, age >= 60, 4, 1) },
+            ),
             (EncKind::Emergency, if date >= D2022_01_01 { 12 } else { 0 }),
-            (EncKind::Midwife, if p.female && (15..=50).contains(&age) { 3 } else { 0 }),
+            (
+                EncKind::Midwife,
+                if p.female && (15..=50).contains(&age) {
+                    6
+                } else {
+                    0
+                },
+            ),
             (EncKind::Prenatal, if e.pregnant { 150 } else { 0 }),
             (EncKind::Stay, stay),
             (EncKind::PsyStay, psy_stay),
@@ -1592,7 +1646,8 @@ impl Gen<'_> {
         self.emit(row, extra);
         if self.rng.chance(70) {
             // Same practitioner, same day: one PAL group (RULES §4).
-            let (code, tariff, coefficient) = GP_ACTS[self.rng.below(GP_ACTS.len() as u64) as usize];
+            let (code, tariff, coefficient) =
+                GP_ACTS[self.rng.below(GP_ACTS.len() as u64) as usize];
             let mut row = Self::by(
                 self.line(&e, Category::MedicalAct, tariff, 1, Code::text(code)),
                 prac,
@@ -1667,7 +1722,11 @@ impl Gen<'_> {
             .enumerate()
             .map(|(i, s)| {
                 let w = if minor { s.minor } else { s.adult };
-                let w = if i as u32 == SPEC_GYNAECOLOGY && !female { 0 } else { w };
+                let w = if i as u32 == SPEC_GYNAECOLOGY && !female {
+                    0
+                } else {
+                    w
+                };
                 (i as u32, w)
             })
             .collect();
@@ -1705,18 +1764,26 @@ impl Gen<'_> {
     /// Drug boxes at the pharmacy (franchise per box).
     fn pharmacy(&mut self, e: Enc) {
         let prac = self.prac(Kind::Pharmacy, 0);
-        let lines = self.rng.pick(&[(1, 35), (2, 30), (3, 20), (4, 10), (5, 3), (6, 2)]);
+        let lines = self
+            .rng
+            .pick(&[(1, 35), (2, 30), (3, 20), (4, 10), (5, 3), (6, 2)]);
         let chronic = e.ald || e.age >= 60;
         for _ in 0..lines {
             let idx = if chronic && self.rng.chance(700) {
                 // The same few drugs, month after month.
-                mix(self.ctx.seed ^ KEY_CHRONIC, self.p.idx * 8 + self.rng.below(6)) % DRUG_CATALOG
+                mix(
+                    self.ctx.seed ^ KEY_CHRONIC,
+                    self.p.idx * 8 + self.rng.below(6),
+                ) % DRUG_CATALOG
             } else {
                 self.rng.below(DRUG_CATALOG)
             };
             let (category, cip, tariff) = drug(idx);
             let quantity = self.rng.pick(&[(1, 60), (2, 25), (3, 10), (4, 5)]);
-            let row = Self::by(self.line(&e, category, tariff, quantity, Code::Cip(cip)), prac);
+            let row = Self::by(
+                self.line(&e, category, tariff, quantity, Code::Cip(cip)),
+                prac,
+            );
             self.emit(row, 0);
         }
     }
@@ -1725,10 +1792,15 @@ impl Gen<'_> {
     /// PF daily limit per practitioner, RULES §4).
     fn lab(&mut self, e: Enc) {
         let prac = self.prac(Kind::Lab, 0);
-        let lines = self.rng.pick(&[(1, 25), (2, 25), (3, 20), (4, 15), (5, 10), (6, 5)]);
+        let lines = self
+            .rng
+            .pick(&[(1, 25), (2, 25), (3, 20), (4, 15), (5, 10), (6, 5)]);
         for _ in 0..lines {
             let (code, tariff) = nabm(self.rng.below(NABM_CATALOG));
-            let row = Self::by(self.line(&e, Category::Biology, tariff, 1, Code::Nabm(code)), prac);
+            let row = Self::by(
+                self.line(&e, Category::Biology, tariff, 1, Code::Nabm(code)),
+                prac,
+            );
             self.emit(row, 0);
         }
     }
@@ -1736,11 +1808,19 @@ impl Gen<'_> {
     /// Nursing care: a series of daily visits, or one line for the whole series.
     fn nurse(&mut self, e: Enc) {
         let prac = self.prac(Kind::Nurse, 0);
-        let sessions = self.rng.pick(&[(1i64, 40), (3, 25), (5, 15), (7, 10), (10, 10)]);
+        let sessions = self
+            .rng
+            .pick(&[(1i64, 40), (3, 25), (5, 15), (7, 10), (10, 10)]);
         let (code, tariff) = self.rng.pick(NURSE_ACTS);
         if sessions > 1 && self.rng.chance(400) {
             let row = Self::by(
-                self.line(&e, Category::Paramedical, tariff, sessions, Code::text(code)),
+                self.line(
+                    &e,
+                    Category::Paramedical,
+                    tariff,
+                    sessions,
+                    Code::text(code),
+                ),
                 prac,
             );
             self.emit(row, 0);
@@ -1752,7 +1832,13 @@ impl Gen<'_> {
             let f = self.follow(&e, d);
             let quantity = self.rng.pick(&[(1, 80), (2, 20)]);
             let row = Self::by(
-                self.line(&f, Category::Paramedical, tariff, quantity, Code::text(code)),
+                self.line(
+                    &f,
+                    Category::Paramedical,
+                    tariff,
+                    quantity,
+                    Code::text(code),
+                ),
                 prac,
             );
             self.emit(row, 0);
@@ -1777,7 +1863,13 @@ impl Gen<'_> {
             let f = self.follow(&e, d);
             let quantity = self.rng.between(1, 10);
             let row = Self::by(
-                self.line(&f, Category::Paramedical, tariff, quantity, Code::text(code)),
+                self.line(
+                    &f,
+                    Category::Paramedical,
+                    tariff,
+                    quantity,
+                    Code::text(code),
+                ),
                 prac,
             );
             self.emit(row, 0);
@@ -1799,7 +1891,10 @@ impl Gen<'_> {
                 self.rng.pick(IMAGING)
             };
             let extra = self.overbilling(&e, prac, 10, tariff).min(4000);
-            let row = Self::by(self.line(&e, Category::Imaging, tariff, 1, Code::text(code)), prac);
+            let row = Self::by(
+                self.line(&e, Category::Imaging, tariff, 1, Code::text(code)),
+                prac,
+            );
             self.emit(row, extra);
         }
     }
@@ -1823,7 +1918,10 @@ impl Gen<'_> {
             } else {
                 0
             };
-            let row = Self::by(self.line(&e, Category::Dental, tariff, 1, Code::text(code)), prac);
+            let row = Self::by(
+                self.line(&e, Category::Dental, tariff, 1, Code::text(code)),
+                prac,
+            );
             self.emit(row, extra);
         }
     }
@@ -1866,7 +1964,10 @@ impl Gen<'_> {
                 10..20 if e.free_billing => base * self.rng.between(10, 50) / 100,
                 _ => 0,
             };
-            let row = Self::by(self.line(&e, Category::Device, tariff, quantity, Code::Lpp(code)), prac);
+            let row = Self::by(
+                self.line(&e, Category::Device, tariff, quantity, Code::Lpp(code)),
+                prac,
+            );
             self.emit(row, extra);
         }
     }
@@ -1879,15 +1980,24 @@ impl Gen<'_> {
         let frame = 2_000_000 + self.rng.below(1000) as u32;
         let lens = 2_100_000 + self.rng.below(1000) as u32;
         let items = [(frame, 3000, 5, 6000, 25_000), (lens, 0, 5, 4000, 30_000)];
-        for (k, &(code, a_tariff, b_tariff, lo, hi)) in [items[0], items[1], items[1]].iter().enumerate() {
+        for (k, &(code, a_tariff, b_tariff, lo, hi)) in
+            [items[0], items[1], items[1]].iter().enumerate()
+        {
             let (tariff, extra) = if class_a {
-                let t = if k == 0 { a_tariff } else { self.rng.between(10, 90) * 100 };
+                let t = if k == 0 {
+                    a_tariff
+                } else {
+                    self.rng.between(10, 90) * 100
+                };
                 (t, 0)
             } else {
                 let t = b_tariff + self.rng.below(6) as i64;
                 (t, self.rng.between(lo, hi) - t)
             };
-            let row = Self::by(self.line(&e, Category::Optical, tariff, 1, Code::Lpp(code)), prac);
+            let row = Self::by(
+                self.line(&e, Category::Optical, tariff, 1, Code::Lpp(code)),
+                prac,
+            );
             self.emit(row, extra);
         }
     }
@@ -1906,7 +2016,10 @@ impl Gen<'_> {
         let code = 2_355_000 + u32::from(class_1);
         for _ in 0..ears {
             let extra = if e.free_billing { price - base } else { 0 };
-            let row = Self::by(self.line(&e, Category::Hearing, base, 1, Code::Lpp(code)), prac);
+            let row = Self::by(
+                self.line(&e, Category::Hearing, base, 1, Code::Lpp(code)),
+                prac,
+            );
             self.emit(row, extra);
         }
     }
@@ -1940,12 +2053,21 @@ impl Gen<'_> {
     fn midwife(&mut self, e: Enc) {
         let prac = self.prac(Kind::Midwife, 0);
         let tariff = if e.date < D2024_12_22 { 2500 } else { 3000 };
-        let row = Self::by(self.line(&e, Category::Midwife, tariff, 1, Code::text("C")), prac);
+        let row = Self::by(
+            self.line(&e, Category::Midwife, tariff, 1, Code::text("C")),
+            prac,
+        );
         self.emit(row, 0);
         if self.rng.chance(200) {
             let coefficient = self.rng.between(12, 15);
             let mut row = Self::by(
-                self.line(&e, Category::Midwife, 280 * coefficient, 1, Code::text("SF")),
+                self.line(
+                    &e,
+                    Category::Midwife,
+                    280 * coefficient,
+                    1,
+                    Code::text("SF"),
+                ),
                 prac,
             );
             row.coefficient = (coefficient * 100) as i32;
@@ -2023,11 +2145,13 @@ impl Gen<'_> {
             .collect();
 
         let stay_line = |this: &Self, category, tariff, quantity, code, start: i32, end: i32| {
-            let mut row = this.line(&this.follow(&e, start), category, tariff, quantity, code);
+            let line = this.line(&this.follow(&e, start), category, tariff, quantity, code);
+            let mut row = Self::by(line, hospital);
             row.end = end;
             row.stay = stay_id;
+            row.specialty = 0; // an establishment, not a professional
             row.setting = Setting::Inpatient;
-            Self::by(row, hospital)
+            row
         };
         for &(s, end) in &segments {
             let days = i64::from(end - s + 1);
@@ -2073,7 +2197,15 @@ impl Gen<'_> {
             };
             for &(s, end) in &segments {
                 let days = i64::from(end - s + 1);
-                let row = stay_line(self, category, fj_tariff(s, psy), days, Code::text("FJ"), s, end);
+                let row = stay_line(
+                    self,
+                    category,
+                    fj_tariff(s, psy),
+                    days,
+                    Code::text("FJ"),
+                    s,
+                    end,
+                );
                 self.emit(row, 0);
             }
         }
@@ -2196,7 +2328,8 @@ setting\n";
 const BENEFICIARIES_HEADER: &str = "patient_id,birth_date,regime\n";
 const RIGHTS_HEADER: &str = "patient_id,right,start_date,end_date,reference\n";
 
-/// A batch of acts: rows in generation order (which gives their ids), written in `order`.
+/// A batch of acts in file order; `order[i]` is the rank of `rows[i]` in generation order,
+/// which gives its id.
 struct ActBatch<'a> {
     ctx: &'a Ctx,
     first_id: u64,
@@ -2209,7 +2342,8 @@ impl ActBatch<'_> {
     fn lines(&self) -> impl Iterator<Item = (u64, &ActRow)> {
         self.order
             .iter()
-            .map(|&k| (self.first_id + u64::from(k), &self.rows[k as usize]))
+            .map(|&k| self.first_id + u64::from(k))
+            .zip(&self.rows)
     }
 
     fn push_date(&self, buf: &mut Vec<u8>, days: i32) {
@@ -2462,11 +2596,15 @@ impl StrCol {
 }
 
 fn decimals(values: Vec<i128>) -> Result<ArrayRef, ArrowError> {
-    Ok(Arc::new(Decimal128Array::from(values).with_precision_and_scale(18, 2)?))
+    Ok(Arc::new(
+        Decimal128Array::from(values).with_precision_and_scale(18, 2)?,
+    ))
 }
 
 fn optional_decimals(values: Vec<Option<i128>>) -> Result<ArrayRef, ArrowError> {
-    Ok(Arc::new(Decimal128Array::from(values).with_precision_and_scale(18, 2)?))
+    Ok(Arc::new(
+        Decimal128Array::from(values).with_precision_and_scale(18, 2)?,
+    ))
 }
 
 /// Rows that can be written as CSV or as Arrow columns.
@@ -2601,7 +2739,9 @@ impl Rows for [RightRow] {
             patient.finish()?,
             right.finish()?,
             Arc::new(Date32Array::from_iter_values(self.iter().map(|r| r.start))),
-            Arc::new(Date32Array::from(self.iter().map(|r| r.end).collect::<Vec<_>>())),
+            Arc::new(Date32Array::from(
+                self.iter().map(|r| r.end).collect::<Vec<_>>(),
+            )),
             reference.finish()?,
         ])
     }
@@ -2633,7 +2773,9 @@ fn pipeline<T: Send>(
     make: impl Fn(u64) -> Result<T, GenerateError> + Sync,
     mut consume: impl FnMut(T) -> Result<(), GenerateError> + Send,
 ) -> Result<(), GenerateError> {
-    let width = (rayon::current_num_threads() as u64 * 2).max(2);
+    // Two batches per thread keep every thread busy; the cap bounds memory on big machines
+    // (a batch in the making holds about 60 MB).
+    let width = (rayon::current_num_threads() as u64 * 2).clamp(2, 16);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<T>(width as usize);
         let writer = scope.spawn(move || -> Result<(), GenerateError> {
@@ -2645,7 +2787,11 @@ fn pipeline<T: Send>(
         let mut built = Ok(());
         'windows: for w in 0..n.div_ceil(width) {
             let window: Vec<u64> = (w * width..((w + 1) * width).min(n)).collect();
-            match window.into_par_iter().map(&make).collect::<Result<Vec<T>, _>>() {
+            match window
+                .into_par_iter()
+                .map(&make)
+                .collect::<Result<Vec<T>, _>>()
+            {
                 Ok(items) => {
                     for item in items {
                         if tx.send(item).is_err() {
@@ -2751,6 +2897,22 @@ struct Output {
     sink: Sink,
 }
 
+const NO_STATISTICS: &[&str] = &[
+    "act_id",
+    "category",
+    "code",
+    "practitioner_id",
+    "specialty",
+    "stay_id",
+    "insurance_nature",
+    "exo_code",
+    "pathway",
+    "setting",
+    "right",
+    "reference",
+    "regime",
+];
+
 impl Output {
     fn create(
         dir: &Path,
@@ -2759,9 +2921,8 @@ impl Output {
         schema: SchemaRef,
         csv_header: &str,
     ) -> Result<Output, GenerateError> {
-        let ext = format.extension();
-        let path = dir.join(format!("{name}.{ext}"));
-        let tmp = dir.join(format!(".{name}.{ext}.tmp"));
+        let path = dir.join(format!("{name}.{}", format.extension()));
+        let tmp = Output::tmp_path(dir, name, format);
         let file = File::create(&tmp).map_err(io_error(&tmp))?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
         let (sink, factory) = match format {
@@ -2771,11 +2932,19 @@ impl Output {
                 (Sink::Csv(file), None)
             }
             GenFormat::Parquet => {
-                // Unique ids gain nothing from a dictionary.
-                let props = WriterProperties::builder()
+                // Unique ids gain nothing from a dictionary, and min/max statistics of ids,
+                // codes and enums prune nothing; they cost a comparison per value. Patient ids
+                // keep theirs: each row group covers its own range of patients.
+                let mut props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
-                    .set_column_dictionary_enabled(ColumnPath::from("act_id"), false)
-                    .build();
+                    .set_column_dictionary_enabled(ColumnPath::from("act_id"), false);
+                for column in NO_STATISTICS {
+                    props = props.set_column_statistics_enabled(
+                        ColumnPath::from(*column),
+                        EnabledStatistics::None,
+                    );
+                }
+                let props = props.build();
                 let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
                     .map_err(parquet_error(&path))?;
                 let (writer, factory) = writer
@@ -2793,6 +2962,10 @@ impl Output {
             },
             sink,
         })
+    }
+
+    fn tmp_path(dir: &Path, name: &str, format: GenFormat) -> PathBuf {
+        dir.join(format!(".{name}.{}.tmp", format.extension()))
     }
 
     /// Completes the file and moves it to its final name.
@@ -2822,7 +2995,10 @@ mod tests {
             assert_eq!(to_days(date), days);
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28), 2);
+        assert_eq!(
+            days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28),
+            2
+        );
     }
 
     #[test]
@@ -2850,7 +3026,10 @@ mod tests {
         push_date(&mut b, days_from_civil(2024, 12, 22));
         b.push(b' ');
         push_act_id(&mut b, 42);
-        assert_eq!(String::from_utf8(b).unwrap(), "26.50 0.05 2024-12-22 A000000000042");
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            "26.50 0.05 2024-12-22 A000000000042"
+        );
     }
 
     #[test]
@@ -2869,6 +3048,9 @@ mod tests {
         for _ in 0..100_000 {
             counts[a.below(10) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

@@ -137,6 +137,55 @@ fn counts_match_the_options() {
 }
 
 #[test]
+fn invalid_options_are_refused() {
+    let no_months = GenerateOptions {
+        months: 0,
+        ..opts(10, 10, 1, GenFormat::Csv)
+    };
+    assert!(generate_in_memory(&no_months).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    assert!(generate(&no_months, dir.path()).is_err());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+#[test]
+fn dates_follow_the_rules_calendar() {
+    // A window across 2022-01-01 (first FPU) and 2023-12-23 / 2024-12-22 (G tariffs).
+    let o = GenerateOptions {
+        start: NaiveDate::from_ymd_opt(2021, 7, 1).unwrap(),
+        months: 48,
+        ..opts(50_000, 5_000, 8, GenFormat::Csv)
+    };
+    let data = generate_in_memory(&o).unwrap();
+    let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+    let emergencies: Vec<_> = data
+        .acts
+        .iter()
+        .filter(|a| a.category == Category::EmergencyVisit)
+        .collect();
+    assert!(!emergencies.is_empty());
+    assert!(emergencies.iter().all(|a| a.care_date >= date(2022, 1, 1)));
+    let mut g_tariffs = BTreeSet::new();
+    for a in data.acts.iter().filter(|a| a.code.as_deref() == Some("G")) {
+        let expected = if a.care_date < date(2023, 12, 23) {
+            dec!(25.00)
+        } else if a.care_date < date(2024, 12, 22) {
+            dec!(26.50)
+        } else {
+            dec!(30.00)
+        };
+        assert_eq!(a.tariff, expected, "{a:?}");
+        g_tariffs.insert(a.tariff);
+    }
+    assert_eq!(g_tariffs.len(), 3);
+    assert!(data.acts.iter().all(|a| a.care_date < date(2025, 7, 1)));
+}
+
+#[test]
 fn parquet_columns_and_types() {
     let dir = tempfile::tempdir().unwrap();
     let stats = generate(&opts(20_000, 2_000, 11, GenFormat::Parquet), dir.path()).unwrap();
