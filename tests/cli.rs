@@ -621,3 +621,142 @@ fn snds_extract_through_the_cli() {
     let acts = read(out.join("acts.csv"));
     assert!(acts.lines().count() > 5, "{acts}");
 }
+
+fn bad(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/bad")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Runs `compute` on a bad acts file with a one-patient beneficiaries file.
+fn compute_bad(acts: &str) -> (Output, PathBuf, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let bens = tmp.path().join("b.csv");
+    std::fs::write(
+        &bens,
+        "patient_id,birth_date,regime\nP1,1980-05-06,general\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = rac(&[
+        "compute",
+        "--acts",
+        acts,
+        "--beneficiaries",
+        bens.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--quiet",
+    ]);
+    (o, out, tmp)
+}
+
+#[test]
+fn bad_rows_are_rejected_with_file_row_and_column_and_never_lost() {
+    for (file, reasons) in [
+        ("acts_wrong_field_count.csv", vec!["bad_row"]),
+        ("acts_non_utf8.csv", vec!["bad_encoding"]),
+        (
+            "acts_bad_values.csv",
+            vec![
+                "bad_date",
+                "bad_decimal",
+                "too_many_decimals",
+                "negative_amount",
+                "unknown_category",
+            ],
+        ),
+    ] {
+        let (o, out, _tmp) = compute_bad(&bad(file));
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{file}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+        let rows = &manifest["rows"];
+        assert_eq!(
+            rows["read"].as_u64().unwrap(),
+            rows["computed"].as_u64().unwrap() + rows["rejected"].as_u64().unwrap(),
+            "{file}"
+        );
+        let rejects = read(out.join("rejects.csv"));
+        for reason in reasons {
+            assert!(
+                rejects.contains(reason),
+                "{file}: no {reason} in\n{rejects}"
+            );
+        }
+        let mut reader = csv::Reader::from_reader(rejects.as_bytes());
+        for record in reader.records() {
+            let record = record.unwrap();
+            assert!(
+                record[0].ends_with(file),
+                "{file}: reject names its file: {record:?}"
+            );
+            assert!(record[1].parse::<u64>().unwrap() >= 1, "{record:?}");
+            assert!(
+                !record[3].is_empty() || &record[4] == "bad_row",
+                "{file}: reject names its column: {record:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unreadable_files_exit_1_with_the_file_named_and_nothing_written() {
+    for (file, message) in [
+        ("empty.csv", "empty.csv"),
+        ("acts_missing_column.csv", "care_date"),
+        ("not_parquet.parquet", "not_parquet.parquet"),
+    ] {
+        let (o, out, _tmp) = compute_bad(&bad(file));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{file}: {stderr}");
+        assert!(stderr.contains(message), "{file}: {stderr}");
+        assert!(!out.exists(), "{file}: nothing written");
+    }
+    // A header alone is a valid, empty month.
+    let (o, out, _tmp) = compute_bad(&bad("acts_header_only.csv"));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(read(out.join("acts.csv")).lines().count(), 1);
+}
+
+#[test]
+fn validate_lists_every_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bens = tmp.path().join("b.csv");
+    std::fs::write(
+        &bens,
+        "patient_id,birth_date,regime\nP1,1980-05-06,general\n",
+    )
+    .unwrap();
+    let o = rac(&[
+        "validate",
+        "--acts",
+        &bad("acts_bad_values.csv"),
+        "--beneficiaries",
+        bens.to_str().unwrap(),
+        "--rights",
+        &bad("rights_bad.csv"),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("acts_bad_values.csv:3: column `care_date`: bad_date (value `2024-02-31`"),
+        "{text}"
+    );
+    assert!(text.contains("rights_bad.csv"), "{text}");
+    assert!(text.contains("end_before_start"), "{text}");
+}
