@@ -182,7 +182,13 @@ fn wrong_field_count_and_quoting() {
         summary(&loaded.rejects),
         vec![
             (2, "B2", "", "bad_row", "B2,P1,2024-01-02,consultation"),
-            (3, "B3", "", "bad_row", "B3,P1,2024-01-02,consultation,30,extra"),
+            (
+                3,
+                "B3",
+                "",
+                "bad_row",
+                "B3,P1,2024-01-02,consultation,30,extra"
+            ),
             (4, "B4", "", "bad_row", "B4,P1,2024-01-02,consultation,30"),
             // An unclosed quote runs to the end of the file: the field keeps its newline.
             (5, "B5", "tariff", "bad_decimal", "30\n"),
@@ -295,7 +301,12 @@ fn csv_gz_multi_member() {
         loaded
             .rows
             .iter()
-            .map(|r| (r.row, r.value.act_id.as_str(), r.value.category, r.value.tariff))
+            .map(|r| (
+                r.row,
+                r.value.act_id.as_str(),
+                r.value.category,
+                r.value.tariff
+            ))
             .collect::<Vec<_>>(),
         vec![
             (1, "G1", Category::Drug65, dec!(3.10)),
@@ -427,9 +438,11 @@ fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
         .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
         .collect();
     let schema = Arc::new(Schema::new(fields));
-    let batch =
-        RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect())
-            .unwrap();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .unwrap();
     let file = std::fs::File::create(path).unwrap();
     let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
     writer.write(&batch).unwrap();
@@ -486,7 +499,13 @@ fn sample_parquet(path: &Path) {
             (
                 "tariff",
                 decimals(
-                    vec![Some(26_500), Some(3_100), Some(26_505), Some(1_000), Some(-1_000)],
+                    vec![
+                        Some(26_500),
+                        Some(3_100),
+                        Some(26_505),
+                        Some(1_000),
+                        Some(-1_000),
+                    ],
                     12,
                     3,
                 ),
@@ -612,7 +631,13 @@ fn parquet_float_amounts_round_half_away_from_zero() {
     let values: Vec<_> = loaded
         .rows
         .iter()
-        .map(|r| (r.value.act_id.as_str(), r.value.tariff, r.value.recorded_amo))
+        .map(|r| {
+            (
+                r.value.act_id.as_str(),
+                r.value.tariff,
+                r.value.recorded_amo,
+            )
+        })
         .collect();
     assert_eq!(
         values,

@@ -103,14 +103,14 @@ pub struct Chunk<T> {
 }
 
 impl<T> Chunk<T> {
-    fn from_results(file: usize, results: Vec<Result<Sourced<T>, Reject>>) -> Chunk<T> {
+    fn from_results(file: usize, results: Vec<Result<Sourced<T>, Box<Reject>>>) -> Chunk<T> {
         let read = results.len() as u64;
         let mut rows = Vec::with_capacity(results.len());
         let mut rejects = Vec::new();
         for result in results {
             match result {
                 Ok(row) => rows.push(row),
-                Err(reject) => rejects.push(reject),
+                Err(reject) => rejects.push(*reject),
             }
         }
         Chunk {
@@ -324,14 +324,14 @@ fn check_required(
     }
 }
 
-/// Converts one row, or describes why not.
+/// Converts one row, or describes why not (boxed: rejects are rare, rows are not).
 fn convert_row<T: Table, R: Row + ?Sized>(
     row: &R,
     opts: &ReadOptions,
     file: usize,
     name: &str,
     number: u64,
-) -> Result<Sourced<T>, Reject> {
+) -> Result<Sourced<T>, Box<Reject>> {
     match T::from_row(row, opts) {
         Ok(value) => Ok(Sourced {
             file,
@@ -346,14 +346,14 @@ fn convert_row<T: Table, R: Row + ?Sized>(
                 Some(values::Cell::Int(id)) => id.to_string(),
                 _ => String::new(),
             };
-            Err(Reject {
+            Err(Box::new(Reject {
                 file: name.to_string(),
                 row: number,
                 act_id,
                 column: T::COLUMNS[slot].name.to_string(),
                 reason: reason.as_str().to_string(),
                 value: row.cell(slot).render(),
-            })
+            }))
         }
     }
 }

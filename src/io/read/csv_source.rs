@@ -170,14 +170,14 @@ impl CsvSource {
         let first = self.row + 1;
         self.row += count as u64;
         let (fields, width, delimiter) = (&self.fields[..], self.width, self.delimiter);
-        let results: Vec<Result<Sourced<T>, Reject>> = self.records[..count]
+        let results: Vec<Result<Sourced<T>, Box<Reject>>> = self.records[..count]
             .par_iter()
             .enumerate()
             .with_min_len(1024)
             .map(|(i, record)| {
                 let row = first + i as u64;
                 if record.len() != width {
-                    return Err(bad_row::<T>(record, fields, delimiter, name, row));
+                    return Err(Box::new(bad_row::<T>(record, fields, delimiter, name, row)));
                 }
                 convert_row(&CsvRow { record, fields }, opts, file, name, row)
             })

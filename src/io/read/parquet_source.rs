@@ -330,7 +330,7 @@ impl ParquetSource {
         let rows = batch.num_rows();
         self.row += rows as u64;
         let cols = &cols[..];
-        let results: Vec<Result<Sourced<T>, Reject>> = (0..rows)
+        let results: Vec<Result<Sourced<T>, Box<Reject>>> = (0..rows)
             .into_par_iter()
             .with_min_len(1024)
             .map(|i| convert_row(&BatchRow { cols, i }, opts, file, name, first + i as u64))
