@@ -23,11 +23,16 @@ fn engine(c: &mut Criterion) {
     let data = generate_in_memory(&opts).expect("generate");
     let mut acts: HashMap<&str, Vec<Act>> = HashMap::new();
     for a in &data.acts {
-        acts.entry(a.patient_id.as_str()).or_default().push(a.clone());
+        acts.entry(a.patient_id.as_str())
+            .or_default()
+            .push(a.clone());
     }
     let mut rights: HashMap<&str, Vec<RightPeriod>> = HashMap::new();
     for r in &data.rights {
-        rights.entry(r.patient_id.as_str()).or_default().push(r.clone());
+        rights
+            .entry(r.patient_id.as_str())
+            .or_default()
+            .push(r.clone());
     }
     let book = RuleBook::builtin();
     let patients: Vec<_> = data
@@ -45,7 +50,9 @@ fn engine(c: &mut Criterion) {
                 let input = PatientInput {
                     beneficiary: b,
                     acts: a,
-                    rights: rights.get(b.patient_id.as_str()).map_or(&[], |r| r.as_slice()),
+                    rights: rights
+                        .get(b.patient_id.as_str())
+                        .map_or(&[], |r| r.as_slice()),
                     rights_known: true,
                     opening: &[],
                 };

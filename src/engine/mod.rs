@@ -905,9 +905,17 @@ fn stay_starts<'b>(acts: impl Iterator<Item = &'b Act>) -> BTreeMap<&'b str, Nai
 fn for_required_params(act: &Act, regime: Regime, mut f: impl FnMut(Param)) {
     let c = act.category;
     let mut scalars = |ps: &[Scalar]| ps.iter().for_each(|s| f(Param::Scalar(*s)));
-    scalars(&[Scalar::RateExonerated, Scalar::MinorAge, Scalar::NewbornMaxAgeDays]);
+    scalars(&[
+        Scalar::RateExonerated,
+        Scalar::MinorAge,
+        Scalar::NewbornMaxAgeDays,
+    ]);
     if bears_pf(c) {
-        scalars(&[Scalar::PfAmount, Scalar::PfDailyMaxCount, Scalar::PfAnnualCap]);
+        scalars(&[
+            Scalar::PfAmount,
+            Scalar::PfDailyMaxCount,
+            Scalar::PfAnnualCap,
+        ]);
     }
     if let Some(kind) = franchise_kind(c) {
         scalars(&[kind.unit_param(), Scalar::FranchiseAnnualCap]);
