@@ -109,8 +109,9 @@ fn explain(
             candidates.push((ours + o.pf, "pf_not_deducted".into()));
             candidates.push((ours - o.pf, "pf_deducted_twice".into()));
         } else if crate::engine::category::bears_pf(o.category) {
+            let daily_max = i64::try_from(param(Scalar::PfDailyMaxCount)).unwrap_or(0);
             candidates.push((
-                ours - param(Scalar::PfAmount) * Decimal::from(o.quantity.min(4)),
+                ours - param(Scalar::PfAmount) * Decimal::from(o.quantity.min(daily_max)),
                 "pf_deducted_despite_cap_or_exemption".into(),
             ));
         }
@@ -131,7 +132,7 @@ fn explain(
         }
         if o.pal > Decimal::ZERO {
             candidates.push((ours + o.pal, "pal_missing".into()));
-        } else if o.rate == Decimal::ONE_HUNDRED && o.rules.contains(&"pal.heavy_group") {
+        } else if o.rules.contains(&crate::engine::rule_ids::PAL_HEAVY_GROUP) {
             candidates.push((
                 ours - param(Scalar::PalAmount),
                 "pal_charged_twice_in_group_or_stay".into(),
@@ -159,11 +160,20 @@ fn explain(
             ));
         }
     }
-    for pct in [100, 90, 80, 70, 65, 60, 55, 30, 15] {
-        let fraction = Decimal::from(pct) / Decimal::ONE_HUNDRED;
+    // Every rate the rules know on that day, highest first.
+    let mut rates: Vec<Decimal> = crate::model::Category::ALL
+        .iter()
+        .flat_map(|c| [Param::Rate(*c), Param::RateAlsaceMoselle(*c)])
+        .chain([Scalar::RateExonerated.into(), Scalar::PathwayOutRate.into()])
+        .filter_map(|p| snap.get(p, date).ok())
+        .collect();
+    rates.sort_unstable_by(|a, b| b.cmp(a));
+    rates.dedup();
+    for pct in rates {
+        let fraction = pct / Decimal::ONE_HUNDRED;
         candidates.push((
             at_rate(fraction) - deductions,
-            format!("rate_differs:{pct}"),
+            format!("rate_differs:{}", pct.normalize()),
         ));
     }
     candidates
