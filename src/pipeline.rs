@@ -486,6 +486,8 @@ pub struct RunOptions {
     pub audit: Option<(Compare, Decimal)>,
     /// What the input profile reported (for the manifest).
     pub profile: serde_json::Value,
+    /// Draw a progress bar on stderr (a terminal, or `--progress`).
+    pub progress: bool,
 }
 
 /// Computes every patient and writes every output of SPEC §4 into `out`, atomically: the
@@ -506,8 +508,22 @@ pub fn execute(
     let mut summary = Summary::new();
     let mut totals = Totals::default();
     let mut state = State::default();
+    let bar = if opts.progress {
+        let total: u64 = prepared.patients.iter().map(|p| p.acts.len() as u64).sum();
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "compute+write {bar:40} {pos}/{len} acts, {per_sec}, eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     for_each_chunk(book, prepared, |chunk, results| -> Result<(), RunError> {
         let outcomes = state.absorb(prepared, chunk, results);
+        bar.inc(chunk.iter().map(|p| p.acts.len() as u64).sum());
         acts.write(&outcomes)?;
         patients.add(&outcomes);
         summary.add(&outcomes);
@@ -525,6 +541,7 @@ pub fn execute(
         }
         Ok(())
     })?;
+    bar.finish_and_clear();
     acts.finish()?;
     state.finish(prepared);
 

@@ -176,6 +176,7 @@ fn execute(
             argv: std::env::args().collect(),
             audit: audit_opts,
             profile,
+            progress: log.progress && !log.json,
         };
         let summary = pipeline::execute(&book, &prepared, &opts, started)?;
         // The process ends right after: freeing millions of small strings one by one would

@@ -71,6 +71,7 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
         argv: std::env::args().collect(),
         audit: None,
         profile: serde_json::json!({"profile": "canonical"}),
+        progress: false,
     };
     let summary = pipeline::execute(&book, &prepared, &opts, started)?;
     print!("{}", render(&pipeline::compute(&book, &prepared)));
