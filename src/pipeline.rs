@@ -21,7 +21,7 @@ use crate::engine::{self, PatientInput, PatientResult};
 use crate::io::read::{self, ReadError, ReadOptions, Sourced};
 use crate::io::write::{self, Format, Staging, TableWriter, WriteError};
 use crate::model::{Act, Beneficiary, Outcome, Reject, RightPeriod, YearCounter};
-use crate::report::{PatientTotals, Summary, Totals};
+use crate::report::{PatientTotals, Summary, SummaryRow, Totals};
 use crate::rules::RuleBook;
 
 /// Patients computed together before their outcomes are written: bounds the outcomes held in
@@ -71,6 +71,20 @@ pub struct Prepared {
     pub read: u64,
     /// The files read, for the manifest: (role, path).
     pub files: Vec<(&'static str, String)>,
+}
+
+impl Prepared {
+    /// The engine's input for one of this run's patients: their acts, rights and opening
+    /// counters.
+    pub fn input<'a>(&'a self, p: &'a PatientActs) -> PatientInput<'a> {
+        PatientInput {
+            beneficiary: &self.beneficiaries[&p.patient_id],
+            acts: &p.acts,
+            rights: self.rights.get(&p.patient_id).map_or(&[], Vec::as_slice),
+            rights_known: self.rights_known,
+            opening: self.opening.get(&p.patient_id).map_or(&[], Vec::as_slice),
+        }
+    }
 }
 
 /// Why a run failed (exit codes of SPEC §1).
@@ -341,21 +355,10 @@ pub fn for_each_chunk<E>(
     prepared: &Prepared,
     mut f: impl FnMut(&[PatientActs], Vec<PatientResult>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let no_rights: Vec<RightPeriod> = Vec::new();
-    let no_counters: Vec<YearCounter> = Vec::new();
     for chunk in prepared.patients.chunks(CHUNK_PATIENTS) {
         let results: Vec<PatientResult> = chunk
             .par_iter()
-            .map(|p| {
-                let input = PatientInput {
-                    beneficiary: &prepared.beneficiaries[&p.patient_id],
-                    acts: &p.acts,
-                    rights: prepared.rights.get(&p.patient_id).unwrap_or(&no_rights),
-                    rights_known: prepared.rights_known,
-                    opening: prepared.opening.get(&p.patient_id).unwrap_or(&no_counters),
-                };
-                engine::compute_patient(book, &input)
-            })
+            .map(|p| engine::compute_patient(book, &prepared.input(p)))
             .collect();
         f(chunk, results)?;
     }
@@ -460,6 +463,8 @@ pub struct RunSummary {
     pub other_rejected: u64,
     pub discrepancies: Option<u64>,
     pub totals: Totals,
+    /// The month × category × situation summary, as written.
+    pub summary: Vec<SummaryRow>,
     pub out: PathBuf,
     pub seconds: f64,
 }
@@ -547,7 +552,8 @@ pub fn execute(
 
     let patient_years = patients.finish(&state.closing);
     write::write_table(&dir, format, &patient_years)?;
-    write::write_table(&dir, format, &summary.rows())?;
+    let summary_rows = summary.rows();
+    write::write_table(&dir, format, &summary_rows)?;
     write::write_table(&dir, format, &state.closing)?;
     write::write_rejects_csv(&dir, &state.rejects)?;
     let audit_section = match opts.audit {
@@ -574,6 +580,7 @@ pub fn execute(
         other_rejected: prepared.other_rejects,
         discrepancies: opts.audit.map(|_| found.len() as u64),
         totals,
+        summary: summary_rows,
         out: opts.out.clone(),
         seconds: started.elapsed().as_secs_f64(),
     };

@@ -19,7 +19,8 @@ use rust_decimal::Decimal;
 use super::{Failure, load_rules};
 use crate::io::read::ReadOptions;
 use crate::io::write::Format;
-use crate::pipeline::{self, Computed, Inputs, RunOptions};
+use crate::pipeline::{self, Inputs, RunOptions};
+use crate::report::SummaryRow;
 
 pub const DEMO_ACTS: &str = include_str!("../../fixtures/demo/acts.csv");
 pub const DEMO_BENEFICIARIES: &str = include_str!("../../fixtures/demo/beneficiaries.csv");
@@ -74,7 +75,7 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
         progress: false,
     };
     let summary = pipeline::execute(&book, &prepared, &opts, started)?;
-    print!("{}", render(&pipeline::compute(&book, &prepared)));
+    print!("{}", render(&summary.summary));
     println!(
         "\n{} acts computed, {} rejected; outputs in {}",
         summary.computed,
@@ -91,15 +92,15 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
 }
 
 /// A short table by situation: acts, billed, paid by the AMO, left to patients.
-fn render(computed: &Computed) -> String {
+fn render(summary: &[SummaryRow]) -> String {
     let mut rows: std::collections::BTreeMap<&str, (u64, Decimal, Decimal, Decimal)> =
         Default::default();
-    for o in &computed.outcomes {
-        let r = rows.entry(o.situation.as_str()).or_default();
-        r.0 += 1;
-        r.1 += o.billed;
-        r.2 += o.amo_paid;
-        r.3 += o.rac;
+    for s in summary {
+        let r = rows.entry(s.situation.as_str()).or_default();
+        r.0 += s.acts;
+        r.1 += s.billed;
+        r.2 += s.amo_paid;
+        r.3 += s.rac;
     }
     let mut out = String::from("rac demo — built-in data set (14 patients, every situation)\n\n");
     let _ = writeln!(

@@ -12,8 +12,7 @@ use std::fmt::Write as _;
 use clap::Args;
 
 use super::{Failure, InputArgs, load_rules};
-use crate::engine::{PatientInput, explain_patient};
-use crate::model::{RightPeriod, YearCounter};
+use crate::engine::explain_patient;
 use crate::rules::RuleBook;
 
 /// Print each step of one act's computation.
@@ -47,21 +46,7 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
             args.input.acts.display()
         )));
     };
-    let no_rights: Vec<RightPeriod> = Vec::new();
-    let no_counters: Vec<YearCounter> = Vec::new();
-    let input = PatientInput {
-        beneficiary: &prepared.beneficiaries[&patient.patient_id],
-        acts: &patient.acts,
-        rights: prepared
-            .rights
-            .get(&patient.patient_id)
-            .unwrap_or(&no_rights),
-        rights_known: prepared.rights_known,
-        opening: prepared
-            .opening
-            .get(&patient.patient_id)
-            .unwrap_or(&no_counters),
-    };
+    let input = prepared.input(patient);
     let (result, trace) = explain_patient(&book, &input, &args.act_id);
     print!("{}", render(&book, &args.act_id, &result, &trace));
     Ok(0)
