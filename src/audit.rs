@@ -67,8 +67,8 @@ pub fn discrepancies(
                 None => "unexplained".to_string(),
             };
             Some(Discrepancy {
-                act_id: o.act_id.clone(),
-                patient_id: o.patient_id.clone(),
+                act_id: o.act_id.to_string(),
+                patient_id: o.patient_id.to_string(),
                 recorded_amo: recorded,
                 amo_paid: o.amo_paid,
                 difference,

@@ -46,7 +46,8 @@ use rayon::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::model::{
-    Act, Beneficiary, Category, InsuranceNature, Pathway, Regime, RightKind, RightPeriod, Setting,
+    Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, RightKind, RightPeriod,
+    Setting,
 };
 
 /// Rows per batch: one Parquet row group, the unit of parallel work and of memory.
@@ -2420,15 +2421,17 @@ impl ActBatch<'_> {
         act.coefficient = r.coefficient().map(cents);
         act.code = match r.code {
             Code::None => None,
-            code => Some(text(|b| {
+            code => Some(Id::from(text(|b| {
                 push_code(b, code);
-            })),
+            }))),
         };
-        act.practitioner_id = r.practitioner().map(|p| text(|b| push_practitioner(b, p)));
-        act.specialty = specialty_name(r.specialty).map(str::to_string);
-        act.stay_id = r.stay_id().map(|s| text(|b| push_stay_id(b, s)));
+        act.practitioner_id = r
+            .practitioner()
+            .map(|p| Id::from(text(|b| push_practitioner(b, p))));
+        act.specialty = specialty_name(r.specialty).map(Id::from);
+        act.stay_id = r.stay_id().map(|s| Id::from(text(|b| push_stay_id(b, s))));
         act.insurance_nature = r.nature;
-        act.exo_code = r.exo().map(str::to_string);
+        act.exo_code = r.exo().map(Id::from);
         act.ald_related = r.ald;
         act.pathway = r.pathway;
         act.setting = r.setting;

@@ -6,6 +6,10 @@
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+/// An identifier or short code (act, patient, practitioner, stay, CCAM code): stored inline
+/// up to 24 bytes, so that reading a row allocates nothing.
+pub type Id = compact_str::CompactString;
+
 /// Declares a closed set of codes with their canonical spelling (SPEC §2), with `parse`,
 /// `as_str` and `ALL`. One place for each enum's names, used by readers, writers and rules.
 macro_rules! code_enum {
@@ -144,8 +148,8 @@ code_enum! {
 /// One billed line of the acts file (SPEC §2), with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Act {
-    pub act_id: String,
-    pub patient_id: String,
+    pub act_id: Id,
+    pub patient_id: Id,
     /// *date des soins*; for a stay line, the admission date.
     pub care_date: NaiveDate,
     pub end_date: Option<NaiveDate>,
@@ -157,12 +161,12 @@ pub struct Act {
     /// What was billed for the whole line; `None` means "equal to the base".
     pub billed: Option<Decimal>,
     pub coefficient: Option<Decimal>,
-    pub code: Option<String>,
-    pub practitioner_id: Option<String>,
-    pub specialty: Option<String>,
-    pub stay_id: Option<String>,
+    pub code: Option<Id>,
+    pub practitioner_id: Option<Id>,
+    pub specialty: Option<Id>,
+    pub stay_id: Option<Id>,
     pub insurance_nature: InsuranceNature,
-    pub exo_code: Option<String>,
+    pub exo_code: Option<Id>,
     pub ald_related: bool,
     pub pathway: Pathway,
     pub setting: Setting,
@@ -180,8 +184,8 @@ impl Act {
         tariff: Decimal,
     ) -> Act {
         Act {
-            act_id: act_id.to_string(),
-            patient_id: patient_id.to_string(),
+            act_id: Id::from(act_id),
+            patient_id: Id::from(patient_id),
             care_date,
             end_date: None,
             category,
@@ -247,8 +251,8 @@ pub struct YearCounter {
 /// The computed amounts of one act (SPEC §4, `acts.*`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    pub act_id: String,
-    pub patient_id: String,
+    pub act_id: Id,
+    pub patient_id: Id,
     pub care_date: NaiveDate,
     pub category: Category,
     pub quantity: i64,

@@ -381,8 +381,8 @@ mod tests {
         let pf = dec!(2.00);
         let amo_paid = amo_gross - pf;
         Outcome {
-            act_id: id.to_string(),
-            patient_id: patient.to_string(),
+            act_id: id.into(),
+            patient_id: patient.into(),
             care_date: day,
             category,
             quantity: 1,

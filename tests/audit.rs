@@ -39,7 +39,7 @@ fn prepared_month() -> Prepared {
                 p.origins.push(origin);
             }
             _ => patients.push(PatientActs {
-                patient_id: act.patient_id.clone(),
+                patient_id: act.patient_id.to_string(),
                 acts: vec![act],
                 origins: vec![origin],
             }),
@@ -125,7 +125,7 @@ fn injected_errors_are_found_and_explained() {
             };
             if let Some((kind, why)) = cause {
                 *counts.entry(kind).or_default() += 1;
-                expected.insert(act.act_id.clone(), why);
+                expected.insert(act.act_id.to_string(), why);
             }
             act.recorded_amo = Some(recorded);
         }

@@ -45,10 +45,10 @@ prop_compose! {
             (Some(_), true) => Some((full / Decimal::TWO).round_dp(2)),
             (None, _) => None,
         };
-        a.practitioner_id = practitioner.map(|p| format!("d{p}"));
+        a.practitioner_id = practitioner.map(|p| format!("d{p}").into());
         a.coefficient = coefficient.map(Decimal::from);
         if stays {
-            a.stay_id = stay.map(|s| format!("s{s}"));
+            a.stay_id = stay.map(|s| format!("s{s}").into());
             if inpatient || category == Category::HospitalStay {
                 a.setting = Setting::Inpatient;
             }
@@ -59,7 +59,7 @@ prop_compose! {
             2 => InsuranceNature::Smg,
             _ => InsuranceNature::Sickness,
         };
-        a.exo_code = exo.map(String::from);
+        a.exo_code = exo.map(Into::into);
         a.ald_related = ald_related;
         a.pathway = match pathway {
             0 => Pathway::OutOfPathway,
@@ -87,7 +87,7 @@ prop_compose! {
             .into_iter()
             .enumerate()
             .map(|(i, mut a)| {
-                a.act_id = format!("a{i:03}");
+                a.act_id = format!("a{i:03}").into();
                 a
             })
             .collect();

@@ -26,8 +26,8 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 /// A consultation at 30 €, 70 %, 2 € of PF: amo_paid 19.00, rac 11.00 (+ overbilling).
 fn consultation(id: &str, patient: &str, day: NaiveDate, billed: Decimal) -> Outcome {
     Outcome {
-        act_id: id.to_string(),
-        patient_id: patient.to_string(),
+        act_id: id.into(),
+        patient_id: patient.into(),
         care_date: day,
         category: Category::Consultation,
         quantity: 1,

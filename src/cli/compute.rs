@@ -36,7 +36,7 @@ pub struct ComputeArgs {
     /// Output format: parquet or csv.
     #[arg(long, default_value = "parquet")]
     pub format: String,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default, or 0: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress output.
@@ -45,10 +45,14 @@ pub struct ComputeArgs {
     /// Show progress even when stderr is not a terminal.
     #[arg(long)]
     pub progress: bool,
-    /// Most memory the run may hold before it spills to disk, e.g. 4G (accepted; see README
-    /// for what is bounded today).
+    /// Most memory the run may hold, e.g. 512M or 4G (default: half of the machine's). Larger
+    /// inputs are cut into partitions of patients, spilled to disk and computed one at a
+    /// time; the outputs are the same bytes.
     #[arg(long)]
     pub memory_limit: Option<String>,
+    /// Number of partitions, instead of what --memory-limit asks for (tuning, tests).
+    #[arg(long, hide = true)]
+    pub partitions: Option<usize>,
     /// Log lines as JSON objects (for log collectors).
     #[arg(long, default_value = "text")]
     pub log_format: String,
@@ -156,12 +160,48 @@ fn execute(
         quiet: args.quiet,
         progress: args.progress || (!args.quiet && std::io::stderr().is_terminal()),
     };
-    let threads = args.threads.unwrap_or(0);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Failure::usage(format!("--threads: {e}")))?;
-    let summary: RunSummary = pool.install(|| -> Result<RunSummary, Failure> {
+    // The global pool: the writer thread's encoding runs on it too, so --threads bounds
+    // every worker. A process computes one run, so it is set once.
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .map_err(|e| Failure::usage(format!("--threads: {e}")))?;
+    }
+    let memory = match &args.memory_limit {
+        Some(text) => {
+            pipeline::parse_size(text).map_err(|e| Failure::usage(format!("--memory-limit {e}")))?
+        }
+        None => pipeline::default_memory_limit(),
+    };
+    let run_opts = |profile| RunOptions {
+        out: args.out.clone(),
+        format,
+        command: command.to_string(),
+        argv: std::env::args().collect(),
+        audit: audit_opts,
+        profile,
+        progress: log.progress && !log.json,
+    };
+    let summary: RunSummary = (|| -> Result<RunSummary, Failure> {
+        if args.input.profile()? == ProfileKind::Canonical {
+            let limits = pipeline::Limits {
+                memory,
+                parts: args.partitions,
+            };
+            let opts = run_opts(serde_json::json!({"profile": "canonical"}));
+            let event = |step: &str, message: &str, counts: &[(&str, u64)]| {
+                log.event(step, message, counts)
+            };
+            return Ok(pipeline::run(
+                &book,
+                &args.input.inputs()?,
+                &opts,
+                &limits,
+                started,
+                &event,
+            )?);
+        }
         log.event("read", "reading inputs", &[]);
         let (prepared, profile) = args.input.prepare()?;
         log.event(
@@ -169,21 +209,13 @@ fn execute(
             "computing and writing",
             &[("patients", prepared.patients.len() as u64)],
         );
-        let opts = RunOptions {
-            out: args.out.clone(),
-            format,
-            command: command.to_string(),
-            argv: std::env::args().collect(),
-            audit: audit_opts,
-            profile,
-            progress: log.progress && !log.json,
-        };
+        let opts = run_opts(profile);
         let summary = pipeline::execute(&book, &prepared, &opts, started)?;
         // The process ends right after: freeing millions of small strings one by one would
         // only delay the exit (ripgrep does the same with its allocations).
         std::mem::forget(prepared);
         Ok(summary)
-    })?;
+    })()?;
     log.event(
         "done",
         &format!(

@@ -523,6 +523,17 @@ impl<T: Record> Iterator for Chunks<T> {
     }
 }
 
+/// A counters row that does not convert fails the whole read: counters are state.
+pub fn bad_counter(reject: Reject) -> ReadError {
+    ReadError::BadCounter {
+        file: reject.file,
+        row: reject.row,
+        column: reject.column,
+        reason: reject.reason,
+        value: reject.value,
+    }
+}
+
 /// Streams the acts of `path` chunk by chunk (see [`Chunks`]).
 pub fn open_acts(path: &Path, opts: &ReadOptions) -> Result<Chunks<Act>, ReadError> {
     Chunks::open(path, opts)
@@ -555,13 +566,7 @@ pub fn read_rights(path: &Path, opts: &ReadOptions) -> Result<Loaded<RightPeriod
 pub fn read_counters(path: &Path) -> Result<Vec<YearCounter>, ReadError> {
     let loaded = Chunks::<YearCounter>::open(path, &ReadOptions::default())?.collect_all()?;
     if let Some(reject) = loaded.rejects.into_iter().next() {
-        return Err(ReadError::BadCounter {
-            file: reject.file,
-            row: reject.row,
-            column: reject.column,
-            reason: reject.reason,
-            value: reject.value,
-        });
+        return Err(bad_counter(reject));
     }
     Ok(loaded
         .rows

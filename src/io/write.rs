@@ -47,9 +47,10 @@ use sha2::{Digest, Sha256};
 use crate::model::{Outcome, Reject, YearCounter};
 use crate::report::{PatientYear, SummaryRow};
 
-/// Rows per Parquet row group. A [`TableWriter`] holds at most one row group (encoded) in
-/// memory, plus less than one chunk of pending rows.
-pub const ROW_GROUP_ROWS: usize = 1 << 20;
+/// Rows per Parquet row group. A [`TableWriter`] holds the Arrow batches of at most one row
+/// group before it encodes them (about 350 bytes per `acts` row, so some 45 MiB): the
+/// writer's share of `--memory-limit`. DuckDB's row groups are about this size too.
+pub const ROW_GROUP_ROWS: usize = 1 << 17;
 
 /// Rows per encoded chunk (Arrow batch or CSV block). [`ROW_GROUP_ROWS`] is a multiple of it.
 pub const CHUNK_ROWS: usize = 1 << 16;
@@ -1472,8 +1473,8 @@ mod tests {
 
     fn outcome(id: &str) -> Outcome {
         Outcome {
-            act_id: id.to_string(),
-            patient_id: "p,1".to_string(),
+            act_id: id.into(),
+            patient_id: "p,1".into(),
             care_date: date(2024, 3, 1),
             category: Category::Consultation,
             quantity: 1,

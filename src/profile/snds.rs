@@ -79,8 +79,8 @@ use rust_decimal::Decimal;
 
 use crate::engine::category::{FranchiseKind, bears_pf, franchise_kind, in_pal_group};
 use crate::model::{
-    Act, Beneficiary, Category, InsuranceNature, Pathway, Regime, Reject, RightKind, RightPeriod,
-    Setting,
+    Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, Reject, RightKind,
+    RightPeriod, Setting,
 };
 use crate::rules::{Param, RuleBook};
 
@@ -785,18 +785,18 @@ impl<'m> PrestationReader<'m> {
         };
         act.billed = expense.map(|e| e.abs());
         act.coefficient = coefficient.map(|c| c.abs());
-        act.code = Some(nat.code.to_string());
-        act.practitioner_id = row.opt("PFS_EXE_NUM").map(str::to_string);
-        act.specialty = row.opt("PSE_SPE_COD").map(str::to_string);
+        act.code = Some(compact_str::ToCompactString::to_compact_string(&nat.code));
+        act.practitioner_id = row.opt("PFS_EXE_NUM").map(Id::from);
+        act.specialty = row.opt("PSE_SPE_COD").map(Id::from);
         if let Some(start) = hospital_start {
-            act.stay_id = Some(format!("{patient}:{start}"));
+            act.stay_id = Some(compact_str::format_compact!("{patient}:{start}"));
             act.setting = Setting::Inpatient;
         }
         act.insurance_nature = insurance
             .and_then(|a| a.nature)
             .unwrap_or(InsuranceNature::Sickness);
         if let Some(e) = exo {
-            act.exo_code = e.exo_code.clone();
+            act.exo_code = e.exo_code.as_deref().map(Id::from);
             act.ald_related = e.ald_related;
         }
         act.pathway = pathway;
@@ -893,7 +893,7 @@ impl<'m> PrestationReader<'m> {
                     .find(|&i| lines[i].act.quantity == d.quantity)
                     .or_else(|| candidates.first().copied());
                 if let Some(i) = pick {
-                    d.act_id = Some(lines[i].act.act_id.clone());
+                    d.act_id = Some(lines[i].act.act_id.to_string());
                     // What the caisse paid net of the deduction (PAL and FPU lines carry none).
                     if matches!(
                         d.kind,
@@ -907,7 +907,7 @@ impl<'m> PrestationReader<'m> {
                 }
             } else if let Some(i) = lines
                 .iter()
-                .position(|l| Some(&l.act.act_id) == d.act_id.as_ref())
+                .position(|l| Some(l.act.act_id.as_str()) == d.act_id.as_deref())
                 && let Some(r) = acts[i].recorded_amo.as_mut()
             {
                 *r -= d.amount;
@@ -969,7 +969,7 @@ impl<'m> PrestationReader<'m> {
                 None => self.rejects.push(Reject {
                     file: neg.file.clone(),
                     row: neg.row,
-                    act_id: neg.act.act_id.clone(),
+                    act_id: neg.act.act_id.to_string(),
                     column: "PRS_ACT_QTE".to_string(),
                     reason: "regularisation_without_original".to_string(),
                     value: format!("-{}", neg.quantity),

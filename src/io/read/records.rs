@@ -7,8 +7,8 @@
 use super::ReadOptions;
 use super::values::{self, Cell, RejectReason};
 use crate::model::{
-    Act, Beneficiary, Category, InsuranceNature, Pathway, Regime, RightKind, RightPeriod, Setting,
-    YearCounter,
+    Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, RightKind, RightPeriod,
+    Setting, YearCounter,
 };
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -87,6 +87,21 @@ fn text_reason(bytes: &[u8], reason: RejectReason) -> RejectReason {
     } else {
         reason
     }
+}
+
+/// An id or short code, stored inline (no allocation for the usual lengths).
+fn opt_id<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<Id>> {
+    match row.cell(slot) {
+        Cell::Null => Ok(None),
+        Cell::Text(bytes) => std::str::from_utf8(bytes)
+            .map(|s| Some(Id::from(s)))
+            .map_err(|_| bad(slot, RejectReason::BadEncoding)),
+        _ => Ok(opt_string(row, slot)?.map(Id::from)),
+    }
+}
+
+fn req_id<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Id> {
+    opt_id(row, slot)?.ok_or(bad(slot, RejectReason::MissingValue))
 }
 
 fn opt_string<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<String>> {
@@ -281,8 +296,8 @@ impl Table for Act {
         use act_slots::*;
         let unknown = RejectReason::UnknownValue;
         Ok(Act {
-            act_id: req_string(row, ACT_ID)?,
-            patient_id: req_string(row, PATIENT_ID)?,
+            act_id: req_id(row, ACT_ID)?,
+            patient_id: req_id(row, PATIENT_ID)?,
             care_date: req_date(row, CARE_DATE)?,
             end_date: opt_date(row, END_DATE)?,
             category: req_code(
@@ -295,13 +310,13 @@ impl Table for Act {
             quantity: opt_int(row, QUANTITY, QUANTITY_RANGE.0, QUANTITY_RANGE.1)?.unwrap_or(1),
             billed: opt_amount(row, BILLED, opts, false)?,
             coefficient: opt_decimal(row, COEFFICIENT, opts)?,
-            code: opt_string(row, CODE)?,
-            practitioner_id: opt_string(row, PRACTITIONER_ID)?,
-            specialty: opt_string(row, SPECIALTY)?,
-            stay_id: opt_string(row, STAY_ID)?,
+            code: opt_id(row, CODE)?,
+            practitioner_id: opt_id(row, PRACTITIONER_ID)?,
+            specialty: opt_id(row, SPECIALTY)?,
+            stay_id: opt_id(row, STAY_ID)?,
             insurance_nature: opt_code(row, INSURANCE_NATURE, InsuranceNature::parse, unknown)?
                 .unwrap_or(InsuranceNature::Sickness),
-            exo_code: opt_string(row, EXO_CODE)?,
+            exo_code: opt_id(row, EXO_CODE)?,
             ald_related: opt_bool(row, ALD_RELATED)?.unwrap_or(false),
             pathway: opt_code(row, PATHWAY, Pathway::parse, unknown)?
                 .unwrap_or(Pathway::Coordinated),

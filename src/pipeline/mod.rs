@@ -7,6 +7,15 @@
 //! `collect`) before they are written, so the outputs are the same bytes whatever the thread
 //! count.
 
+mod partition;
+mod partitioned;
+mod sink;
+mod spill;
+
+pub use partition::{default_memory_limit, parse_size};
+pub use partitioned::{Limits, run};
+
+use sink::Sink;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,19 +23,18 @@ use std::time::Instant;
 use chrono::Datelike;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
-use serde_json::json;
 
-use crate::audit::{self, Compare, Discrepancy};
+use crate::audit::Compare;
 use crate::engine::{self, PatientInput, PatientResult};
 use crate::io::read::{self, ReadError, ReadOptions, Sourced};
-use crate::io::write::{self, Format, Staging, TableWriter, WriteError};
+use crate::io::write::{Format, WriteError};
 use crate::model::{Act, Beneficiary, Outcome, Reject, RightPeriod, YearCounter};
-use crate::report::{PatientTotals, Summary, SummaryRow, Totals};
+use crate::report::{SummaryRow, Totals};
 use crate::rules::RuleBook;
 
 /// Patients computed together before their outcomes are written: bounds the outcomes held in
 /// memory while keeping the cores busy.
-const CHUNK_PATIENTS: usize = 8192;
+const CHUNK_PATIENTS: usize = 4096;
 
 /// The input files of a run.
 #[derive(Debug, Clone)]
@@ -39,7 +47,7 @@ pub struct Inputs {
 }
 
 /// Where an act came from: index into [`Prepared::act_files`] and 1-based data row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Origin {
     pub file: u32,
     pub row: u64,
@@ -96,6 +104,11 @@ pub enum RunError {
     Write(#[from] WriteError),
     #[error("{0}")]
     Usage(String),
+    /// A temporary spill file could not be written or read back.
+    #[error("{0}")]
+    Spill(String),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl RunError {
@@ -119,42 +132,22 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
         .iter()
         .map(|f| ("beneficiaries", f.clone()))
         .collect();
-    let mut beneficiaries: HashMap<String, Beneficiary> = HashMap::new();
-    for Sourced { file, row, value } in bens.rows {
-        if beneficiaries.contains_key(&value.patient_id) {
-            rejects.push(Reject {
-                file: bens.files[file].clone(),
-                row,
-                act_id: String::new(),
-                column: "patient_id".into(),
-                reason: "duplicate_patient_id".into(),
-                value: value.patient_id,
-            });
-            continue;
-        }
-        beneficiaries.insert(value.patient_id.clone(), value);
-    }
+    let beneficiaries = index_beneficiaries(bens.rows, &bens.files, &mut rejects);
 
     let mut rights: HashMap<String, Vec<RightPeriod>> = HashMap::new();
     if let Some(path) = &inputs.rights {
         let loaded = read::read_rights(path, &inputs.read)?;
         files.extend(loaded.files.iter().map(|f| ("rights", f.clone())));
         rejects.extend(loaded.rejects);
-        for r in loaded.rows {
-            rights
-                .entry(r.value.patient_id.clone())
-                .or_default()
-                .push(r.value);
-        }
+        rights = group_rights(loaded.rows.into_iter().map(|r| r.value));
     }
 
     let mut opening: HashMap<String, Vec<YearCounter>> = HashMap::new();
     if let Some(path) = &inputs.counters {
         let counters = read::read_counters(path)?;
+        check_manifest(path)?;
         check_counters(path, &counters)?;
-        for c in counters {
-            opening.entry(c.patient_id.clone()).or_default().push(c);
-        }
+        opening = group_counters(counters);
         files.push(("counters", path.display().to_string()));
     }
     let other_rejects = rejects.len() as u64;
@@ -190,10 +183,7 @@ pub fn from_parts(
     for b in beneficiaries {
         by_id.entry(b.patient_id.clone()).or_insert(b);
     }
-    let mut rights_by: HashMap<String, Vec<RightPeriod>> = HashMap::new();
-    for r in rights {
-        rights_by.entry(r.patient_id.clone()).or_default().push(r);
-    }
+    let rights_by = group_rights(rights);
     let read = (acts.len() + rejects.len()) as u64;
     let rows = acts
         .into_iter()
@@ -222,6 +212,49 @@ pub fn from_parts(
         ..Prepared::default()
     };
     assemble(base, rows, None)
+}
+
+/// Indexes the beneficiaries by `patient_id`; a second row of the same patient is rejected
+/// (the first row, in file then row order, is kept).
+fn index_beneficiaries(
+    rows: Vec<Sourced<Beneficiary>>,
+    files: &[String],
+    rejects: &mut Vec<Reject>,
+) -> HashMap<String, Beneficiary> {
+    let mut beneficiaries: HashMap<String, Beneficiary> = HashMap::with_capacity(rows.len());
+    for Sourced { file, row, value } in rows {
+        if beneficiaries.contains_key(&value.patient_id) {
+            rejects.push(Reject {
+                file: files[file].clone(),
+                row,
+                act_id: String::new(),
+                column: "patient_id".into(),
+                reason: "duplicate_patient_id".into(),
+                value: value.patient_id,
+            });
+            continue;
+        }
+        beneficiaries.insert(value.patient_id.clone(), value);
+    }
+    beneficiaries
+}
+
+fn group_rights(rows: impl IntoIterator<Item = RightPeriod>) -> HashMap<String, Vec<RightPeriod>> {
+    let mut rights: HashMap<String, Vec<RightPeriod>> = HashMap::new();
+    for r in rows {
+        rights.entry(r.patient_id.clone()).or_default().push(r);
+    }
+    rights
+}
+
+fn group_counters(
+    rows: impl IntoIterator<Item = YearCounter>,
+) -> HashMap<String, Vec<YearCounter>> {
+    let mut opening: HashMap<String, Vec<YearCounter>> = HashMap::new();
+    for c in rows {
+        opening.entry(c.patient_id.clone()).or_default().push(c);
+    }
+    opening
 }
 
 /// Rejects duplicate `act_id`s (the first row is kept: rows are in file, then row order) and
@@ -254,11 +287,12 @@ fn assemble(
         let reject = |column: &str, reason: &str, v: &str| Reject {
             file: base.act_files.get(file).cloned().unwrap_or_default(),
             row,
-            act_id: value.act_id.clone(),
+            act_id: value.act_id.to_string(),
             column: column.into(),
             reason: reason.into(),
             value: v.into(),
         };
+        last_year = last_year.max(Some(value.care_date.year()));
         if dup {
             new_rejects.push(reject("act_id", "duplicate_act_id", &value.act_id));
             continue;
@@ -266,7 +300,6 @@ fn assemble(
         match rank.get(value.patient_id.as_str()) {
             None => new_rejects.push(reject("patient_id", "unknown_patient", &value.patient_id)),
             Some(&r) => {
-                last_year = last_year.max(Some(value.care_date.year()));
                 let origin = Origin {
                     file: file as u32,
                     row,
@@ -277,24 +310,12 @@ fn assemble(
     }
     drop(rank);
     base.rejects.extend(new_rejects);
-    // Counters of a later year than every act are from another period: refuse them rather
-    // than charge this period against caps already used later (issue 4). Earlier years are
-    // accepted: December's counters open January's run (the caps restart with the year, the
-    // charged stays carry over).
-    if let (Some(last), Some(path)) = (last_year, counters) {
-        let later = base
-            .opening
-            .values()
-            .flatten()
-            .map(|c| c.year)
-            .filter(|y| *y > last)
-            .max();
-        if let Some(year) = later {
-            return Err(RunError::Usage(format!(
-                "{}: counters of {year}, later than every act (last year {last}); pass the counters of the period before this one",
-                path.display()
-            )));
-        }
+    if let Some(path) = counters {
+        check_counter_years(
+            path,
+            last_year,
+            base.opening.values().flatten().map(|c| c.year),
+        )?;
     }
     base.patients = buckets
         .into_par_iter()
@@ -315,9 +336,28 @@ fn assemble(
     Ok(base)
 }
 
+/// Counters of a later year than every act row read are from another period: refuse them
+/// rather than charge this period against caps already used later (issue 4). Earlier years
+/// are accepted: December's counters open January's run (the caps restart with the year, the
+/// charged stays carry over).
+fn check_counter_years(
+    path: &Path,
+    last_year: Option<i32>,
+    years: impl Iterator<Item = i32>,
+) -> Result<(), RunError> {
+    let Some(last) = last_year else { return Ok(()) };
+    if let Some(year) = years.filter(|y| *y > last).max() {
+        return Err(RunError::Usage(format!(
+            "{}: counters of {year}, later than every act (last year {last}); pass the counters of the period before this one",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Issue 4: counters are state; those written by another version of the format, or next to a
 /// manifest that says so, are refused rather than misread.
-fn check_counters(path: &Path, counters: &[YearCounter]) -> Result<(), RunError> {
+fn check_manifest(path: &Path) -> Result<(), RunError> {
     let manifest = path.with_file_name("manifest.json");
     if let Ok(text) = std::fs::read_to_string(&manifest) {
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -333,6 +373,11 @@ fn check_counters(path: &Path, counters: &[YearCounter]) -> Result<(), RunError>
             )));
         }
     }
+    Ok(())
+}
+
+/// Counters are never negative.
+fn check_counters(path: &Path, counters: &[YearCounter]) -> Result<(), RunError> {
     if counters
         .iter()
         .any(|c| c.pf_used < Decimal::ZERO || c.franchise_used < Decimal::ZERO)
@@ -388,7 +433,7 @@ impl State {
                 self.rejects.push(Reject {
                     file: prepared.act_files[origin.file as usize].clone(),
                     row: origin.row,
-                    act_id: p.acts[rej.index].act_id.clone(),
+                    act_id: p.acts[rej.index].act_id.to_string(),
                     column: rej.column.into(),
                     reason: rej.reason.into(),
                     value: rej.value,
@@ -495,120 +540,16 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-/// Computes every patient and writes every output of SPEC §4 into `out`, atomically: the
-/// outcomes stream through the writers chunk by chunk.
+/// Computes every patient of `prepared` (read whole, in memory) and writes every output of
+/// SPEC §4 into `out`, atomically: the outcomes stream through the writers chunk by chunk.
 pub fn execute(
     book: &RuleBook,
     prepared: &Prepared,
     opts: &RunOptions,
     started: Instant,
 ) -> Result<RunSummary, RunError> {
-    let staging = Staging::begin(&opts.out)?;
-    let dir = staging.path().to_path_buf();
-    let format = opts.format;
-
-    let mut acts = TableWriter::<Outcome>::create(&dir, format)?;
-    let mut found: Vec<Discrepancy> = Vec::new();
-    let mut patients = PatientTotals::new();
-    let mut summary = Summary::new();
-    let mut totals = Totals::default();
-    let mut state = State::default();
-    let bar = if opts.progress {
-        let total: u64 = prepared.patients.iter().map(|p| p.acts.len() as u64).sum();
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "compute+write {bar:40} {pos}/{len} acts, {per_sec}, eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    for_each_chunk(book, prepared, |chunk, results| -> Result<(), RunError> {
-        let outcomes = state.absorb(prepared, chunk, results);
-        bar.inc(chunk.iter().map(|p| p.acts.len() as u64).sum());
-        acts.write(&outcomes)?;
-        patients.add(&outcomes);
-        summary.add(&outcomes);
-        totals.add_all(&outcomes);
-        if let Some((compare, tolerance)) = opts.audit {
-            let index: HashMap<&str, &Act> = chunk
-                .iter()
-                .flat_map(|p| p.acts.iter())
-                .filter(|a| a.recorded_amo.is_some())
-                .map(|a| (a.act_id.as_str(), a))
-                .collect();
-            found.extend(audit::discrepancies(
-                book, &outcomes, &index, compare, tolerance,
-            ));
-        }
-        Ok(())
-    })?;
-    bar.finish_and_clear();
-    acts.finish()?;
-    state.finish(prepared);
-
-    let patient_years = patients.finish(&state.closing);
-    write::write_table(&dir, format, &patient_years)?;
-    let summary_rows = summary.rows();
-    write::write_table(&dir, format, &summary_rows)?;
-    write::write_table(&dir, format, &state.closing)?;
-    write::write_rejects_csv(&dir, &state.rejects)?;
-    let audit_section = match opts.audit {
-        Some(_) => audit::write(&dir, format, &found)?,
-        None => json!(null),
-    };
-
-    let mut inputs = Vec::new();
-    for (role, path) in &prepared.files {
-        let p = Path::new(path);
-        let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        inputs.push(json!({
-            "role": role,
-            "path": path,
-            "bytes": size,
-            "sha256": write::sha256_file(p)?,
-        }));
-    }
-    let rejected_acts = state.rejects.len() as u64 - prepared.other_rejects;
-    let summary = RunSummary {
-        read: prepared.read,
-        computed: state.computed,
-        rejected: rejected_acts,
-        other_rejected: prepared.other_rejects,
-        discrepancies: opts.audit.map(|_| found.len() as u64),
-        totals,
-        summary: summary_rows,
-        out: opts.out.clone(),
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    // The manifest records the run, duration included (SPEC §4); every other output is the
-    // same bytes for the same inputs.
-    let manifest = json!({
-        "tool": "rac",
-        "version": env!("CARGO_PKG_VERSION"),
-        "command": opts.command,
-        "argv": opts.argv,
-        "format": format.as_str(),
-        "inputs": inputs,
-        "rules": { "version": book.version(), "sources": book.sources() },
-        "counters_format": COUNTERS_FORMAT,
-        "rows": {
-            "read": summary.read,
-            "computed": summary.computed,
-            "rejected": summary.rejected,
-            "rejected_other_rows": summary.other_rejected,
-            "patient_years": patient_years.len(),
-            "counters": state.closing.len(),
-        },
-        "totals": totals.to_json(),
-        "audit": audit_section,
-        "profile": opts.profile,
-        "duration_seconds": (summary.seconds * 1000.0).round() / 1000.0,
-    });
-    write::write_manifest(&dir, &manifest)?;
-    staging.commit()?;
-    Ok(summary)
+    let total = prepared.patients.iter().map(|p| p.acts.len() as u64).sum();
+    let mut sink = Sink::begin(book, opts, total)?;
+    sink.partition(prepared)?;
+    sink.finish(&prepared.files, prepared.read, started)
 }

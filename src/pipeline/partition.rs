@@ -1,0 +1,250 @@
+//! How a run is cut into partitions of patients that fit in memory.
+//!
+//! Partitions are ranges of `patient_id`, not hash buckets: their boundaries come from a
+//! sample of the beneficiaries' ids taken by a stable hash (the ids with the smallest hashes,
+//! whatever the order of the file), so that they hold about as many patients each. Because
+//! they are ranges, processing them in order writes every output in `patient_id` order, the
+//! same bytes as a run that held everything in memory, whatever the number of partitions,
+//! the memory limit or the thread count.
+
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use crate::io::read::{self, ReadError};
+use crate::model::Id;
+
+/// A stable 64-bit hash (FNV-1a, then a final mix): the same on every machine and version,
+/// unlike `std`'s.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // splitmix64 finaliser: FNV alone leaves the low bits weak for short ids.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The partitions of a run: `boundaries[j - 1]` is the first id of partition `j`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    boundaries: Vec<Id>,
+}
+
+impl Plan {
+    /// Cuts the ids seen by `sampler` into (at most) `parts` ranges of about as many ids.
+    pub fn from_sample(sampler: Sampler, parts: usize) -> Plan {
+        let mut ids: Vec<Id> = sampler.heap.into_iter().map(|(_, id)| id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let parts = parts.clamp(1, ids.len().max(1));
+        let mut boundaries: Vec<Id> = (1..parts)
+            .map(|j| ids[j * ids.len() / parts].clone())
+            .collect();
+        boundaries.dedup();
+        Plan { boundaries }
+    }
+
+    pub fn parts(&self) -> usize {
+        self.boundaries.len() + 1
+    }
+
+    /// The partition of a patient.
+    pub fn part_of(&self, patient_id: &str) -> usize {
+        self.boundaries
+            .partition_point(|b| b.as_str() <= patient_id)
+    }
+}
+
+/// Keeps the `k` ids with the smallest stable hashes (a bottom-k sample): the same sample
+/// whatever the order in which the ids are seen.
+#[derive(Debug)]
+pub struct Sampler {
+    k: usize,
+    heap: BinaryHeap<(u64, Id)>,
+}
+
+impl Sampler {
+    pub fn new(k: usize) -> Sampler {
+        Sampler {
+            k: k.max(1),
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    pub fn add(&mut self, id: &str) {
+        let h = stable_hash(id.as_bytes());
+        if self.heap.len() < self.k {
+            self.heap.push((h, Id::from(id)));
+        } else if let Some(top) = self.heap.peek()
+            && (h, id) < (top.0, top.1.as_str())
+        {
+            self.heap.pop();
+            self.heap.push((h, Id::from(id)));
+        }
+    }
+}
+
+/// Parses a size such as `512M`, `4G`, `1.5GiB` or `1000000` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text}: a size such as 512M or 4G"))?;
+    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => return Err(format!("{text}: unit K, M, G or T")),
+    };
+    let bytes = value * factor as f64;
+    if !(bytes.is_finite() && bytes >= 1.0) {
+        return Err(format!("{text}: must be positive"));
+    }
+    Ok(bytes as u64)
+}
+
+/// The default memory limit: half of the machine's memory (`/proc/meminfo`), or 4 GiB when
+/// it cannot be read.
+pub fn default_memory_limit() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024 / 2)
+        })
+        .unwrap_or(4 << 30)
+}
+
+/// Bytes of memory an act costs while its partition is computed: the row read (`Act` and
+/// origin, ids inline), its copy grouped by patient, its outcome and its share of the
+/// writers' buffers. Measured on generated data (`scripts/bench.sh`), rounded up.
+pub const ACT_COST: u64 = 1_100;
+
+/// Acts expected in `path`: exact for Parquet (from the footers), estimated from the size of
+/// a CSV file and the length of its first lines (×5 for gzip).
+pub fn estimate_rows(path: &Path) -> Result<u64, ReadError> {
+    let mut total = 0u64;
+    for file in read::resolve(path)? {
+        let shown = file.display().to_string();
+        let io = |source: std::io::Error| ReadError::Io {
+            file: shown.clone(),
+            source,
+        };
+        let size = std::fs::metadata(&file).map_err(io)?.len();
+        let mut head = vec![0u8; 64 << 10];
+        let mut f = File::open(&file).map_err(io)?;
+        let n = f.read(&mut head).map_err(io)?;
+        head.truncate(n);
+        if head.starts_with(b"PAR1") {
+            let reader =
+                parquet::file::reader::SerializedFileReader::new(File::open(&file).map_err(io)?)
+                    .map_err(|e| ReadError::Parquet {
+                        file: shown.clone(),
+                        message: e.to_string(),
+                    })?;
+            use parquet::file::reader::FileReader;
+            total += reader.metadata().file_metadata().num_rows().max(0) as u64;
+        } else if head.starts_with(&[0x1f, 0x8b]) {
+            total += size * 5 / 100;
+        } else {
+            let lines = head.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
+            total += size * lines / (n.max(1) as u64);
+        }
+    }
+    Ok(total)
+}
+
+/// Partitions needed so that one partition's acts take at most a quarter of the limit: one
+/// is computed while the next is loaded, beside the read buffers and the writers.
+pub fn parts_for(rows: u64, memory_limit: u64) -> usize {
+    let budget = (memory_limit / 4).max(1);
+    let need = rows.saturating_mul(ACT_COST);
+    need.div_ceil(budget).max(1) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_stable() {
+        // Fixed values (computed independently): a change here changes every partitioned
+        // run's plan and act-id buckets.
+        assert_eq!(stable_hash(b""), 0xf52a_15e9_a9b5_e89b);
+        assert_eq!(stable_hash(b"P000001"), 0x709e_24b0_0698_8af2);
+        assert_ne!(stable_hash(b"P1"), stable_hash(b"P2"));
+    }
+
+    #[test]
+    fn ranges_follow_id_order_and_are_balanced() {
+        let mut sampler = Sampler::new(1000);
+        for i in (0..10_000).rev() {
+            sampler.add(&format!("P{i:06}"));
+        }
+        let plan = Plan::from_sample(sampler, 4);
+        assert_eq!(plan.parts(), 4);
+        let mut counts = [0usize; 4];
+        let mut last = 0;
+        for i in 0..10_000 {
+            let p = plan.part_of(&format!("P{i:06}"));
+            assert!(p >= last, "partitions are ranges in id order");
+            last = p;
+            counts[p] += 1;
+        }
+        for c in counts {
+            assert!((1_500..=3_500).contains(&c), "unbalanced: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn the_sample_does_not_depend_on_order() {
+        let ids: Vec<String> = (0..5_000)
+            .map(|i| format!("X{}", i * 7919 % 5_000))
+            .collect();
+        let mut a = Sampler::new(50);
+        ids.iter().for_each(|id| a.add(id));
+        let mut b = Sampler::new(50);
+        ids.iter().rev().for_each(|id| b.add(id));
+        assert_eq!(Plan::from_sample(a, 5), Plan::from_sample(b, 5));
+    }
+
+    #[test]
+    fn few_patients_give_fewer_partitions() {
+        let mut sampler = Sampler::new(100);
+        sampler.add("B");
+        sampler.add("A");
+        let plan = Plan::from_sample(sampler, 8);
+        assert_eq!(plan.parts(), 2);
+        assert_eq!(plan.part_of("A"), 0);
+        assert_eq!(plan.part_of("B"), 1);
+        assert_eq!(plan.part_of("Z"), 1);
+        assert_eq!(Plan::default().part_of("anything"), 0);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("0").is_err());
+        assert_eq!(parts_for(1_000_000, 1 << 40), 1);
+        assert_eq!(parts_for(1_000_000, 4 * 1_100_000), 1_000);
+    }
+}

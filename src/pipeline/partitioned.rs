@@ -1,0 +1,315 @@
+//! Runs larger than memory: every input table is read as a stream of chunks and routed to
+//! partitions (ranges of `patient_id`, see [`super::partition`]), held in memory up to a
+//! budget and spilled to Arrow IPC files past it; the partitions are then computed one at a
+//! time, in id order, each with only its own rows in memory, and their rows streamed into
+//! the outputs. The outputs are the bytes an in-memory run writes.
+//!
+//! Duplicate `act_id`s may sit in two partitions (two patients): the ids are also routed by a
+//! hash of the id, and each of those buckets finds its duplicates (the first row in file and
+//! row order is kept) before any partition is computed.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use chrono::Datelike;
+
+use super::partition::{self, Plan, Sampler};
+use super::sink::Sink;
+use super::spill::{ActRow, IdRow, Partitioned, SpillError, Stored};
+use super::{
+    Inputs, Origin, Prepared, RunError, RunOptions, RunSummary, assemble, check_counter_years,
+    check_counters, check_manifest, group_counters, group_rights, index_beneficiaries,
+};
+use crate::io::read::{self, Chunks, ReadOptions, Sourced};
+use crate::model::{Beneficiary, Reject, RightPeriod, YearCounter};
+use crate::rules::RuleBook;
+
+impl From<SpillError> for RunError {
+    fn from(e: SpillError) -> RunError {
+        RunError::Spill(e.to_string())
+    }
+}
+
+/// How much memory a run may use, and where it spills.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Bytes (`--memory-limit`).
+    pub memory: u64,
+    /// Partitions to use, instead of the number the memory limit asks for (tests, tuning).
+    pub parts: Option<usize>,
+}
+
+/// Where a run reports its steps: step, message, counts.
+pub type Log<'a> = dyn Fn(&str, &str, &[(&str, u64)]) + 'a;
+
+/// Ids kept per partition to place the boundaries.
+const SAMPLE_PER_PART: usize = 64;
+
+/// Computes a run whose inputs may be larger than memory: one partition (everything in
+/// memory, [`super::execute`]) when the acts fit in a quarter of the limit, else as many as
+/// needed.
+pub fn run(
+    book: &RuleBook,
+    inputs: &Inputs,
+    opts: &RunOptions,
+    limits: &Limits,
+    started: Instant,
+    log: &Log<'_>,
+) -> Result<RunSummary, RunError> {
+    let rows = partition::estimate_rows(&inputs.acts)?;
+    let parts = limits
+        .parts
+        .unwrap_or_else(|| partition::parts_for(rows, limits.memory));
+    if parts <= 1 {
+        log("read", "reading inputs", &[("acts_expected", rows)]);
+        let prepared = super::prepare(inputs)?;
+        log(
+            "compute",
+            "computing and writing",
+            &[("patients", prepared.patients.len() as u64)],
+        );
+        let summary = super::execute(book, &prepared, opts, started)?;
+        // The process ends soon after: freeing every row one by one would only delay it.
+        std::mem::forget(prepared);
+        return Ok(summary);
+    }
+
+    let staging = crate::io::write::Staging::begin(&opts.out)?;
+    let spill_dir: PathBuf = staging.path().join(".spill");
+    // While reading, the buffers of one table at a time hold at most a third of the limit.
+    let budget = (limits.memory / 3) as usize;
+    let mut files: Vec<(&'static str, String)> = Vec::new();
+    let mut early_rejects: Vec<Reject> = Vec::new();
+    let mut other_rejects: Vec<Reject> = Vec::new();
+
+    // Beneficiaries: a first pass samples the ids to place the boundaries, the second routes
+    // the rows.
+    log(
+        "read",
+        "sampling patient ids",
+        &[("acts_expected", rows), ("partitions", parts as u64)],
+    );
+    let mut sampler = Sampler::new(parts * SAMPLE_PER_PART);
+    for chunk in Chunks::<Beneficiary>::open(&inputs.beneficiaries, &inputs.read)? {
+        for r in &chunk?.rows {
+            sampler.add(&r.value.patient_id);
+        }
+    }
+    let plan = Plan::from_sample(sampler, parts);
+    let parts = plan.parts();
+    log(
+        "read",
+        "partitioning inputs",
+        &[("partitions", parts as u64)],
+    );
+
+    let mut bens = Partitioned::<Sourced<Beneficiary>>::new(&spill_dir, parts, budget);
+    let chunks = Chunks::<Beneficiary>::open(&inputs.beneficiaries, &inputs.read)?;
+    let ben_files = chunks.files().to_vec();
+    files.extend(ben_files.iter().map(|f| ("beneficiaries", f.clone())));
+    for chunk in chunks {
+        let chunk = chunk?;
+        other_rejects.extend(chunk.rejects);
+        for r in chunk.rows {
+            bens.push(plan.part_of(&r.value.patient_id), r)?;
+        }
+    }
+    let mut bens = bens.finish()?;
+
+    let mut rights = Partitioned::<RightPeriod>::new(&spill_dir, parts, budget);
+    if let Some(path) = &inputs.rights {
+        let chunks = Chunks::<RightPeriod>::open(path, &inputs.read)?;
+        files.extend(chunks.files().iter().map(|f| ("rights", f.clone())));
+        for chunk in chunks {
+            let chunk = chunk?;
+            other_rejects.extend(chunk.rejects);
+            for r in chunk.rows {
+                rights.push(plan.part_of(&r.value.patient_id), r.value)?;
+            }
+        }
+    }
+    let mut rights = rights.finish()?;
+
+    let mut counters = Partitioned::<YearCounter>::new(&spill_dir, parts, budget);
+    let mut counter_years: Vec<i32> = Vec::new();
+    if let Some(path) = &inputs.counters {
+        check_manifest(path)?;
+        for chunk in Chunks::<YearCounter>::open(path, &ReadOptions::default())? {
+            let chunk = chunk?;
+            if let Some(reject) = chunk.rejects.into_iter().next() {
+                return Err(read::bad_counter(reject).into());
+            }
+            let values: Vec<YearCounter> = chunk.rows.into_iter().map(|s| s.value).collect();
+            check_counters(path, &values)?;
+            for c in values {
+                counter_years.push(c.year);
+                counters.push(plan.part_of(&c.patient_id), c)?;
+            }
+        }
+        counter_years.sort_unstable();
+        counter_years.dedup();
+        files.push(("counters", path.display().to_string()));
+    }
+    let mut counters = counters.finish()?;
+
+    // Acts, and their ids routed by a hash of the id.
+    let mut acts = Partitioned::<ActRow>::new(&spill_dir, parts, budget);
+    let mut ids = Partitioned::<IdRow>::new(&spill_dir, parts, budget / 4);
+    let chunks = read::open_acts(&inputs.acts, &inputs.read)?;
+    let act_files = chunks.files().to_vec();
+    files.extend(act_files.iter().map(|f| ("acts", f.clone())));
+    let mut read_rows = 0u64;
+    let mut last_year: Option<i32> = None;
+    // One thread decodes the next chunk while this one routes (and spills) the last.
+    std::thread::scope(|scope| -> Result<(), RunError> {
+        let (queue, received) = sync_channel(1);
+        scope.spawn(move || {
+            for chunk in chunks {
+                let failed = chunk.is_err();
+                if queue.send(chunk).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for chunk in received {
+            let chunk = chunk?;
+            read_rows += chunk.read;
+            early_rejects.extend(chunk.rejects);
+            let file = chunk.file as u32;
+            for Sourced { row, value, .. } in chunk.rows {
+                let origin = Origin { file, row };
+                last_year = last_year.max(Some(value.care_date.year()));
+                let bucket =
+                    (partition::stable_hash(value.act_id.as_bytes()) % parts as u64) as usize;
+                ids.push(bucket, (value.act_id.clone(), origin))?;
+                acts.push(plan.part_of(&value.patient_id), (value, origin))?;
+            }
+        }
+        Ok(())
+    })?;
+    let mut acts = acts.finish()?;
+    if let Some(path) = &inputs.counters {
+        check_counter_years(path, last_year, counter_years.iter().copied())?;
+    }
+
+    // Duplicate ids, whatever their partitions.
+    let mut ids = ids.finish()?;
+    let mut duplicates: HashSet<Origin> = HashSet::new();
+    for bucket in 0..parts {
+        let rows = ids.take(bucket)?;
+        let mut seen: HashSet<&str> = HashSet::with_capacity(rows.len());
+        for (id, origin) in &rows {
+            if !seen.insert(id.as_str()) {
+                duplicates.insert(*origin);
+                early_rejects.push(Reject {
+                    file: act_files[origin.file as usize].clone(),
+                    row: origin.row,
+                    act_id: id.to_string(),
+                    column: "act_id".into(),
+                    reason: "duplicate_act_id".into(),
+                    value: id.to_string(),
+                });
+            }
+        }
+    }
+    drop(ids);
+
+    log(
+        "compute",
+        "computing and writing",
+        &[
+            ("partitions", parts as u64),
+            ("spilled_acts", acts.spilled_rows),
+        ],
+    );
+    let expected = read_rows - early_rejects.len() as u64;
+    let mut sink = Sink::with_staging(book, opts, staging, expected)?;
+    sink.add_rejects(early_rejects, false);
+    sink.add_rejects(other_rejects, true);
+    // One thread loads the next partition while this one computes the last.
+    std::thread::scope(|scope| -> Result<(), RunError> {
+        let (queue, loaded) = sync_channel(0);
+        let (duplicates, ben_files, act_files) = (&duplicates, &ben_files, &act_files);
+        let rights_known = inputs.rights.is_some();
+        scope.spawn(move || {
+            for part in 0..parts {
+                let from = Loaders {
+                    bens: &mut bens,
+                    rights: &mut rights,
+                    counters: &mut counters,
+                    acts: &mut acts,
+                };
+                let prepared =
+                    load_partition(part, from, duplicates, ben_files, act_files, rights_known);
+                let failed = prepared.is_err();
+                if queue.send(prepared).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for prepared in loaded {
+            let prepared = prepared?;
+            sink.partition(&prepared)?;
+            // Freed here, on the computing thread, while the next partition loads.
+            drop(prepared);
+        }
+        Ok(())
+    })?;
+    // Every spill file was deleted as its partition was read; the folder goes before commit.
+    if spill_dir.exists() {
+        std::fs::remove_dir_all(&spill_dir).map_err(|e| SpillError {
+            path: spill_dir.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    sink.finish(&files, read_rows, started)
+}
+
+struct Loaders<'s> {
+    bens: &'s mut Stored<Sourced<Beneficiary>>,
+    rights: &'s mut Stored<RightPeriod>,
+    counters: &'s mut Stored<YearCounter>,
+    acts: &'s mut Stored<ActRow>,
+}
+
+/// One partition's rows, checked and grouped by patient like an in-memory run's.
+fn load_partition(
+    part: usize,
+    from: Loaders,
+    duplicates: &HashSet<Origin>,
+    ben_files: &[String],
+    act_files: &[String],
+    rights_known: bool,
+) -> Result<Prepared, RunError> {
+    let mut rejects = Vec::new();
+    let beneficiaries = index_beneficiaries(from.bens.take(part)?, ben_files, &mut rejects);
+    let other_rejects = rejects.len() as u64;
+    let rights = group_rights(from.rights.take(part)?);
+    let opening: HashMap<String, Vec<YearCounter>> = group_counters(from.counters.take(part)?);
+    let rows: Vec<Sourced<_>> = from
+        .acts
+        .take(part)?
+        .into_iter()
+        .filter(|(_, origin)| !duplicates.contains(origin))
+        .map(|(value, origin)| Sourced {
+            file: origin.file as usize,
+            row: origin.row,
+            value,
+        })
+        .collect();
+    let base = Prepared {
+        beneficiaries,
+        rights,
+        rights_known,
+        opening,
+        act_files: act_files.to_vec(),
+        rejects,
+        other_rejects,
+        read: 0,
+        files: Vec::new(),
+        ..Prepared::default()
+    };
+    assemble(base, rows, None)
+}

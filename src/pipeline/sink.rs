@@ -1,0 +1,290 @@
+//! The outputs of a run being written: each partition's outcomes, patient-years and closing
+//! counters stream into the writers as the partition finishes; the summary, the rejects, the
+//! audit and the manifest are written at the end, then everything is committed atomically.
+//!
+//! The tables are encoded on a writer thread fed through a short queue, so that encoding one
+//! chunk of outcomes overlaps computing the next; the rows reach it in order, so the bytes do
+//! not depend on the timing.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::{COUNTERS_FORMAT, Prepared, RunError, RunOptions, RunSummary, State, for_each_chunk};
+use crate::audit::{self, Discrepancy};
+use crate::io::write::{self, Staging, TableWriter};
+use crate::model::{Act, Outcome, Reject, YearCounter};
+use crate::report::{PatientTotals, PatientYear, Summary, Totals};
+use crate::rules::RuleBook;
+
+/// What the writer thread is sent, in order.
+enum Message {
+    Outcomes(Vec<Outcome>),
+    /// The partition's outcomes were all sent: its patient-years can be written, with its
+    /// closing counters.
+    EndPartition(Vec<YearCounter>),
+}
+
+/// The streamed tables and the aggregates of the outcomes, owned by the writer thread.
+struct Writer {
+    acts: TableWriter<Outcome>,
+    patients: TableWriter<PatientYear>,
+    counters: TableWriter<YearCounter>,
+    summary: Summary,
+    totals: Totals,
+    partition: PatientTotals,
+}
+
+/// What the writer thread reports at the end.
+struct Written {
+    patient_years: u64,
+    counters: u64,
+    summary: Summary,
+    totals: Totals,
+}
+
+impl Writer {
+    fn run(mut self, queue: Receiver<Message>) -> Result<Written, RunError> {
+        for message in queue {
+            match message {
+                Message::Outcomes(outcomes) => {
+                    self.acts.write(&outcomes)?;
+                    self.partition.add(&outcomes);
+                    self.summary.add(&outcomes);
+                    self.totals.add_all(&outcomes);
+                }
+                Message::EndPartition(closing) => {
+                    let years = std::mem::take(&mut self.partition).finish(&closing);
+                    self.patients.write(&years)?;
+                    self.counters.write(&closing)?;
+                }
+            }
+        }
+        self.acts.finish()?;
+        Ok(Written {
+            patient_years: self.patients.finish()?,
+            counters: self.counters.finish()?,
+            summary: self.summary,
+            totals: self.totals,
+        })
+    }
+}
+
+/// Everything written so far, and the small aggregates kept until the end.
+pub(crate) struct Sink<'a> {
+    book: &'a RuleBook,
+    opts: &'a RunOptions,
+    staging: Staging,
+    queue: Option<SyncSender<Message>>,
+    writer: Option<JoinHandle<Result<Written, RunError>>>,
+    found: Vec<Discrepancy>,
+    rejects: Vec<Reject>,
+    /// Rejected rows of the beneficiaries and rights files.
+    other_rejects: u64,
+    computed: u64,
+    bar: indicatif::ProgressBar,
+}
+
+impl<'a> Sink<'a> {
+    /// Opens the staging folder and the streamed tables; `total` acts are expected (for the
+    /// progress bar).
+    pub(crate) fn begin(
+        book: &'a RuleBook,
+        opts: &'a RunOptions,
+        total: u64,
+    ) -> Result<Sink<'a>, RunError> {
+        let staging = Staging::begin(&opts.out)?;
+        Sink::with_staging(book, opts, staging, total)
+    }
+
+    pub(crate) fn with_staging(
+        book: &'a RuleBook,
+        opts: &'a RunOptions,
+        staging: Staging,
+        total: u64,
+    ) -> Result<Sink<'a>, RunError> {
+        let dir = staging.path().to_path_buf();
+        let bar = if opts.progress {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "compute+write {bar:40} {pos}/{len} acts, {per_sec}, eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let writer = Writer {
+            acts: TableWriter::create(&dir, opts.format)?,
+            patients: TableWriter::create(&dir, opts.format)?,
+            counters: TableWriter::create(&dir, opts.format)?,
+            summary: Summary::new(),
+            totals: Totals::default(),
+            partition: PatientTotals::new(),
+        };
+        let (queue, receiver) = sync_channel(1);
+        let writer = std::thread::Builder::new()
+            .name("rac-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(Sink {
+            book,
+            opts,
+            staging,
+            queue: Some(queue),
+            writer: Some(writer),
+            found: Vec::new(),
+            rejects: Vec::new(),
+            other_rejects: 0,
+            computed: 0,
+            bar,
+        })
+    }
+
+    /// Rejects found outside the partitions (while reading); `other` for rows of the
+    /// beneficiaries and rights files.
+    pub(crate) fn add_rejects(&mut self, rejects: Vec<Reject>, other: bool) {
+        if other {
+            self.other_rejects += rejects.len() as u64;
+        }
+        self.rejects.extend(rejects);
+    }
+
+    /// Computes one partition (patients of a range of ids, after the previous partition's)
+    /// and writes its rows.
+    pub(crate) fn partition(&mut self, prepared: &Prepared) -> Result<(), RunError> {
+        let mut state = State::default();
+        let book = self.book;
+        for_each_chunk(book, prepared, |chunk, results| -> Result<(), RunError> {
+            let outcomes = state.absorb(prepared, chunk, results);
+            self.bar
+                .inc(chunk.iter().map(|p| p.acts.len() as u64).sum());
+            if let Some((compare, tolerance)) = self.opts.audit {
+                let index: HashMap<&str, &Act> = chunk
+                    .iter()
+                    .flat_map(|p| p.acts.iter())
+                    .filter(|a| a.recorded_amo.is_some())
+                    .map(|a| (a.act_id.as_str(), a))
+                    .collect();
+                self.found.extend(audit::discrepancies(
+                    book, &outcomes, &index, compare, tolerance,
+                ));
+            }
+            self.send(Message::Outcomes(outcomes))
+        })?;
+        state.finish(prepared);
+        self.send(Message::EndPartition(std::mem::take(&mut state.closing)))?;
+        self.computed += state.computed;
+        self.other_rejects += prepared.other_rejects;
+        self.rejects.append(&mut state.rejects);
+        Ok(())
+    }
+
+    /// Hands rows to the writer thread; if it stopped, its error.
+    fn send(&mut self, message: Message) -> Result<(), RunError> {
+        if let Some(queue) = &self.queue
+            && queue.send(message).is_ok()
+        {
+            return Ok(());
+        }
+        self.join()?;
+        Err(RunError::Internal("the writer thread stopped early".into()))
+    }
+
+    /// Waits for the writer thread to finish its tables.
+    fn join(&mut self) -> Result<Written, RunError> {
+        self.queue = None;
+        let handle = self
+            .writer
+            .take()
+            .ok_or_else(|| RunError::Internal("the writer thread stopped early".into()))?;
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Writes the rest, the manifest last, and commits the folder.
+    pub(crate) fn finish(
+        mut self,
+        files: &[(&'static str, String)],
+        read: u64,
+        started: Instant,
+    ) -> Result<RunSummary, RunError> {
+        self.bar.finish_and_clear();
+        let dir = self.staging.path().to_path_buf();
+        let format = self.opts.format;
+        let Written {
+            patient_years,
+            counters,
+            summary,
+            totals,
+        } = self.join()?;
+        let summary_rows = summary.rows();
+        write::write_table(&dir, format, &summary_rows)?;
+        self.rejects
+            .sort_by(|a, b| (&a.file, a.row, &a.column).cmp(&(&b.file, b.row, &b.column)));
+        write::write_rejects_csv(&dir, &self.rejects)?;
+        let audit_section = match self.opts.audit {
+            Some(_) => audit::write(&dir, format, &self.found)?,
+            None => json!(null),
+        };
+
+        let mut inputs = Vec::new();
+        for (role, path) in files {
+            let p = Path::new(path);
+            let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            inputs.push(json!({
+                "role": role,
+                "path": path,
+                "bytes": size,
+                "sha256": write::sha256_file(p)?,
+            }));
+        }
+        let rejected_acts = self.rejects.len() as u64 - self.other_rejects;
+        let summary = RunSummary {
+            read,
+            computed: self.computed,
+            rejected: rejected_acts,
+            other_rejected: self.other_rejects,
+            discrepancies: self.opts.audit.map(|_| self.found.len() as u64),
+            totals,
+            summary: summary_rows,
+            out: self.opts.out.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        // The manifest records the run, duration included (SPEC §4); every other output is
+        // the same bytes for the same inputs.
+        let manifest = json!({
+            "tool": "rac",
+            "version": env!("CARGO_PKG_VERSION"),
+            "command": self.opts.command,
+            "argv": self.opts.argv,
+            "format": format.as_str(),
+            "inputs": inputs,
+            "rules": { "version": self.book.version(), "sources": self.book.sources() },
+            "counters_format": COUNTERS_FORMAT,
+            "rows": {
+                "read": summary.read,
+                "computed": summary.computed,
+                "rejected": summary.rejected,
+                "rejected_other_rows": summary.other_rejected,
+                "patient_years": patient_years,
+                "counters": counters,
+            },
+            "totals": summary.totals.to_json(),
+            "audit": audit_section,
+            "profile": self.opts.profile,
+            "duration_seconds": (summary.seconds * 1000.0).round() / 1000.0,
+        });
+        write::write_manifest(&dir, &manifest)?;
+        self.staging.commit()?;
+        Ok(summary)
+    }
+}

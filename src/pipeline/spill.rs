@@ -1,0 +1,761 @@
+//! Rows held per partition, in memory while they fit in a budget and spilled to Arrow IPC
+//! stream files past it (one file per partition and table, in a private folder).
+//!
+//! A [`Partitioned`] store receives rows in reading order and hands each partition back in
+//! that same order ([`Stored::take`]): the spilled batches first, then what stayed in memory.
+//! The IPC encoding is lossless for every field (amounts are the 16 bytes of
+//! `Decimal::serialize`), so a spilled run computes exactly what an in-memory run computes.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Int32Builder,
+    Int64Builder, StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{
+    DataType, Date32Type, Field, Int32Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt32Type,
+    UInt64Type,
+};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use chrono::{Datelike, NaiveDate};
+use rayon::prelude::*;
+use rust_decimal::Decimal;
+
+use super::Origin;
+use crate::io::read::Sourced;
+use crate::model::{
+    Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, RightKind, RightPeriod,
+    Setting, YearCounter,
+};
+
+/// A spill file could not be written or read back.
+#[derive(Debug, thiserror::Error)]
+#[error("spill file {path}: {message}")]
+pub struct SpillError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+fn spill_error(path: &Path, e: impl std::fmt::Display) -> SpillError {
+    SpillError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// A row type that can be held in a [`Partitioned`] store.
+pub trait Spillable: Sized + Send + Sync {
+    /// File name stem of the spill files.
+    const NAME: &'static str;
+    fn schema() -> SchemaRef;
+    fn to_batch(rows: &[Self]) -> RecordBatch;
+    /// Appends the rows of `batch` to `out`.
+    fn from_batch(batch: &RecordBatch, out: &mut Vec<Self>);
+    /// Bytes the row holds in memory (inline ids included), for the budget.
+    fn mem_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
+/// Rows routed to partitions, buffered in memory up to a budget, then spilled.
+pub struct Partitioned<T: Spillable> {
+    dir: PathBuf,
+    buffers: Vec<Vec<T>>,
+    writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
+    buffered: usize,
+    budget: usize,
+    /// Rows written to disk so far.
+    pub spilled_rows: u64,
+}
+
+impl<T: Spillable> Partitioned<T> {
+    /// A store of `parts` partitions; spill files go in `dir` (created when first needed).
+    pub fn new(dir: &Path, parts: usize, budget: usize) -> Partitioned<T> {
+        Partitioned {
+            dir: dir.to_path_buf(),
+            buffers: (0..parts).map(|_| Vec::new()).collect(),
+            writers: (0..parts).map(|_| None).collect(),
+            buffered: 0,
+            budget,
+            spilled_rows: 0,
+        }
+    }
+
+    pub fn push(&mut self, part: usize, row: T) -> Result<(), SpillError> {
+        let buffer = &mut self.buffers[part];
+        let capacity = buffer.capacity();
+        // What the row holds beyond its slot, and the slots the vector grows by.
+        self.buffered += row.mem_bytes() - std::mem::size_of::<T>();
+        buffer.push(row);
+        self.buffered += (buffer.capacity() - capacity) * std::mem::size_of::<T>();
+        if self.buffered > self.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn path(&self, part: usize) -> PathBuf {
+        self.dir.join(format!("{}-{part:05}.arrows", T::NAME))
+    }
+
+    /// Writes every buffer to its partition's file and frees the memory. Batches are
+    /// encoded in parallel, written in partition order.
+    fn spill(&mut self) -> Result<(), SpillError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| spill_error(&self.dir, e))?;
+        let buffers = std::mem::take(&mut self.buffers);
+        let parts = buffers.len();
+        let batches: Vec<Option<RecordBatch>> = buffers
+            .par_iter()
+            .map(|rows| (!rows.is_empty()).then(|| T::to_batch(rows)))
+            .collect();
+        drop(buffers);
+        self.buffers = (0..parts).map(|_| Vec::new()).collect();
+        self.buffered = 0;
+        for (part, batch) in batches.into_iter().enumerate() {
+            let Some(batch) = batch else { continue };
+            let path = self.path(part);
+            if self.writers[part].is_none() {
+                let file = File::create(&path).map_err(|e| spill_error(&path, e))?;
+                let writer =
+                    StreamWriter::try_new(BufWriter::with_capacity(1 << 16, file), &T::schema())
+                        .map_err(|e| spill_error(&path, e))?;
+                self.writers[part] = Some(writer);
+            }
+            self.spilled_rows += batch.num_rows() as u64;
+            let writer = self.writers[part].as_mut().expect("opened above");
+            writer.write(&batch).map_err(|e| spill_error(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the writing. When anything went to disk, the rest goes too, so that partitions are
+    /// processed with only their own rows in memory.
+    pub fn finish(mut self) -> Result<Stored<T>, SpillError> {
+        if self.spilled_rows > 0 && self.buffered > 0 {
+            self.spill()?;
+        }
+        let mut files = Vec::with_capacity(self.writers.len());
+        for (part, writer) in std::mem::take(&mut self.writers).into_iter().enumerate() {
+            match writer {
+                Some(mut w) => {
+                    let path = self.path(part);
+                    w.finish().map_err(|e| spill_error(&path, e))?;
+                    files.push(Some(path));
+                }
+                None => files.push(None),
+            }
+        }
+        Ok(Stored {
+            files,
+            buffers: std::mem::take(&mut self.buffers),
+            spilled_rows: self.spilled_rows,
+        })
+    }
+}
+
+/// The rows of every partition, after [`Partitioned::finish`].
+pub struct Stored<T> {
+    files: Vec<Option<PathBuf>>,
+    buffers: Vec<Vec<T>>,
+    pub spilled_rows: u64,
+}
+
+impl<T: Spillable> Stored<T> {
+    /// Takes partition `part`'s rows, in the order they were pushed; its spill file is
+    /// deleted.
+    pub fn take(&mut self, part: usize) -> Result<Vec<T>, SpillError> {
+        let mut rows = Vec::new();
+        if let Some(path) = self.files[part].take() {
+            let file = File::open(&path).map_err(|e| spill_error(&path, e))?;
+            let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, file), None)
+                .map_err(|e| spill_error(&path, e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| spill_error(&path, e))?;
+                T::from_batch(&batch, &mut rows);
+            }
+            std::fs::remove_file(&path).map_err(|e| spill_error(&path, e))?;
+        }
+        let mut memory = std::mem::take(&mut self.buffers[part]);
+        if rows.is_empty() {
+            return Ok(memory);
+        }
+        rows.append(&mut memory);
+        Ok(rows)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Column helpers
+
+const UNIX_EPOCH_CE: i32 = 719_163;
+
+fn days(date: NaiveDate) -> i32 {
+    date.num_days_from_ce() - UNIX_EPOCH_CE
+}
+
+fn date(days: i32) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_CE).expect("a date written by rac")
+}
+
+fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
+    Field::new(name, data_type, nullable)
+}
+
+fn decimal_field(name: &str, nullable: bool) -> Field {
+    field(name, DataType::FixedSizeBinary(16), nullable)
+}
+
+fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(schema, columns).expect("columns match the spill schema")
+}
+
+/// Builds one column from the rows.
+struct Build;
+
+impl Build {
+    fn text<'a, T: 'a>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
+        let bytes: usize = rows.iter().map(|r| f(r).map_or(0, str::len)).sum();
+        let mut b = StringBuilder::with_capacity(rows.len(), bytes);
+        for r in rows {
+            b.append_option(f(r));
+        }
+        Arc::new(b.finish())
+    }
+    fn date<T>(rows: &[T], f: impl Fn(&T) -> Option<NaiveDate>) -> ArrayRef {
+        let mut b = Date32Builder::with_capacity(rows.len());
+        for r in rows {
+            b.append_option(f(r).map(days));
+        }
+        Arc::new(b.finish())
+    }
+    fn decimal<T>(rows: &[T], f: impl Fn(&T) -> Option<Decimal>) -> ArrayRef {
+        let mut b = FixedSizeBinaryBuilder::with_capacity(rows.len(), 16);
+        for r in rows {
+            match f(r) {
+                Some(d) => b.append_value(d.serialize()).expect("16 bytes"),
+                None => b.append_null(),
+            }
+        }
+        Arc::new(b.finish())
+    }
+    fn code<T>(rows: &[T], f: impl Fn(&T) -> u8) -> ArrayRef {
+        let mut b = UInt8Builder::with_capacity(rows.len());
+        for r in rows {
+            b.append_value(f(r));
+        }
+        Arc::new(b.finish())
+    }
+    fn origin<T>(rows: &[T], f: impl Fn(&T) -> Origin) -> [ArrayRef; 2] {
+        let mut file = UInt32Builder::with_capacity(rows.len());
+        let mut row = UInt64Builder::with_capacity(rows.len());
+        for r in rows {
+            let o = f(r);
+            file.append_value(o.file);
+            row.append_value(o.row);
+        }
+        [Arc::new(file.finish()), Arc::new(row.finish())]
+    }
+}
+
+/// Reads the columns of one batch back.
+struct Read<'a>(&'a RecordBatch);
+
+impl<'a> Read<'a> {
+    fn text(&self, i: usize) -> impl Fn(usize) -> Option<&'a str> + 'a {
+        let a = self.0.column(i).as_string::<i32>();
+        move |r| (!a.is_null(r)).then(|| a.value(r))
+    }
+    fn date(&self, i: usize) -> impl Fn(usize) -> Option<NaiveDate> + 'a {
+        let a = self.0.column(i).as_primitive::<Date32Type>();
+        move |r| (!a.is_null(r)).then(|| date(a.value(r)))
+    }
+    fn decimal(&self, i: usize) -> impl Fn(usize) -> Option<Decimal> + 'a {
+        let a = self.0.column(i).as_fixed_size_binary();
+        move |r| {
+            (!a.is_null(r)).then(|| {
+                Decimal::deserialize(a.value(r).try_into().expect("16 bytes written by rac"))
+            })
+        }
+    }
+    fn code(&self, i: usize) -> impl Fn(usize) -> usize + 'a {
+        let a = self.0.column(i).as_primitive::<UInt8Type>();
+        move |r| usize::from(a.value(r))
+    }
+    fn origin(&self, i: usize) -> impl Fn(usize) -> Origin + 'a {
+        let file = self.0.column(i).as_primitive::<UInt32Type>();
+        let row = self.0.column(i + 1).as_primitive::<UInt64Type>();
+        move |r| Origin {
+            file: file.value(r),
+            row: row.value(r),
+        }
+    }
+}
+
+fn id(text: Option<&str>) -> Id {
+    Id::from(text.unwrap_or_default())
+}
+
+fn origin_fields() -> [Field; 2] {
+    [
+        field("_file", DataType::UInt32, false),
+        field("_row", DataType::UInt64, false),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The spilled tables
+
+/// An act with where it came from.
+pub type ActRow = (Act, Origin);
+
+impl Spillable for ActRow {
+    const NAME: &'static str = "acts";
+
+    fn schema() -> SchemaRef {
+        let mut fields = vec![
+            field("act_id", DataType::Utf8, false),
+            field("patient_id", DataType::Utf8, false),
+            field("care_date", DataType::Date32, false),
+            field("end_date", DataType::Date32, true),
+            field("category", DataType::UInt8, false),
+            decimal_field("tariff", false),
+            field("quantity", DataType::Int64, false),
+            decimal_field("billed", true),
+            decimal_field("coefficient", true),
+            field("code", DataType::Utf8, true),
+            field("practitioner_id", DataType::Utf8, true),
+            field("specialty", DataType::Utf8, true),
+            field("stay_id", DataType::Utf8, true),
+            field("insurance_nature", DataType::UInt8, false),
+            field("exo_code", DataType::Utf8, true),
+            field("ald_related", DataType::Boolean, false),
+            field("pathway", DataType::UInt8, false),
+            field("setting", DataType::UInt8, false),
+            decimal_field("recorded_amo", true),
+        ];
+        fields.extend(origin_fields());
+        Arc::new(Schema::new(fields))
+    }
+
+    fn to_batch(rows: &[ActRow]) -> RecordBatch {
+        let mut quantity = Int64Builder::with_capacity(rows.len());
+        let mut ald = BooleanBuilder::with_capacity(rows.len());
+        for (a, _) in rows {
+            quantity.append_value(a.quantity);
+            ald.append_value(a.ald_related);
+        }
+        let [file, row] = Build::origin(rows, |(_, o)| *o);
+        batch(
+            Self::schema(),
+            vec![
+                Build::text(rows, |(a, _)| Some(a.act_id.as_str())),
+                Build::text(rows, |(a, _)| Some(a.patient_id.as_str())),
+                Build::date(rows, |(a, _)| Some(a.care_date)),
+                Build::date(rows, |(a, _)| a.end_date),
+                Build::code(rows, |(a, _)| a.category as u8),
+                Build::decimal(rows, |(a, _)| Some(a.tariff)),
+                Arc::new(quantity.finish()),
+                Build::decimal(rows, |(a, _)| a.billed),
+                Build::decimal(rows, |(a, _)| a.coefficient),
+                Build::text(rows, |(a, _)| a.code.as_deref()),
+                Build::text(rows, |(a, _)| a.practitioner_id.as_deref()),
+                Build::text(rows, |(a, _)| a.specialty.as_deref()),
+                Build::text(rows, |(a, _)| a.stay_id.as_deref()),
+                Build::code(rows, |(a, _)| a.insurance_nature as u8),
+                Build::text(rows, |(a, _)| a.exo_code.as_deref()),
+                Arc::new(ald.finish()),
+                Build::code(rows, |(a, _)| a.pathway as u8),
+                Build::code(rows, |(a, _)| a.setting as u8),
+                Build::decimal(rows, |(a, _)| a.recorded_amo),
+                file,
+                row,
+            ],
+        )
+    }
+
+    fn from_batch(b: &RecordBatch, out: &mut Vec<ActRow>) {
+        let r = Read(b);
+        let (act_id, patient_id) = (r.text(0), r.text(1));
+        let (care_date, end_date) = (r.date(2), r.date(3));
+        let category = r.code(4);
+        let tariff = r.decimal(5);
+        let quantity = b.column(6).as_primitive::<Int64Type>();
+        let (billed, coefficient) = (r.decimal(7), r.decimal(8));
+        let (code, practitioner, specialty, stay) = (r.text(9), r.text(10), r.text(11), r.text(12));
+        let nature = r.code(13);
+        let exo = r.text(14);
+        let ald = b.column(15).as_boolean();
+        let (pathway, setting) = (r.code(16), r.code(17));
+        let recorded = r.decimal(18);
+        let origin = r.origin(19);
+        out.reserve(b.num_rows());
+        for i in 0..b.num_rows() {
+            let act = Act {
+                act_id: id(act_id(i)),
+                patient_id: id(patient_id(i)),
+                care_date: care_date(i).expect("not null"),
+                end_date: end_date(i),
+                category: Category::ALL[category(i)],
+                tariff: tariff(i).expect("not null"),
+                quantity: quantity.value(i),
+                billed: billed(i),
+                coefficient: coefficient(i),
+                code: code(i).map(Id::from),
+                practitioner_id: practitioner(i).map(Id::from),
+                specialty: specialty(i).map(Id::from),
+                stay_id: stay(i).map(Id::from),
+                insurance_nature: InsuranceNature::ALL[nature(i)],
+                exo_code: exo(i).map(Id::from),
+                ald_related: ald.value(i),
+                pathway: Pathway::ALL[pathway(i)],
+                setting: Setting::ALL[setting(i)],
+                recorded_amo: recorded(i),
+            };
+            out.push((act, origin(i)));
+        }
+    }
+}
+
+/// An act id with where it came from, routed by a hash of the id (duplicate detection).
+pub type IdRow = (Id, Origin);
+
+impl Spillable for IdRow {
+    const NAME: &'static str = "act_ids";
+
+    fn schema() -> SchemaRef {
+        let mut fields = vec![field("act_id", DataType::Utf8, false)];
+        fields.extend(origin_fields());
+        Arc::new(Schema::new(fields))
+    }
+
+    fn to_batch(rows: &[IdRow]) -> RecordBatch {
+        let [file, row] = Build::origin(rows, |(_, o)| *o);
+        batch(
+            Self::schema(),
+            vec![Build::text(rows, |(a, _)| Some(a.as_str())), file, row],
+        )
+    }
+
+    fn from_batch(b: &RecordBatch, out: &mut Vec<IdRow>) {
+        let r = Read(b);
+        let (act_id, origin) = (r.text(0), r.origin(1));
+        out.extend((0..b.num_rows()).map(|i| (id(act_id(i)), origin(i))));
+    }
+}
+
+impl Spillable for Sourced<Beneficiary> {
+    const NAME: &'static str = "beneficiaries";
+
+    fn schema() -> SchemaRef {
+        let mut fields = vec![
+            field("patient_id", DataType::Utf8, false),
+            field("birth_date", DataType::Date32, false),
+            field("regime", DataType::UInt8, false),
+        ];
+        fields.extend(origin_fields());
+        Arc::new(Schema::new(fields))
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        let [file, row] = Build::origin(rows, |s| Origin {
+            file: s.file as u32,
+            row: s.row,
+        });
+        batch(
+            Self::schema(),
+            vec![
+                Build::text(rows, |s| Some(s.value.patient_id.as_str())),
+                Build::date(rows, |s| Some(s.value.birth_date)),
+                Build::code(rows, |s| s.value.regime as u8),
+                file,
+                row,
+            ],
+        )
+    }
+
+    fn from_batch(b: &RecordBatch, out: &mut Vec<Self>) {
+        let r = Read(b);
+        let (patient, birth, regime, origin) = (r.text(0), r.date(1), r.code(2), r.origin(3));
+        out.extend((0..b.num_rows()).map(|i| {
+            let o = origin(i);
+            Sourced {
+                file: o.file as usize,
+                row: o.row,
+                value: Beneficiary {
+                    patient_id: patient(i).unwrap_or_default().to_string(),
+                    birth_date: birth(i).expect("not null"),
+                    regime: Regime::ALL[regime(i)],
+                },
+            }
+        }));
+    }
+
+    fn mem_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.value.patient_id.capacity()
+    }
+}
+
+impl Spillable for RightPeriod {
+    const NAME: &'static str = "rights";
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            field("patient_id", DataType::Utf8, false),
+            field("right", DataType::UInt8, false),
+            field("start_date", DataType::Date32, false),
+            field("end_date", DataType::Date32, true),
+            field("reference", DataType::Utf8, true),
+        ]))
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        batch(
+            Self::schema(),
+            vec![
+                Build::text(rows, |r| Some(r.patient_id.as_str())),
+                Build::code(rows, |r| r.right as u8),
+                Build::date(rows, |r| Some(r.start_date)),
+                Build::date(rows, |r| r.end_date),
+                Build::text(rows, |r| r.reference.as_deref()),
+            ],
+        )
+    }
+
+    fn from_batch(b: &RecordBatch, out: &mut Vec<Self>) {
+        let r = Read(b);
+        let (patient, right, start, end, reference) =
+            (r.text(0), r.code(1), r.date(2), r.date(3), r.text(4));
+        out.extend((0..b.num_rows()).map(|i| RightPeriod {
+            patient_id: patient(i).unwrap_or_default().to_string(),
+            right: RightKind::ALL[right(i)],
+            start_date: start(i).expect("not null"),
+            end_date: end(i),
+            reference: reference(i).map(str::to_string),
+        }));
+    }
+
+    fn mem_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.patient_id.capacity()
+            + self.reference.as_ref().map_or(0, String::capacity)
+    }
+}
+
+/// Separates the stays of a counter in one text cell (stay ids never contain it).
+const STAY_SEPARATOR: char = '\u{1f}';
+
+impl Spillable for YearCounter {
+    const NAME: &'static str = "counters";
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            field("patient_id", DataType::Utf8, false),
+            field("year", DataType::Int32, false),
+            decimal_field("pf_used", false),
+            decimal_field("franchise_used", false),
+            field("charged_stays", DataType::Utf8, false),
+            field("pf_cap_reached_on", DataType::Date32, true),
+            field("franchise_cap_reached_on", DataType::Date32, true),
+        ]))
+    }
+
+    fn to_batch(rows: &[Self]) -> RecordBatch {
+        let mut year = Int32Builder::with_capacity(rows.len());
+        let mut stays = StringBuilder::new();
+        let mut joined = String::new();
+        for c in rows {
+            year.append_value(c.year);
+            joined.clear();
+            for (i, s) in c.charged_stays.iter().enumerate() {
+                if i > 0 {
+                    joined.push(STAY_SEPARATOR);
+                }
+                joined.push_str(s);
+            }
+            stays.append_value(&joined);
+        }
+        batch(
+            Self::schema(),
+            vec![
+                Build::text(rows, |c| Some(c.patient_id.as_str())),
+                Arc::new(year.finish()),
+                Build::decimal(rows, |c| Some(c.pf_used)),
+                Build::decimal(rows, |c| Some(c.franchise_used)),
+                Arc::new(stays.finish()),
+                Build::date(rows, |c| c.pf_cap_reached_on),
+                Build::date(rows, |c| c.franchise_cap_reached_on),
+            ],
+        )
+    }
+
+    fn from_batch(b: &RecordBatch, out: &mut Vec<Self>) {
+        let r = Read(b);
+        let year = b.column(1).as_primitive::<Int32Type>();
+        let (patient, pf, franchise, stays) = (r.text(0), r.decimal(2), r.decimal(3), r.text(4));
+        let (pf_on, franchise_on) = (r.date(5), r.date(6));
+        out.extend((0..b.num_rows()).map(|i| {
+            YearCounter {
+                patient_id: patient(i).unwrap_or_default().to_string(),
+                year: year.value(i),
+                pf_used: pf(i).expect("not null"),
+                franchise_used: franchise(i).expect("not null"),
+                charged_stays: stays(i)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.split(STAY_SEPARATOR).map(str::to_string).collect())
+                    .unwrap_or_default(),
+                pf_cap_reached_on: pf_on(i),
+                franchise_cap_reached_on: franchise_on(i),
+            }
+        }));
+    }
+
+    fn mem_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.patient_id.capacity()
+            + self
+                .charged_stays
+                .iter()
+                .map(|s| 24 + s.capacity())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn acts_round_trip_through_spill_files_in_push_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut full = Act::new(
+            "A1",
+            "P1",
+            day(2024, 5, 15),
+            Category::Consultation,
+            dec!(30),
+        );
+        full.end_date = Some(day(2024, 5, 20));
+        full.quantity = 3;
+        full.billed = Some(dec!(95.125));
+        full.coefficient = Some(dec!(60));
+        full.code = Some("YYYY001".into());
+        full.practitioner_id = Some("10001".into());
+        full.specialty = Some("01".into());
+        full.stay_id = Some("S1".into());
+        full.insurance_nature = InsuranceNature::AtMp;
+        full.exo_code = Some("4".into());
+        full.ald_related = true;
+        full.pathway = Pathway::OutOfPathway;
+        full.setting = Setting::Inpatient;
+        full.recorded_amo = Some(dec!(-1.01));
+        let bare = Act::new("A2", "P2", day(1970, 1, 1), Category::DailyFeePsy, dec!(0));
+        let rows: Vec<ActRow> = (0..10)
+            .map(|i| {
+                let act = if i % 2 == 0 {
+                    full.clone()
+                } else {
+                    bare.clone()
+                };
+                (
+                    act,
+                    Origin {
+                        file: i % 3,
+                        row: u64::from(i) + 1,
+                    },
+                )
+            })
+            .collect();
+        // A budget of one row: every push spills.
+        let mut store = Partitioned::<ActRow>::new(dir.path(), 2, 1);
+        for (i, r) in rows.iter().enumerate() {
+            store.push(i % 2, r.clone()).unwrap();
+        }
+        let mut stored = store.finish().unwrap();
+        assert_eq!(stored.spilled_rows, 10);
+        let evens = stored.take(0).unwrap();
+        let odds = stored.take(1).unwrap();
+        let expect_evens: Vec<ActRow> = rows.iter().step_by(2).cloned().collect();
+        let expect_odds: Vec<ActRow> = rows.iter().skip(1).step_by(2).cloned().collect();
+        assert_eq!(evens, expect_evens);
+        assert_eq!(odds, expect_odds);
+        // Taking removes the files.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn nothing_spills_under_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Partitioned::<IdRow>::new(&dir.path().join("spill"), 3, 1 << 20);
+        store
+            .push(2, ("X".into(), Origin { file: 0, row: 1 }))
+            .unwrap();
+        let mut stored = store.finish().unwrap();
+        assert_eq!(stored.spilled_rows, 0);
+        assert!(!dir.path().join("spill").exists());
+        assert!(stored.take(0).unwrap().is_empty());
+        assert_eq!(
+            stored.take(2).unwrap(),
+            vec![("X".into(), Origin { file: 0, row: 1 })]
+        );
+    }
+
+    #[test]
+    fn side_tables_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = YearCounter {
+            patient_id: "P1".into(),
+            year: 2024,
+            pf_used: dec!(50.00),
+            franchise_used: dec!(12.5),
+            charged_stays: vec!["S1".into(), "S2".into()],
+            pf_cap_reached_on: Some(day(2024, 11, 3)),
+            franchise_cap_reached_on: None,
+        };
+        let empty = YearCounter {
+            patient_id: "P2".into(),
+            year: 2023,
+            ..YearCounter::default()
+        };
+        let mut store = Partitioned::<YearCounter>::new(dir.path(), 1, 1);
+        store.push(0, counter.clone()).unwrap();
+        store.push(0, empty.clone()).unwrap();
+        assert_eq!(
+            store.finish().unwrap().take(0).unwrap(),
+            vec![counter, empty]
+        );
+
+        let right = RightPeriod {
+            patient_id: "P1".into(),
+            right: RightKind::Newborn,
+            start_date: day(2024, 1, 1),
+            end_date: None,
+            reference: Some("ALD 30".into()),
+        };
+        let mut store = Partitioned::<RightPeriod>::new(dir.path(), 1, 1);
+        store.push(0, right.clone()).unwrap();
+        assert_eq!(store.finish().unwrap().take(0).unwrap(), vec![right]);
+
+        let ben = Sourced {
+            file: 2,
+            row: 7,
+            value: Beneficiary {
+                patient_id: "P1".into(),
+                birth_date: day(1950, 2, 28),
+                regime: Regime::AlsaceMoselle,
+            },
+        };
+        let mut store = Partitioned::<Sourced<Beneficiary>>::new(dir.path(), 1, 1);
+        store.push(0, ben.clone()).unwrap();
+        assert_eq!(store.finish().unwrap().take(0).unwrap(), vec![ben]);
+    }
+}

@@ -1,0 +1,200 @@
+//! Issue 3: a run cut into partitions and spilled to disk under a tiny `--memory-limit` writes
+//! the same bytes as a run held in memory, whatever the number of partitions and threads;
+//! duplicates across partitions, unknown patients and bad rows are found all the same.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn rac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(args)
+        .output()
+        .expect("rac runs")
+}
+
+fn ok(o: &Output, codes: &[i32]) {
+    assert!(
+        o.status.code().is_some_and(|c| codes.contains(&c)),
+        "exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A generated data set (CSV), with rows added that only a whole-input view can judge: an
+/// `act_id` reused for another patient (likely in another partition), an act of an unknown
+/// patient, an unreadable row, and a second row for a beneficiary.
+fn data_set(dir: &Path) {
+    let d = dir.display().to_string();
+    let o = rac(&[
+        "generate",
+        "--acts",
+        "6000",
+        "--patients",
+        "700",
+        "--seed",
+        "11",
+        "--out",
+        &d,
+        "--format",
+        "csv",
+    ]);
+    ok(&o, &[0]);
+    let acts_path = dir.join("acts.csv");
+    let acts = std::fs::read_to_string(&acts_path).unwrap();
+    let lines: Vec<&str> = acts.lines().collect();
+    let first: Vec<&str> = lines[1].split(',').collect();
+    let last: Vec<&str> = lines[lines.len() - 1].split(',').collect();
+    assert_ne!(first[1], last[1], "two different patients");
+    // The first act's id, for the last act's patient: a duplicate, rejected.
+    let mut dup = last.clone();
+    dup[0] = first[0];
+    let mut unknown = last.clone();
+    unknown[0] = "AUNKNOWN";
+    unknown[1] = "PNOBODY";
+    let mut bad = last.clone();
+    bad[0] = "ABAD";
+    bad[2] = "2024-13-45";
+    let mut text = acts.clone();
+    for row in [dup, unknown, bad] {
+        text.push_str(&row.join(","));
+        text.push('\n');
+    }
+    std::fs::write(&acts_path, text).unwrap();
+    let bens_path = dir.join("beneficiaries.csv");
+    let bens = std::fs::read_to_string(&bens_path).unwrap();
+    let second = bens.lines().nth(1).unwrap().to_string();
+    std::fs::write(&bens_path, format!("{bens}{second}\n")).unwrap();
+}
+
+fn compute(data: &Path, out: &Path, counters: Option<&Path>, extra: &[&str]) -> Output {
+    let p = |name: &str| data.join(name).display().to_string();
+    let (acts, bens, rights, out) = (
+        p("acts.csv"),
+        p("beneficiaries.csv"),
+        p("rights.csv"),
+        out.display().to_string(),
+    );
+    let counters = counters.map(|c| c.display().to_string());
+    let mut args = vec![
+        "compute",
+        "--acts",
+        &acts,
+        "--beneficiaries",
+        &bens,
+        "--rights",
+        &rights,
+        "--out",
+        &out,
+        "--log-format",
+        "json",
+    ];
+    if let Some(c) = &counters {
+        args.extend(["--counters", c]);
+    }
+    args.extend_from_slice(extra);
+    rac(&args)
+}
+
+/// The `compute` log event of a run (partitions and spilled acts).
+fn compute_event(o: &Output) -> serde_json::Value {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["step"] == "compute")
+        .expect("a compute event")
+}
+
+const TABLES: [&str; 5] = [
+    "acts.parquet",
+    "patients.parquet",
+    "summary.parquet",
+    "counters.parquet",
+    "rejects.csv",
+];
+
+#[test]
+fn a_spilled_run_writes_the_bytes_of_an_in_memory_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    // Counters of a first run open the second: they are partitioned too.
+    let first = tmp.path().join("first");
+    ok(&compute(&data, &first, None, &[]), &[3]);
+    let counters = first.join("counters.parquet");
+
+    let memory = tmp.path().join("memory");
+    let o = compute(&data, &memory, Some(&counters), &[]);
+    ok(&o, &[3]);
+    assert_eq!(compute_event(&o)["partitions"], serde_json::Value::Null);
+
+    let spilled = tmp.path().join("spilled");
+    let o = compute(
+        &data,
+        &spilled,
+        Some(&counters),
+        &["--memory-limit", "1M", "--threads", "2"],
+    );
+    ok(&o, &[3]);
+    let event = compute_event(&o);
+    assert!(event["partitions"].as_u64().unwrap() > 4, "{event}");
+    assert!(event["spilled_acts"].as_u64().unwrap() > 0, "{event}");
+    // The spill folder is gone.
+    let names: Vec<String> = std::fs::read_dir(&spilled)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+
+    let seven = tmp.path().join("seven");
+    let o = compute(
+        &data,
+        &seven,
+        Some(&counters),
+        &["--partitions", "7", "--threads", "1"],
+    );
+    ok(&o, &[3]);
+    assert_eq!(compute_event(&o)["partitions"], 7);
+
+    for table in TABLES {
+        let reference = std::fs::read(memory.join(table)).unwrap();
+        assert!(!reference.is_empty());
+        for other in [&spilled, &seven] {
+            assert!(
+                std::fs::read(other.join(table)).unwrap() == reference,
+                "{table} differs in {}",
+                other.display()
+            );
+        }
+    }
+    // The rows only a whole-input view can judge are rejected, each once.
+    let rejects = std::fs::read_to_string(spilled.join("rejects.csv")).unwrap();
+    for reason in [
+        "duplicate_act_id",
+        "unknown_patient",
+        "bad_date",
+        "duplicate_patient_id",
+    ] {
+        assert_eq!(rejects.matches(reason).count(), 1, "{reason} in\n{rejects}");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(spilled.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["rows"]["read"], 6003);
+    assert_eq!(manifest["rows"]["computed"], 6000);
+    assert_eq!(manifest["rows"]["rejected"], 3);
+    assert_eq!(manifest["rows"]["rejected_other_rows"], 1);
+}
+
+#[test]
+fn a_bad_memory_limit_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = compute(
+        tmp.path(),
+        &tmp.path().join("out"),
+        None,
+        &["--memory-limit", "lots"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--memory-limit"));
+}
