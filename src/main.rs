@@ -7,19 +7,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc's `mi_option_e` (v2).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 fn main() {
-    // A run frees and reallocates its partitions' rows over and over: by default mimalloc
-    // hands freed memory back to the OS after 10 ms and the kernel zeroes it again on the
-    // next use (a third of the time of a partitioned run, measured with perf). One second
-    // keeps it for reuse; the peak resident memory is the same. MIMALLOC_PURGE_DELAY still
-    // wins when set.
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one integer option of the allocator; any value is valid.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
-    }
     let cli = rac::cli::Cli::parse();
     let code = match rac::cli::run(cli) {
         Ok(code) => code,

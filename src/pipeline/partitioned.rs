@@ -78,8 +78,9 @@ pub fn run(
 
     let staging = crate::io::write::Staging::begin(&opts.out)?;
     let spill_dir: PathBuf = staging.path().join(".spill");
-    // While reading, the buffers of one table at a time hold at most a third of the limit.
-    let budget = (limits.memory / 3) as usize;
+    // While reading, the buffers of one table at a time hold rows of at most a sixth of the
+    // limit (their capacity, twice that at most), the act ids a quarter of that.
+    let budget = (limits.memory / 6) as usize;
     let mut files: Vec<(&'static str, String)> = Vec::new();
     let mut early_rejects: Vec<Reject> = Vec::new();
     let mut other_rejects: Vec<Reject> = Vec::new();
