@@ -31,7 +31,7 @@
 # outputs, replaced on every run).
 #
 # Environment: BENCH_DATA, BENCH_RESULTS, BENCH_VENV (folders above), BENCH_SEED (7),
-# BENCH_PATIENTS (N / 10), BENCH_REPEAT (1: runs of each command; the best wall time and the
+# BENCH_PATIENTS (N / 10), BENCH_RAC_ARGS (extra rac flags, e.g. --memory-limit 768M), BENCH_REPEAT (1: runs of each command; the best wall time and the
 # largest peak RSS are kept), BENCH_TIMER=python (use scripts/measure.py even where GNU time
 # exists), PYTHON (python3, for the venv and the helpers), CARGO_TARGET_DIR.
 # Each run of N = 10 M takes a few minutes on 2 cores; disk: about 1.5 GB per 10 M acts.
@@ -167,7 +167,7 @@ run_rac() {
   # Exit 3: finished with some rows rejected (rejects.csv), still a full run.
   measure "$name" "$N" "0 3" "$RAC" compute --acts "$DATA/acts.parquet" \
     --beneficiaries "$DATA/beneficiaries.parquet" --rights "$DATA/rights.parquet" \
-    --out "$RESULTS/out/$name" --format parquet --quiet "$@"
+    --out "$RESULTS/out/$name" --format parquet --quiet ${BENCH_RAC_ARGS:-} "$@"
 }
 
 say "warming the page cache"

@@ -174,14 +174,17 @@ pub fn run(
     // One thread decodes the next chunk while this one routes (and spills) the last.
     std::thread::scope(|scope| -> Result<(), RunError> {
         let (queue, received) = sync_channel(1);
-        scope.spawn(move || {
-            for chunk in chunks {
-                let failed = chunk.is_err();
-                if queue.send(chunk).is_err() || failed {
-                    break;
+        let reader = std::thread::Builder::new().name("rac-reader".into());
+        reader
+            .spawn_scoped(scope, move || {
+                for chunk in chunks {
+                    let failed = chunk.is_err();
+                    if queue.send(chunk).is_err() || failed {
+                        break;
+                    }
                 }
-            }
-        });
+            })
+            .map_err(|e| RunError::Internal(format!("cannot start a thread: {e}")))?;
         for chunk in received {
             let chunk = chunk?;
             read_rows += chunk.read;
@@ -242,22 +245,25 @@ pub fn run(
         let (queue, loaded) = sync_channel(0);
         let (duplicates, ben_files, act_files) = (&duplicates, &ben_files, &act_files);
         let rights_known = inputs.rights.is_some();
-        scope.spawn(move || {
-            for part in 0..parts {
-                let from = Loaders {
-                    bens: &mut bens,
-                    rights: &mut rights,
-                    counters: &mut counters,
-                    acts: &mut acts,
-                };
-                let prepared =
-                    load_partition(part, from, duplicates, ben_files, act_files, rights_known);
-                let failed = prepared.is_err();
-                if queue.send(prepared).is_err() || failed {
-                    break;
+        let loader = std::thread::Builder::new().name("rac-loader".into());
+        loader
+            .spawn_scoped(scope, move || {
+                for part in 0..parts {
+                    let from = Loaders {
+                        bens: &mut bens,
+                        rights: &mut rights,
+                        counters: &mut counters,
+                        acts: &mut acts,
+                    };
+                    let prepared =
+                        load_partition(part, from, duplicates, ben_files, act_files, rights_known);
+                    let failed = prepared.is_err();
+                    if queue.send(prepared).is_err() || failed {
+                        break;
+                    }
                 }
-            }
-        });
+            })
+            .map_err(|e| RunError::Internal(format!("cannot start a thread: {e}")))?;
         for prepared in loaded {
             let prepared = prepared?;
             sink.partition(&prepared)?;
