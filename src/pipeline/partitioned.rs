@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use chrono::Datelike;
@@ -172,22 +172,12 @@ pub fn run(
     let mut read_rows = 0u64;
     let mut last_year: Option<i32> = None;
     // One thread decodes the next chunk while this one routes (and spills) the last.
+    let bar = progress_bar(opts.progress, rows, "read");
     std::thread::scope(|scope| -> Result<(), RunError> {
-        let (queue, received) = sync_channel(1);
-        let reader = std::thread::Builder::new().name("rac-reader".into());
-        reader
-            .spawn_scoped(scope, move || {
-                for chunk in chunks {
-                    let failed = chunk.is_err();
-                    if queue.send(chunk).is_err() || failed {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| RunError::Internal(format!("cannot start a thread: {e}")))?;
-        for chunk in received {
+        for chunk in produce(scope, "rac-reader", 1, chunks)? {
             let chunk = chunk?;
             read_rows += chunk.read;
+            bar.inc(chunk.read);
             early_rejects.extend(chunk.rejects);
             let file = chunk.file as u32;
             for Sourced { row, value, .. } in chunk.rows {
@@ -201,6 +191,7 @@ pub fn run(
         }
         Ok(())
     })?;
+    bar.finish_and_clear();
     let mut acts = acts.finish()?;
     if let Some(path) = &inputs.counters {
         check_counter_years(path, last_year, counter_years.iter().copied())?;
@@ -242,29 +233,18 @@ pub fn run(
     sink.add_rejects(other_rejects, true);
     // One thread loads the next partition while this one computes the last.
     std::thread::scope(|scope| -> Result<(), RunError> {
-        let (queue, loaded) = sync_channel(0);
         let (duplicates, ben_files, act_files) = (&duplicates, &ben_files, &act_files);
         let rights_known = inputs.rights.is_some();
-        let loader = std::thread::Builder::new().name("rac-loader".into());
-        loader
-            .spawn_scoped(scope, move || {
-                for part in 0..parts {
-                    let from = Loaders {
-                        bens: &mut bens,
-                        rights: &mut rights,
-                        counters: &mut counters,
-                        acts: &mut acts,
-                    };
-                    let prepared =
-                        load_partition(part, from, duplicates, ben_files, act_files, rights_known);
-                    let failed = prepared.is_err();
-                    if queue.send(prepared).is_err() || failed {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| RunError::Internal(format!("cannot start a thread: {e}")))?;
-        for prepared in loaded {
+        let partitions = (0..parts).map(move |part| {
+            let from = Loaders {
+                bens: &mut bens,
+                rights: &mut rights,
+                counters: &mut counters,
+                acts: &mut acts,
+            };
+            load_partition(part, from, duplicates, ben_files, act_files, rights_known)
+        });
+        for prepared in produce(scope, "rac-loader", 0, partitions)? {
             let prepared = prepared?;
             sink.partition(&prepared)?;
             // Freed here, on the computing thread, while the next partition loads.
@@ -280,6 +260,44 @@ pub fn run(
         })?;
     }
     sink.finish(&files, read_rows, started)
+}
+
+/// Runs `items` on a named thread of `scope` that sends them into a queue of `capacity`
+/// (0: hand to hand), and returns the receiving end. The thread stops after the first error,
+/// or when the receiver is dropped.
+fn produce<'scope, T: Send + 'scope, E: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
+    capacity: usize,
+    items: impl Iterator<Item = Result<T, E>> + Send + 'scope,
+) -> Result<Receiver<Result<T, E>>, RunError> {
+    let (queue, received) = sync_channel(capacity);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(scope, move || {
+            for item in items {
+                let failed = item.is_err();
+                if queue.send(item).is_err() || failed {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| RunError::Internal(format!("cannot start the {name} thread: {e}")))?;
+    Ok(received)
+}
+
+/// A bar on stderr over `total` rows with their rate, or a hidden one.
+pub(crate) fn progress_bar(visible: bool, total: u64, step: &str) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let template = format!("{step:<13} {{bar:40}} {{pos}}/{{len}} acts, {{per_sec}}, eta {{eta}}");
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 struct Loaders<'s> {

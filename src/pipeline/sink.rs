@@ -108,18 +108,7 @@ impl<'a> Sink<'a> {
         total: u64,
     ) -> Result<Sink<'a>, RunError> {
         let dir = staging.path().to_path_buf();
-        let bar = if opts.progress {
-            let bar = indicatif::ProgressBar::new(total);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "compute+write {bar:40} {pos}/{len} acts, {per_sec}, eta {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = super::partitioned::progress_bar(opts.progress, total, "compute+write");
         let writer = Writer {
             acts: TableWriter::create(&dir, opts.format)?,
             patients: TableWriter::create(&dir, opts.format)?,
