@@ -198,3 +198,37 @@ fn a_bad_memory_limit_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--memory-limit"));
 }
+
+#[test]
+fn a_partitioned_run_that_fails_leaves_the_previous_outputs_and_no_spill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    let out = tmp.path().join("out");
+    ok(&compute(&data, &out, None, &["--partitions", "3"]), &[3]);
+    let before = std::fs::read(out.join("acts.parquet")).unwrap();
+    // The acts file loses a required column: found while reading, after the beneficiaries
+    // were already routed (and the staging folder made).
+    let acts = data.join("acts.csv");
+    let text = std::fs::read_to_string(&acts).unwrap();
+    let broken: String = text
+        .lines()
+        .map(|l| l.split_once(',').map_or(l, |(_, rest)| rest).to_string() + "\n")
+        .collect();
+    std::fs::write(&acts, broken).unwrap();
+    let o = compute(&data, &out, None, &["--partitions", "3"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("act_id"));
+    assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["data", "out"]);
+}
