@@ -2,6 +2,10 @@
 //! by patient, run the engine on chunks of patients in parallel, and stream the outcomes into
 //! the writers and the aggregates; everything is written atomically.
 //!
+//! Inputs that fit are read whole here ([`prepare`], also used by `validate` and `explain`);
+//! larger ones go through [`partitioned::run`], which cuts them into ranges of patients and
+//! hands each range to the same grouping and checks ([`assemble`]) and the same [`Sink`].
+//!
 //! Determinism: patients are processed in `patient_id` order and each patient's acts in
 //! (`care_date`, `act_id`) order; each chunk's results are collected in order (rayon's ordered
 //! `collect`) before they are written, so the outputs are the same bytes whatever the thread
@@ -166,7 +170,12 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
         files,
         ..Prepared::default()
     };
-    assemble(base, acts.rows, inputs.counters.as_deref())
+    assemble(
+        base,
+        acts.rows,
+        inputs.counters.as_deref(),
+        IdsChecked::Here,
+    )
 }
 
 /// Builds [`Prepared`] from a source other than the canonical files (an SNDS extract): the
@@ -211,7 +220,7 @@ pub fn from_parts(
         files,
         ..Prepared::default()
     };
-    assemble(base, rows, None)
+    assemble(base, rows, None, IdsChecked::Here)
 }
 
 /// Indexes the beneficiaries by `patient_id`; a second row of the same patient is rejected
@@ -257,15 +266,25 @@ fn group_counters(
     opening
 }
 
+/// Where duplicate `act_id`s are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdsChecked {
+    /// In [`assemble`]: the rows are the whole input.
+    Here,
+    /// Before: the rows are one partition, and ids were checked across partitions.
+    Already,
+}
+
 /// Rejects duplicate `act_id`s (the first row is kept: rows are in file, then row order) and
 /// acts of unknown patients, then groups the acts by patient.
 fn assemble(
     mut base: Prepared,
     rows: Vec<Sourced<Act>>,
     counters: Option<&Path>,
+    ids: IdsChecked,
 ) -> Result<Prepared, RunError> {
     let mut duplicate = vec![false; rows.len()];
-    {
+    if ids == IdsChecked::Here {
         let mut seen: HashSet<&str> = HashSet::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
             duplicate[i] = !seen.insert(r.value.act_id.as_str());

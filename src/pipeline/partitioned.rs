@@ -19,8 +19,9 @@ use super::partition::{self, Plan, Sampler};
 use super::sink::Sink;
 use super::spill::{ActRow, IdRow, Partitioned, SpillError, Stored};
 use super::{
-    Inputs, Origin, Prepared, RunError, RunOptions, RunSummary, assemble, check_counter_years,
-    check_counters, check_manifest, group_counters, group_rights, index_beneficiaries,
+    IdsChecked, Inputs, Origin, Prepared, RunError, RunOptions, RunSummary, assemble,
+    check_counter_years, check_counters, check_manifest, group_counters, group_rights,
+    index_beneficiaries,
 };
 use crate::io::read::{self, Chunks, ReadOptions, Sourced};
 use crate::model::{Beneficiary, Reject, RightPeriod, YearCounter};
@@ -180,13 +181,12 @@ pub fn run(
             bar.inc(chunk.read);
             early_rejects.extend(chunk.rejects);
             let file = chunk.file as u32;
-            for Sourced { row, value, .. } in chunk.rows {
-                let origin = Origin { file, row };
-                last_year = last_year.max(Some(value.care_date.year()));
-                let bucket =
-                    (partition::stable_hash(value.act_id.as_bytes()) % id_buckets as u64) as usize;
-                ids.push(bucket, (value.act_id.clone(), origin))?;
-                acts.push(plan.part_of(&value.patient_id), (value, origin))?;
+            for act in chunk.rows {
+                let (id, origin) = (&act.value.act_id, Origin { file, row: act.row });
+                last_year = last_year.max(Some(act.value.care_date.year()));
+                let bucket = (partition::stable_hash(id.as_bytes()) % id_buckets as u64) as usize;
+                ids.push(bucket, (id.clone(), origin))?;
+                acts.push(plan.part_of(&act.value.patient_id), act)?;
             }
         }
         Ok(())
@@ -321,17 +321,15 @@ fn load_partition(
     let other_rejects = rejects.len() as u64;
     let rights = group_rights(from.rights.take(part)?);
     let opening: HashMap<String, Vec<YearCounter>> = group_counters(from.counters.take(part)?);
-    let rows: Vec<Sourced<_>> = from
-        .acts
-        .take(part)?
-        .into_iter()
-        .filter(|(_, origin)| !duplicates.contains(origin))
-        .map(|(value, origin)| Sourced {
-            file: origin.file as usize,
-            row: origin.row,
-            value,
-        })
-        .collect();
+    let mut rows = from.acts.take(part)?;
+    if !duplicates.is_empty() {
+        rows.retain(|r| {
+            !duplicates.contains(&Origin {
+                file: r.file as u32,
+                row: r.row,
+            })
+        });
+    }
     let base = Prepared {
         beneficiaries,
         rights,
@@ -344,5 +342,6 @@ fn load_partition(
         files: Vec::new(),
         ..Prepared::default()
     };
-    assemble(base, rows, None)
+    // Duplicate ids were rejected across partitions above.
+    assemble(base, rows, None, IdsChecked::Already)
 }

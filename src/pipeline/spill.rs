@@ -300,6 +300,13 @@ fn id(text: Option<&str>) -> Id {
     Id::from(text.unwrap_or_default())
 }
 
+fn sourced_origin<T>(s: &Sourced<T>) -> Origin {
+    Origin {
+        file: s.file as u32,
+        row: s.row,
+    }
+}
+
 fn origin_fields() -> [Field; 2] {
     [
         field("_file", DataType::UInt32, false),
@@ -311,7 +318,7 @@ fn origin_fields() -> [Field; 2] {
 // The spilled tables
 
 /// An act with where it came from.
-pub type ActRow = (Act, Origin);
+pub type ActRow = Sourced<Act>;
 
 impl Spillable for ActRow {
     const NAME: &'static str = "acts";
@@ -345,33 +352,33 @@ impl Spillable for ActRow {
     fn to_batch(rows: &[ActRow]) -> RecordBatch {
         let mut quantity = Int64Builder::with_capacity(rows.len());
         let mut ald = BooleanBuilder::with_capacity(rows.len());
-        for (a, _) in rows {
-            quantity.append_value(a.quantity);
-            ald.append_value(a.ald_related);
+        for s in rows {
+            quantity.append_value(s.value.quantity);
+            ald.append_value(s.value.ald_related);
         }
-        let [file, row] = Build::origin(rows, |(_, o)| *o);
+        let [file, row] = Build::origin(rows, sourced_origin);
         batch(
             Self::schema(),
             vec![
-                Build::text(rows, |(a, _)| Some(a.act_id.as_str())),
-                Build::text(rows, |(a, _)| Some(a.patient_id.as_str())),
-                Build::date(rows, |(a, _)| Some(a.care_date)),
-                Build::date(rows, |(a, _)| a.end_date),
-                Build::code(rows, |(a, _)| a.category as u8),
-                Build::decimal(rows, |(a, _)| Some(a.tariff)),
+                Build::text(rows, |s| Some(s.value.act_id.as_str())),
+                Build::text(rows, |s| Some(s.value.patient_id.as_str())),
+                Build::date(rows, |s| Some(s.value.care_date)),
+                Build::date(rows, |s| s.value.end_date),
+                Build::code(rows, |s| s.value.category as u8),
+                Build::decimal(rows, |s| Some(s.value.tariff)),
                 Arc::new(quantity.finish()),
-                Build::decimal(rows, |(a, _)| a.billed),
-                Build::decimal(rows, |(a, _)| a.coefficient),
-                Build::text(rows, |(a, _)| a.code.as_deref()),
-                Build::text(rows, |(a, _)| a.practitioner_id.as_deref()),
-                Build::text(rows, |(a, _)| a.specialty.as_deref()),
-                Build::text(rows, |(a, _)| a.stay_id.as_deref()),
-                Build::code(rows, |(a, _)| a.insurance_nature as u8),
-                Build::text(rows, |(a, _)| a.exo_code.as_deref()),
+                Build::decimal(rows, |s| s.value.billed),
+                Build::decimal(rows, |s| s.value.coefficient),
+                Build::text(rows, |s| s.value.code.as_deref()),
+                Build::text(rows, |s| s.value.practitioner_id.as_deref()),
+                Build::text(rows, |s| s.value.specialty.as_deref()),
+                Build::text(rows, |s| s.value.stay_id.as_deref()),
+                Build::code(rows, |s| s.value.insurance_nature as u8),
+                Build::text(rows, |s| s.value.exo_code.as_deref()),
                 Arc::new(ald.finish()),
-                Build::code(rows, |(a, _)| a.pathway as u8),
-                Build::code(rows, |(a, _)| a.setting as u8),
-                Build::decimal(rows, |(a, _)| a.recorded_amo),
+                Build::code(rows, |s| s.value.pathway as u8),
+                Build::code(rows, |s| s.value.setting as u8),
+                Build::decimal(rows, |s| s.value.recorded_amo),
                 file,
                 row,
             ],
@@ -416,7 +423,12 @@ impl Spillable for ActRow {
                 setting: Setting::ALL[setting(i)],
                 recorded_amo: recorded(i),
             };
-            out.push((act, origin(i)));
+            let o = origin(i);
+            out.push(Sourced {
+                file: o.file as usize,
+                row: o.row,
+                value: act,
+            });
         }
     }
 }
@@ -462,10 +474,7 @@ impl Spillable for Sourced<Beneficiary> {
     }
 
     fn to_batch(rows: &[Self]) -> RecordBatch {
-        let [file, row] = Build::origin(rows, |s| Origin {
-            file: s.file as u32,
-            row: s.row,
-        });
+        let [file, row] = Build::origin(rows, sourced_origin);
         batch(
             Self::schema(),
             vec![
@@ -666,13 +675,11 @@ mod tests {
                 } else {
                     bare.clone()
                 };
-                (
-                    act,
-                    Origin {
-                        file: i % 3,
-                        row: u64::from(i) + 1,
-                    },
-                )
+                Sourced {
+                    file: (i % 3) as usize,
+                    row: i as u64 + 1,
+                    value: act,
+                }
             })
             .collect();
         // A budget of one row: every push spills.
