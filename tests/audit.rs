@@ -45,7 +45,7 @@ fn prepared_month() -> Prepared {
             }),
         }
     }
-    let mut rights: HashMap<String, Vec<_>> = HashMap::new();
+    let mut rights = rac::pipeline::ByPatient::<Vec<_>>::default();
     for r in data.rights {
         rights.entry(r.patient_id.clone()).or_default().push(r);
     }

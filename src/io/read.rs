@@ -105,14 +105,18 @@ pub struct Chunk<T> {
 impl<T> Chunk<T> {
     fn from_results(file: usize, results: Vec<Result<Sourced<T>, Box<Reject>>>) -> Chunk<T> {
         let read = results.len() as u64;
-        let mut rows = Vec::with_capacity(results.len());
         let mut rejects = Vec::new();
-        for result in results {
-            match result {
-                Ok(row) => rows.push(row),
-                Err(reject) => rejects.push(*reject),
-            }
-        }
+        // Collected in place (the results' memory is reused): rows are not copied twice.
+        let rows: Vec<Sourced<T>> = results
+            .into_iter()
+            .filter_map(|result| match result {
+                Ok(row) => Some(row),
+                Err(reject) => {
+                    rejects.push(*reject);
+                    None
+                }
+            })
+            .collect();
         Chunk {
             file,
             rows,
@@ -339,7 +343,7 @@ fn convert_row<T: Table, R: Row + ?Sized>(
             value,
         }),
         Err(Bad { slot, reason }) => {
-            let act_id = match T::ACT_ID.map(|slot| row.cell(slot)) {
+            let act_id = match T::ACT_ID.map(|slot| row.cell(slot).raw()) {
                 Some(values::Cell::Text(bytes)) => std::str::from_utf8(bytes)
                     .map(values::truncate)
                     .unwrap_or_default(),

@@ -35,6 +35,18 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     boundaries: Vec<Id>,
+    /// The first 8 bytes of each boundary, big-endian (zero-padded): most comparisons end
+    /// on them, without reading the ids.
+    prefixes: Vec<u64>,
+}
+
+/// The first 8 bytes of `id` as a big-endian number, zero-padded: ordered like the ids
+/// (`prefix(a) < prefix(b)` implies `a < b`; equal prefixes decide nothing).
+fn prefix(id: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = id.len().min(8);
+    bytes[..n].copy_from_slice(&id[..n]);
+    u64::from_be_bytes(bytes)
 }
 
 impl Plan {
@@ -48,7 +60,11 @@ impl Plan {
             .map(|j| ids[j * ids.len() / parts].clone())
             .collect();
         boundaries.dedup();
-        Plan { boundaries }
+        let prefixes = boundaries.iter().map(|b| prefix(b.as_bytes())).collect();
+        Plan {
+            boundaries,
+            prefixes,
+        }
     }
 
     pub fn parts(&self) -> usize {
@@ -57,8 +73,11 @@ impl Plan {
 
     /// The partition of a patient.
     pub fn part_of(&self, patient_id: &str) -> usize {
-        self.boundaries
-            .partition_point(|b| b.as_str() <= patient_id)
+        let key = prefix(patient_id.as_bytes());
+        // Boundaries whose prefix is below the id's are below it; those above, above it.
+        let low = self.prefixes.partition_point(|&p| p < key);
+        let high = low + self.prefixes[low..].partition_point(|&p| p <= key);
+        low + self.boundaries[low..high].partition_point(|b| b.as_str() <= patient_id)
     }
 }
 
@@ -245,6 +264,29 @@ mod tests {
         assert_eq!(plan.part_of("B"), 1);
         assert_eq!(plan.part_of("Z"), 1);
         assert_eq!(Plan::default().part_of("anything"), 0);
+    }
+
+    #[test]
+    fn the_prefix_search_agrees_with_a_plain_search() {
+        // Ids sharing long prefixes, shorter than 8 bytes, with zero bytes, and non-ASCII.
+        let mut ids: Vec<String> = Vec::new();
+        for i in 0..400u32 {
+            ids.push(format!("PATIENT-{:04}", i * 37 % 400));
+            ids.push(format!("P{i}"));
+            ids.push(format!("AB\0{}", i % 3));
+            ids.push(format!("é{i}"));
+        }
+        ids.extend(["", "A", "AB", "AB\0", "PATIENT-", "PATIENT-0000"].map(String::from));
+        let mut sampler = Sampler::new(200);
+        ids.iter().for_each(|id| sampler.add(id));
+        let plan = Plan::from_sample(sampler, 40);
+        assert!(plan.parts() > 20);
+        for id in &ids {
+            let plain = plan
+                .boundaries
+                .partition_point(|b| b.as_str() <= id.as_str());
+            assert_eq!(plan.part_of(id), plain, "{id:?}");
+        }
     }
 
     #[test]

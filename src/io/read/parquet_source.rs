@@ -76,7 +76,7 @@ impl Col {
                 if text.is_empty() {
                     Cell::Null
                 } else {
-                    Cell::Text(text.as_bytes())
+                    Cell::Str(text)
                 }
             }),
             Col::Int(a) => typed!(a, Cell::Int(a.value(i))),
@@ -378,7 +378,7 @@ mod tests {
                 Some(""),
             ]));
         let col = canonical(&dict).unwrap();
-        assert_eq!(col.cell(0), Cell::Text(b"a"));
+        assert_eq!(col.cell(0), Cell::Str("a"));
         assert_eq!(col.cell(1), Cell::Null);
         assert_eq!(col.cell(2), Cell::Null);
         let dates: ArrayRef = std::sync::Arc::new(Date64Array::from(vec![-1, MS_PER_DAY]));

@@ -93,6 +93,7 @@ fn text_reason(bytes: &[u8], reason: RejectReason) -> RejectReason {
 fn opt_id<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<Id>> {
     match row.cell(slot) {
         Cell::Null => Ok(None),
+        Cell::Str(text) => Ok(Some(Id::from(text))),
         Cell::Text(bytes) => std::str::from_utf8(bytes)
             .map(|s| Some(Id::from(s)))
             .map_err(|_| bad(slot, RejectReason::BadEncoding)),
@@ -107,6 +108,7 @@ fn req_id<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Id> {
 fn opt_string<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<String>> {
     match row.cell(slot) {
         Cell::Null => Ok(None),
+        Cell::Str(text) => Ok(Some(text.to_owned())),
         Cell::Text(bytes) => std::str::from_utf8(bytes)
             .map(|s| Some(s.to_owned()))
             .map_err(|_| bad(slot, RejectReason::BadEncoding)),
@@ -121,7 +123,7 @@ fn req_string<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<String> {
 }
 
 fn opt_date<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<NaiveDate>> {
-    match row.cell(slot) {
+    match row.cell(slot).raw() {
         Cell::Null => Ok(None),
         Cell::Text(bytes) => values::parse_date(bytes)
             .map(Some)
@@ -144,7 +146,7 @@ fn opt_amount<R: Row + ?Sized>(
     opts: &ReadOptions,
     signed: bool,
 ) -> Conv<Option<Decimal>> {
-    let cents = match row.cell(slot) {
+    let cents = match row.cell(slot).raw() {
         Cell::Null => return Ok(None),
         Cell::Text(bytes) => values::parse_cents(bytes, opts.decimal_comma)
             .map_err(|reason| text_reason(bytes, reason)),
@@ -171,7 +173,7 @@ fn req_amount<R: Row + ?Sized>(
 
 /// A non-negative decimal of any scale (a coefficient).
 fn opt_decimal<R: Row + ?Sized>(row: &R, slot: usize, opts: &ReadOptions) -> Conv<Option<Decimal>> {
-    let value = match row.cell(slot) {
+    let value = match row.cell(slot).raw() {
         Cell::Null => return Ok(None),
         Cell::Text(bytes) => values::parse_decimal(bytes, opts.decimal_comma)
             .map_err(|reason| text_reason(bytes, reason)),
@@ -189,7 +191,7 @@ fn opt_decimal<R: Row + ?Sized>(row: &R, slot: usize, opts: &ReadOptions) -> Con
 
 /// An integer in `min..=max`.
 fn opt_int<R: Row + ?Sized>(row: &R, slot: usize, min: i64, max: i64) -> Conv<Option<i64>> {
-    let value = match row.cell(slot) {
+    let value = match row.cell(slot).raw() {
         Cell::Null => return Ok(None),
         Cell::Text(bytes) => values::parse_int(bytes).map_err(|reason| text_reason(bytes, reason)),
         Cell::Int(value) => Ok(value),
@@ -204,7 +206,7 @@ fn opt_int<R: Row + ?Sized>(row: &R, slot: usize, min: i64, max: i64) -> Conv<Op
 }
 
 fn opt_bool<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<bool>> {
-    match row.cell(slot) {
+    match row.cell(slot).raw() {
         Cell::Null => Ok(None),
         Cell::Text(bytes) => values::parse_bool(bytes)
             .map(Some)
@@ -225,6 +227,7 @@ fn opt_code<R: Row + ?Sized, E>(
 ) -> Conv<Option<E>> {
     match row.cell(slot) {
         Cell::Null => Ok(None),
+        Cell::Str(text) => parse(text).map(Some).ok_or(bad(slot, unknown)),
         Cell::Text(bytes) => match std::str::from_utf8(bytes) {
             Ok(text) => parse(text).map(Some).ok_or(bad(slot, unknown)),
             Err(_) => Err(bad(slot, RejectReason::BadEncoding)),

@@ -87,8 +87,10 @@ pub const MAX_VALUE_CHARS: usize = 200;
 pub enum Cell<'a> {
     /// Empty CSV field, Parquet null, or empty Parquet string.
     Null,
-    /// Raw bytes: a CSV field (not yet checked for UTF-8) or a Parquet string.
+    /// Raw bytes: a CSV field, not yet checked for UTF-8.
     Text(&'a [u8]),
+    /// A Parquet string: Arrow has already checked it is UTF-8.
+    Str(&'a str),
     /// Any Parquet integer.
     Int(i64),
     /// Parquet `Float32`/`Float64`.
@@ -101,13 +103,23 @@ pub enum Cell<'a> {
     Bool(bool),
 }
 
-impl Cell<'_> {
+impl<'a> Cell<'a> {
+    /// The cell with a string seen as its bytes, for the parsers of numbers, dates and
+    /// booleans (which read bytes whatever their source).
+    pub fn raw(self) -> Cell<'a> {
+        match self {
+            Cell::Str(text) => Cell::Text(text.as_bytes()),
+            other => other,
+        }
+    }
+
     /// The cell as written in a reject's `value`: the raw text (lossily decoded), at most
     /// [`MAX_VALUE_CHARS`] characters.
     pub fn render(&self) -> String {
         match *self {
             Cell::Null => String::new(),
             Cell::Text(bytes) => truncate(&String::from_utf8_lossy(bytes)),
+            Cell::Str(text) => truncate(text),
             Cell::Int(v) => v.to_string(),
             Cell::Float(v) => truncate(&v.to_string()),
             Cell::Decimal(v, scale) => render_decimal(v, scale),
