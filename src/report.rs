@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
@@ -284,7 +286,8 @@ type SummaryKey = (i32, u32, Category, Situation);
 /// partial ones, then take the [`Summary::rows`]. It also yields the grand [`Totals`].
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    cells: BTreeMap<SummaryKey, Totals>,
+    /// Hashed while adding (one lookup per act), sorted in [`Summary::rows`].
+    cells: FxHashMap<SummaryKey, Totals>,
 }
 
 impl Summary {
@@ -336,7 +339,9 @@ impl Summary {
 
     /// The rows, sorted by month, category, situation (enums in declaration order).
     pub fn rows(self) -> Vec<SummaryRow> {
-        self.cells
+        let mut cells: Vec<(SummaryKey, Totals)> = self.cells.into_iter().collect();
+        cells.sort_unstable_by_key(|(key, _)| *key);
+        cells
             .into_iter()
             .map(|((year, month, category, situation), t)| SummaryRow {
                 month: format!("{year:04}-{month:02}"),

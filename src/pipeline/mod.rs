@@ -296,8 +296,14 @@ fn assemble(
             duplicate[i] = !seen.insert(r.value.act_id.as_str());
         }
     }
-    // Acts go straight to their patient's bucket (patients ranked by `patient_id`): no sort
-    // of the whole table, only of each patient's few acts.
+    // Patients are ranked by `patient_id`; acts are sorted by (rank, date, id) through small
+    // keys, then each act moves once, into its patient's vector.
+    if rows.len() > u32::MAX as usize {
+        return Err(RunError::Internal(format!(
+            "{} act rows in one partition: run with a lower --memory-limit",
+            rows.len()
+        )));
+    }
     let mut ids: Vec<String> = base.beneficiaries.keys().cloned().collect();
     ids.par_sort_unstable();
     let rank: HashMap<&str, usize> = ids
@@ -305,13 +311,15 @@ fn assemble(
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let mut buckets: Vec<Vec<(Act, Origin)>> = (0..ids.len()).map(|_| Vec::new()).collect();
+    // The kept rows' sort keys (patient rank, date, row); the rows then move once, straight
+    // to their place (they are large: moving them is most of the cost of grouping).
+    let mut keys: Vec<(u32, chrono::NaiveDate, u32)> = Vec::with_capacity(rows.len());
     let mut last_year: Option<i32> = None;
     let mut new_rejects = Vec::new();
-    for (Sourced { file, row, value }, dup) in rows.into_iter().zip(duplicate) {
+    for (i, (Sourced { file, row, value }, dup)) in rows.iter().zip(duplicate).enumerate() {
         let reject = |column: &str, reason: &str, v: &str| Reject {
-            file: base.act_files.get(file).cloned().unwrap_or_default(),
-            row,
+            file: base.act_files.get(*file).cloned().unwrap_or_default(),
+            row: *row,
             act_id: value.act_id.to_string(),
             column: column.into(),
             reason: reason.into(),
@@ -324,13 +332,7 @@ fn assemble(
         }
         match rank.get(value.patient_id.as_str()) {
             None => new_rejects.push(reject("patient_id", "unknown_patient", &value.patient_id)),
-            Some(&r) => {
-                let origin = Origin {
-                    file: file as u32,
-                    row,
-                };
-                buckets[r].push((value, origin));
-            }
+            Some(&r) => keys.push((r as u32, value.care_date, i as u32)),
         }
     }
     drop(rank);
@@ -342,22 +344,36 @@ fn assemble(
             base.opening.values().flatten().map(|c| c.year),
         )?;
     }
-    base.patients = buckets
-        .into_par_iter()
-        .zip(ids.into_par_iter())
-        .filter(|(acts, _)| !acts.is_empty())
-        .map(|(mut acts, patient_id)| {
-            acts.sort_unstable_by(|(a, _), (b, _)| {
-                (a.care_date, &a.act_id).cmp(&(b.care_date, &b.act_id))
-            });
-            let (acts, origins) = acts.into_iter().unzip();
-            PatientActs {
-                patient_id,
-                acts,
-                origins,
-            }
+    // Act ids are unique here (duplicates were rejected): the order is total.
+    keys.par_sort_unstable_by(|a, b| {
+        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+            rows[a.2 as usize]
+                .value
+                .act_id
+                .cmp(&rows[b.2 as usize].value.act_id)
         })
-        .collect();
+    });
+    let mut slots: Vec<Option<Sourced<Act>>> = rows.into_iter().map(Some).collect();
+    let mut ids = ids;
+    let mut patients: Vec<PatientActs> = Vec::new();
+    for group in keys.chunk_by(|a, b| a.0 == b.0) {
+        let mut acts = Vec::with_capacity(group.len());
+        let mut origins = Vec::with_capacity(group.len());
+        for &(_, _, i) in group {
+            let Sourced { file, row, value } = slots[i as usize].take().expect("each row once");
+            acts.push(value);
+            origins.push(Origin {
+                file: file as u32,
+                row,
+            });
+        }
+        patients.push(PatientActs {
+            patient_id: std::mem::take(&mut ids[group[0].0 as usize]),
+            acts,
+            origins,
+        });
+    }
+    base.patients = patients;
     Ok(base)
 }
 

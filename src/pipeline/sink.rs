@@ -35,7 +35,6 @@ struct Writer {
     patients: TableWriter<PatientYear>,
     counters: TableWriter<YearCounter>,
     summary: Summary,
-    totals: Totals,
     partition: PatientTotals,
 }
 
@@ -55,7 +54,6 @@ impl Writer {
                     self.acts.write(&outcomes)?;
                     self.partition.add(&outcomes);
                     self.summary.add(&outcomes);
-                    self.totals.add_all(&outcomes);
                 }
                 Message::EndPartition(closing) => {
                     let years = std::mem::take(&mut self.partition).finish(&closing);
@@ -68,8 +66,9 @@ impl Writer {
         Ok(Written {
             patient_years: self.patients.finish()?,
             counters: self.counters.finish()?,
+            // The summary's cells hold every act once: their sum is the run's totals.
+            totals: self.summary.totals(),
             summary: self.summary,
-            totals: self.totals,
         })
     }
 }
@@ -114,7 +113,6 @@ impl<'a> Sink<'a> {
             patients: TableWriter::create(&dir, opts.format)?,
             counters: TableWriter::create(&dir, opts.format)?,
             summary: Summary::new(),
-            totals: Totals::default(),
             partition: PatientTotals::new(),
         };
         let (queue, receiver) = sync_channel(1);

@@ -169,21 +169,24 @@ impl<T: Spillable> Stored<T> {
     /// Takes partition `part`'s rows, in the order they were pushed; its spill file is
     /// deleted.
     pub fn take(&mut self, part: usize) -> Result<Vec<T>, SpillError> {
-        let mut rows = Vec::new();
-        if let Some(path) = self.files[part].take() {
-            let file = File::open(&path).map_err(|e| spill_error(&path, e))?;
-            let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, file), None)
-                .map_err(|e| spill_error(&path, e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| spill_error(&path, e))?;
-                T::from_batch(&batch, &mut rows);
-            }
-            std::fs::remove_file(&path).map_err(|e| spill_error(&path, e))?;
-        }
         let mut memory = std::mem::take(&mut self.buffers[part]);
-        if rows.is_empty() {
+        let Some(path) = self.files[part].take() else {
             return Ok(memory);
+        };
+        let file = File::open(&path).map_err(|e| spill_error(&path, e))?;
+        let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, file), None)
+            .map_err(|e| spill_error(&path, e))?;
+        let batches = reader
+            .collect::<Result<Vec<RecordBatch>, _>>()
+            .map_err(|e| spill_error(&path, e))?;
+        // Sized once: the rows are large, growing the vector would copy them again.
+        let spilled: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut rows = Vec::with_capacity(spilled + memory.len());
+        for batch in &batches {
+            T::from_batch(batch, &mut rows);
         }
+        drop(batches);
+        std::fs::remove_file(&path).map_err(|e| spill_error(&path, e))?;
         rows.append(&mut memory);
         Ok(rows)
     }
