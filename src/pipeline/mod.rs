@@ -354,7 +354,6 @@ fn assemble(
         })
     });
     let mut slots: Vec<Option<Sourced<Act>>> = rows.into_iter().map(Some).collect();
-    let mut ids = ids;
     let mut patients: Vec<PatientActs> = Vec::new();
     for group in keys.chunk_by(|a, b| a.0 == b.0) {
         let mut acts = Vec::with_capacity(group.len());
