@@ -232,3 +232,101 @@ fn a_partitioned_run_that_fails_leaves_the_previous_outputs_and_no_spill() {
     left.sort();
     assert_eq!(left, ["data", "out"]);
 }
+
+/// The data set's acts rewritten in `patient_id` order (a stable sort: a patient's rows keep
+/// their file order).
+fn sort_acts(data: &Path) {
+    let path = data.join("acts.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let mut rows: Vec<&str> = lines.collect();
+    rows.sort_by_key(|l| l.split(',').nth(1).unwrap().to_string());
+    std::fs::write(&path, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+}
+
+#[test]
+fn sorted_acts_are_streamed_without_spill_and_write_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    sort_acts(&data);
+    let first = tmp.path().join("first");
+    ok(&compute(&data, &first, None, &[]), &[3]);
+    let counters = first.join("counters.parquet");
+
+    let memory = tmp.path().join("memory");
+    ok(&compute(&data, &memory, Some(&counters), &[]), &[3]);
+    let mut runs = Vec::new();
+    for (name, extra) in [
+        ("one", &["--sorted"][..]),
+        ("tiny", &["--sorted", "--memory-limit", "1M"][..]),
+        (
+            "seven",
+            &["--sorted", "--partitions", "7", "--threads", "1"][..],
+        ),
+    ] {
+        let out = tmp.path().join(name);
+        let o = compute(&data, &out, Some(&counters), extra);
+        ok(&o, &[3]);
+        let event = compute_event(&o);
+        assert_eq!(event["message"], "streaming sorted acts", "{event}");
+        // One id occurs twice (the duplicate row); nothing is spilled.
+        assert_eq!(event["repeated_ids"], 1, "{event}");
+        assert_eq!(event["spilled_acts"], serde_json::Value::Null, "{event}");
+        if name == "tiny" {
+            assert!(event["partitions"].as_u64().unwrap() > 4, "{event}");
+        }
+        runs.push(out);
+    }
+    for table in TABLES {
+        let reference = std::fs::read(memory.join(table)).unwrap();
+        assert!(!reference.is_empty());
+        for other in &runs {
+            assert!(
+                std::fs::read(other.join(table)).unwrap() == reference,
+                "{table} differs in {}",
+                other.display()
+            );
+        }
+    }
+    let rejects = std::fs::read_to_string(runs[1].join("rejects.csv")).unwrap();
+    for reason in [
+        "duplicate_act_id",
+        "unknown_patient",
+        "bad_date",
+        "duplicate_patient_id",
+    ] {
+        assert_eq!(rejects.matches(reason).count(), 1, "{reason} in\n{rejects}");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs[1].join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["rows"]["read"], 6003);
+    assert_eq!(manifest["rows"]["computed"], 6000);
+}
+
+#[test]
+fn acts_declared_sorted_that_are_not_fail_and_leave_the_previous_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    let out = tmp.path().join("out");
+    ok(&compute(&data, &out, None, &[]), &[3]);
+    let before = std::fs::read(out.join("acts.parquet")).unwrap();
+    // The generated file is in no particular order.
+    let o = compute(&data, &out, None, &["--sorted", "--partitions", "3"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("acts.csv: row ") && stderr.contains("--sorted"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["data", "out"]);
+}

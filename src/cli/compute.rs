@@ -53,6 +53,11 @@ pub struct ComputeArgs {
     /// Number of partitions, instead of what --memory-limit asks for (tuning, tests).
     #[arg(long, hide = true)]
     pub partitions: Option<usize>,
+    /// The acts are sorted by patient_id (byte order, across the files in the order they are
+    /// read): they are streamed partition by partition instead of spilled to disk. A row out
+    /// of order fails the run (exit 1). Canonical profile only.
+    #[arg(long)]
+    pub sorted: bool,
     /// Log lines as JSON objects (for log collectors).
     #[arg(long, default_value = "text")]
     pub log_format: String,
@@ -188,6 +193,7 @@ fn execute(
             let limits = pipeline::Limits {
                 memory,
                 parts: args.partitions,
+                sorted: args.sorted,
             };
             let opts = run_opts(serde_json::json!({"profile": "canonical"}));
             let event = |step: &str, message: &str, counts: &[(&str, u64)]| {
@@ -201,6 +207,11 @@ fn execute(
                 started,
                 &event,
             )?);
+        }
+        if args.sorted {
+            return Err(Failure::usage(
+                "--sorted applies to the canonical profile (extracts are mapped in memory)",
+            ));
         }
         log.event("read", "reading inputs", &[]);
         let (prepared, profile) = args.input.prepare()?;

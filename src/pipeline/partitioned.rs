@@ -24,8 +24,8 @@ use super::{
     check_counter_years, check_counters, check_manifest, group_counters, group_rights,
     index_beneficiaries,
 };
-use crate::io::read::{self, Chunks, ReadOptions, Sourced};
-use crate::model::{Beneficiary, Reject, RightPeriod, YearCounter};
+use crate::io::read::{self, ActIdOnly, Chunks, ReadOptions, Sourced};
+use crate::model::{Act, Beneficiary, Id, Reject, RightPeriod, YearCounter};
 use crate::rules::RuleBook;
 
 impl From<SpillError> for RunError {
@@ -41,6 +41,9 @@ pub struct Limits {
     pub memory: u64,
     /// Partitions to use, instead of the number the memory limit asks for (tests, tuning).
     pub parts: Option<usize>,
+    /// The acts are declared sorted by `patient_id` (`--sorted`): they are streamed, one
+    /// partition after the other, instead of spilled; a row out of order fails the run.
+    pub sorted: bool,
 }
 
 /// Where a run reports its steps: step, message, counts.
@@ -69,7 +72,7 @@ pub fn run(
     let parts = limits
         .parts
         .unwrap_or_else(|| partition::parts_for(rows, limits.memory));
-    if parts <= 1 {
+    if parts <= 1 && !limits.sorted {
         log("read", "reading inputs", &[("acts_expected", rows)]);
         let prepared = super::prepare(inputs)?;
         log(
@@ -163,6 +166,25 @@ pub fn run(
     }
     let mut counters = counters.finish()?;
 
+    if limits.sorted {
+        let routed = Routed {
+            plan: &plan,
+            loaders: SmallTables {
+                bens: &mut bens,
+                rights: &mut rights,
+                counters: &mut counters,
+            },
+            ben_files: &ben_files,
+            counter_years: &counter_years,
+            other_rejects,
+            files,
+            expected: rows,
+        };
+        return stream_sorted(
+            book, inputs, opts, staging, &spill_dir, budget, routed, started, log,
+        );
+    }
+
     // Acts, and their ids routed by a hash of the id.
     let mut acts = Partitioned::<ActRow>::new(&spill_dir, parts, budget);
     // An id row is an eighth of an act row: as many buckets as partitions would be small.
@@ -239,9 +261,11 @@ pub fn run(
         let rights_known = inputs.rights.is_some();
         let partitions = (0..parts).map(move |part| {
             let from = Loaders {
-                bens: &mut bens,
-                rights: &mut rights,
-                counters: &mut counters,
+                small: SmallTables {
+                    bens: &mut bens,
+                    rights: &mut rights,
+                    counters: &mut counters,
+                },
                 acts: &mut acts,
             };
             load_partition(part, from, duplicates, ben_files, act_files, rights_known)
@@ -302,10 +326,15 @@ pub(crate) fn progress_bar(visible: bool, total: u64, step: &str) -> indicatif::
     bar
 }
 
-struct Loaders<'s> {
+/// The partitioned beneficiaries, rights and counters.
+struct SmallTables<'s> {
     bens: &'s mut Stored<Sourced<Beneficiary>>,
     rights: &'s mut Stored<RightPeriod>,
     counters: &'s mut Stored<YearCounter>,
+}
+
+struct Loaders<'s> {
+    small: SmallTables<'s>,
     acts: &'s mut Stored<ActRow>,
 }
 
@@ -318,11 +347,6 @@ fn load_partition(
     act_files: &[String],
     rights_known: bool,
 ) -> Result<Prepared, RunError> {
-    let mut rejects = Vec::new();
-    let beneficiaries = index_beneficiaries(from.bens.take(part)?, ben_files, &mut rejects);
-    let other_rejects = rejects.len() as u64;
-    let rights = group_rights(from.rights.take(part)?);
-    let opening: HashMap<String, Vec<YearCounter>> = group_counters(from.counters.take(part)?);
     let mut rows = from.acts.take(part)?;
     if !duplicates.is_empty() {
         rows.retain(|r| {
@@ -332,6 +356,35 @@ fn load_partition(
             })
         });
     }
+    let small = from.small;
+    prepare_partition(
+        part,
+        small,
+        rows,
+        Vec::new(),
+        ben_files,
+        act_files,
+        rights_known,
+    )
+}
+
+/// A partition's acts (without duplicate ids) with its beneficiaries, rights and counters;
+/// `act_rejects` are rows of the acts file already refused.
+fn prepare_partition(
+    part: usize,
+    from: SmallTables,
+    rows: Vec<ActRow>,
+    act_rejects: Vec<Reject>,
+    ben_files: &[String],
+    act_files: &[String],
+    rights_known: bool,
+) -> Result<Prepared, RunError> {
+    let mut rejects = Vec::new();
+    let beneficiaries = index_beneficiaries(from.bens.take(part)?, ben_files, &mut rejects);
+    let other_rejects = rejects.len() as u64;
+    rejects.extend(act_rejects);
+    let rights = group_rights(from.rights.take(part)?);
+    let opening: HashMap<String, Vec<YearCounter>> = group_counters(from.counters.take(part)?);
     let base = Prepared {
         beneficiaries,
         rights,
@@ -344,6 +397,259 @@ fn load_partition(
         files: Vec::new(),
         ..Prepared::default()
     };
-    // Duplicate ids were rejected across partitions above.
+    // Duplicate ids were rejected across partitions before.
     assemble(base, rows, None, IdsChecked::Already)
+}
+
+/// What the sorted path receives from the routing of the small tables.
+struct Routed<'s> {
+    plan: &'s Plan,
+    loaders: SmallTables<'s>,
+    ben_files: &'s [String],
+    counter_years: &'s [i32],
+    other_rejects: Vec<Reject>,
+    files: Vec<(&'static str, String)>,
+    /// Act rows expected (progress bar).
+    expected: u64,
+}
+
+/// `--sorted`: the acts arrive in `patient_id` order, so each partition's acts are one
+/// stretch of the input. A first pass reads only the act ids, to find those that occur more
+/// than once; the second streams the acts, partition after partition, straight into the
+/// computation: no act is spilled. Duplicates are rejected as in the other paths (the first
+/// valid row in file and row order is kept: the stream is in that order).
+#[allow(clippy::too_many_arguments)]
+fn stream_sorted(
+    book: &RuleBook,
+    inputs: &Inputs,
+    opts: &RunOptions,
+    staging: crate::io::write::Staging,
+    spill_dir: &std::path::Path,
+    budget: usize,
+    routed: Routed,
+    started: Instant,
+    log: &Log<'_>,
+) -> Result<RunSummary, RunError> {
+    let Routed {
+        plan,
+        loaders,
+        ben_files,
+        counter_years,
+        other_rejects,
+        mut files,
+        expected,
+    } = routed;
+    let parts = plan.parts();
+
+    // Pass 1: ids seen more than once, found by buckets of a hash of the id.
+    log(
+        "read",
+        "finding repeated act ids",
+        &[("partitions", parts as u64)],
+    );
+    let id_buckets = parts.div_ceil(8);
+    let mut ids = Partitioned::<IdRow>::new(spill_dir, id_buckets, budget / 4);
+    for chunk in Chunks::<ActIdOnly>::open(&inputs.acts, &inputs.read)? {
+        let chunk = chunk?;
+        let file = chunk.file as u32;
+        for r in chunk.rows {
+            let bucket =
+                (partition::stable_hash(r.value.0.as_bytes()) % id_buckets as u64) as usize;
+            ids.push(bucket, (r.value.0, Origin { file, row: r.row }))?;
+        }
+    }
+    let mut ids = ids.finish()?;
+    let mut repeated: HashSet<Id> = HashSet::default();
+    for bucket in 0..id_buckets {
+        let rows = ids.take(bucket)?;
+        let mut seen: HashSet<&str> =
+            HashSet::with_capacity_and_hasher(rows.len(), Default::default());
+        for (id, _) in &rows {
+            if !seen.insert(id.as_str()) {
+                repeated.insert(id.clone());
+            }
+        }
+    }
+    drop(ids);
+
+    // Pass 2: the acts, streamed.
+    log(
+        "compute",
+        "streaming sorted acts",
+        &[
+            ("partitions", parts as u64),
+            ("repeated_ids", repeated.len() as u64),
+        ],
+    );
+    let chunks = read::open_acts(&inputs.acts, &inputs.read)?;
+    let act_files = chunks.files().to_vec();
+    files.extend(act_files.iter().map(|f| ("acts", f.clone())));
+    let mut sink = Sink::with_staging(book, opts, staging, expected)?;
+    sink.add_rejects(other_rejects, true);
+    let mut stats = StreamStats::default();
+    let streamed = std::thread::scope(|scope| -> Result<(), RunError> {
+        let received = produce(scope, "rac-reader", 1, chunks)?;
+        let stream = SortedStream {
+            chunks: received,
+            rows: Vec::new().into_iter(),
+            peeked: None,
+            next_part: 0,
+            plan,
+            repeated: &repeated,
+            seen: HashSet::default(),
+            last: None,
+            rejects: Vec::new(),
+            stats: &mut stats,
+            small: loaders,
+            ben_files,
+            act_files: &act_files,
+            rights_known: inputs.rights.is_some(),
+            failed: false,
+        };
+        for prepared in produce(scope, "rac-loader", 0, stream)? {
+            let prepared = prepared?;
+            sink.partition(&prepared)?;
+            drop(prepared);
+        }
+        Ok(())
+    });
+    let checked = streamed.and_then(|()| match &inputs.counters {
+        Some(path) => check_counter_years(path, stats.last_year, counter_years.iter().copied()),
+        None => Ok(()),
+    });
+    if let Err(e) = checked {
+        sink.abandon();
+        return Err(e);
+    }
+    if spill_dir.exists() {
+        std::fs::remove_dir_all(spill_dir).map_err(|e| SpillError {
+            path: spill_dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    }
+    sink.finish(&files, stats.read, started)
+}
+
+/// What the stream counted, read once it has ended.
+#[derive(Debug, Default)]
+struct StreamStats {
+    /// Act rows read.
+    read: u64,
+    /// Latest year of a valid act row (for the counters' check).
+    last_year: Option<i32>,
+}
+
+/// Sorted acts cut into partitions: yields every partition in order, each with its stretch
+/// of the acts (none for a partition without acts: its patients' counters carry over).
+struct SortedStream<'s> {
+    chunks: Receiver<Result<read::Chunk<Act>, read::ReadError>>,
+    rows: std::vec::IntoIter<ActRow>,
+    /// A row of a later partition, read while ending the current one.
+    peeked: Option<(usize, ActRow)>,
+    next_part: usize,
+    plan: &'s Plan,
+    repeated: &'s HashSet<Id>,
+    /// Repeated ids already kept once.
+    seen: HashSet<Id>,
+    /// The last row's patient and where it was, to check the order.
+    last: Option<(Id, usize, u64)>,
+    /// Rows of the acts file refused while reading the current partition.
+    rejects: Vec<Reject>,
+    stats: &'s mut StreamStats,
+    small: SmallTables<'s>,
+    ben_files: &'s [String],
+    act_files: &'s [String],
+    rights_known: bool,
+    failed: bool,
+}
+
+impl SortedStream<'_> {
+    /// The next valid, non-duplicate row and its partition; `None` at the end of the input.
+    fn next_row(&mut self) -> Result<Option<(usize, ActRow)>, RunError> {
+        if let Some(peeked) = self.peeked.take() {
+            return Ok(Some(peeked));
+        }
+        loop {
+            let Some(act) = self.rows.next() else {
+                match self.chunks.recv() {
+                    Ok(chunk) => {
+                        let chunk = chunk?;
+                        self.stats.read += chunk.read;
+                        self.rejects.extend(chunk.rejects);
+                        self.rows = chunk.rows.into_iter();
+                        continue;
+                    }
+                    Err(_) => return Ok(None),
+                }
+            };
+            let value = &act.value;
+            if let Some((last, file, row)) = &self.last
+                && value.patient_id < *last
+            {
+                return Err(RunError::NotSorted(format!(
+                    "{}: row {}: patient_id {:?} comes after {:?} (row {row} of {}), but --sorted says the acts are in patient_id order",
+                    self.act_files[act.file],
+                    act.row,
+                    value.patient_id.as_str(),
+                    last.as_str(),
+                    self.act_files[*file],
+                )));
+            }
+            self.last = Some((value.patient_id.clone(), act.file, act.row));
+            self.stats.last_year = self.stats.last_year.max(Some(value.care_date.year()));
+            if self.repeated.contains(&value.act_id) && !self.seen.insert(value.act_id.clone()) {
+                self.rejects.push(Reject {
+                    file: self.act_files[act.file].clone(),
+                    row: act.row,
+                    act_id: value.act_id.to_string(),
+                    column: "act_id".into(),
+                    reason: "duplicate_act_id".into(),
+                    value: value.act_id.to_string(),
+                });
+                continue;
+            }
+            return Ok(Some((self.plan.part_of(&value.patient_id), act)));
+        }
+    }
+
+    fn next_partition(&mut self) -> Result<Prepared, RunError> {
+        let part = self.next_part;
+        let mut rows = Vec::new();
+        while let Some((p, act)) = self.next_row()? {
+            if p > part {
+                self.peeked = Some((p, act));
+                break;
+            }
+            rows.push(act);
+        }
+        self.next_part += 1;
+        let rejects = std::mem::take(&mut self.rejects);
+        let small = SmallTables {
+            bens: &mut *self.small.bens,
+            rights: &mut *self.small.rights,
+            counters: &mut *self.small.counters,
+        };
+        prepare_partition(
+            part,
+            small,
+            rows,
+            rejects,
+            self.ben_files,
+            self.act_files,
+            self.rights_known,
+        )
+    }
+}
+
+impl Iterator for SortedStream<'_> {
+    type Item = Result<Prepared, RunError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.next_part >= self.plan.parts() {
+            return None;
+        }
+        let item = self.next_partition();
+        self.failed = item.is_err();
+        Some(item)
+    }
 }

@@ -184,6 +184,13 @@ impl<'a> Sink<'a> {
         Err(RunError::Internal("the writer thread stopped early".into()))
     }
 
+    /// Gives up the run: the writer thread is stopped and waited for, then the staging
+    /// folder is removed (the previous outputs stay as they were).
+    pub(crate) fn abandon(mut self) {
+        self.bar.finish_and_clear();
+        let _ = self.join();
+    }
+
     /// Waits for the writer thread to finish its tables.
     fn join(&mut self) -> Result<Written, RunError> {
         self.queue = None;

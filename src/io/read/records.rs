@@ -330,6 +330,20 @@ impl Table for Act {
     }
 }
 
+/// Only the `act_id` of an acts row, for a first pass over acts that are streamed later
+/// (`compute --sorted`): the other columns are not read (Parquet) or not converted (CSV).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActIdOnly(pub Id);
+
+impl Table for ActIdOnly {
+    const COLUMNS: &'static [ColumnSpec] = &[col("act_id", Kind::Text, true)];
+    const ACT_ID: Option<usize> = Some(0);
+
+    fn from_row<R: Row + ?Sized>(row: &R, _opts: &ReadOptions) -> Conv<ActIdOnly> {
+        Ok(ActIdOnly(req_id(row, 0)?))
+    }
+}
+
 impl Table for Beneficiary {
     const COLUMNS: &'static [ColumnSpec] = &[
         col("patient_id", Kind::Text, true),
