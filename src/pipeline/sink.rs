@@ -51,9 +51,16 @@ impl Writer {
         for message in queue {
             match message {
                 Message::Outcomes(outcomes) => {
-                    self.acts.write(&outcomes)?;
-                    self.partition.add(&outcomes);
-                    self.summary.add(&outcomes);
+                    // The sums beside the encoding, on the pool.
+                    let (partition, summary) = (&mut self.partition, &mut self.summary);
+                    let (written, ()) = rayon::join(
+                        || self.acts.write(&outcomes),
+                        || {
+                            partition.add(&outcomes);
+                            summary.add(&outcomes);
+                        },
+                    );
+                    written?;
                 }
                 Message::EndPartition(closing) => {
                     let years = std::mem::take(&mut self.partition).finish(&closing);
