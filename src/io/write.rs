@@ -39,6 +39,7 @@ use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory,
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use parquet::file::writer::SerializedFileWriter;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
@@ -1124,6 +1125,8 @@ pub fn parquet_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // One act per act_id: a dictionary would only be built to be dropped.
+        .set_column_dictionary_enabled(ColumnPath::from("act_id"), false)
         .build()
 }
 
