@@ -207,8 +207,7 @@ pub fn run(
             for act in chunk.rows {
                 let (id, origin) = (&act.value.act_id, Origin { file, row: act.row });
                 last_year = last_year.max(Some(act.value.care_date.year()));
-                let bucket = (partition::stable_hash(id.as_bytes()) % id_buckets as u64) as usize;
-                ids.push(bucket, (id.clone(), origin))?;
+                ids.push(id_bucket(id, id_buckets), (id.clone(), origin))?;
                 acts.push(plan.part_of(&act.value.patient_id), act)?;
             }
         }
@@ -221,27 +220,18 @@ pub fn run(
     }
 
     // Duplicate ids, whatever their partitions.
-    let mut ids = ids.finish()?;
     let mut duplicates: HashSet<Origin> = HashSet::default();
-    for bucket in 0..id_buckets {
-        let rows = ids.take(bucket)?;
-        let mut seen: HashSet<&str> =
-            HashSet::with_capacity_and_hasher(rows.len(), Default::default());
-        for (id, origin) in &rows {
-            if !seen.insert(id.as_str()) {
-                duplicates.insert(*origin);
-                early_rejects.push(Reject {
-                    file: act_files[origin.file as usize].clone(),
-                    row: origin.row,
-                    act_id: id.to_string(),
-                    column: "act_id".into(),
-                    reason: "duplicate_act_id".into(),
-                    value: id.to_string(),
-                });
-            }
-        }
-    }
-    drop(ids);
+    for_each_repeat(ids.finish()?, |id, origin| {
+        duplicates.insert(origin);
+        early_rejects.push(Reject {
+            file: act_files[origin.file as usize].clone(),
+            row: origin.row,
+            act_id: id.to_string(),
+            column: "act_id".into(),
+            reason: "duplicate_act_id".into(),
+            value: id.to_string(),
+        });
+    })?;
 
     log(
         "compute",
@@ -286,6 +276,27 @@ pub fn run(
         })?;
     }
     sink.finish(&files, read_rows, started)
+}
+
+/// The bucket of an act id, among `buckets`: the same id always lands in the same bucket.
+fn id_bucket(id: &str, buckets: usize) -> usize {
+    (partition::stable_hash(id.as_bytes()) % buckets as u64) as usize
+}
+
+/// Calls `f` for every id row whose id was seen before in its bucket (so, in the whole
+/// table): the second and later occurrences, in the order they were pushed.
+fn for_each_repeat(mut ids: Stored<IdRow>, mut f: impl FnMut(&Id, Origin)) -> Result<(), RunError> {
+    for bucket in 0..ids.parts() {
+        let rows = ids.take(bucket)?;
+        let mut seen: HashSet<&str> =
+            HashSet::with_capacity_and_hasher(rows.len(), Default::default());
+        for (id, origin) in &rows {
+            if !seen.insert(id.as_str()) {
+                f(id, *origin);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `items` on a named thread of `scope` that sends them into a queue of `capacity`
@@ -453,24 +464,14 @@ fn stream_sorted(
         let chunk = chunk?;
         let file = chunk.file as u32;
         for r in chunk.rows {
-            let bucket =
-                (partition::stable_hash(r.value.0.as_bytes()) % id_buckets as u64) as usize;
+            let bucket = id_bucket(&r.value.0, id_buckets);
             ids.push(bucket, (r.value.0, Origin { file, row: r.row }))?;
         }
     }
-    let mut ids = ids.finish()?;
     let mut repeated: HashSet<Id> = HashSet::default();
-    for bucket in 0..id_buckets {
-        let rows = ids.take(bucket)?;
-        let mut seen: HashSet<&str> =
-            HashSet::with_capacity_and_hasher(rows.len(), Default::default());
-        for (id, _) in &rows {
-            if !seen.insert(id.as_str()) {
-                repeated.insert(id.clone());
-            }
-        }
-    }
-    drop(ids);
+    for_each_repeat(ids.finish()?, |id, _| {
+        repeated.insert(id.clone());
+    })?;
 
     // Pass 2: the acts, streamed.
     log(

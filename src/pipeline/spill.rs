@@ -166,6 +166,11 @@ pub struct Stored<T> {
 }
 
 impl<T: Spillable> Stored<T> {
+    /// Number of partitions.
+    pub fn parts(&self) -> usize {
+        self.files.len()
+    }
+
     /// Takes partition `part`'s rows, in the order they were pushed; its spill file is
     /// deleted.
     pub fn take(&mut self, part: usize) -> Result<Vec<T>, SpillError> {
