@@ -113,6 +113,41 @@ const TABLES: [&str; 5] = [
     "rejects.csv",
 ];
 
+/// Every table of `others` is the same bytes as `reference`'s (and not empty).
+fn same_tables(reference: &Path, others: &[&Path]) {
+    for table in TABLES {
+        let expected = std::fs::read(reference.join(table)).unwrap();
+        assert!(!expected.is_empty());
+        for other in others {
+            assert!(
+                std::fs::read(other.join(table)).unwrap() == expected,
+                "{table} differs in {}",
+                other.display()
+            );
+        }
+    }
+}
+
+/// The rows of [`data_set`] that only a whole-input view can judge are rejected, each once,
+/// and the manifest's counts add up.
+fn special_rows_rejected_once(out: &Path) {
+    let rejects = std::fs::read_to_string(out.join("rejects.csv")).unwrap();
+    for reason in [
+        "duplicate_act_id",
+        "unknown_patient",
+        "bad_date",
+        "duplicate_patient_id",
+    ] {
+        assert_eq!(rejects.matches(reason).count(), 1, "{reason} in\n{rejects}");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["rows"]["read"], 6003);
+    assert_eq!(manifest["rows"]["computed"], 6000);
+    assert_eq!(manifest["rows"]["rejected"], 3);
+    assert_eq!(manifest["rows"]["rejected_other_rows"], 1);
+}
+
 #[test]
 fn a_spilled_run_writes_the_bytes_of_an_in_memory_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -156,34 +191,8 @@ fn a_spilled_run_writes_the_bytes_of_an_in_memory_run() {
     ok(&o, &[3]);
     assert_eq!(compute_event(&o)["partitions"], 7);
 
-    for table in TABLES {
-        let reference = std::fs::read(memory.join(table)).unwrap();
-        assert!(!reference.is_empty());
-        for other in [&spilled, &seven] {
-            assert!(
-                std::fs::read(other.join(table)).unwrap() == reference,
-                "{table} differs in {}",
-                other.display()
-            );
-        }
-    }
-    // The rows only a whole-input view can judge are rejected, each once.
-    let rejects = std::fs::read_to_string(spilled.join("rejects.csv")).unwrap();
-    for reason in [
-        "duplicate_act_id",
-        "unknown_patient",
-        "bad_date",
-        "duplicate_patient_id",
-    ] {
-        assert_eq!(rejects.matches(reason).count(), 1, "{reason} in\n{rejects}");
-    }
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(spilled.join("manifest.json")).unwrap())
-            .unwrap();
-    assert_eq!(manifest["rows"]["read"], 6003);
-    assert_eq!(manifest["rows"]["computed"], 6000);
-    assert_eq!(manifest["rows"]["rejected"], 3);
-    assert_eq!(manifest["rows"]["rejected_other_rows"], 1);
+    same_tables(&memory, &[&spilled, &seven]);
+    special_rows_rejected_once(&spilled);
 }
 
 #[test]
@@ -279,31 +288,9 @@ fn sorted_acts_are_streamed_without_spill_and_write_the_same_bytes() {
         }
         runs.push(out);
     }
-    for table in TABLES {
-        let reference = std::fs::read(memory.join(table)).unwrap();
-        assert!(!reference.is_empty());
-        for other in &runs {
-            assert!(
-                std::fs::read(other.join(table)).unwrap() == reference,
-                "{table} differs in {}",
-                other.display()
-            );
-        }
-    }
-    let rejects = std::fs::read_to_string(runs[1].join("rejects.csv")).unwrap();
-    for reason in [
-        "duplicate_act_id",
-        "unknown_patient",
-        "bad_date",
-        "duplicate_patient_id",
-    ] {
-        assert_eq!(rejects.matches(reason).count(), 1, "{reason} in\n{rejects}");
-    }
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(runs[1].join("manifest.json")).unwrap())
-            .unwrap();
-    assert_eq!(manifest["rows"]["read"], 6003);
-    assert_eq!(manifest["rows"]["computed"], 6000);
+    let others: Vec<&Path> = runs.iter().map(|r| r.as_path()).collect();
+    same_tables(&memory, &others);
+    special_rows_rejected_once(&runs[1]);
 }
 
 #[test]
