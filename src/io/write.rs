@@ -809,19 +809,32 @@ fn scaled(value: Decimal, precision: u8, scale: i8) -> Option<i128> {
     let target = u32::try_from(scale).ok()?;
     let current = value.scale();
     let mantissa = value.mantissa();
+    // Powers of ten from a table: this runs for every amount of every output row.
+    let pow10 = |n: u32| POW10.get(n as usize).map(|&p| p as i128);
     let units = if current == target {
         mantissa
     } else if current < target {
-        mantissa.checked_mul(10i128.checked_pow(target - current)?)?
+        mantissa.checked_mul(pow10(target - current)?)?
     } else {
-        let factor = 10i128.checked_pow(current - target)?;
+        let factor = pow10(current - target)?;
         if mantissa % factor != 0 {
             return None;
         }
         mantissa / factor
     };
-    (units.unsigned_abs() < 10u128.checked_pow(precision.into())?).then_some(units)
+    (units.unsigned_abs() < *POW10.get(usize::from(precision))?).then_some(units)
 }
+
+/// `10^n` for every `n` an Arrow Decimal128 precision or a `Decimal` scale can take.
+const POW10: [u128; 39] = {
+    let mut table = [1u128; 39];
+    let mut n = 1;
+    while n < 39 {
+        table[n] = table[n - 1] * 10;
+        n += 1;
+    }
+    table
+};
 
 fn expected_decimal(precision: u8, scale: i8) -> &'static str {
     match (precision, scale) {
