@@ -314,9 +314,10 @@ fn assemble(
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    // The kept rows' sort keys (patient rank, date, row); the rows then move once, straight
-    // to their place (they are large: moving them is most of the cost of grouping).
-    let mut keys: Vec<(u32, chrono::NaiveDate, u32)> = Vec::with_capacity(rows.len());
+    // The kept rows' sort keys ((patient rank, date) packed in a u64, row); the rows then
+    // move once, straight to their place (they are large: moving them is most of the cost of
+    // grouping).
+    let mut keys: Vec<(u64, u32)> = Vec::with_capacity(rows.len());
     let mut last_year: Option<i32> = None;
     let mut new_rejects = Vec::new();
     for (i, (Sourced { file, row, value }, dup)) in rows.iter().zip(duplicate).enumerate() {
@@ -335,7 +336,7 @@ fn assemble(
         }
         match rank.get(value.patient_id.as_str()) {
             None => new_rejects.push(reject("patient_id", "unknown_patient", &value.patient_id)),
-            Some(&r) => keys.push((r as u32, value.care_date, i as u32)),
+            Some(&r) => keys.push((patient_day(r as u32, value.care_date), i as u32)),
         }
     }
     drop(rank);
@@ -347,21 +348,25 @@ fn assemble(
             base.opening.values().flatten().map(|c| c.year),
         )?;
     }
-    // Act ids are unique here (duplicates were rejected): the order is total.
-    keys.par_sort_unstable_by(|a, b| {
-        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
-            rows[a.2 as usize]
-                .value
-                .act_id
-                .cmp(&rows[b.2 as usize].value.act_id)
-        })
-    });
+    // By (patient, date) on the packed integers, then the acts of one patient and day (a few)
+    // by id. Act ids are unique here (duplicates were rejected): the order is total.
+    keys.par_sort_unstable_by_key(|&(key, _)| key);
+    for same_day in keys.chunk_by_mut(|a, b| a.0 == b.0) {
+        if same_day.len() > 1 {
+            same_day.sort_unstable_by(|a, b| {
+                rows[a.1 as usize]
+                    .value
+                    .act_id
+                    .cmp(&rows[b.1 as usize].value.act_id)
+            });
+        }
+    }
     let mut slots: Vec<Option<Sourced<Act>>> = rows.into_iter().map(Some).collect();
     let mut patients: Vec<PatientActs> = Vec::new();
-    for group in keys.chunk_by(|a, b| a.0 == b.0) {
+    for group in keys.chunk_by(|a, b| a.0 >> 32 == b.0 >> 32) {
         let mut acts = Vec::with_capacity(group.len());
         let mut origins = Vec::with_capacity(group.len());
-        for &(_, _, i) in group {
+        for &(_, i) in group {
             let Sourced { file, row, value } = slots[i as usize].take().expect("each row once");
             acts.push(value);
             origins.push(Origin {
@@ -370,13 +375,20 @@ fn assemble(
             });
         }
         patients.push(PatientActs {
-            patient_id: std::mem::take(&mut ids[group[0].0 as usize]),
+            patient_id: std::mem::take(&mut ids[(group[0].0 >> 32) as usize]),
             acts,
             origins,
         });
     }
     base.patients = patients;
     Ok(base)
+}
+
+/// A patient's rank and a date as one integer that sorts like the pair: the rank in the high
+/// half, the day number (sign bit flipped, so that negative days sort first) in the low half.
+fn patient_day(rank: u32, date: chrono::NaiveDate) -> u64 {
+    let day = (date.num_days_from_ce() as u32) ^ (1 << 31);
+    (u64::from(rank) << 32) | u64::from(day)
 }
 
 /// Counters of a later year than every act row read are from another period: refuse them
@@ -595,4 +607,34 @@ pub fn execute(
     let mut sink = Sink::begin(book, opts, total)?;
     sink.partition(prepared)?;
     sink.finish(&prepared.files, prepared.read, started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::patient_day;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn packed_patient_day_sorts_like_the_pair() {
+        let dates = [
+            NaiveDate::from_ymd_opt(-3, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(1, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap(),
+            NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(),
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap(),
+        ];
+        let mut pairs = Vec::new();
+        for rank in [0, 1, 7, u32::MAX] {
+            for date in dates {
+                pairs.push((rank, date));
+            }
+        }
+        let mut by_pair = pairs.clone();
+        by_pair.sort();
+        let mut by_key = pairs;
+        by_key.sort_by_key(|&(rank, date)| patient_day(rank, date));
+        assert_eq!(by_key, by_pair);
+        // The rank is the high half.
+        assert_eq!(patient_day(7, dates[2]) >> 32, 7);
+    }
 }
