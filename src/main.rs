@@ -20,7 +20,11 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 fn tune_allocator() {
     for (option, value, variable) in [
         (MI_OPTION_PURGE_DELAY, -1, "MIMALLOC_PURGE_DELAY"),
-        (MI_OPTION_ALLOW_LARGE_OS_PAGES, 1, "MIMALLOC_ALLOW_LARGE_OS_PAGES"),
+        (
+            MI_OPTION_ALLOW_LARGE_OS_PAGES,
+            1,
+            "MIMALLOC_ALLOW_LARGE_OS_PAGES",
+        ),
     ] {
         if std::env::var_os(variable).is_none() {
             // SAFETY: plain setters of the allocator's global options, called before any

@@ -119,6 +119,101 @@ impl Totals {
     }
 }
 
+/// [`Totals`] while adding: the amounts as integer cents (output amounts have at most two
+/// decimals, and summing integers is several times faster than summing `Decimal`s: two sums
+/// per act ran at every act), an act with a finer amount (none should exist) summed exactly
+/// beside. The result is the same [`Totals`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    acts: u64,
+    /// The twelve amount columns in [`Totals`] order, then `recorded_amo`.
+    cents: [i128; 13],
+    recorded_acts: u64,
+    finer: Totals,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Outcome) {
+        let amounts = [
+            o.base,
+            o.billed,
+            o.overbilling,
+            o.amo_gross,
+            o.copayment,
+            o.majoration,
+            o.pal,
+            o.pf,
+            o.franchise,
+            o.flat_fee,
+            o.amo_paid,
+            o.rac,
+            o.recorded_amo.unwrap_or_default(),
+        ];
+        let mut cents = [0i128; 13];
+        for (c, amount) in cents.iter_mut().zip(amounts) {
+            match to_cents(amount) {
+                Some(v) => *c = v,
+                None => {
+                    self.finer.add(o);
+                    return;
+                }
+            }
+        }
+        self.acts += 1;
+        self.recorded_acts += u64::from(o.recorded_amo.is_some());
+        for (sum, c) in self.cents.iter_mut().zip(cents) {
+            *sum += c;
+        }
+    }
+
+    fn merge(&mut self, other: &Sums) {
+        self.acts += other.acts;
+        self.recorded_acts += other.recorded_acts;
+        for (sum, c) in self.cents.iter_mut().zip(other.cents) {
+            *sum += c;
+        }
+        self.finer.merge(&other.finer);
+    }
+
+    fn totals(&self) -> Totals {
+        let money = |i: usize| {
+            // 10^9 acts of 10^16 cents stay far below the 96 bits of a `Decimal`.
+            Decimal::try_from_i128_with_scale(self.cents[i], 2)
+                .expect("a sum of amounts within Decimal's range")
+        };
+        let mut totals = Totals {
+            acts: self.acts,
+            base: money(0),
+            billed: money(1),
+            overbilling: money(2),
+            amo_gross: money(3),
+            copayment: money(4),
+            majoration: money(5),
+            pal: money(6),
+            pf: money(7),
+            franchise: money(8),
+            flat_fee: money(9),
+            amo_paid: money(10),
+            rac: money(11),
+            recorded_amo: money(12),
+            recorded_acts: self.recorded_acts,
+        };
+        totals.merge(&self.finer);
+        totals
+    }
+}
+
+/// `amount` in cents, if it has at most two decimals.
+fn to_cents(amount: Decimal) -> Option<i128> {
+    let m = amount.mantissa();
+    match amount.scale() {
+        0 => Some(m * 100),
+        1 => Some(m * 10),
+        2 => Some(m),
+        _ => None,
+    }
+}
+
 /// `12.5` → `"12.50"`; amounts with more than two decimals keep them (they should not exist).
 fn money_text(amount: Decimal) -> String {
     let mut amount = amount;
@@ -164,27 +259,27 @@ impl PatientTotals {
     /// Adds acts (of one or many patients). Consecutive acts of the same patient and year,
     /// the usual case, cost one map look-up per run.
     pub fn add(&mut self, outcomes: &[Outcome]) {
-        let mut run: Option<(&str, i32, Totals)> = None;
+        let mut run: Option<(&str, i32, Sums)> = None;
         for o in outcomes {
             let year = o.care_date.year();
             match &mut run {
-                Some((patient, run_year, totals))
+                Some((patient, run_year, sums))
                     if *patient == o.patient_id.as_str() && *run_year == year =>
                 {
-                    totals.add(o);
+                    sums.add(o);
                 }
                 _ => {
-                    if let Some((patient, run_year, totals)) = run.take() {
-                        self.add_totals(patient, run_year, &totals);
+                    if let Some((patient, run_year, sums)) = run.take() {
+                        self.add_totals(patient, run_year, &sums.totals());
                     }
-                    let mut totals = Totals::default();
-                    totals.add(o);
-                    run = Some((o.patient_id.as_str(), year, totals));
+                    let mut sums = Sums::default();
+                    sums.add(o);
+                    run = Some((o.patient_id.as_str(), year, sums));
                 }
             }
         }
-        if let Some((patient, year, totals)) = run {
-            self.add_totals(patient, year, &totals);
+        if let Some((patient, year, sums)) = run {
+            self.add_totals(patient, year, &sums.totals());
         }
     }
 
@@ -287,7 +382,7 @@ type SummaryKey = (i32, u32, Category, Situation);
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     /// Hashed while adding (one lookup per act), sorted in [`Summary::rows`].
-    cells: FxHashMap<SummaryKey, Totals>,
+    cells: FxHashMap<SummaryKey, Sums>,
 }
 
 impl Summary {
@@ -314,18 +409,18 @@ impl Summary {
             self.cells = other.cells;
             return;
         }
-        for (key, totals) in other.cells {
-            self.cells.entry(key).or_default().merge(&totals);
+        for (key, sums) in other.cells {
+            self.cells.entry(key).or_default().merge(&sums);
         }
     }
 
     /// The totals over every act added (for the manifest).
     pub fn totals(&self) -> Totals {
-        let mut all = Totals::default();
-        for totals in self.cells.values() {
-            all.merge(totals);
+        let mut all = Sums::default();
+        for sums in self.cells.values() {
+            all.merge(sums);
         }
-        all
+        all.totals()
     }
 
     /// Number of rows so far.
@@ -339,7 +434,11 @@ impl Summary {
 
     /// The rows, sorted by month, category, situation (enums in declaration order).
     pub fn rows(self) -> Vec<SummaryRow> {
-        let mut cells: Vec<(SummaryKey, Totals)> = self.cells.into_iter().collect();
+        let mut cells: Vec<(SummaryKey, Totals)> = self
+            .cells
+            .into_iter()
+            .map(|(key, sums)| (key, sums.totals()))
+            .collect();
         cells.sort_unstable_by_key(|(key, _)| *key);
         cells
             .into_iter()
@@ -478,6 +577,34 @@ mod tests {
         assert_eq!(json["majoration"], "0.00");
         assert_eq!(money_text(dec!(12.5)), "12.50");
         assert_eq!(money_text(dec!(-1)), "-1.00");
+    }
+
+    #[test]
+    fn sums_in_cents_equal_exact_decimal_sums_whatever_the_scales() {
+        let mut outcomes = sample();
+        // Amounts written with 0, 1 and 2 decimals, negative ones, and one act with a finer
+        // amount (summed exactly beside the cents).
+        outcomes[0].majoration = dec!(3);
+        outcomes[1].majoration = dec!(-1.5);
+        outcomes[2].recorded_amo = Some(dec!(0.10));
+        outcomes[4].pal = dec!(0.125);
+        let exact = Totals::of(&outcomes);
+        assert_eq!(exact.majoration, dec!(1.5));
+        assert_eq!(exact.pal, dec!(0.125));
+        let mut summary = Summary::new();
+        summary.add(&outcomes[..2]);
+        let mut rest = Summary::new();
+        rest.add(&outcomes[2..]);
+        summary.merge(rest);
+        assert_eq!(summary.totals(), exact);
+        let years = patient_years(&outcomes, &[]);
+        let pal: Decimal = years.iter().map(|y| y.pal).sum();
+        assert_eq!(pal, dec!(0.125));
+        let billed: Decimal = years.iter().map(|y| y.billed).sum();
+        assert_eq!(billed, exact.billed);
+        assert_eq!(to_cents(dec!(12.5)), Some(1250));
+        assert_eq!(to_cents(dec!(-7)), Some(-700));
+        assert_eq!(to_cents(dec!(0.001)), None);
     }
 
     #[test]
