@@ -120,9 +120,9 @@ impl Totals {
 }
 
 /// [`Totals`] while adding: the amounts as integer cents (output amounts have at most two
-/// decimals, and summing integers is several times faster than summing `Decimal`s: two sums
-/// per act ran at every act), an act with a finer amount (none should exist) summed exactly
-/// beside. The result is the same [`Totals`].
+/// decimals, and every act is added twice, to its patient-year and to its summary cell:
+/// integers add several times faster than `Decimal`s), an act with a finer amount (none should
+/// exist) summed exactly beside. The result is the same [`Totals`].
 #[derive(Debug, Clone, Copy, Default)]
 struct Sums {
     acts: u64,
