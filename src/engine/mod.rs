@@ -536,7 +536,9 @@ impl<'a> Engine<'a> {
         &mut self,
         lines: &mut [Line],
     ) -> Result<BTreeSet<String>, RuleError> {
-        let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
+        // Lines by group key, then in processing order within a group: sorted pairs rather
+        // than a map of vectors (no allocation per group).
+        let mut keyed: Vec<(GroupKey, usize)> = Vec::new();
         for (k, line) in lines.iter().enumerate() {
             if !in_pal_group(line.act.category) {
                 continue;
@@ -552,10 +554,15 @@ impl<'a> Engine<'a> {
                     None => GroupKey::Alone(k),
                 }
             };
-            groups.entry(key).or_default().push(k);
+            keyed.push((key, k));
         }
+        keyed.sort_unstable();
         let mut heavy_stays = BTreeSet::new();
-        for (key, members) in groups {
+        let mut members: Vec<usize> = Vec::new();
+        for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+            let key = group[0].0;
+            members.clear();
+            members.extend(group.iter().map(|&(_, k)| k));
             // Members are in processing order: the first is the group's earliest line.
             let first = &lines[members[0]];
             let date = first.date();
