@@ -38,8 +38,9 @@ use crate::report::{SummaryRow, Totals};
 use crate::rules::RuleBook;
 
 /// Patients computed together before their outcomes are written: bounds the outcomes held in
-/// memory while keeping the cores busy.
-const CHUNK_PATIENTS: usize = 4096;
+/// memory while keeping the cores busy. 10 M acts: 2048 rather than 4096 lowers the peak RSS
+/// from 460 to 428 MiB (four runs each), the time the same within the machine's noise.
+const CHUNK_PATIENTS: usize = 2048;
 
 /// The input files of a run.
 #[derive(Debug, Clone)]
