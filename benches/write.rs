@@ -3,59 +3,23 @@
 //!
 //! `cargo bench --bench write` — throughput is in elements (acts) per second.
 
-use std::collections::HashMap;
+mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rac::engine::{PatientInput, compute_patient};
-use rac::generate::{GenFormat, GenerateOptions, generate_in_memory};
+use rac::engine::compute_patient;
 use rac::io::write::{Format, TableWriter, to_batch};
-use rac::model::{Act, Outcome, RightPeriod};
+use rac::model::Outcome;
 use rac::rules::RuleBook;
 
 const ROWS: usize = 1 << 16;
 
-/// Outcomes of generated acts, sorted like a run's (patients in id order, acts by date).
+/// Outcomes of generated acts, in a run's order (patients by id, acts by date).
 fn outcomes() -> Vec<Outcome> {
-    let opts = GenerateOptions {
-        acts: ROWS as u64 + ROWS as u64 / 4,
-        patients: 8_000,
-        seed: 11,
-        format: GenFormat::Parquet,
-        ..GenerateOptions::default()
-    };
-    let data = generate_in_memory(&opts).expect("generate");
-    let mut acts: HashMap<&str, Vec<Act>> = HashMap::new();
-    for a in &data.acts {
-        acts.entry(a.patient_id.as_str())
-            .or_default()
-            .push(a.clone());
-    }
-    let mut rights: HashMap<&str, Vec<RightPeriod>> = HashMap::new();
-    for r in &data.rights {
-        rights
-            .entry(r.patient_id.as_str())
-            .or_default()
-            .push(r.clone());
-    }
     let book = RuleBook::builtin();
-    let mut bens: Vec<_> = data.beneficiaries.iter().collect();
-    bens.sort_by(|a, b| a.patient_id.cmp(&b.patient_id));
-    let mut out = Vec::new();
-    for b in bens {
-        let Some(a) = acts.get(b.patient_id.as_str()) else {
-            continue;
-        };
-        let input = PatientInput {
-            beneficiary: b,
-            acts: a,
-            rights: rights
-                .get(b.patient_id.as_str())
-                .map_or(&[], |r| r.as_slice()),
-            rights_known: true,
-            opening: &[],
-        };
-        out.extend(compute_patient(&book, &input).outcomes);
-    }
+    let mut out: Vec<Outcome> = common::patients(ROWS as u64 + ROWS as u64 / 4, 8_000, 11)
+        .iter()
+        .flat_map(|p| compute_patient(&book, &p.input()).outcomes)
+        .collect();
     assert!(out.len() >= ROWS, "{} outcomes", out.len());
     out.truncate(ROWS);
     out
