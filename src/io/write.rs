@@ -1671,7 +1671,7 @@ mod tests {
             .collect();
         let batch = to_batch(&rows).unwrap();
         assert_eq!(batch.num_rows(), rows.len());
-        // Blocks no larger than one: each built in one piece.
+        // Pieces smaller than a block: each is built whole, a column at a time.
         let pieces: Vec<RecordBatch> = rows
             .chunks(BLOCK_ROWS - 1)
             .map(|chunk| to_batch(chunk).unwrap())
