@@ -608,6 +608,64 @@ mod tests {
     }
 
     #[test]
+    fn each_amount_column_sums_into_its_own_total() {
+        // Every amount column a different value (not a consistent act: only the sums
+        // matter), so that a column summed into another's cents would show.
+        let mut o = sample().remove(0);
+        let columns: [&mut Decimal; 12] = [
+            &mut o.base,
+            &mut o.billed,
+            &mut o.overbilling,
+            &mut o.amo_gross,
+            &mut o.copayment,
+            &mut o.majoration,
+            &mut o.pal,
+            &mut o.pf,
+            &mut o.franchise,
+            &mut o.flat_fee,
+            &mut o.amo_paid,
+            &mut o.rac,
+        ];
+        for (i, amount) in columns.into_iter().enumerate() {
+            *amount = Decimal::new(101 * (i as i64 + 1), 2);
+        }
+        o.recorded_amo = Some(dec!(13.13));
+        let outcomes = vec![o.clone(), o];
+        let mut summary = Summary::new();
+        summary.add(&outcomes);
+        let totals = summary.totals();
+        assert_eq!(totals, Totals::of(&outcomes));
+        assert_eq!(
+            (
+                totals.base,
+                totals.overbilling,
+                totals.majoration,
+                totals.flat_fee
+            ),
+            (dec!(2.02), dec!(6.06), dec!(12.12), dec!(20.20))
+        );
+        assert_eq!(
+            (totals.rac, totals.recorded_amo),
+            (dec!(24.24), dec!(26.26))
+        );
+        let year = &patient_years(&outcomes, &[])[0];
+        assert_eq!(
+            (year.billed, year.base, year.amo_paid, year.rac, year.pf),
+            (
+                dec!(4.04),
+                dec!(2.02),
+                dec!(22.22),
+                dec!(24.24),
+                dec!(16.16)
+            )
+        );
+        assert_eq!(
+            (year.franchise, year.pal, year.flat_fee, year.overbilling),
+            (dec!(18.18), dec!(14.14), dec!(20.20), dec!(6.06))
+        );
+    }
+
+    #[test]
     fn patient_years_group_by_patient_and_year_with_cap_dates() {
         let outcomes = sample();
         let closing = vec![
