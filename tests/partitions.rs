@@ -274,16 +274,21 @@ fn sorted_acts_are_streamed_without_spill_and_write_the_same_bytes() {
             "seven",
             &["--sorted", "--partitions", "7", "--threads", "1"][..],
         ),
+        // Not declared: the first pass finds the order.
+        ("found", &["--partitions", "7"][..]),
+        ("found-tiny", &["--memory-limit", "1M"][..]),
     ] {
         let out = tmp.path().join(name);
         let o = compute(&data, &out, Some(&counters), extra);
         ok(&o, &[3]);
         let event = compute_event(&o);
         assert_eq!(event["message"], "streaming sorted acts", "{event}");
+        let detected = !extra.contains(&"--sorted");
+        assert_eq!(event["order_detected"], u64::from(detected), "{event}");
         // One id occurs twice (the duplicate row); nothing is spilled.
         assert_eq!(event["repeated_ids"], 1, "{event}");
         assert_eq!(event["spilled_acts"], serde_json::Value::Null, "{event}");
-        if name == "tiny" {
+        if name.ends_with("tiny") {
             assert!(event["partitions"].as_u64().unwrap() > 4, "{event}");
         }
         runs.push(out);
@@ -291,6 +296,46 @@ fn sorted_acts_are_streamed_without_spill_and_write_the_same_bytes() {
     let others: Vec<&Path> = runs.iter().map(|r| r.as_path()).collect();
     same_tables(&memory, &others);
     special_rows_rejected_once(&runs[1]);
+}
+
+#[test]
+fn acts_sorted_but_for_their_last_row_are_partitioned_and_write_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    sort_acts(&data);
+    // The first row moved to the end: the first pass reads the whole file before it sees a
+    // row out of order, and gives up.
+    let path = data.join("acts.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let first = lines.remove(1);
+    assert_ne!(
+        first.split(',').nth(1),
+        lines.last().unwrap().split(',').nth(1),
+        "the moved row is now out of order"
+    );
+    lines.push(first);
+    std::fs::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
+
+    let memory = tmp.path().join("memory");
+    ok(&compute(&data, &memory, None, &[]), &[3]);
+    let parted = tmp.path().join("parted");
+    for extra in [&["--partitions", "5"][..], &["--memory-limit", "1M"][..]] {
+        let o = compute(&data, &parted, None, extra);
+        ok(&o, &[3]);
+        let event = compute_event(&o);
+        assert_eq!(event["message"], "computing and writing", "{event}");
+        assert!(event["partitions"].as_u64().unwrap() >= 5, "{event}");
+        same_tables(&memory, &[&parted]);
+    }
+    // Nothing of the first pass is left beside the outputs.
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["data", "memory", "parted"]);
 }
 
 #[test]

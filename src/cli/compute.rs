@@ -55,7 +55,8 @@ pub struct ComputeArgs {
     pub partitions: Option<usize>,
     /// The acts are sorted by patient_id (byte order, across the files in the order they are
     /// read): they are streamed partition by partition instead of spilled to disk. A row out
-    /// of order fails the run (exit 1). Canonical profile only.
+    /// of order fails the run (exit 1). Without it, a first pass finds whether they are
+    /// (and gives up at the first row out of order). Canonical profile only.
     #[arg(long)]
     pub sorted: bool,
     /// Log lines as JSON objects (for log collectors).

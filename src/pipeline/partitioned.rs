@@ -24,7 +24,7 @@ use super::{
     check_counter_years, check_counters, check_manifest, group_counters, group_rights,
     index_beneficiaries,
 };
-use crate::io::read::{self, ActIdOnly, Chunks, ReadOptions, Sourced};
+use crate::io::read::{self, ActKey, Chunks, ReadOptions, Sourced};
 use crate::model::{Act, Beneficiary, Id, Reject, RightPeriod, YearCounter};
 use crate::rules::RuleBook;
 
@@ -168,7 +168,14 @@ pub fn run(
     }
     let mut counters = counters.finish()?;
 
-    if limits.sorted {
+    // Acts sorted by patient (declared, or found so by a first pass that stops at the first
+    // row out of order) are streamed instead of spilled.
+    let order = if limits.sorted {
+        Order::Declared
+    } else {
+        Order::Detect
+    };
+    if let Some(repeated) = first_pass(inputs, &spill_dir, parts, budget, order, log)? {
         let routed = Routed {
             plan: &plan,
             loaders: SmallTables {
@@ -183,9 +190,14 @@ pub fn run(
             expected: rows,
         };
         return stream_sorted(
-            book, inputs, opts, staging, &spill_dir, budget, routed, started, log,
+            book, inputs, opts, staging, &spill_dir, routed, repeated, order, started, log,
         );
     }
+    log(
+        "read",
+        "acts not sorted by patient_id: partitioning them",
+        &[("partitions", parts as u64)],
+    );
 
     // Acts, and their ids routed by a hash of the id.
     let mut acts = Partitioned::<ActRow>::new(&spill_dir, parts, budget);
@@ -426,11 +438,75 @@ struct Routed<'s> {
     expected: u64,
 }
 
-/// `--sorted`: the acts arrive in `patient_id` order, so each partition's acts are one
-/// stretch of the input. A first pass reads only the act ids, to find those that occur more
-/// than once; the second streams the acts, partition after partition, straight into the
-/// computation: no act is spilled. Duplicates are rejected as in the other paths (the first
-/// valid row in file and row order is kept: the stream is in that order).
+/// Whether the acts are known to be sorted by `patient_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// `--sorted`: the stream checks it, and a row out of order fails the run.
+    Declared,
+    /// Unknown: the first pass checks it, and stops at the first row out of order.
+    Detect,
+}
+
+/// The first pass over sorted acts: reads only `act_id` and `patient_id`, and returns the
+/// ids that occur more than once (found by buckets of a hash of the id). When the order is
+/// to be detected, it stops at the first row whose `patient_id` is lower than the previous
+/// one's and returns `None`: on acts in no particular order that is within the first chunk.
+/// Rows that are not valid acts are left to the second pass, which rejects them.
+fn first_pass(
+    inputs: &Inputs,
+    spill_dir: &std::path::Path,
+    parts: usize,
+    budget: usize,
+    order: Order,
+    log: &Log<'_>,
+) -> Result<Option<HashSet<Id>>, RunError> {
+    log(
+        "read",
+        match order {
+            Order::Declared => "finding repeated act ids",
+            Order::Detect => "checking whether the acts are sorted by patient_id",
+        },
+        &[("partitions", parts as u64)],
+    );
+    // Its own folder: a pass given up leaves no file behind.
+    let dir = spill_dir.join("first-pass");
+    let id_buckets = parts.div_ceil(8);
+    let mut ids = Partitioned::<IdRow>::new(&dir, id_buckets, budget / 4);
+    let mut last: Option<Id> = None;
+    for chunk in Chunks::<ActKey>::open(&inputs.acts, &inputs.read)? {
+        let chunk = chunk?;
+        let file = chunk.file as u32;
+        for r in chunk.rows {
+            let ActKey { act_id, patient_id } = r.value;
+            if order == Order::Detect {
+                if last.as_ref().is_some_and(|last| patient_id < *last) {
+                    drop(ids);
+                    if dir.exists() {
+                        std::fs::remove_dir_all(&dir).map_err(|e| SpillError {
+                            path: dir.clone(),
+                            message: e.to_string(),
+                        })?;
+                    }
+                    return Ok(None);
+                }
+                last = Some(patient_id);
+            }
+            let bucket = id_bucket(&act_id, id_buckets);
+            ids.push(bucket, (act_id, Origin { file, row: r.row }))?;
+        }
+    }
+    let mut repeated: HashSet<Id> = HashSet::default();
+    for_each_repeat(ids.finish()?, |id, _| {
+        repeated.insert(id.clone());
+    })?;
+    Ok(Some(repeated))
+}
+
+/// Acts in `patient_id` order (declared with `--sorted`, or found so by [`first_pass`]):
+/// each partition's acts are one stretch of the input. The acts are streamed, partition
+/// after partition, straight into the computation: no act is spilled. Duplicates are
+/// rejected as in the other paths (the first valid row in file and row order is kept: the
+/// stream is in that order).
 #[allow(clippy::too_many_arguments)]
 fn stream_sorted(
     book: &RuleBook,
@@ -438,8 +514,9 @@ fn stream_sorted(
     opts: &RunOptions,
     staging: crate::io::write::Staging,
     spill_dir: &std::path::Path,
-    budget: usize,
     routed: Routed,
+    repeated: HashSet<Id>,
+    order: Order,
     started: Instant,
     log: &Log<'_>,
 ) -> Result<RunSummary, RunError> {
@@ -454,27 +531,6 @@ fn stream_sorted(
     } = routed;
     let parts = plan.parts();
 
-    // Pass 1: ids seen more than once, found by buckets of a hash of the id.
-    log(
-        "read",
-        "finding repeated act ids",
-        &[("partitions", parts as u64)],
-    );
-    let id_buckets = parts.div_ceil(8);
-    let mut ids = Partitioned::<IdRow>::new(spill_dir, id_buckets, budget / 4);
-    for chunk in Chunks::<ActIdOnly>::open(&inputs.acts, &inputs.read)? {
-        let chunk = chunk?;
-        let file = chunk.file as u32;
-        for r in chunk.rows {
-            let bucket = id_bucket(&r.value.0, id_buckets);
-            ids.push(bucket, (r.value.0, Origin { file, row: r.row }))?;
-        }
-    }
-    let mut repeated: HashSet<Id> = HashSet::default();
-    for_each_repeat(ids.finish()?, |id, _| {
-        repeated.insert(id.clone());
-    })?;
-
     // Pass 2: the acts, streamed.
     log(
         "compute",
@@ -482,6 +538,7 @@ fn stream_sorted(
         &[
             ("partitions", parts as u64),
             ("repeated_ids", repeated.len() as u64),
+            ("order_detected", u64::from(order == Order::Detect)),
         ],
     );
     let chunks = read::open_acts(&inputs.acts, &inputs.read)?;
@@ -507,6 +564,7 @@ fn stream_sorted(
             ben_files,
             act_files: &act_files,
             rights_known: inputs.rights.is_some(),
+            order,
             failed: false,
         };
         for prepared in produce(scope, "rac-loader", 0, stream)? {
@@ -563,6 +621,7 @@ struct SortedStream<'s> {
     ben_files: &'s [String],
     act_files: &'s [String],
     rights_known: bool,
+    order: Order,
     failed: bool,
 }
 
@@ -589,8 +648,13 @@ impl SortedStream<'_> {
             if let Some((last, file, row)) = &self.last
                 && value.patient_id < *last
             {
+                let claim = match self.order {
+                    Order::Declared => "--sorted says the acts are",
+                    // A subset of the rows the first pass found in order: the file changed.
+                    Order::Detect => "the first pass found the acts (did a file change?)",
+                };
                 return Err(RunError::NotSorted(format!(
-                    "{}: row {}: patient_id {:?} comes after {:?} (row {row} of {}), but --sorted says the acts are in patient_id order",
+                    "{}: row {}: patient_id {:?} comes after {:?} (row {row} of {}), but {claim} in patient_id order",
                     self.act_files[act.file],
                     act.row,
                     value.patient_id.as_str(),

@@ -330,17 +330,28 @@ impl Table for Act {
     }
 }
 
-/// Only the `act_id` of an acts row, for a first pass over acts that are streamed later
-/// (`compute --sorted`): the other columns are not read (Parquet) or not converted (CSV).
+/// Only the `act_id` and `patient_id` of an acts row, for a first pass over acts that are
+/// streamed later (`compute` on acts sorted by patient): the other columns are not read
+/// (Parquet) or not converted (CSV). Every row valid as an [`Act`] is valid here, with the
+/// same two ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActIdOnly(pub Id);
+pub struct ActKey {
+    pub act_id: Id,
+    pub patient_id: Id,
+}
 
-impl Table for ActIdOnly {
-    const COLUMNS: &'static [ColumnSpec] = &[col("act_id", Kind::Text, true)];
+impl Table for ActKey {
+    const COLUMNS: &'static [ColumnSpec] = &[
+        col("act_id", Kind::Text, true),
+        col("patient_id", Kind::Text, true),
+    ];
     const ACT_ID: Option<usize> = Some(0);
 
-    fn from_row<R: Row + ?Sized>(row: &R, _opts: &ReadOptions) -> Conv<ActIdOnly> {
-        Ok(ActIdOnly(req_id(row, 0)?))
+    fn from_row<R: Row + ?Sized>(row: &R, _opts: &ReadOptions) -> Conv<ActKey> {
+        Ok(ActKey {
+            act_id: req_id(row, 0)?,
+            patient_id: req_id(row, 1)?,
+        })
     }
 }
 
