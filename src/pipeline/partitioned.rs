@@ -18,7 +18,7 @@ use chrono::Datelike;
 
 use super::partition::{self, Plan, Sampler};
 use super::sink::Sink;
-use super::spill::{ActRow, IdRow, Partitioned, SpillError, Stored};
+use super::spill::{ActRow, IdHash, IdRow, Partitioned, SpillError, Stored};
 use super::{
     IdsChecked, Inputs, Origin, Prepared, RunError, RunOptions, RunSummary, assemble,
     check_counter_years, check_counters, check_manifest, group_counters, group_rights,
@@ -448,10 +448,12 @@ enum Order {
 }
 
 /// The first pass over sorted acts: reads only `act_id` and `patient_id`, and returns the
-/// ids that occur more than once (found by buckets of a hash of the id). When the order is
-/// to be detected, it stops at the first row whose `patient_id` is lower than the previous
-/// one's and returns `None`: on acts in no particular order that is within the first chunk.
-/// Rows that are not valid acts are left to the second pass, which rejects them.
+/// stable hashes of the act ids that occur more than once (a superset of the repeated ids:
+/// two ids of the same hash are both in it, which only makes the stream remember them).
+/// When the order is to be detected, it stops at the first row whose `patient_id` is lower
+/// than the previous one's and returns `None`: on acts in no particular order that is within
+/// the first chunk. Rows that are not valid acts are left to the second pass, which rejects
+/// them.
 fn first_pass(
     inputs: &Inputs,
     spill_dir: &std::path::Path,
@@ -459,7 +461,7 @@ fn first_pass(
     budget: usize,
     order: Order,
     log: &Log<'_>,
-) -> Result<Option<HashSet<Id>>, RunError> {
+) -> Result<Option<HashSet<IdHash>>, RunError> {
     log(
         "read",
         match order {
@@ -470,17 +472,18 @@ fn first_pass(
     );
     // Its own folder: a pass given up leaves no file behind.
     let dir = spill_dir.join("first-pass");
-    let id_buckets = parts.div_ceil(8);
-    let mut ids = Partitioned::<IdRow>::new(&dir, id_buckets, budget / 4);
+    // A hash is 8 bytes where an act takes about 1 100 in memory: a bucket of hashes for 64
+    // partitions is still smaller than one partition's acts.
+    let buckets = parts.div_ceil(64);
+    let mut hashes = Partitioned::<IdHash>::new(&dir, buckets, budget);
     let mut last: Option<Id> = None;
     for chunk in Chunks::<ActKey>::open(&inputs.acts, &inputs.read)? {
         let chunk = chunk?;
-        let file = chunk.file as u32;
         for r in chunk.rows {
             let ActKey { act_id, patient_id } = r.value;
             if order == Order::Detect {
                 if last.as_ref().is_some_and(|last| patient_id < *last) {
-                    drop(ids);
+                    drop(hashes);
                     if dir.exists() {
                         std::fs::remove_dir_all(&dir).map_err(|e| SpillError {
                             path: dir.clone(),
@@ -491,14 +494,17 @@ fn first_pass(
                 }
                 last = Some(patient_id);
             }
-            let bucket = id_bucket(&act_id, id_buckets);
-            ids.push(bucket, (act_id, Origin { file, row: r.row }))?;
+            let hash = partition::stable_hash(act_id.as_bytes());
+            hashes.push((hash % buckets as u64) as usize, hash)?;
         }
     }
-    let mut repeated: HashSet<Id> = HashSet::default();
-    for_each_repeat(ids.finish()?, |id, _| {
-        repeated.insert(id.clone());
-    })?;
+    let mut hashes = hashes.finish()?;
+    let mut repeated: HashSet<IdHash> = HashSet::default();
+    for bucket in 0..hashes.parts() {
+        let mut bucket = hashes.take(bucket)?;
+        rayon::slice::ParallelSliceMut::par_sort_unstable(&mut bucket[..]);
+        repeated.extend(bucket.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
+    }
     Ok(Some(repeated))
 }
 
@@ -515,7 +521,7 @@ fn stream_sorted(
     staging: crate::io::write::Staging,
     spill_dir: &std::path::Path,
     routed: Routed,
-    repeated: HashSet<Id>,
+    repeated: HashSet<IdHash>,
     order: Order,
     started: Instant,
     log: &Log<'_>,
@@ -609,7 +615,8 @@ struct SortedStream<'s> {
     peeked: Option<(usize, ActRow)>,
     next_part: usize,
     plan: &'s Plan,
-    repeated: &'s HashSet<Id>,
+    /// Hashes of the act ids that occur more than once ([`first_pass`]).
+    repeated: &'s HashSet<IdHash>,
     /// Repeated ids already kept once.
     seen: HashSet<Id>,
     /// The last row's patient and where it was, to check the order.
@@ -664,7 +671,11 @@ impl SortedStream<'_> {
             }
             self.last = Some((value.patient_id.clone(), act.file, act.row));
             self.stats.last_year = self.stats.last_year.max(Some(value.care_date.year()));
-            if self.repeated.contains(&value.act_id) && !self.seen.insert(value.act_id.clone()) {
+            let maybe_repeated = !self.repeated.is_empty()
+                && self
+                    .repeated
+                    .contains(&partition::stable_hash(value.act_id.as_bytes()));
+            if maybe_repeated && !self.seen.insert(value.act_id.clone()) {
                 self.rejects.push(Reject {
                     file: self.act_files[act.file].clone(),
                     row: act.row,

@@ -468,6 +468,31 @@ impl Spillable for IdRow {
     }
 }
 
+/// The stable hash of an act id ([`super::partition::stable_hash`]): the first pass over
+/// sorted acts looks for repeated ids by their hashes, an eighth of the bytes of the ids.
+pub type IdHash = u64;
+
+impl Spillable for IdHash {
+    const NAME: &'static str = "act_id_hashes";
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![field(
+            "act_id_hash",
+            DataType::UInt64,
+            false,
+        )]))
+    }
+
+    fn to_batch(rows: &[IdHash]) -> RecordBatch {
+        let column = arrow::array::UInt64Array::from(rows.to_vec());
+        batch(Self::schema(), vec![Arc::new(column)])
+    }
+
+    fn from_batch(b: &RecordBatch, out: &mut Vec<IdHash>) {
+        out.extend_from_slice(b.column(0).as_primitive::<UInt64Type>().values());
+    }
+}
+
 impl Spillable for Sourced<Beneficiary> {
     const NAME: &'static str = "beneficiaries";
 
