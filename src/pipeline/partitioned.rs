@@ -175,7 +175,8 @@ pub fn run(
     } else {
         Order::Detect
     };
-    if let Some(repeated) = first_pass(inputs, &spill_dir, parts, budget, order, log)? {
+    let bar = progress_bar(opts.progress, rows, "first pass");
+    if let Some(repeated) = first_pass(inputs, &spill_dir, parts, budget, order, log, &bar)? {
         let routed = Routed {
             plan: &plan,
             loaders: SmallTables {
@@ -461,6 +462,7 @@ fn first_pass(
     budget: usize,
     order: Order,
     log: &Log<'_>,
+    bar: &indicatif::ProgressBar,
 ) -> Result<Option<HashSet<IdHash>>, RunError> {
     log(
         "read",
@@ -479,10 +481,12 @@ fn first_pass(
     let mut last: Option<Id> = None;
     for chunk in Chunks::<ActKey>::open(&inputs.acts, &inputs.read)? {
         let chunk = chunk?;
+        bar.inc(chunk.read);
         for r in chunk.rows {
             let ActKey { act_id, patient_id } = r.value;
             if order == Order::Detect {
                 if last.as_ref().is_some_and(|last| patient_id < *last) {
+                    bar.finish_and_clear();
                     drop(hashes);
                     if dir.exists() {
                         std::fs::remove_dir_all(&dir).map_err(|e| SpillError {
@@ -498,6 +502,7 @@ fn first_pass(
             hashes.push((hash % buckets as u64) as usize, hash)?;
         }
     }
+    bar.finish_and_clear();
     let mut hashes = hashes.finish()?;
     let mut repeated: HashSet<IdHash> = HashSet::default();
     for bucket in 0..hashes.parts() {
