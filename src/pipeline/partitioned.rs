@@ -56,6 +56,13 @@ pub type Log<'a> = dyn Fn(&str, &str, &[(&str, u64)]) + 'a;
 /// 32 MiB rather than 64 lowers the peak RSS from 553 to 447 MiB.
 const READ_BUFFER_MAX: u64 = 32 << 20;
 
+/// Rows per read chunk when sorted acts are streamed: there the chunks being read sit in
+/// memory beside the partitions being computed and written. 16 384 rather than the default
+/// 65 536: peak RSS 621–658 → 547–580 MiB on 10 M sorted acts, the time the same within the
+/// noise (four runs each, medians 18.2 and 19.0 s). The spilled path keeps the default: it
+/// was slower there (four runs each, user CPU 34 vs 30 s).
+const STREAM_CHUNK_ROWS: usize = 16_384;
+
 /// Ids kept per partition to place the boundaries.
 const SAMPLE_PER_PART: usize = 64;
 
@@ -552,7 +559,7 @@ fn stream_sorted(
             ("order_detected", u64::from(order == Order::Detect)),
         ],
     );
-    let chunks = read::open_acts(&inputs.acts, &inputs.read)?;
+    let chunks = read::open_acts(&inputs.acts, &inputs.read)?.with_chunk_rows(STREAM_CHUNK_ROWS);
     let act_files = chunks.files().to_vec();
     files.extend(act_files.iter().map(|f| ("acts", f.clone())));
     let mut sink = Sink::with_staging(book, opts, staging, expected)?;
