@@ -299,6 +299,58 @@ fn sorted_acts_are_streamed_without_spill_and_write_the_same_bytes() {
 }
 
 #[test]
+fn sorted_acts_are_found_with_their_id_hashes_spilled_in_several_buckets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.display().to_string();
+    let args = ["--acts", "30000", "--patients", "3000", "--seed", "5"];
+    ok(
+        &rac(&[&["generate"][..], &args, &["--out", &d, "--format", "csv"]].concat()),
+        &[0],
+    );
+    sort_acts(&data);
+    // Appended, so last: a row without patient_id (out of order if it were judged; it is
+    // rejected, in both passes) and the first act's id again for the last patient (in order,
+    // a duplicate two partitions apart).
+    let path = data.join("acts.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut nobody: Vec<&str> = lines[lines.len() - 1].split(',').collect();
+    nobody[0] = "ANOBODY";
+    nobody[1] = "";
+    let mut dup: Vec<&str> = lines[lines.len() - 1].split(',').collect();
+    dup[0] = lines[1].split(',').next().unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}{}\n{}\n", nobody.join(","), dup.join(",")),
+    )
+    .unwrap();
+
+    let memory = tmp.path().join("memory");
+    ok(&compute(&data, &memory, None, &[]), &[3]);
+    let rejects = std::fs::read_to_string(memory.join("rejects.csv")).unwrap();
+    assert_eq!(rejects.lines().count(), 3, "{rejects}");
+    assert_eq!(rejects.matches("duplicate_act_id").count(), 1, "{rejects}");
+    // 130 partitions: three buckets of hashes; 30 000 hashes (240 KB) spill under the
+    // 1 MiB limit's 170 KB read buffer.
+    let found = tmp.path().join("found");
+    let o = compute(
+        &data,
+        &found,
+        None,
+        &["--memory-limit", "1M", "--partitions", "130"],
+    );
+    ok(&o, &[3]);
+    let event = compute_event(&o);
+    assert_eq!(event["message"], "streaming sorted acts", "{event}");
+    assert_eq!(event["order_detected"], 1, "{event}");
+    assert_eq!(event["repeated_ids"], 1, "{event}");
+    assert!(event["partitions"].as_u64().unwrap() > 64, "{event}");
+    same_tables(&memory, &[&found]);
+    assert!(!found.join(".spill").exists());
+}
+
+#[test]
 fn acts_sorted_but_for_their_last_row_are_partitioned_and_write_the_same_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -354,6 +406,8 @@ fn acts_declared_sorted_that_are_not_fail_and_leave_the_previous_outputs() {
         stderr.contains("acts.csv: row ") && stderr.contains("--sorted"),
         "{stderr}"
     );
+    // Found by the first pass: the computation never started.
+    assert!(!stderr.contains(r#""step":"compute""#), "{stderr}");
     assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
     let mut left: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()

@@ -116,7 +116,8 @@ pub enum RunError {
     /// A temporary spill file could not be written or read back.
     #[error("{0}")]
     Spill(String),
-    /// Acts declared sorted (`--sorted`) are not: file, row and ids.
+    /// Acts declared sorted (`--sorted`), or found sorted by a first pass, are not: file, row
+    /// and ids.
     #[error("{0}")]
     NotSorted(String),
     #[error("internal error: {0}")]

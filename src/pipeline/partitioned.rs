@@ -58,7 +58,7 @@ const READ_BUFFER_MAX: u64 = 32 << 20;
 
 /// Rows per read chunk when sorted acts are streamed: there the chunks being read sit in
 /// memory beside the partitions being computed and written. 16 384 rather than the default
-/// 65 536: peak RSS 621–658 → 547–580 MiB on 10 M sorted acts, the time the same within the
+/// 65 536: peak RSS 607–643 → 534–567 MiB on 10 M sorted acts, the time the same within the
 /// noise (four runs each, medians 18.2 and 19.0 s). The spilled path keeps the default: it
 /// was slower there (four runs each, user CPU 34 vs 30 s).
 const STREAM_CHUNK_ROWS: usize = 16_384;
@@ -458,10 +458,11 @@ enum Order {
 /// The first pass over sorted acts: reads only `act_id` and `patient_id`, and returns the
 /// stable hashes of the act ids that occur more than once (a superset of the repeated ids:
 /// two ids of the same hash are both in it, which only makes the stream remember them).
-/// When the order is to be detected, it stops at the first row whose `patient_id` is lower
-/// than the previous one's and returns `None`: on acts in no particular order that is within
-/// the first chunk. Rows that are not valid acts are left to the second pass, which rejects
-/// them.
+/// It checks the order of every row whose two ids are valid: at the first row whose
+/// `patient_id` is lower than the previous one's, it returns `None` when the order was to be
+/// detected (on acts in no particular order that is within the first chunk; the partitioned
+/// path then reads and judges every row) and fails when it was declared. The rows it reads
+/// are not judged here: the stream rejects those that are not valid acts.
 fn first_pass(
     inputs: &Inputs,
     spill_dir: &std::path::Path,
@@ -479,37 +480,43 @@ fn first_pass(
         },
         &[("partitions", parts as u64)],
     );
+    // Cleared however the pass ends (an error included), not left drawn above the message.
+    let _bar = ClearOnDrop(bar);
     // Its own folder: a pass given up leaves no file behind.
     let dir = spill_dir.join("first-pass");
     // A hash is 8 bytes where an act takes about 1 100 in memory: a bucket of hashes for 64
     // partitions is still smaller than one partition's acts.
     let buckets = parts.div_ceil(64);
     let mut hashes = Partitioned::<IdHash>::new(&dir, buckets, budget);
-    let mut last: Option<Id> = None;
-    for chunk in Chunks::<ActKey>::open(&inputs.acts, &inputs.read)? {
+    let chunks = Chunks::<ActKey>::open(&inputs.acts, &inputs.read)?;
+    let files = chunks.files().to_vec();
+    let mut last: Option<(Id, usize, u64)> = None;
+    for chunk in chunks {
         let chunk = chunk?;
         bar.inc(chunk.read);
         for r in chunk.rows {
             let ActKey { act_id, patient_id } = r.value;
-            if order == Order::Detect {
-                if last.as_ref().is_some_and(|last| patient_id < *last) {
-                    bar.finish_and_clear();
-                    drop(hashes);
-                    if dir.exists() {
-                        std::fs::remove_dir_all(&dir).map_err(|e| SpillError {
-                            path: dir.clone(),
-                            message: e.to_string(),
-                        })?;
-                    }
-                    return Ok(None);
+            if let Some(last) = &last
+                && patient_id < last.0
+            {
+                if order == Order::Declared {
+                    let here = (&patient_id, r.file, r.row);
+                    return Err(not_sorted(&files, here, last, order));
                 }
-                last = Some(patient_id);
+                drop(hashes);
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| SpillError {
+                        path: dir.clone(),
+                        message: e.to_string(),
+                    })?;
+                }
+                return Ok(None);
             }
+            last = Some((patient_id, r.file, r.row));
             let hash = partition::stable_hash(act_id.as_bytes());
             hashes.push((hash % buckets as u64) as usize, hash)?;
         }
     }
-    bar.finish_and_clear();
     let mut hashes = hashes.finish()?;
     let mut repeated: HashSet<IdHash> = HashSet::default();
     for bucket in 0..hashes.parts() {
@@ -518,6 +525,39 @@ fn first_pass(
         repeated.extend(bucket.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
     }
     Ok(Some(repeated))
+}
+
+/// Finishes and clears a progress bar when dropped.
+struct ClearOnDrop<'a>(&'a indicatif::ProgressBar);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// A row found out of `patient_id` order: `here` (its id, file index and row) comes after
+/// `last`.
+fn not_sorted(
+    files: &[String],
+    (id, file, row): (&Id, usize, u64),
+    (last, last_file, last_row): &(Id, usize, u64),
+    order: Order,
+) -> RunError {
+    let claim = match order {
+        Order::Declared => "--sorted says the acts are in patient_id order",
+        // The stream sees a subset of the rows the first pass found in order.
+        Order::Detect => {
+            "the first pass found them in patient_id order (did a file change between the passes?)"
+        }
+    };
+    RunError::NotSorted(format!(
+        "{}: row {row}: patient_id {:?} comes after {:?} (row {last_row} of {}), but {claim}",
+        files[file],
+        id.as_str(),
+        last.as_str(),
+        files[*last_file],
+    ))
 }
 
 /// Acts in `patient_id` order (declared with `--sorted`, or found so by [`first_pass`]):
@@ -629,7 +669,8 @@ struct SortedStream<'s> {
     plan: &'s Plan,
     /// Hashes of the act ids that occur more than once ([`first_pass`]).
     repeated: &'s HashSet<IdHash>,
-    /// Repeated ids already kept once.
+    /// Ids whose hash is repeated, already kept once (an id that only shares its hash with
+    /// another is kept once all the same).
     seen: HashSet<Id>,
     /// The last row's patient and where it was, to check the order.
     last: Option<(Id, usize, u64)>,
@@ -664,22 +705,11 @@ impl SortedStream<'_> {
                 }
             };
             let value = &act.value;
-            if let Some((last, file, row)) = &self.last
-                && value.patient_id < *last
+            if let Some(last) = &self.last
+                && value.patient_id < last.0
             {
-                let claim = match self.order {
-                    Order::Declared => "--sorted says the acts are",
-                    // A subset of the rows the first pass found in order: the file changed.
-                    Order::Detect => "the first pass found the acts (did a file change?)",
-                };
-                return Err(RunError::NotSorted(format!(
-                    "{}: row {}: patient_id {:?} comes after {:?} (row {row} of {}), but {claim} in patient_id order",
-                    self.act_files[act.file],
-                    act.row,
-                    value.patient_id.as_str(),
-                    last.as_str(),
-                    self.act_files[*file],
-                )));
+                let here = (&value.patient_id, act.file, act.row);
+                return Err(not_sorted(self.act_files, here, last, self.order));
             }
             self.last = Some((value.patient_id.clone(), act.file, act.row));
             self.stats.last_year = self.stats.last_year.max(Some(value.care_date.year()));
