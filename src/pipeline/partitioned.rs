@@ -219,6 +219,7 @@ pub fn run(
     let mut last_year: Option<i32> = None;
     // One thread decodes the next chunk while this one routes (and spills) the last.
     let bar = progress_bar(opts.progress, rows, "read");
+    let cleared = ClearOnDrop(&bar);
     std::thread::scope(|scope| -> Result<(), RunError> {
         for chunk in produce(scope, "rac-reader", 1, chunks)? {
             let chunk = chunk?;
@@ -235,7 +236,7 @@ pub fn run(
         }
         Ok(())
     })?;
-    bar.finish_and_clear();
+    drop(cleared);
     let mut acts = acts.finish()?;
     if let Some(path) = &inputs.counters {
         check_counter_years(path, last_year, counter_years.iter().copied())?;
