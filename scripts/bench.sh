@@ -2,11 +2,13 @@
 # rac end-to-end benchmark: rac compute against a bare arrow-rs read + write and against the same
 # subset of rules written in Polars (lazy) and DuckDB (SQL), on one generated data set.
 #
-# Usage: scripts/bench.sh [N_ACTS] [--skip-peers] [--threads-scaling]
+# Usage: scripts/bench.sh [N_ACTS] [--skip-peers] [--threads-scaling] [--sorted-input]
 #
 #   N_ACTS             acts to generate (default 10000000; 1_000_000 is accepted)
 #   --skip-peers       run only the baseline and rac (no Python venv needed)
 #   --threads-scaling  also run rac with --threads 1 and --threads 2
+#   --sorted-input     also run rac on the same acts sorted by patient_id (rac finds the order
+#                      and streams them instead of spilling); needs the peers' venv
 #
 # What it does, in order:
 #   1. cargo build --release (the rac binary and examples/bare_read_write.rs);
@@ -20,6 +22,8 @@
 #        bare     examples/bare_read_write: read 6 columns of acts.parquet, write them (snappy)
 #        rac      rac compute ... --format parquet --quiet (all cores)
 #        rac-1t   rac compute --threads 1, rac-2t --threads 2 (with --threads-scaling)
+#        rac-sorted  rac compute on DATA-sorted/acts.parquet (with --sorted-input: the acts
+#                 sorted by patient_id once, out of core, by DuckDB in the venv; reused)
 #        polars   scripts/peer/polars_rac.py (rules subset, see scripts/peer/rules_subset.py)
 #        duckdb   scripts/peer/duckdb_rac.py (same subset)
 #   5. outside the timings: the .xx5 rounding check of rac and of both peer scripts
@@ -42,16 +46,19 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 N=10000000
 SKIP_PEERS=0
 SCALING=0
+SORTED=0
 for arg in "$@"; do
   case "$arg" in
     --skip-peers) SKIP_PEERS=1 ;;
     --threads-scaling) SCALING=1 ;;
+    --sorted-input) SORTED=1 ;;
     -h | --help) usage; exit 0 ;;
     *[!0-9_]* | '') echo "bench.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
     *) N=$(( 10#${arg//_/} )) ;;
   esac
 done
 if (( N < 1 )); then echo "bench.sh: N_ACTS must be at least 1" >&2; exit 2; fi
+if (( SORTED && SKIP_PEERS )); then echo "bench.sh: --sorted-input sorts with the peers' DuckDB: not with --skip-peers" >&2; exit 2; fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -160,12 +167,13 @@ measure() {
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$rows" "$best" "$peak" "$best_cpu" >> "$RESULTS/results.tsv"
 }
 
+# run_rac NAME [ARGS...]: rac compute on $ACTS (the generated acts unless set).
 run_rac() {
   local name=$1
   shift
   rm -rf "$RESULTS/out/$name"
   # Exit 3: finished with some rows rejected (rejects.csv), still a full run.
-  measure "$name" "$N" "0 3" "$RAC" compute --acts "$DATA/acts.parquet" \
+  measure "$name" "$N" "0 3" "$RAC" compute --acts "${ACTS:-$DATA/acts.parquet}" \
     --beneficiaries "$DATA/beneficiaries.parquet" --rights "$DATA/rights.parquet" \
     --out "$RESULTS/out/$name" --format parquet --quiet ${BENCH_RAC_ARGS:-} "$@"
 }
@@ -180,6 +188,26 @@ run_rac rac
 if (( SCALING )); then
   run_rac rac-1t --threads 1
   run_rac rac-2t --threads 2
+fi
+if (( SORTED )); then
+  SORTED_DATA=$DATA-sorted
+  if [[ ! -f $SORTED_DATA/.complete || "$(cat "$SORTED_DATA/.complete")" != "$STAMP" ]]; then
+    say "sorting the acts by patient_id into $SORTED_DATA (DuckDB, out of core; not timed)"
+    rm -rf "$SORTED_DATA" "$SORTED_DATA.tmp" && mkdir -p "$SORTED_DATA.tmp"
+    "$PEER_PY" - "$DATA/acts.parquet" "$SORTED_DATA.tmp" <<'PY'
+import sys, duckdb
+src, out = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute(f"SET temp_directory = '{out}/duckdb-tmp'; SET preserve_insertion_order = true")
+con.execute(f"COPY (SELECT * FROM read_parquet('{src}') ORDER BY patient_id) "
+            f"TO '{out}/acts.parquet' (FORMAT parquet, COMPRESSION snappy)")
+PY
+    rm -rf "$SORTED_DATA.tmp/duckdb-tmp"
+    echo "$STAMP" > "$SORTED_DATA.tmp/.complete"
+    mv "$SORTED_DATA.tmp" "$SORTED_DATA"
+  fi
+  cat "$SORTED_DATA/acts.parquet" > /dev/null
+  ACTS=$SORTED_DATA/acts.parquet run_rac rac-sorted
 fi
 if (( ! SKIP_PEERS )); then
   for peer in polars duckdb; do

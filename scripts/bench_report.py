@@ -4,10 +4,10 @@
     python3 scripts/bench_report.py RESULTS.tsv
 
 RESULTS.tsv has one line per run: name, rows, wall seconds, peak RSS in KiB, CPU seconds
-(user + system; CPU s / wall s well under the cores used means the machine was busy). Names the report
-knows: bare (the arrow-rs read + write baseline), rac (all cores), rac-1t and rac-2t (thread
-scaling), polars and duckdb (the peers). Prints each run, then the ratios and the issue's
-targets with ok / MISS.
+(user + system; CPU s / wall s well under the cores used means the machine was busy). Names the
+report knows: bare (the arrow-rs read + write baseline), rac (all cores), rac-1t and rac-2t
+(thread scaling), rac-sorted (the acts sorted by patient), polars and duckdb (the peers). Prints
+each run, then the ratios and the issue's targets with ok / MISS.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ LABELS = {
     "rac": "rac compute",
     "rac-1t": "rac compute --threads 1",
     "rac-2t": "rac compute --threads 2",
+    "rac-sorted": "rac, acts sorted by patient",
     "polars": "peer: polars (lazy)",
     "duckdb": "peer: duckdb (SQL)",
 }
