@@ -450,7 +450,7 @@ struct Routed<'s> {
 /// Whether the acts are known to be sorted by `patient_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Order {
-    /// `--sorted`: the stream checks it, and a row out of order fails the run.
+    /// `--sorted`: the first pass checks it, and a row out of order fails the run there.
     Declared,
     /// Unknown: the first pass checks it, and stops at the first row out of order.
     Detect,
