@@ -416,3 +416,97 @@ fn acts_declared_sorted_that_are_not_fail_and_leave_the_previous_outputs() {
     left.sort();
     assert_eq!(left, ["data", "out"]);
 }
+
+/// The threads of a running process, sampled until it exits: the most alive at once, and
+/// every name seen.
+#[cfg(target_os = "linux")]
+fn threads_while_running(args: &[&str]) -> (usize, std::collections::BTreeSet<String>) {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rac runs");
+    let task = format!("/proc/{}/task", child.id());
+    let (mut most, mut names) = (0, std::collections::BTreeSet::new());
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.code().is_some_and(|c| c == 0 || c == 3), "{status}");
+            return (most, names);
+        }
+        if let Ok(entries) = std::fs::read_dir(&task) {
+            let tids: Vec<_> = entries.filter_map(Result::ok).collect();
+            most = most.max(tids.len());
+            for tid in tids {
+                if let Ok(name) = std::fs::read_to_string(tid.path().join("comm")) {
+                    names.insert(name.trim().to_string());
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn one_thread_runs_the_reading_loading_and_writing_in_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.display().to_string();
+    ok(
+        &rac(&[
+            "generate",
+            "--acts",
+            "40000",
+            "--patients",
+            "4000",
+            "--seed",
+            "5",
+            "--out",
+            &d,
+            "--format",
+            "parquet",
+        ]),
+        &[0],
+    );
+    let p = |name: &str| data.join(name).display().to_string();
+    let (acts, bens, rights) = (
+        p("acts.parquet"),
+        p("beneficiaries.parquet"),
+        p("rights.parquet"),
+    );
+    let run = |out: &str, threads: &str| {
+        let out = tmp.path().join(out).display().to_string();
+        let args = [
+            "compute",
+            "--acts",
+            &acts,
+            "--beneficiaries",
+            &bens,
+            "--rights",
+            &rights,
+            "--out",
+            &out,
+            "--partitions",
+            "7",
+            "--quiet",
+            "--threads",
+            threads,
+        ];
+        threads_while_running(&args)
+    };
+    // Two workers: the stages have threads of their own beside the pool (which shows the
+    // sampling sees them).
+    let (most, names) = run("two", "2");
+    assert!(names.contains("rac-reader"), "{names:?}");
+    assert!(names.contains("rac-writer"), "{names:?}");
+    assert!(most > 3, "{most} threads at most");
+    // One worker: the main thread and the pool's one thread, never more.
+    let (most, names) = run("one", "1");
+    assert!(most <= 2, "{most} threads at most: {names:?}");
+    for stage in ["rac-reader", "rac-loader", "rac-writer"] {
+        assert!(!names.contains(stage), "{names:?}");
+    }
+    same_tables(&tmp.path().join("two"), &[&tmp.path().join("one")]);
+}

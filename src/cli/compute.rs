@@ -36,9 +36,9 @@ pub struct ComputeArgs {
     /// Output format: parquet or csv.
     #[arg(long, default_value = "parquet")]
     pub format: String,
-    /// Worker threads (default, or 0: all cores). The reading, the loading of partitions and
-    /// the writing each have a thread beside them, so a run can use a little more than N
-    /// cores (about 1.4 with --threads 1).
+    /// Worker threads (default, or 0: all cores). With N > 1 the reading, the loading of
+    /// partitions and the writing each have a thread beside the N workers (a run can use a
+    /// little more than N cores); with 1 they run in line: one core.
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress output.

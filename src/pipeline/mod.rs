@@ -450,6 +450,13 @@ fn check_counters(path: &Path, counters: &[YearCounter]) -> Result<(), RunError>
 /// The version of the counters' layout, written in every manifest.
 pub const COUNTERS_FORMAT: u64 = 1;
 
+/// Whether the run has one worker (`--threads 1`, or a one-core machine): the stages that
+/// otherwise run beside the pool (reading, loading partitions, writing) then run in line, on
+/// the calling thread, so that the whole run uses one core.
+pub(crate) fn single_threaded() -> bool {
+    rayon::current_num_threads() == 1
+}
+
 /// Runs the engine on every patient, chunk by chunk, and hands each chunk's patients and
 /// results, in order, to `f`.
 pub fn for_each_chunk<E>(

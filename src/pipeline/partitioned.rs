@@ -11,7 +11,7 @@
 // FxHash: the keys are ids from our own inputs, and SipHash was ~3 % of a run.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use chrono::Datelike;
@@ -322,15 +322,22 @@ fn for_each_repeat(mut ids: Stored<IdRow>, mut f: impl FnMut(&Id, Origin)) -> Re
     Ok(())
 }
 
+/// The items of a stage, produced beside the consumer or in line with it ([`produce`]).
+type Produced<'scope, T, E> = Box<dyn Iterator<Item = Result<T, E>> + Send + 'scope>;
+
 /// Runs `items` on a named thread of `scope` that sends them into a queue of `capacity`
 /// (0: hand to hand), and returns the receiving end. The thread stops after the first error,
-/// or when the receiver is dropped.
+/// or when the receiver is dropped. With a pool of one thread (`--threads 1`) the items are
+/// produced in line, on the consumer's thread, so that the run uses one core.
 fn produce<'scope, T: Send + 'scope, E: Send + 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     name: &str,
     capacity: usize,
     items: impl Iterator<Item = Result<T, E>> + Send + 'scope,
-) -> Result<Receiver<Result<T, E>>, RunError> {
+) -> Result<Produced<'scope, T, E>, RunError> {
+    if super::single_threaded() {
+        return Ok(Box::new(items));
+    }
     let (queue, received) = sync_channel(capacity);
     std::thread::Builder::new()
         .name(name.into())
@@ -343,7 +350,7 @@ fn produce<'scope, T: Send + 'scope, E: Send + 'scope>(
             }
         })
         .map_err(|e| RunError::Internal(format!("cannot start the {name} thread: {e}")))?;
-    Ok(received)
+    Ok(Box::new(received.into_iter()))
 }
 
 /// A bar on stderr over `total` rows with their rate, or a hidden one.
@@ -662,7 +669,7 @@ struct StreamStats {
 /// Sorted acts cut into partitions: yields every partition in order, each with its stretch
 /// of the acts (none for a partition without acts: its patients' counters carry over).
 struct SortedStream<'s> {
-    chunks: Receiver<Result<read::Chunk<Act>, read::ReadError>>,
+    chunks: Produced<'s, read::Chunk<Act>, read::ReadError>,
     rows: std::vec::IntoIter<ActRow>,
     /// A row of a later partition, read while ending the current one.
     peeked: Option<(usize, ActRow)>,
@@ -694,15 +701,15 @@ impl SortedStream<'_> {
         }
         loop {
             let Some(act) = self.rows.next() else {
-                match self.chunks.recv() {
-                    Ok(chunk) => {
+                match self.chunks.next() {
+                    Some(chunk) => {
                         let chunk = chunk?;
                         self.stats.read += chunk.read;
                         self.rejects.extend(chunk.rejects);
                         self.rows = chunk.rows.into_iter();
                         continue;
                     }
-                    Err(_) => return Ok(None),
+                    None => return Ok(None),
                 }
             };
             let value = &act.value;

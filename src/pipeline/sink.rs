@@ -4,7 +4,7 @@
 //!
 //! The tables are encoded on a writer thread fed through a short queue, so that encoding one
 //! chunk of outcomes overlaps computing the next; the rows reach it in order, so the bytes do
-//! not depend on the timing.
+//! not depend on the timing. With one worker (`--threads 1`) they are encoded in line.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,26 +49,35 @@ struct Written {
 impl Writer {
     fn run(mut self, queue: Receiver<Message>) -> Result<Written, RunError> {
         for message in queue {
-            match message {
-                Message::Outcomes(outcomes) => {
-                    // The sums beside the encoding, on the pool.
-                    let (partition, summary) = (&mut self.partition, &mut self.summary);
-                    let (written, ()) = rayon::join(
-                        || self.acts.write(&outcomes),
-                        || {
-                            partition.add(&outcomes);
-                            summary.add(&outcomes);
-                        },
-                    );
-                    written?;
-                }
-                Message::EndPartition(closing) => {
-                    let years = std::mem::take(&mut self.partition).finish(&closing);
-                    self.patients.write(&years)?;
-                    self.counters.write(&closing)?;
-                }
+            self.take(message)?;
+        }
+        self.finish()
+    }
+
+    fn take(&mut self, message: Message) -> Result<(), RunError> {
+        match message {
+            Message::Outcomes(outcomes) => {
+                // The sums beside the encoding, on the pool.
+                let (partition, summary) = (&mut self.partition, &mut self.summary);
+                let (written, ()) = rayon::join(
+                    || self.acts.write(&outcomes),
+                    || {
+                        partition.add(&outcomes);
+                        summary.add(&outcomes);
+                    },
+                );
+                written?;
+            }
+            Message::EndPartition(closing) => {
+                let years = std::mem::take(&mut self.partition).finish(&closing);
+                self.patients.write(&years)?;
+                self.counters.write(&closing)?;
             }
         }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Written, RunError> {
         self.acts.finish()?;
         Ok(Written {
             patient_years: self.patients.finish()?,
@@ -80,13 +89,23 @@ impl Writer {
     }
 }
 
+/// Where the rows to write go: a writer thread fed through a short queue, or, with one
+/// worker ([`super::single_threaded`]), the writer itself, on the computing thread.
+enum Lane {
+    Thread {
+        queue: SyncSender<Message>,
+        handle: JoinHandle<Result<Written, RunError>>,
+    },
+    Inline(Box<Writer>),
+}
+
 /// Everything written so far, and the small aggregates kept until the end.
 pub(crate) struct Sink<'a> {
     book: &'a RuleBook,
     opts: &'a RunOptions,
     staging: Staging,
-    queue: Option<SyncSender<Message>>,
-    writer: Option<JoinHandle<Result<Written, RunError>>>,
+    /// `None` once the writer has finished (or failed).
+    lane: Option<Lane>,
     found: Vec<Discrepancy>,
     rejects: Vec<Reject>,
     /// Rejected rows of the beneficiaries and rights files.
@@ -122,17 +141,21 @@ impl<'a> Sink<'a> {
             summary: Summary::new(),
             partition: PatientTotals::new(),
         };
-        let (queue, receiver) = sync_channel(1);
-        let writer = std::thread::Builder::new()
-            .name("rac-writer".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
+        let lane = if super::single_threaded() {
+            Lane::Inline(Box::new(writer))
+        } else {
+            let (queue, receiver) = sync_channel(1);
+            let handle = std::thread::Builder::new()
+                .name("rac-writer".into())
+                .spawn(move || writer.run(receiver))
+                .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
+            Lane::Thread { queue, handle }
+        };
         Ok(Sink {
             book,
             opts,
             staging,
-            queue: Some(queue),
-            writer: Some(writer),
+            lane: Some(lane),
             found: Vec::new(),
             rejects: Vec::new(),
             other_rejects: 0,
@@ -180,11 +203,21 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
-    /// Hands rows to the writer thread; if it stopped, its error.
+    /// Hands rows to the writer; if it stopped, its error.
     fn send(&mut self, message: Message) -> Result<(), RunError> {
-        if let Some(queue) = &self.queue
-            && queue.send(message).is_ok()
-        {
+        let sent = match &mut self.lane {
+            Some(Lane::Thread { queue, .. }) => queue.send(message).is_ok(),
+            Some(Lane::Inline(writer)) => {
+                let taken = writer.take(message);
+                if taken.is_err() {
+                    // A failed writer takes nothing more.
+                    self.lane = None;
+                }
+                return taken;
+            }
+            None => false,
+        };
+        if sent {
             return Ok(());
         }
         self.join()?;
@@ -198,16 +231,18 @@ impl<'a> Sink<'a> {
         let _ = self.join();
     }
 
-    /// Waits for the writer thread to finish its tables.
+    /// Waits for the writer to finish its tables.
     fn join(&mut self) -> Result<Written, RunError> {
-        self.queue = None;
-        let handle = self
-            .writer
-            .take()
-            .ok_or_else(|| RunError::Internal("the writer thread stopped early".into()))?;
-        match handle.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
+        match self.lane.take() {
+            Some(Lane::Thread { queue, handle }) => {
+                drop(queue);
+                match handle.join() {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Some(Lane::Inline(writer)) => writer.finish(),
+            None => Err(RunError::Internal("the writer thread stopped early".into())),
         }
     }
 
