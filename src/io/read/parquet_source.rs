@@ -47,6 +47,8 @@ pub struct ParquetSource {
     /// Data rows read so far.
     row: u64,
     done: bool,
+    /// The batch after the one being converted, decoded meanwhile ([`Self::next_chunk`]).
+    decoded: Option<Result<Option<RecordBatch>, ReadError>>,
 }
 
 /// One column of a batch, in canonical form.
@@ -281,17 +283,18 @@ impl ParquetSource {
             columns,
             row: 0,
             done: false,
+            decoded: None,
         })
     }
 
     fn next_batch(&mut self, name: &str) -> Result<Option<RecordBatch>, ReadError> {
-        let reader = &mut self.reader;
-        guarded(name, || {
-            reader.next().transpose().map_err(|e| e.to_string())
-        })
+        decode(&mut self.reader, name)
     }
 
-    /// Reads and converts the next record batch; `None` at the end of the file.
+    /// Reads and converts the next record batch; `None` at the end of the file. The batch
+    /// after it is decoded on one worker while the others convert this one (decoding is a
+    /// third of the reading, and would otherwise leave the pool idle), and is returned by
+    /// the next call, error included.
     pub fn next_chunk<T: Table>(
         &mut self,
         file: usize,
@@ -301,7 +304,11 @@ impl ParquetSource {
         if self.done {
             return Ok(None);
         }
-        let batch = match self.next_batch(name) {
+        let decoded = match self.decoded.take() {
+            Some(decoded) => decoded,
+            None => self.next_batch(name),
+        };
+        let batch = match decoded {
             Ok(Some(batch)) => batch,
             Ok(None) => {
                 self.done = true;
@@ -330,13 +337,30 @@ impl ParquetSource {
         let rows = batch.num_rows();
         self.row += rows as u64;
         let cols = &cols[..];
-        let results: Vec<Result<Sourced<T>, Box<Reject>>> = (0..rows)
-            .into_par_iter()
-            .with_min_len(1024)
-            .map(|i| convert_row(&BatchRow { cols, i }, opts, file, name, first + i as u64))
-            .collect();
+        let reader = &mut self.reader;
+        let (results, next) = rayon::join(
+            || {
+                (0..rows)
+                    .into_par_iter()
+                    .with_min_len(1024)
+                    .map(|i| convert_row(&BatchRow { cols, i }, opts, file, name, first + i as u64))
+                    .collect::<Vec<Result<Sourced<T>, Box<Reject>>>>()
+            },
+            || decode(reader, name),
+        );
+        self.decoded = Some(next);
         Ok(Some(Chunk::from_results(file, results)))
     }
+}
+
+/// The next record batch of `reader`; `None` at the end of the file.
+fn decode(
+    reader: &mut ParquetRecordBatchReader,
+    name: &str,
+) -> Result<Option<RecordBatch>, ReadError> {
+    guarded(name, || {
+        reader.next().transpose().map_err(|e| e.to_string())
+    })
 }
 
 #[cfg(test)]
