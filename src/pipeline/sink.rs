@@ -99,6 +99,15 @@ enum Lane {
     Inline(Box<Writer>),
 }
 
+/// A progress bar cleared when dropped.
+struct ClearedBar(indicatif::ProgressBar);
+
+impl Drop for ClearedBar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 /// Everything written so far, and the small aggregates kept until the end.
 pub(crate) struct Sink<'a> {
     book: &'a RuleBook,
@@ -111,7 +120,9 @@ pub(crate) struct Sink<'a> {
     /// Rejected rows of the beneficiaries and rights files.
     other_rejects: u64,
     computed: u64,
-    bar: indicatif::ProgressBar,
+    /// Cleared from the terminal however the sink ends (finished, abandoned, or dropped on
+    /// an error).
+    bar: ClearedBar,
 }
 
 impl<'a> Sink<'a> {
@@ -160,7 +171,7 @@ impl<'a> Sink<'a> {
             rejects: Vec::new(),
             other_rejects: 0,
             computed: 0,
-            bar,
+            bar: ClearedBar(bar),
         })
     }
 
@@ -181,6 +192,7 @@ impl<'a> Sink<'a> {
         for_each_chunk(book, prepared, |chunk, results| -> Result<(), RunError> {
             let outcomes = state.absorb(prepared, chunk, results);
             self.bar
+                .0
                 .inc(chunk.iter().map(|p| p.acts.len() as u64).sum());
             if let Some((compare, tolerance)) = self.opts.audit {
                 let index: HashMap<&str, &Act> = chunk
@@ -227,7 +239,7 @@ impl<'a> Sink<'a> {
     /// Gives up the run: the writer thread is stopped and waited for, then the staging
     /// folder is removed (the previous outputs stay as they were).
     pub(crate) fn abandon(mut self) {
-        self.bar.finish_and_clear();
+        self.bar.0.finish_and_clear();
         let _ = self.join();
     }
 
@@ -253,7 +265,7 @@ impl<'a> Sink<'a> {
         read: u64,
         started: Instant,
     ) -> Result<RunSummary, RunError> {
-        self.bar.finish_and_clear();
+        self.bar.0.finish_and_clear();
         let dir = self.staging.path().to_path_buf();
         let format = self.opts.format;
         let Written {
