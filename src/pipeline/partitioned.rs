@@ -183,7 +183,7 @@ pub fn run(
         Order::Detect
     };
     let bar = progress_bar(opts.progress, rows, "first pass");
-    if let Some(repeated) = first_pass(inputs, &spill_dir, parts, budget, order, log, &bar)? {
+    if let Some(repeated) = first_pass(inputs, &spill_dir, parts, budget, order, log, bar)? {
         let routed = Routed {
             plan: &plan,
             loaders: SmallTables {
@@ -217,9 +217,9 @@ pub fn run(
     files.extend(act_files.iter().map(|f| ("acts", f.clone())));
     let mut read_rows = 0u64;
     let mut last_year: Option<i32> = None;
-    // One thread decodes the next chunk while this one routes (and spills) the last.
+    // With more than one worker, one thread reads the next chunk while this one routes (and
+    // spills) the last.
     let bar = progress_bar(opts.progress, rows, "read");
-    let cleared = ClearOnDrop(&bar);
     std::thread::scope(|scope| -> Result<(), RunError> {
         for chunk in produce(scope, "rac-reader", 1, chunks)? {
             let chunk = chunk?;
@@ -236,7 +236,7 @@ pub fn run(
         }
         Ok(())
     })?;
-    drop(cleared);
+    drop(bar);
     let mut acts = acts.finish()?;
     if let Some(path) = &inputs.counters {
         check_counter_years(path, last_year, counter_years.iter().copied())?;
@@ -268,7 +268,8 @@ pub fn run(
     let mut sink = Sink::with_staging(book, opts, staging, expected)?;
     sink.add_rejects(early_rejects, false);
     sink.add_rejects(other_rejects, true);
-    // One thread loads the next partition while this one computes the last.
+    // With more than one worker, one thread loads the next partition while this one computes
+    // the last.
     std::thread::scope(|scope| -> Result<(), RunError> {
         let (duplicates, ben_files, act_files) = (&duplicates, &ben_files, &act_files);
         let rights_known = inputs.rights.is_some();
@@ -286,7 +287,7 @@ pub fn run(
         for prepared in produce(scope, "rac-loader", 0, partitions)? {
             let prepared = prepared?;
             sink.partition(&prepared)?;
-            // Freed here, on the computing thread, while the next partition loads.
+            // Freed here, on the computing thread (while the next partition loads).
             drop(prepared);
         }
         Ok(())
@@ -326,7 +327,7 @@ fn for_each_repeat(mut ids: Stored<IdRow>, mut f: impl FnMut(&Id, Origin)) -> Re
 type Produced<'scope, T, E> = Box<dyn Iterator<Item = Result<T, E>> + Send + 'scope>;
 
 /// Runs `items` on a named thread of `scope` that sends them into a queue of `capacity`
-/// (0: hand to hand), and returns the receiving end. The thread stops after the first error,
+/// (0: hand to hand), and returns the items as they arrive. The thread stops after the first error,
 /// or when the receiver is dropped. With a pool of one thread (`--threads 1`) the items are
 /// produced in line, on the consumer's thread, so that the run uses one core.
 fn produce<'scope, T: Send + 'scope, E: Send + 'scope>(
@@ -354,9 +355,9 @@ fn produce<'scope, T: Send + 'scope, E: Send + 'scope>(
 }
 
 /// A bar on stderr over `total` rows with their rate, or a hidden one.
-pub(crate) fn progress_bar(visible: bool, total: u64, step: &str) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(visible: bool, total: u64, step: &str) -> Bar {
     if !visible {
-        return indicatif::ProgressBar::hidden();
+        return Bar(indicatif::ProgressBar::hidden());
     }
     let bar = indicatif::ProgressBar::new(total);
     let template = format!("{step:<13} {{bar:40}} {{pos}}/{{len}} acts, {{per_sec}}, eta {{eta}}");
@@ -364,7 +365,25 @@ pub(crate) fn progress_bar(visible: bool, total: u64, step: &str) -> indicatif::
         indicatif::ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar
+    Bar(bar)
+}
+
+/// A progress bar, finished and cleared from the terminal when dropped, however its step
+/// ends (an error included).
+pub(crate) struct Bar(indicatif::ProgressBar);
+
+impl std::ops::Deref for Bar {
+    type Target = indicatif::ProgressBar;
+
+    fn deref(&self) -> &indicatif::ProgressBar {
+        &self.0
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// The partitioned beneficiaries, rights and counters.
@@ -478,7 +497,7 @@ fn first_pass(
     budget: usize,
     order: Order,
     log: &Log<'_>,
-    bar: &indicatif::ProgressBar,
+    bar: Bar,
 ) -> Result<Option<HashSet<IdHash>>, RunError> {
     log(
         "read",
@@ -489,7 +508,6 @@ fn first_pass(
         &[("partitions", parts as u64)],
     );
     // Cleared however the pass ends (an error included), not left drawn above the message.
-    let _bar = ClearOnDrop(bar);
     // Its own folder: a pass given up leaves no file behind.
     let dir = spill_dir.join("first-pass");
     // A hash is 8 bytes where an act takes about 1 100 in memory: a bucket of hashes for 64
@@ -533,15 +551,6 @@ fn first_pass(
         repeated.extend(bucket.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
     }
     Ok(Some(repeated))
-}
-
-/// Finishes and clears a progress bar when dropped.
-struct ClearOnDrop<'a>(&'a indicatif::ProgressBar);
-
-impl Drop for ClearOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
-    }
 }
 
 /// A row found out of `patient_id` order: `here` (its id, file index and row) comes after

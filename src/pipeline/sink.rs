@@ -21,7 +21,7 @@ use crate::model::{Act, Outcome, Reject, YearCounter};
 use crate::report::{PatientTotals, PatientYear, Summary, Totals};
 use crate::rules::RuleBook;
 
-/// What the writer thread is sent, in order.
+/// What the writer is sent, in order.
 enum Message {
     Outcomes(Vec<Outcome>),
     /// The partition's outcomes were all sent: its patient-years can be written, with its
@@ -29,7 +29,8 @@ enum Message {
     EndPartition(Vec<YearCounter>),
 }
 
-/// The streamed tables and the aggregates of the outcomes, owned by the writer thread.
+/// The streamed tables and the aggregates of the outcomes, owned by the writer (its thread,
+/// or the sink with one worker).
 struct Writer {
     acts: TableWriter<Outcome>,
     patients: TableWriter<PatientYear>,
@@ -38,7 +39,7 @@ struct Writer {
     partition: PatientTotals,
 }
 
-/// What the writer thread reports at the end.
+/// What the writer reports at the end.
 struct Written {
     patient_years: u64,
     counters: u64,
@@ -49,12 +50,13 @@ struct Written {
 impl Writer {
     fn run(mut self, queue: Receiver<Message>) -> Result<Written, RunError> {
         for message in queue {
-            self.take(message)?;
+            self.handle(message)?;
         }
         self.finish()
     }
 
-    fn take(&mut self, message: Message) -> Result<(), RunError> {
+    /// Encodes one message's rows (or ends a partition).
+    fn handle(&mut self, message: Message) -> Result<(), RunError> {
         match message {
             Message::Outcomes(outcomes) => {
                 // The sums beside the encoding, on the pool.
@@ -99,15 +101,6 @@ enum Lane {
     Inline(Box<Writer>),
 }
 
-/// A progress bar cleared when dropped.
-struct ClearedBar(indicatif::ProgressBar);
-
-impl Drop for ClearedBar {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
-    }
-}
-
 /// Everything written so far, and the small aggregates kept until the end.
 pub(crate) struct Sink<'a> {
     book: &'a RuleBook,
@@ -122,7 +115,7 @@ pub(crate) struct Sink<'a> {
     computed: u64,
     /// Cleared from the terminal however the sink ends (finished, abandoned, or dropped on
     /// an error).
-    bar: ClearedBar,
+    bar: super::partitioned::Bar,
 }
 
 impl<'a> Sink<'a> {
@@ -171,7 +164,7 @@ impl<'a> Sink<'a> {
             rejects: Vec::new(),
             other_rejects: 0,
             computed: 0,
-            bar: ClearedBar(bar),
+            bar,
         })
     }
 
@@ -192,7 +185,6 @@ impl<'a> Sink<'a> {
         for_each_chunk(book, prepared, |chunk, results| -> Result<(), RunError> {
             let outcomes = state.absorb(prepared, chunk, results);
             self.bar
-                .0
                 .inc(chunk.iter().map(|p| p.acts.len() as u64).sum());
             if let Some((compare, tolerance)) = self.opts.audit {
                 let index: HashMap<&str, &Act> = chunk
@@ -217,30 +209,31 @@ impl<'a> Sink<'a> {
 
     /// Hands rows to the writer; if it stopped, its error.
     fn send(&mut self, message: Message) -> Result<(), RunError> {
-        let sent = match &mut self.lane {
-            Some(Lane::Thread { queue, .. }) => queue.send(message).is_ok(),
-            Some(Lane::Inline(writer)) => {
-                let taken = writer.take(message);
-                if taken.is_err() {
-                    // A failed writer takes nothing more.
-                    self.lane = None;
-                }
-                return taken;
+        if let Some(Lane::Inline(writer)) = &mut self.lane {
+            let handled = writer.handle(message);
+            if handled.is_err() {
+                // A failed writer takes nothing more.
+                self.lane = None;
             }
-            None => false,
-        };
-        if sent {
+            return handled;
+        }
+        if let Some(Lane::Thread { queue, .. }) = &self.lane
+            && queue.send(message).is_ok()
+        {
             return Ok(());
         }
         self.join()?;
-        Err(RunError::Internal("the writer thread stopped early".into()))
+        Err(RunError::Internal("the writer stopped early".into()))
     }
 
-    /// Gives up the run: the writer thread is stopped and waited for, then the staging
-    /// folder is removed (the previous outputs stay as they were).
+    /// Gives up the run: the writer thread is stopped and waited for (an inline writer is
+    /// dropped unfinished), then the staging folder is removed (the previous outputs stay as
+    /// they were).
     pub(crate) fn abandon(mut self) {
-        self.bar.0.finish_and_clear();
-        let _ = self.join();
+        self.bar.finish_and_clear();
+        if let Some(Lane::Thread { .. }) = &self.lane {
+            let _ = self.join();
+        }
     }
 
     /// Waits for the writer to finish its tables.
@@ -254,7 +247,7 @@ impl<'a> Sink<'a> {
                 }
             }
             Some(Lane::Inline(writer)) => writer.finish(),
-            None => Err(RunError::Internal("the writer thread stopped early".into())),
+            None => Err(RunError::Internal("the writer stopped early".into())),
         }
     }
 
@@ -265,7 +258,7 @@ impl<'a> Sink<'a> {
         read: u64,
         started: Instant,
     ) -> Result<RunSummary, RunError> {
-        self.bar.0.finish_and_clear();
+        self.bar.finish_and_clear();
         let dir = self.staging.path().to_path_buf();
         let format = self.opts.format;
         let Written {

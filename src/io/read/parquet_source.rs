@@ -44,7 +44,7 @@ pub struct ParquetSource {
     reader: ParquetRecordBatchReader,
     /// For each column of the table, its index in the (projected) record batches.
     columns: Vec<Option<usize>>,
-    /// Data rows read so far.
+    /// Data rows converted so far (the batch decoded ahead is not counted).
     row: u64,
     done: bool,
     /// The batch after the one being converted, decoded meanwhile ([`Self::next_chunk`]).
@@ -287,14 +287,10 @@ impl ParquetSource {
         })
     }
 
-    fn next_batch(&mut self, name: &str) -> Result<Option<RecordBatch>, ReadError> {
-        decode(&mut self.reader, name)
-    }
-
     /// Reads and converts the next record batch; `None` at the end of the file. The batch
     /// after it is decoded on one worker while the others convert this one (decoding is a
-    /// third of the reading, and would otherwise leave the pool idle), and is returned by
-    /// the next call, error included.
+    /// third of the reading, and would otherwise leave the pool idle; with one worker the two
+    /// run one after the other), and is returned by the next call, error included.
     pub fn next_chunk<T: Table>(
         &mut self,
         file: usize,
@@ -306,7 +302,7 @@ impl ParquetSource {
         }
         let decoded = match self.decoded.take() {
             Some(decoded) => decoded,
-            None => self.next_batch(name),
+            None => decode(&mut self.reader, name),
         };
         let batch = match decoded {
             Ok(Some(batch)) => batch,
