@@ -500,6 +500,8 @@ fn one_thread_runs_the_reading_loading_and_writing_in_line() {
             &out,
             "--partitions",
             "7",
+            "--memory-limit",
+            "1M",
             "--quiet",
             "--threads",
             threads,
@@ -507,8 +509,8 @@ fn one_thread_runs_the_reading_loading_and_writing_in_line() {
         threads_while_running(&args, &log)
     };
     // Two workers: the loader and the writer have threads of their own beside the pool for
-    // the whole computation (which shows the sampling sees them; the reader's lives only
-    // while the one batch of acts is read).
+    // the whole computation (which shows the sampling sees them; the reader's and the spill
+    // files' live only while the acts are read: the limit makes them spill).
     let (most, names) = run("two", "2");
     assert!(names.contains("rac-loader"), "{names:?}");
     assert!(names.contains("rac-writer"), "{names:?}");
@@ -516,7 +518,7 @@ fn one_thread_runs_the_reading_loading_and_writing_in_line() {
     // One worker: the main thread and the pool's one thread, never more.
     let (most, names) = run("one", "1");
     assert!((1..=2).contains(&most), "{most} threads at most: {names:?}");
-    for stage in ["rac-reader", "rac-loader", "rac-writer"] {
+    for stage in ["rac-reader", "rac-loader", "rac-writer", "rac-spill"] {
         assert!(!names.contains(stage), "{names:?}");
     }
     same_tables(&tmp.path().join("two"), &[&tmp.path().join("one")]);

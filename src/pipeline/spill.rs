@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Int32Builder,
@@ -66,7 +68,8 @@ pub trait Spillable: Sized + Send + Sync {
 pub struct Partitioned<T: Spillable> {
     dir: PathBuf,
     buffers: Vec<Vec<T>>,
-    writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
+    /// The spill files, opened at the first spill.
+    files: Option<Files>,
     buffered: usize,
     budget: usize,
     /// Rows written to disk so far.
@@ -79,7 +82,7 @@ impl<T: Spillable> Partitioned<T> {
         Partitioned {
             dir: dir.to_path_buf(),
             buffers: (0..parts).map(|_| Vec::new()).collect(),
-            writers: (0..parts).map(|_| None).collect(),
+            files: None,
             buffered: 0,
             budget,
             spilled_rows: 0,
@@ -99,38 +102,33 @@ impl<T: Spillable> Partitioned<T> {
         Ok(())
     }
 
-    fn path(&self, part: usize) -> PathBuf {
-        self.dir.join(format!("{}-{part:05}.arrows", T::NAME))
-    }
-
-    /// Writes every buffer to its partition's file and frees the memory. Batches are
-    /// encoded in parallel, written in partition order.
+    /// Encodes every buffer as a batch for its partition's file and frees the memory. The
+    /// batches are encoded in parallel, and written in partition order by the files' thread
+    /// (so that routing the next rows overlaps writing these), or here with one worker.
     fn spill(&mut self) -> Result<(), SpillError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| spill_error(&self.dir, e))?;
         let buffers = std::mem::take(&mut self.buffers);
         let parts = buffers.len();
-        let batches: Vec<Option<RecordBatch>> = buffers
+        let batches: Vec<(usize, RecordBatch)> = buffers
             .par_iter()
-            .map(|rows| (!rows.is_empty()).then(|| T::to_batch(rows)))
+            .enumerate()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(part, rows)| (part, T::to_batch(rows)))
             .collect();
         drop(buffers);
         self.buffers = (0..parts).map(|_| Vec::new()).collect();
         self.buffered = 0;
-        for (part, batch) in batches.into_iter().enumerate() {
-            let Some(batch) = batch else { continue };
-            let path = self.path(part);
-            if self.writers[part].is_none() {
-                let file = File::create(&path).map_err(|e| spill_error(&path, e))?;
-                let writer =
-                    StreamWriter::try_new(BufWriter::with_capacity(1 << 16, file), &T::schema())
-                        .map_err(|e| spill_error(&path, e))?;
-                self.writers[part] = Some(writer);
-            }
-            self.spilled_rows += batch.num_rows() as u64;
-            let writer = self.writers[part].as_mut().expect("opened above");
-            writer.write(&batch).map_err(|e| spill_error(&path, e))?;
+        self.spilled_rows += batches
+            .iter()
+            .map(|(_, b)| b.num_rows() as u64)
+            .sum::<u64>();
+        if self.files.is_none() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| spill_error(&self.dir, e))?;
+            let paths = (0..parts)
+                .map(|part| self.dir.join(format!("{}-{part:05}.arrows", T::NAME)))
+                .collect();
+            self.files = Some(Files::open(&self.dir, SpillFiles::new(paths, T::schema()))?);
         }
-        Ok(())
+        self.files.as_mut().expect("opened above").write(batches)
     }
 
     /// Ends the writing. When anything went to disk, the rest goes too, so that partitions are
@@ -139,22 +137,151 @@ impl<T: Spillable> Partitioned<T> {
         if self.spilled_rows > 0 && self.buffered > 0 {
             self.spill()?;
         }
+        let parts = self.buffers.len();
+        let files = match self.files.take() {
+            Some(files) => files.finish()?,
+            None => vec![None; parts],
+        };
+        Ok(Stored {
+            files,
+            buffers: std::mem::take(&mut self.buffers),
+            spilled_rows: self.spilled_rows,
+        })
+    }
+}
+
+impl<T: Spillable> Drop for Partitioned<T> {
+    /// A store given up (on an error) waits for its files' thread, so that nothing is written
+    /// into the spill folder once the run removes it.
+    fn drop(&mut self) {
+        if let Some(Files::Thread { queue, handle }) = self.files.take() {
+            drop(queue);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Batches to append, with their partition.
+type Batches = Vec<(usize, RecordBatch)>;
+
+/// Where spilled batches are written: on a thread of their own, fed through a queue of one
+/// set of batches, or here when the run has one worker.
+enum Files {
+    Here(SpillFiles),
+    Thread {
+        queue: SyncSender<Batches>,
+        handle: JoinHandle<Result<SpillFiles, SpillError>>,
+    },
+}
+
+impl Files {
+    fn open(dir: &Path, mut files: SpillFiles) -> Result<Files, SpillError> {
+        if super::single_threaded() {
+            return Ok(Files::Here(files));
+        }
+        let (queue, received) = sync_channel::<Batches>(1);
+        let handle = std::thread::Builder::new()
+            .name("rac-spill".into())
+            .spawn(move || {
+                for batches in received {
+                    files.write(batches)?;
+                }
+                Ok(files)
+            })
+            .map_err(|e| spill_error(dir, format!("cannot start the spill thread: {e}")))?;
+        Ok(Files::Thread { queue, handle })
+    }
+
+    fn write(&mut self, batches: Batches) -> Result<(), SpillError> {
+        match self {
+            Files::Here(files) => files.write(batches),
+            Files::Thread { queue, .. } => match queue.send(batches) {
+                Ok(()) => Ok(()),
+                // The thread stopped on an error: it is in its result.
+                Err(_) => match std::mem::replace(self, Files::Here(SpillFiles::empty())) {
+                    Files::Thread { handle, .. } => join(handle).map(|_| ()),
+                    Files::Here(_) => unreachable!("matched above"),
+                },
+            },
+        }
+    }
+
+    /// Closes every file; the path of each partition's (`None`: nothing spilled there).
+    fn finish(self) -> Result<Vec<Option<PathBuf>>, SpillError> {
+        match self {
+            Files::Here(files) => files.finish(),
+            Files::Thread { queue, handle } => {
+                drop(queue);
+                join(handle)?.finish()
+            }
+        }
+    }
+}
+
+fn join(handle: JoinHandle<Result<SpillFiles, SpillError>>) -> Result<SpillFiles, SpillError> {
+    match handle.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// One Arrow IPC stream file per partition, created at its first batch.
+struct SpillFiles {
+    paths: Vec<PathBuf>,
+    schema: SchemaRef,
+    writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
+}
+
+impl SpillFiles {
+    fn new(paths: Vec<PathBuf>, schema: SchemaRef) -> SpillFiles {
+        let writers = paths.iter().map(|_| None).collect();
+        SpillFiles {
+            paths,
+            schema,
+            writers,
+        }
+    }
+
+    fn empty() -> SpillFiles {
+        SpillFiles::new(Vec::new(), Arc::new(Schema::empty()))
+    }
+
+    fn write(&mut self, batches: Batches) -> Result<(), SpillError> {
+        for (part, batch) in batches {
+            let Some(path) = self.paths.get(part) else {
+                return Err(spill_error(
+                    Path::new(""),
+                    "spill files closed after an error",
+                ));
+            };
+            if self.writers[part].is_none() {
+                let file = File::create(path).map_err(|e| spill_error(path, e))?;
+                let writer =
+                    StreamWriter::try_new(BufWriter::with_capacity(1 << 16, file), &self.schema)
+                        .map_err(|e| spill_error(path, e))?;
+                self.writers[part] = Some(writer);
+            }
+            let writer = self.writers[part].as_mut().expect("opened above");
+            writer.write(&batch).map_err(|e| spill_error(path, e))?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<Option<PathBuf>>, SpillError> {
         let mut files = Vec::with_capacity(self.writers.len());
-        for (part, writer) in std::mem::take(&mut self.writers).into_iter().enumerate() {
+        for (writer, path) in std::mem::take(&mut self.writers)
+            .into_iter()
+            .zip(self.paths)
+        {
             match writer {
                 Some(mut w) => {
-                    let path = self.path(part);
                     w.finish().map_err(|e| spill_error(&path, e))?;
                     files.push(Some(path));
                 }
                 None => files.push(None),
             }
         }
-        Ok(Stored {
-            files,
-            buffers: std::mem::take(&mut self.buffers),
-            spilled_rows: self.spilled_rows,
-        })
+        Ok(files)
     }
 }
 
