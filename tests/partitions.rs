@@ -514,6 +514,7 @@ fn one_thread_runs_the_reading_loading_and_writing_in_line() {
     let (most, names) = run("two", "2");
     assert!(names.contains("rac-loader"), "{names:?}");
     assert!(names.contains("rac-writer"), "{names:?}");
+    assert!(names.contains("rac-spill"), "{names:?}");
     assert!(most > 3, "{most} threads at most");
     // One worker: the main thread and the pool's one thread, never more.
     let (most, names) = run("one", "1");

@@ -99,7 +99,8 @@ pub fn run(
     let spill_dir: PathBuf = staging.path().join(".spill");
     // While reading, the buffers of one table at a time hold rows of at most a sixth of the
     // limit (their capacity, twice that at most), and no more than READ_BUFFER_MAX; the act
-    // ids a quarter of that.
+    // ids a quarter of that. Beside them, two sets of their encoded batches at most: one
+    // being written by the spill thread, one waiting for it.
     let budget = (limits.memory / 6).min(READ_BUFFER_MAX) as usize;
     let mut files: Vec<(&'static str, String)> = Vec::new();
     let mut early_rejects: Vec<Reject> = Vec::new();
@@ -217,8 +218,8 @@ pub fn run(
     files.extend(act_files.iter().map(|f| ("acts", f.clone())));
     let mut read_rows = 0u64;
     let mut last_year: Option<i32> = None;
-    // With more than one worker, one thread reads the next chunk while this one routes (and
-    // spills) the last.
+    // With more than one worker, one thread reads the next chunk while this one routes the
+    // last (and encodes the batches the spill thread writes).
     let bar = progress_bar(opts.progress, rows, "read");
     std::thread::scope(|scope| -> Result<(), RunError> {
         for chunk in produce(scope, "rac-reader", 1, chunks)? {

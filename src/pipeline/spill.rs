@@ -72,7 +72,7 @@ pub struct Partitioned<T: Spillable> {
     files: Option<Files>,
     buffered: usize,
     budget: usize,
-    /// Rows written to disk so far.
+    /// Rows sent to disk so far (written, or being written).
     pub spilled_rows: u64,
 }
 
@@ -126,7 +126,10 @@ impl<T: Spillable> Partitioned<T> {
             let paths = (0..parts)
                 .map(|part| self.dir.join(format!("{}-{part:05}.arrows", T::NAME)))
                 .collect();
-            self.files = Some(Files::open(&self.dir, SpillFiles::new(paths, T::schema()))?);
+            self.files = Some(Files::open(
+                &self.dir,
+                SpillFiles::new(&self.dir, paths, T::schema()),
+            )?);
         }
         self.files.as_mut().expect("opened above").write(batches)
     }
@@ -151,12 +154,17 @@ impl<T: Spillable> Partitioned<T> {
 }
 
 impl<T: Spillable> Drop for Partitioned<T> {
-    /// A store given up (on an error) waits for its files' thread, so that nothing is written
-    /// into the spill folder once the run removes it.
+    /// A store given up (on an error, or by a first pass that stops) waits for its files'
+    /// thread, so that nothing is written into the spill folder once the run removes it. A
+    /// write error no longer matters then; a panic is raised again.
     fn drop(&mut self) {
         if let Some(Files::Thread { queue, handle }) = self.files.take() {
             drop(queue);
-            let _ = handle.join();
+            if let Err(panic) = handle.join()
+                && !std::thread::panicking()
+            {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 }
@@ -164,14 +172,17 @@ impl<T: Spillable> Drop for Partitioned<T> {
 /// Batches to append, with their partition.
 type Batches = Vec<(usize, RecordBatch)>;
 
-/// Where spilled batches are written: on a thread of their own, fed through a queue of one
-/// set of batches, or here when the run has one worker.
+/// Where spilled batches are written: on a thread of their own, handed one set of batches at
+/// a time (so that at most two sets exist: the one being written and the one waiting to be
+/// handed), or here when the run has one worker.
 enum Files {
     Here(SpillFiles),
     Thread {
         queue: SyncSender<Batches>,
         handle: JoinHandle<Result<SpillFiles, SpillError>>,
     },
+    /// A write failed (the error was returned): nothing more is written.
+    Failed(PathBuf),
 }
 
 impl Files {
@@ -179,7 +190,7 @@ impl Files {
         if super::single_threaded() {
             return Ok(Files::Here(files));
         }
-        let (queue, received) = sync_channel::<Batches>(1);
+        let (queue, received) = sync_channel::<Batches>(0);
         let handle = std::thread::Builder::new()
             .name("rac-spill".into())
             .spawn(move || {
@@ -193,17 +204,24 @@ impl Files {
     }
 
     fn write(&mut self, batches: Batches) -> Result<(), SpillError> {
-        match self {
+        let result = match self {
             Files::Here(files) => files.write(batches),
             Files::Thread { queue, .. } => match queue.send(batches) {
-                Ok(()) => Ok(()),
+                Ok(()) => return Ok(()),
                 // The thread stopped on an error: it is in its result.
-                Err(_) => match std::mem::replace(self, Files::Here(SpillFiles::empty())) {
-                    Files::Thread { handle, .. } => join(handle).map(|_| ()),
-                    Files::Here(_) => unreachable!("matched above"),
+                Err(_) => match std::mem::replace(self, Files::Failed(PathBuf::new())) {
+                    Files::Thread { handle, .. } => join(handle).and_then(|files| {
+                        Err(spill_error(&files.dir, "the spill thread stopped early"))
+                    }),
+                    _ => unreachable!("matched above"),
                 },
             },
+            Files::Failed(dir) => Err(spill_error(dir, "an earlier spill write failed")),
+        };
+        if let Err(error) = &result {
+            *self = Files::Failed(error.path.clone());
         }
+        result
     }
 
     /// Closes every file; the path of each partition's (`None`: nothing spilled there).
@@ -214,6 +232,7 @@ impl Files {
                 drop(queue);
                 join(handle)?.finish()
             }
+            Files::Failed(dir) => Err(spill_error(&dir, "an earlier spill write failed")),
         }
     }
 }
@@ -227,33 +246,27 @@ fn join(handle: JoinHandle<Result<SpillFiles, SpillError>>) -> Result<SpillFiles
 
 /// One Arrow IPC stream file per partition, created at its first batch.
 struct SpillFiles {
+    /// Their folder.
+    dir: PathBuf,
     paths: Vec<PathBuf>,
     schema: SchemaRef,
     writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
 }
 
 impl SpillFiles {
-    fn new(paths: Vec<PathBuf>, schema: SchemaRef) -> SpillFiles {
+    fn new(dir: &Path, paths: Vec<PathBuf>, schema: SchemaRef) -> SpillFiles {
         let writers = paths.iter().map(|_| None).collect();
         SpillFiles {
+            dir: dir.to_path_buf(),
             paths,
             schema,
             writers,
         }
     }
 
-    fn empty() -> SpillFiles {
-        SpillFiles::new(Vec::new(), Arc::new(Schema::empty()))
-    }
-
     fn write(&mut self, batches: Batches) -> Result<(), SpillError> {
         for (part, batch) in batches {
-            let Some(path) = self.paths.get(part) else {
-                return Err(spill_error(
-                    Path::new(""),
-                    "spill files closed after an error",
-                ));
-            };
+            let path = &self.paths[part];
             if self.writers[part].is_none() {
                 let file = File::create(path).map_err(|e| spill_error(path, e))?;
                 let writer =
