@@ -68,32 +68,31 @@ fn data_set(dir: &Path) {
 }
 
 fn compute(data: &Path, out: &Path, counters: Option<&Path>, extra: &[&str]) -> Output {
-    let p = |name: &str| data.join(name).display().to_string();
-    let (acts, bens, rights, out) = (
-        p("acts.csv"),
-        p("beneficiaries.csv"),
-        p("rights.csv"),
-        out.display().to_string(),
-    );
-    let counters = counters.map(|c| c.display().to_string());
+    let args = compute_args(data, out, counters, extra);
+    rac(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The arguments of a `compute` run on the CSV data set in `data`, with JSON logs.
+fn compute_args(data: &Path, out: &Path, counters: Option<&Path>, extra: &[&str]) -> Vec<String> {
+    let p = |path: &Path| path.display().to_string();
     let mut args = vec![
-        "compute",
-        "--acts",
-        &acts,
-        "--beneficiaries",
-        &bens,
-        "--rights",
-        &rights,
-        "--out",
-        &out,
-        "--log-format",
-        "json",
+        "compute".to_string(),
+        "--acts".into(),
+        p(&data.join("acts.csv")),
+        "--beneficiaries".into(),
+        p(&data.join("beneficiaries.csv")),
+        "--rights".into(),
+        p(&data.join("rights.csv")),
+        "--out".into(),
+        p(out),
+        "--log-format".into(),
+        "json".into(),
     ];
-    if let Some(c) = &counters {
-        args.extend(["--counters", c]);
+    if let Some(c) = counters {
+        args.extend(["--counters".into(), p(c)]);
     }
-    args.extend_from_slice(extra);
-    rac(&args)
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
 }
 
 /// The `compute` log event of a run (partitions and spilled acts).
@@ -462,51 +461,19 @@ fn threads_while_running(args: &[&str], log: &Path) -> (usize, std::collections:
 fn one_thread_runs_the_reading_loading_and_writing_in_line() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let d = data.display().to_string();
-    ok(
-        &rac(&[
-            "generate",
-            "--acts",
-            "40000",
-            "--patients",
-            "4000",
-            "--seed",
-            "5",
-            "--out",
-            &d,
-            "--format",
-            "parquet",
-        ]),
-        &[0],
-    );
-    let p = |name: &str| data.join(name).display().to_string();
-    let (acts, bens, rights) = (
-        p("acts.parquet"),
-        p("beneficiaries.parquet"),
-        p("rights.parquet"),
-    );
+    data_set(&data);
     let run = |out: &str, threads: &str| {
         let log = tmp.path().join(format!("{out}.log"));
-        let out = tmp.path().join(out).display().to_string();
-        let args = [
-            "compute",
-            "--acts",
-            &acts,
-            "--beneficiaries",
-            &bens,
-            "--rights",
-            &rights,
-            "--out",
-            &out,
+        let extra = [
             "--partitions",
             "7",
             "--memory-limit",
             "1M",
-            "--quiet",
             "--threads",
             threads,
         ];
-        threads_while_running(&args, &log)
+        let args = compute_args(&data, &tmp.path().join(out), None, &extra);
+        threads_while_running(&args.iter().map(String::as_str).collect::<Vec<_>>(), &log)
     };
     // Two workers: the loader and the writer have threads of their own beside the pool for
     // the whole computation (which shows the sampling sees them; the reader's and the spill
