@@ -169,7 +169,8 @@ fn execute(
         progress: args.progress || (!args.quiet && std::io::stderr().is_terminal()),
     };
     // The global pool: the writer's encoding runs on it too, so --threads bounds every
-    // worker (with 1, the stages around the pool run in line too: one core). A process computes one run, so it is set once.
+    // worker (with 1, the stages around the pool run in line too: one core). A process
+    // computes one run, so it is set once.
     if let Some(threads) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

@@ -508,8 +508,8 @@ fn first_pass(
         },
         &[("partitions", parts as u64)],
     );
-    // Cleared however the pass ends (an error included), not left drawn above the message.
-    // Its own folder: a pass given up leaves no file behind.
+    // `bar` is owned here: cleared however the pass ends (an error included), not left drawn
+    // above the message. Its own folder: a pass given up leaves no file behind.
     let dir = spill_dir.join("first-pass");
     // A hash is 8 bytes where an act takes about 1 100 in memory: a bucket of hashes for 64
     // partitions is still smaller than one partition's acts.

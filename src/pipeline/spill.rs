@@ -126,10 +126,7 @@ impl<T: Spillable> Partitioned<T> {
             let paths = (0..parts)
                 .map(|part| self.dir.join(format!("{}-{part:05}.arrows", T::NAME)))
                 .collect();
-            self.files = Some(Files::open(
-                &self.dir,
-                SpillFiles::new(&self.dir, paths, T::schema()),
-            )?);
+            self.files = Some(Files::open(SpillFiles::new(&self.dir, paths, T::schema()))?);
         }
         self.files.as_mut().expect("opened above").write(batches)
     }
@@ -186,10 +183,11 @@ enum Files {
 }
 
 impl Files {
-    fn open(dir: &Path, mut files: SpillFiles) -> Result<Files, SpillError> {
+    fn open(mut files: SpillFiles) -> Result<Files, SpillError> {
         if super::single_threaded() {
             return Ok(Files::Here(files));
         }
+        let dir = files.dir.clone();
         let (queue, received) = sync_channel::<Batches>(0);
         let handle = std::thread::Builder::new()
             .name("rac-spill".into())
@@ -199,7 +197,7 @@ impl Files {
                 }
                 Ok(files)
             })
-            .map_err(|e| spill_error(dir, format!("cannot start the spill thread: {e}")))?;
+            .map_err(|e| spill_error(&dir, format!("cannot start the spill thread: {e}")))?;
         Ok(Files::Thread { queue, handle })
     }
 
