@@ -491,3 +491,81 @@ fn one_thread_runs_the_reading_loading_and_writing_in_line() {
     }
     same_tables(&tmp.path().join("two"), &[&tmp.path().join("one")]);
 }
+
+/// Runs `rac` with every file it writes capped at `limit` bytes (`RLIMIT_FSIZE`; `SIGXFSZ` is
+/// ignored, so a write past the cap fails with "File too large" instead of killing the
+/// process): a disk that fills up in the middle of a run, as the process sees it.
+fn rac_with_file_cap(args: &[String], limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rac"));
+    command.args(args);
+    // SAFETY: between fork and exec the closure only makes two async-signal-safe calls.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let cap = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.output().expect("rac runs")
+}
+
+/// The names left in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_disk_that_fills_up_while_spilling_or_writing_fails_the_run_and_leaves_the_previous_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    let out = tmp.path().join("out");
+    let spilled = ["--memory-limit", "1M", "--partitions", "7"];
+    ok(&compute(&data, &out, None, &spilled), &[3]);
+    let before: Vec<(String, Vec<u8>)> = names_in(&out)
+        .into_iter()
+        .map(|name| (name.clone(), std::fs::read(out.join(&name)).unwrap()))
+        .collect();
+    let largest = |dir: &Path| {
+        names_in(dir)
+            .iter()
+            .map(|n| std::fs::metadata(dir.join(n)).unwrap().len())
+            .max()
+            .unwrap()
+    };
+    let table = largest(&out);
+    // Two runs: one spilled, with a cap that the first spill files already pass (the read
+    // phase fails, on the spill thread); one held in memory, with a cap that only the acts
+    // table passes (the writer thread fails while partitions are computed).
+    let in_memory = ["--partitions", "7"];
+    for (extra, cap, failing) in [
+        (&spilled[..], 4096, ".spill/"),
+        (&in_memory[..], table - 1, "acts.parquet"),
+    ] {
+        let args = compute_args(&data, &out, None, &[extra, &["--threads", "2"]].concat());
+        let o = rac_with_file_cap(&args, cap);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "cap {cap}: {stderr}");
+        assert!(
+            stderr.contains(failing) && stderr.contains("File too large"),
+            "cap {cap}: {stderr}"
+        );
+        for (name, bytes) in &before {
+            assert_eq!(&std::fs::read(out.join(name)).unwrap(), bytes, "{name}");
+        }
+        assert_eq!(names_in(&out).len(), before.len());
+        assert_eq!(names_in(tmp.path()), ["data", "out"], "cap {cap}: {stderr}");
+    }
+}
