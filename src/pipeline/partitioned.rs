@@ -654,10 +654,9 @@ fn stream_sorted(
         Some(path) => check_counter_years(path, stats.last_year, counter_years.iter().copied()),
         None => Ok(()),
     });
-    if let Err(e) = checked {
-        sink.abandon();
-        return Err(e);
-    }
+    // On an error the sink is dropped: its writer is waited for, then the staging folder is
+    // removed (the previous outputs stay as they were).
+    checked?;
     if spill_dir.exists() {
         std::fs::remove_dir_all(spill_dir).map_err(|e| SpillError {
             path: spill_dir.to_path_buf(),

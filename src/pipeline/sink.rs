@@ -94,26 +94,60 @@ impl Writer {
 /// Where the rows to write go: a writer thread fed through a short queue, or, with one
 /// worker ([`super::single_threaded`]), the writer itself, on the computing thread.
 enum Lane {
-    Thread {
-        queue: SyncSender<Message>,
-        handle: JoinHandle<Result<Written, RunError>>,
-    },
+    Thread(WriterThread),
     Inline(Box<Writer>),
+}
+
+/// The writer's thread and its queue. However it ends (joined, or dropped with the sink on an
+/// error) the thread is waited for, so it never writes into a staging folder being removed.
+struct WriterThread {
+    /// `None` once closed: the writer then finishes its tables and stops.
+    queue: Option<SyncSender<Message>>,
+    handle: Option<JoinHandle<Result<Written, RunError>>>,
+}
+
+impl WriterThread {
+    /// Closes the queue and waits for the writer's tables; a panic of the thread is raised
+    /// again here.
+    fn join(&mut self) -> Result<Written, RunError> {
+        self.queue = None;
+        let handle = self.handle.take().ok_or_else(stopped_early)?;
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(handle) = self.handle.take() {
+            // The run has already failed: the writer's own outcome (or panic) adds nothing.
+            let _ = handle.join();
+        }
+    }
+}
+
+fn stopped_early() -> RunError {
+    RunError::Internal("the writer stopped early".into())
 }
 
 /// Everything written so far, and the small aggregates kept until the end.
 pub(crate) struct Sink<'a> {
     book: &'a RuleBook,
     opts: &'a RunOptions,
-    staging: Staging,
-    /// `None` once the writer has finished (or failed).
+    /// `None` once the writer has finished (or failed). Declared before the staging folder,
+    /// so that a sink dropped on an error waits for its writer thread before the folder is
+    /// removed.
     lane: Option<Lane>,
+    staging: Staging,
     found: Vec<Discrepancy>,
     rejects: Vec<Reject>,
     /// Rejected rows of the beneficiaries and rights files.
     other_rejects: u64,
     computed: u64,
-    /// Cleared from the terminal however the sink ends (finished, abandoned, or dropped on
+    /// Cleared from the terminal however the sink ends (finished, or dropped on
     /// an error).
     bar: super::partitioned::Bar,
 }
@@ -153,13 +187,16 @@ impl<'a> Sink<'a> {
                 .name("rac-writer".into())
                 .spawn(move || writer.run(receiver))
                 .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
-            Lane::Thread { queue, handle }
+            Lane::Thread(WriterThread {
+                queue: Some(queue),
+                handle: Some(handle),
+            })
         };
         Ok(Sink {
             book,
             opts,
-            staging,
             lane: Some(lane),
+            staging,
             found: Vec::new(),
             rejects: Vec::new(),
             other_rejects: 0,
@@ -217,37 +254,23 @@ impl<'a> Sink<'a> {
             }
             return handled;
         }
-        if let Some(Lane::Thread { queue, .. }) = &self.lane
+        if let Some(Lane::Thread(WriterThread {
+            queue: Some(queue), ..
+        })) = &self.lane
             && queue.send(message).is_ok()
         {
             return Ok(());
         }
         self.join()?;
-        Err(RunError::Internal("the writer stopped early".into()))
-    }
-
-    /// Gives up the run: the writer thread is stopped and waited for (an inline writer is
-    /// dropped unfinished), then the staging folder is removed (the previous outputs stay as
-    /// they were).
-    pub(crate) fn abandon(mut self) {
-        self.bar.finish_and_clear();
-        if let Some(Lane::Thread { .. }) = &self.lane {
-            let _ = self.join();
-        }
+        Err(stopped_early())
     }
 
     /// Waits for the writer to finish its tables.
     fn join(&mut self) -> Result<Written, RunError> {
         match self.lane.take() {
-            Some(Lane::Thread { queue, handle }) => {
-                drop(queue);
-                match handle.join() {
-                    Ok(result) => result,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
+            Some(Lane::Thread(mut thread)) => thread.join(),
             Some(Lane::Inline(writer)) => writer.finish(),
-            None => Err(RunError::Internal("the writer stopped early".into())),
+            None => Err(stopped_early()),
         }
     }
 
