@@ -266,10 +266,13 @@ fn same_bytes_twice_and_whatever_the_chunking() {
         assert_eq!(first, write_with("acts", 100_000, true), "{format}");
     }
 
-    // and the Parquet file holds every row, in order
+    // and the Parquet file holds every row, in order, in row groups of one chunk (the
+    // acts table's, half the other tables')
     let dir = tempfile::tempdir().unwrap();
     write_table(dir.path(), Format::Parquet, &rows).unwrap();
-    let (batches, _) = read_parquet(&dir.path().join("acts.parquet"));
+    let (batches, metadata) = read_parquet(&dir.path().join("acts.parquet"));
+    let groups: Vec<i64> = metadata.row_groups().iter().map(|g| g.num_rows()).collect();
+    assert_eq!(groups, [CHUNK_ROWS as i64, CHUNK_ROWS as i64, 1234]);
     let ids: Vec<String> = batches.iter().flat_map(|b| strings(b, "act_id")).collect();
     assert_eq!(ids.len(), rows.len());
     assert!(ids.iter().zip(&rows).all(|(id, row)| *id == row.act_id));
