@@ -691,8 +691,8 @@ impl Row for Outcome {
 
     /// Half the default: `acts` rows are the widest (about 300 bytes as Arrow arrays), and
     /// the row group being filled is most of the writer's memory. 10 M acts, six alternated
-    /// runs each: peak RSS 470–472 MiB in five runs with the default (437 in one), 429–439
-    /// MiB in five with this (464 in one), the same time; the file is 2.4 % larger.
+    /// runs each: peak RSS 459–461 MiB in five runs with the default (427 in one), 419–429
+    /// MiB in five with this (453 in one), the same time; the file is 2.4 % larger.
     const ROW_GROUP_ROWS: usize = 1 << 16;
 
     fn columns() -> &'static [Column<Outcome>] {
