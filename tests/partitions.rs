@@ -233,12 +233,7 @@ fn a_partitioned_run_that_fails_leaves_the_previous_outputs_and_no_spill() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("act_id"));
     assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
-    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["data", "out"]);
+    assert_eq!(names_in(tmp.path()), ["data", "out"]);
 }
 
 /// The data set's acts rewritten in `patient_id` order (a stable sort: a patient's rows keep
@@ -408,12 +403,7 @@ fn acts_declared_sorted_that_are_not_fail_and_leave_the_previous_outputs() {
     // Found by the first pass: the computation never started.
     assert!(!stderr.contains(r#""step":"compute""#), "{stderr}");
     assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
-    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["data", "out"]);
+    assert_eq!(names_in(tmp.path()), ["data", "out"]);
 }
 
 /// The threads of a running process, sampled until it exits: the most alive at once, and
