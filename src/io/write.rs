@@ -922,7 +922,7 @@ impl Builder {
         joined: &mut String,
     ) -> Result<(), EncodeError> {
         let cell = (column.get)(row);
-        if cell == Cell::Null {
+        if matches!(cell, Cell::Null) {
             if !column.nullable {
                 return Err(value_error(column, row, "null".into(), "a value"));
             }
@@ -1004,10 +1004,14 @@ pub fn to_batch<R: Row>(rows: &[R]) -> Result<RecordBatch, EncodeError> {
         column_arrays(columns, rows)?
     } else {
         // Blocks of rows on every core (the writer would otherwise be the slowest stage of a
-        // run). The pieces are then joined; the batch is the same whatever the split.
+        // run). The pieces are then joined; the batch is the same whatever the split. The
+        // results are gathered before the first error is taken, so that the error is the
+        // first bad row's whatever the timing (as in CSV).
         let blocks = rows
             .par_chunks(BLOCK_ROWS)
             .map(|block| column_arrays(columns, block))
+            .collect::<Vec<_>>()
+            .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
         (0..columns.len())
             .into_par_iter()
@@ -1162,6 +1166,7 @@ pub fn encode<R: Row>(format: Format, rows: &[R]) -> Result<Encoded<R>, EncodeEr
 /// The Parquet settings of a table: snappy, [`Row::ROW_GROUP_ROWS`] rows per row group, and
 /// the library's fixed `created_by` (no timestamp anywhere: same rows, same bytes).
 pub fn parquet_properties<R: Row>() -> WriterProperties {
+    const { assert!(R::ROW_GROUP_ROWS % CHUNK_ROWS == 0) };
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(R::ROW_GROUP_ROWS))
@@ -1313,8 +1318,9 @@ impl<R: Row> TableWriter<R> {
         }
     }
 
-    /// Queues a batch and writes every full chunk of [`CHUNK_ROWS`] rows: the Parquet bytes
-    /// then do not depend on how the caller cut the rows.
+    /// Queues a batch and writes every full row group ([`Row::ROW_GROUP_ROWS`] rows, cut in
+    /// chunks of [`CHUNK_ROWS`]): the Parquet bytes then do not depend on how the caller cut
+    /// the rows.
     fn push_batch(&mut self, batch: RecordBatch) -> Result<(), WriteError> {
         let Sink::Parquet {
             writer,
@@ -1391,7 +1397,6 @@ impl<R: Row> TableWriter<R> {
     }
 }
 
-/// Removes the first `n` rows from `pending` (which holds at least `n`), as one batch.
 /// Encodes the next `rows` rows of `pending` as one row group, its columns in parallel; the
 /// rows are cut in [`CHUNK_ROWS`] batches first, so the bytes depend only on the rows.
 fn write_row_group(
@@ -1431,6 +1436,7 @@ fn write_row_group(
     Ok(())
 }
 
+/// Removes the first `n` rows from `pending` (which holds at least `n`), as one batch.
 fn take_rows(pending: &mut VecDeque<RecordBatch>, n: usize) -> Result<RecordBatch, ArrowError> {
     let mut parts = Vec::new();
     let mut missing = n;
@@ -1671,7 +1677,7 @@ mod tests {
             .collect();
         let batch = to_batch(&rows).unwrap();
         assert_eq!(batch.num_rows(), rows.len());
-        // Pieces smaller than a block: each is built whole, a column at a time.
+        // Pieces smaller than a block: each is built whole, on one core.
         let pieces: Vec<RecordBatch> = rows
             .chunks(BLOCK_ROWS - 1)
             .map(|chunk| to_batch(chunk).unwrap())
@@ -1692,6 +1698,19 @@ mod tests {
         bad[BLOCK_ROWS + 5].base = dec!(1.005);
         let err = to_batch(&bad).unwrap_err().to_string();
         assert!(err.contains(&format!("a{}", BLOCK_ROWS + 5)), "{err}");
+        // Two bad rows: the last of the first half's blocks, the first of the second half's
+        // (the halves go to two cores, and the second finds its bad row first). The first in
+        // row order is named, whichever block fails first.
+        let mut bad: Vec<Outcome> = (0..8 * BLOCK_ROWS)
+            .map(|i| outcome(&format!("a{i}")))
+            .collect();
+        let (first, second) = (4 * BLOCK_ROWS - 1, 4 * BLOCK_ROWS + 1);
+        bad[first].base = dec!(1.005);
+        bad[second].rate = dec!(1.005);
+        for _ in 0..50 {
+            let err = to_batch(&bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("row a{first}:")), "{err}");
+        }
     }
 
     #[test]
