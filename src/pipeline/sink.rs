@@ -120,11 +120,15 @@ impl WriterThread {
 }
 
 impl Drop for WriterThread {
+    /// The run has already failed: the writer's own error adds nothing, but its panic is
+    /// raised again (unless this thread is already panicking), as the spill thread's is.
     fn drop(&mut self) {
         self.queue = None;
-        if let Some(handle) = self.handle.take() {
-            // The run has already failed: the writer's own outcome (or panic) adds nothing.
-            let _ = handle.join();
+        if let Some(handle) = self.handle.take()
+            && let Err(panic) = handle.join()
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(panic);
         }
     }
 }
