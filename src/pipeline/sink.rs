@@ -27,6 +27,9 @@ enum Message {
     /// The partition's outcomes were all sent: its patient-years can be written, with its
     /// closing counters.
     EndPartition(Vec<YearCounter>),
+    /// Every row was sent: the writer thread finishes its tables. A queue closed without it
+    /// (the run failed) leaves them unfinished: no work for a folder about to be removed.
+    Finish,
 }
 
 /// The streamed tables and the aggregates of the outcomes, owned by the writer (its thread,
@@ -50,9 +53,12 @@ struct Written {
 impl Writer {
     fn run(mut self, queue: Receiver<Message>) -> Result<Written, RunError> {
         for message in queue {
+            if let Message::Finish = message {
+                return self.finish();
+            }
             self.handle(message)?;
         }
-        self.finish()
+        Err(stopped_early())
     }
 
     /// Encodes one message's rows (or ends a partition).
@@ -75,6 +81,8 @@ impl Writer {
                 self.patients.write(&years)?;
                 self.counters.write(&closing)?;
             }
+            // Seen by the thread's loop (`run`); an inline writer is finished directly.
+            Message::Finish => {}
         }
         Ok(())
     }
@@ -101,16 +109,19 @@ enum Lane {
 /// The writer's thread and its queue. However it ends (joined, or dropped with the sink on an
 /// error) the thread is waited for, so it never writes into a staging folder being removed.
 struct WriterThread {
-    /// `None` once closed: the writer then finishes its tables and stops.
+    /// `None` once closed: the writer then stops.
     queue: Option<SyncSender<Message>>,
     handle: Option<JoinHandle<Result<Written, RunError>>>,
 }
 
 impl WriterThread {
-    /// Closes the queue and waits for the writer's tables; a panic of the thread is raised
-    /// again here.
+    /// Asks the writer to finish its tables and waits for them; a panic of the thread is
+    /// raised again here.
     fn join(&mut self) -> Result<Written, RunError> {
-        self.queue = None;
+        if let Some(queue) = self.queue.take() {
+            // A writer that already failed has dropped its end: its error comes below.
+            let _ = queue.send(Message::Finish);
+        }
         let handle = self.handle.take().ok_or_else(stopped_early)?;
         match handle.join() {
             Ok(result) => result,
