@@ -506,6 +506,8 @@ impl Spillable for ActRow {
     /// 8.0 s (seven alternated pairs, faster in each).
     fn to_batch(rows: &[ActRow]) -> RecordBatch {
         let n = rows.len();
+        // Text capacities are guesses of the usual lengths (ids about 12 bytes, codes 8,
+        // specialties 2, stays and exemption codes mostly absent); a builder grows past them.
         let text = |bytes_per_row: usize| StringBuilder::with_capacity(n, n * bytes_per_row);
         let amount = || FixedSizeBinaryBuilder::with_capacity(n, 16);
         let code = || UInt8Builder::with_capacity(n);
