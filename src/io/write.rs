@@ -585,6 +585,19 @@ pub enum Cell<'a> {
 }
 
 impl Cell<'_> {
+    /// Whether the cell may go in a column of type `ty` (a null goes in any: nullability is
+    /// the column's own check). One rule for Arrow and CSV: a row type whose getter disagrees
+    /// with its column fails the same way in both formats.
+    fn fits(&self, ty: ColumnType) -> bool {
+        match self {
+            Cell::Str(_) | Cell::Tags(_) | Cell::Ids(_) => ty == ColumnType::Utf8,
+            Cell::Int(_) => matches!(ty, ColumnType::Int64 | ColumnType::Int32),
+            Cell::Decimal(_) => matches!(ty, ColumnType::Decimal { .. }),
+            Cell::Date(_) => ty == ColumnType::Date32,
+            Cell::Null => true,
+        }
+    }
+
     pub fn opt_decimal(value: Option<Decimal>) -> Cell<'static> {
         value.map_or(Cell::Null, Cell::Decimal)
     }
@@ -962,6 +975,7 @@ impl Builder {
                 b.append_value(units);
             }
             (Builder::Date32(b), Cell::Date(d)) => b.append_value(Date32Type::from_naive_date(d)),
+            // A cell that does not fit its column (the same check as CSV's, `Cell::fits`).
             _ => return Err(cell_error(column)),
         }
         Ok(())
@@ -1077,7 +1091,11 @@ pub fn to_csv<R: Row>(rows: &[R], out: &mut Vec<u8>) -> Result<(), EncodeError> 
     for row in rows {
         for column in columns {
             text.clear();
-            match (column.get)(row) {
+            let cell = (column.get)(row);
+            if !cell.fits(column.ty) {
+                return Err(cell_error(column));
+            }
+            match cell {
                 Cell::Str(s) => {
                     writer.write_field(s)?;
                     continue;
@@ -1092,7 +1110,7 @@ pub fn to_csv<R: Row>(rows: &[R], out: &mut Vec<u8>) -> Result<(), EncodeError> 
                 }
                 Cell::Decimal(d) => {
                     let ColumnType::Decimal { precision, scale } = column.ty else {
-                        return Err(cell_error(column));
+                        unreachable!("a decimal fits only a decimal column")
                     };
                     let Some(units) = scaled(d, precision, scale) else {
                         return Err(value_error(
@@ -1548,6 +1566,71 @@ mod tests {
             flags: vec![],
             recorded_amo: None,
         }
+    }
+
+    /// A row type whose second column's getter disagrees with its declared type.
+    struct Mistyped(&'static str);
+
+    impl Row for Mistyped {
+        const TABLE: &'static str = "mistyped";
+
+        fn columns() -> &'static [Column<Mistyped>] {
+            const COLUMNS: &[Column<Mistyped>] = &[
+                Column {
+                    name: "id",
+                    ty: ColumnType::Utf8,
+                    nullable: false,
+                    get: |r| Cell::Str(r.0),
+                },
+                Column {
+                    name: "count",
+                    ty: ColumnType::Int64,
+                    nullable: true,
+                    get: |r| {
+                        if r.0 == "text" {
+                            Cell::Str(r.0)
+                        } else {
+                            Cell::Null
+                        }
+                    },
+                },
+            ];
+            COLUMNS
+        }
+
+        fn key(&self) -> &str {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_cell_of_the_wrong_type_fails_in_csv_as_in_arrow() {
+        // Nulls fit any nullable column: both formats write the row.
+        let fine = [Mistyped("null")];
+        let mut out = Vec::new();
+        to_csv(&fine, &mut out).unwrap();
+        assert_eq!(out, b"null,\n");
+        assert_eq!(to_batch(&fine).unwrap().num_rows(), 1);
+        // Text in an integer column: the same internal error in both, naming the column.
+        let wrong = [Mistyped("null"), Mistyped("text")];
+        let csv = to_csv(&wrong, &mut Vec::new()).unwrap_err();
+        let arrow = to_batch(&wrong).unwrap_err();
+        for error in [csv, arrow] {
+            assert!(
+                matches!(
+                    error,
+                    EncodeError::Cell {
+                        table: "mistyped",
+                        column: "count"
+                    }
+                ),
+                "{error:?}"
+            );
+        }
+        assert!(Cell::Int(1).fits(ColumnType::Int32));
+        assert!(!Cell::Date(date(2024, 1, 1)).fits(ColumnType::Utf8));
+        assert!(Cell::Tags(&[]).fits(ColumnType::Utf8));
+        assert!(!Cell::Decimal(dec!(1)).fits(ColumnType::Int64));
     }
 
     #[test]
