@@ -15,6 +15,7 @@ mod partition;
 mod partitioned;
 mod sink;
 mod spill;
+mod worker;
 
 pub use partition::{default_memory_limit, parse_size};
 pub use partitioned::{Limits, run};

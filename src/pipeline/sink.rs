@@ -8,12 +8,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use serde_json::json;
 
+use super::worker::{Stage, Worker};
 use super::{COUNTERS_FORMAT, Prepared, RunError, RunOptions, RunSummary, State, for_each_chunk};
 use crate::audit::{self, Discrepancy};
 use crate::io::write::{self, Staging, TableWriter};
@@ -27,9 +26,6 @@ enum Message {
     /// The partition's outcomes were all sent: its patient-years can be written, with its
     /// closing counters.
     EndPartition(Vec<YearCounter>),
-    /// Every row was sent: the writer thread finishes its tables. A queue closed without it
-    /// (the run failed) leaves them unfinished: no work for a folder about to be removed.
-    Finish,
 }
 
 /// The streamed tables and the aggregates of the outcomes, owned by the writer (its thread,
@@ -50,19 +46,13 @@ struct Written {
     totals: Totals,
 }
 
-impl Writer {
-    fn run(mut self, queue: Receiver<Message>) -> Result<Written, RunError> {
-        for message in queue {
-            if let Message::Finish = message {
-                return self.finish();
-            }
-            self.handle(message)?;
-        }
-        Err(stopped_early())
-    }
+impl Stage for Writer {
+    type Item = Message;
+    type Output = Written;
+    type Error = RunError;
 
     /// Encodes one message's rows (or ends a partition).
-    fn handle(&mut self, message: Message) -> Result<(), RunError> {
+    fn take(&mut self, message: Message) -> Result<(), RunError> {
         match message {
             Message::Outcomes(outcomes) => {
                 // The sums beside the encoding, on the pool.
@@ -81,8 +71,6 @@ impl Writer {
                 self.patients.write(&years)?;
                 self.counters.write(&closing)?;
             }
-            // Seen by the thread's loop (`run`); an inline writer is finished directly.
-            Message::Finish => {}
         }
         Ok(())
     }
@@ -99,51 +87,6 @@ impl Writer {
     }
 }
 
-/// Where the rows to write go: a writer thread fed through a short queue, or, with one
-/// worker ([`super::single_threaded`]), the writer itself, on the computing thread.
-enum Lane {
-    Thread(WriterThread),
-    Inline(Box<Writer>),
-}
-
-/// The writer's thread and its queue. However it ends (joined, or dropped with the sink on an
-/// error) the thread is waited for, so it never writes into a staging folder being removed.
-struct WriterThread {
-    /// `None` once closed: the writer then stops.
-    queue: Option<SyncSender<Message>>,
-    handle: Option<JoinHandle<Result<Written, RunError>>>,
-}
-
-impl WriterThread {
-    /// Asks the writer to finish its tables and waits for them; a panic of the thread is
-    /// raised again here.
-    fn join(&mut self) -> Result<Written, RunError> {
-        if let Some(queue) = self.queue.take() {
-            // A writer that already failed has dropped its end: its error comes below.
-            let _ = queue.send(Message::Finish);
-        }
-        let handle = self.handle.take().ok_or_else(stopped_early)?;
-        match handle.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-}
-
-impl Drop for WriterThread {
-    /// The run has already failed: the writer's own error adds nothing, but its panic is
-    /// raised again (unless this thread is already panicking), as the spill thread's is.
-    fn drop(&mut self) {
-        self.queue = None;
-        if let Some(handle) = self.handle.take()
-            && let Err(panic) = handle.join()
-            && !std::thread::panicking()
-        {
-            std::panic::resume_unwind(panic);
-        }
-    }
-}
-
 fn stopped_early() -> RunError {
     RunError::Internal("the writer stopped early".into())
 }
@@ -152,10 +95,10 @@ fn stopped_early() -> RunError {
 pub(crate) struct Sink<'a> {
     book: &'a RuleBook,
     opts: &'a RunOptions,
-    /// `None` once the writer has finished (or failed). Declared before the staging folder,
-    /// so that a sink dropped on an error waits for its writer thread before the folder is
-    /// removed.
-    lane: Option<Lane>,
+    /// The tables being encoded, on a thread fed through a short queue, or in line with one
+    /// worker. Declared before the staging folder, so that a sink dropped on an error waits
+    /// for the writer's thread before the folder is removed.
+    writer: Worker<Writer>,
     staging: Staging,
     found: Vec<Discrepancy>,
     rejects: Vec<Reject>,
@@ -194,23 +137,12 @@ impl<'a> Sink<'a> {
             summary: Summary::new(),
             partition: PatientTotals::new(),
         };
-        let lane = if super::single_threaded() {
-            Lane::Inline(Box::new(writer))
-        } else {
-            let (queue, receiver) = sync_channel(1);
-            let handle = std::thread::Builder::new()
-                .name("rac-writer".into())
-                .spawn(move || writer.run(receiver))
-                .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
-            Lane::Thread(WriterThread {
-                queue: Some(queue),
-                handle: Some(handle),
-            })
-        };
+        let writer = Worker::start("rac-writer", 1, writer, stopped_early)
+            .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Sink {
             book,
             opts,
-            lane: Some(lane),
+            writer,
             staging,
             found: Vec::new(),
             rejects: Vec::new(),
@@ -261,32 +193,7 @@ impl<'a> Sink<'a> {
 
     /// Hands rows to the writer; if it stopped, its error.
     fn send(&mut self, message: Message) -> Result<(), RunError> {
-        if let Some(Lane::Inline(writer)) = &mut self.lane {
-            let handled = writer.handle(message);
-            if handled.is_err() {
-                // A failed writer takes nothing more.
-                self.lane = None;
-            }
-            return handled;
-        }
-        if let Some(Lane::Thread(WriterThread {
-            queue: Some(queue), ..
-        })) = &self.lane
-            && queue.send(message).is_ok()
-        {
-            return Ok(());
-        }
-        self.join()?;
-        Err(stopped_early())
-    }
-
-    /// Waits for the writer to finish its tables.
-    fn join(&mut self) -> Result<Written, RunError> {
-        match self.lane.take() {
-            Some(Lane::Thread(mut thread)) => thread.join(),
-            Some(Lane::Inline(writer)) => writer.finish(),
-            None => Err(stopped_early()),
-        }
+        self.writer.send(message)
     }
 
     /// Writes the rest, the manifest last, and commits the folder.
@@ -304,7 +211,7 @@ impl<'a> Sink<'a> {
             counters,
             summary,
             totals,
-        } = self.join()?;
+        } = self.writer.finish()?;
         let summary_rows = summary.rows();
         write::write_table(&dir, format, &summary_rows)?;
         self.rejects

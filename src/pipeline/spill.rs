@@ -10,8 +10,6 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, sync_channel};
-use std::thread::JoinHandle;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Int32Builder,
@@ -29,6 +27,7 @@ use rayon::prelude::*;
 use rust_decimal::Decimal;
 
 use super::Origin;
+use super::worker::{Stage, Worker};
 use crate::io::read::Sourced;
 use crate::model::{
     Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, RightKind, RightPeriod,
@@ -68,7 +67,9 @@ pub trait Spillable: Sized + Send + Sync {
 pub struct Partitioned<T: Spillable> {
     dir: PathBuf,
     buffers: Vec<Vec<T>>,
-    /// The spill files, opened at the first spill.
+    /// The spill files, opened at the first spill. A store given up (on an error, or by a
+    /// first pass that stops) waits for their thread as it drops, so that nothing is written
+    /// into the spill folder once the run removes it.
     files: Option<Files>,
     buffered: usize,
     budget: usize,
@@ -126,9 +127,9 @@ impl<T: Spillable> Partitioned<T> {
             let paths = (0..parts)
                 .map(|part| self.dir.join(format!("{}-{part:05}.arrows", T::NAME)))
                 .collect();
-            self.files = Some(Files::open(SpillFiles::new(&self.dir, paths, T::schema()))?);
+            self.files = Some(open_files(SpillFiles::new(&self.dir, paths, T::schema()))?);
         }
-        self.files.as_mut().expect("opened above").write(batches)
+        self.files.as_mut().expect("opened above").send(batches)
     }
 
     /// Ends the writing. When anything went to disk, the rest goes too, so that partitions are
@@ -150,96 +151,35 @@ impl<T: Spillable> Partitioned<T> {
     }
 }
 
-impl<T: Spillable> Drop for Partitioned<T> {
-    /// A store given up (on an error, or by a first pass that stops) waits for its files'
-    /// thread, so that nothing is written into the spill folder once the run removes it. A
-    /// write error no longer matters then; a panic is raised again.
-    fn drop(&mut self) {
-        if let Some(Files::Thread { queue, handle }) = self.files.take() {
-            drop(queue);
-            if let Err(panic) = handle.join()
-                && !std::thread::panicking()
-            {
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
-}
-
 /// Batches to append, with their partition.
 type Batches = Vec<(usize, RecordBatch)>;
 
 /// Where spilled batches are written: on a thread of their own, handed one set of batches at
 /// a time (so that at most two sets exist: the one being written and the one waiting to be
 /// handed), or here when the run has one worker.
-enum Files {
-    Here(SpillFiles),
-    Thread {
-        queue: SyncSender<Batches>,
-        handle: JoinHandle<Result<SpillFiles, SpillError>>,
-    },
-    /// A write failed (the error was returned): nothing more is written.
-    Failed(PathBuf),
-}
+type Files = Worker<SpillFiles>;
 
-impl Files {
-    fn open(mut files: SpillFiles) -> Result<Files, SpillError> {
-        if super::single_threaded() {
-            return Ok(Files::Here(files));
-        }
-        let dir = files.dir.clone();
-        let (queue, received) = sync_channel::<Batches>(0);
-        let handle = std::thread::Builder::new()
-            .name("rac-spill".into())
-            .spawn(move || {
-                for batches in received {
-                    files.write(batches)?;
-                }
-                Ok(files)
-            })
-            .map_err(|e| spill_error(&dir, format!("cannot start the spill thread: {e}")))?;
-        Ok(Files::Thread { queue, handle })
+impl Stage for SpillFiles {
+    type Item = Batches;
+    type Output = Vec<Option<PathBuf>>;
+    type Error = SpillError;
+
+    fn take(&mut self, batches: Batches) -> Result<(), SpillError> {
+        self.write(batches)
     }
 
-    fn write(&mut self, batches: Batches) -> Result<(), SpillError> {
-        let result = match self {
-            Files::Here(files) => files.write(batches),
-            Files::Thread { queue, .. } => match queue.send(batches) {
-                Ok(()) => return Ok(()),
-                // The thread stopped on an error: it is in its result.
-                Err(_) => match std::mem::replace(self, Files::Failed(PathBuf::new())) {
-                    Files::Thread { handle, .. } => join(handle).and_then(|files| {
-                        Err(spill_error(&files.dir, "the spill thread stopped early"))
-                    }),
-                    _ => unreachable!("matched above"),
-                },
-            },
-            Files::Failed(dir) => Err(spill_error(dir, "an earlier spill write failed")),
-        };
-        if let Err(error) = &result {
-            *self = Files::Failed(error.path.clone());
-        }
-        result
-    }
-
-    /// Closes every file; the path of each partition's (`None`: nothing spilled there).
     fn finish(self) -> Result<Vec<Option<PathBuf>>, SpillError> {
-        match self {
-            Files::Here(files) => files.finish(),
-            Files::Thread { queue, handle } => {
-                drop(queue);
-                join(handle)?.finish()
-            }
-            Files::Failed(dir) => Err(spill_error(&dir, "an earlier spill write failed")),
-        }
+        SpillFiles::finish(self)
     }
 }
 
-fn join(handle: JoinHandle<Result<SpillFiles, SpillError>>) -> Result<SpillFiles, SpillError> {
-    match handle.join() {
-        Ok(result) => result,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+fn open_files(files: SpillFiles) -> Result<Files, SpillError> {
+    let dir = files.dir.clone();
+    let stopped = dir.clone();
+    Worker::start("rac-spill", 0, files, move || {
+        spill_error(&stopped, "an earlier spill write failed")
+    })
+    .map_err(|e| spill_error(&dir, format!("cannot start the spill thread: {e}")))
 }
 
 /// One Arrow IPC stream file per partition, created at its first batch.
