@@ -38,7 +38,7 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     let Some(patient) = prepared
         .patients
         .iter()
-        .find(|p| p.acts.iter().any(|a| a.act_id == args.act_id))
+        .find(|p| prepared.acts_of(p).iter().any(|a| a.act_id == args.act_id))
     else {
         return Err(Failure::usage(format!(
             "act_id `{}` is not in {}",

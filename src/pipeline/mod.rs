@@ -60,12 +60,12 @@ pub struct Origin {
     pub row: u64,
 }
 
-/// The acts of one patient, sorted by (`care_date`, `act_id`), with their origins.
+/// One patient of a [`Prepared`] set: where their acts are, sorted by (`care_date`,
+/// `act_id`), in [`Prepared::acts`] (and their origins in [`Prepared::origins`]).
 #[derive(Debug)]
 pub struct PatientActs {
     pub patient_id: String,
-    pub acts: Vec<Act>,
-    pub origins: Vec<Origin>,
+    pub acts: std::ops::Range<usize>,
 }
 
 /// Rows keyed by `patient_id`.
@@ -74,8 +74,13 @@ pub type ByPatient<T> = HashMap<String, T>;
 /// Everything read and checked, ready for the engine.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    /// Acts that passed the checks, grouped by patient, sorted by `patient_id`.
+    /// The patients with acts, sorted by `patient_id`.
     pub patients: Vec<PatientActs>,
+    /// Acts that passed the checks, by patient (in the order of `patients`), then by
+    /// (`care_date`, `act_id`): one vector for the whole set, not one per patient.
+    pub acts: Vec<Act>,
+    /// Where each act of `acts` was read.
+    pub origins: Vec<Origin>,
     pub beneficiaries: ByPatient<Beneficiary>,
     pub rights: ByPatient<Vec<RightPeriod>>,
     pub rights_known: bool,
@@ -92,12 +97,22 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// A patient's acts, sorted by (`care_date`, `act_id`).
+    pub fn acts_of(&self, p: &PatientActs) -> &[Act] {
+        &self.acts[p.acts.clone()]
+    }
+
+    /// Where a patient's acts were read, in the order of [`Prepared::acts_of`].
+    pub fn origins_of(&self, p: &PatientActs) -> &[Origin] {
+        &self.origins[p.acts.clone()]
+    }
+
     /// The engine's input for one of this run's patients: their acts, rights and opening
     /// counters.
     pub fn input<'a>(&'a self, p: &'a PatientActs) -> PatientInput<'a> {
         PatientInput {
             beneficiary: &self.beneficiaries[&p.patient_id],
-            acts: &p.acts,
+            acts: self.acts_of(p),
             rights: self.rights.get(&p.patient_id).map_or(&[], Vec::as_slice),
             rights_known: self.rights_known,
             opening: self.opening.get(&p.patient_id).map_or(&[], Vec::as_slice),
@@ -364,27 +379,55 @@ fn assemble(
             });
         }
     }
-    let mut slots: Vec<Option<Sourced<Act>>> = rows.into_iter().map(Some).collect();
+    // Each row moves once, in place, to its place in that order; the rejected rows go last
+    // and are dropped. No second copy of the rows, and no vector per patient.
+    let kept = keys.len();
+    let mut place = vec![u32::MAX; rows.len()];
+    for (to, &(_, from)) in keys.iter().enumerate() {
+        place[from as usize] = to as u32;
+    }
+    for (to, slot) in (kept..).zip(place.iter_mut().filter(|p| **p == u32::MAX)) {
+        *slot = to as u32;
+    }
+    base.origins = keys
+        .iter()
+        .map(|&(_, i)| {
+            let r = &rows[i as usize];
+            Origin {
+                file: r.file as u32,
+                row: r.row,
+            }
+        })
+        .collect();
     let mut patients: Vec<PatientActs> = Vec::new();
+    let mut start = 0;
     for group in keys.chunk_by(|a, b| a.0 >> 32 == b.0 >> 32) {
-        let mut acts = Vec::with_capacity(group.len());
-        let mut origins = Vec::with_capacity(group.len());
-        for &(_, i) in group {
-            let Sourced { file, row, value } = slots[i as usize].take().expect("each row once");
-            acts.push(value);
-            origins.push(Origin {
-                file: file as u32,
-                row,
-            });
-        }
         patients.push(PatientActs {
             patient_id: std::mem::take(&mut ids[(group[0].0 >> 32) as usize]),
-            acts,
-            origins,
+            acts: start..start + group.len(),
         });
+        start += group.len();
     }
+    drop(keys);
+    let mut rows = rows;
+    permute(&mut rows, place);
+    rows.truncate(kept);
+    // In place: an `Act` is its row without the origin.
+    base.acts = rows.into_iter().map(|r| r.value).collect();
     base.patients = patients;
     Ok(base)
+}
+
+/// Moves each `items[i]` to `items[place[i]]`, in place: `place` is a permutation of the
+/// indices. Each swap puts one item where it belongs, so each item moves about once.
+fn permute<T>(items: &mut [T], mut place: Vec<u32>) {
+    for i in 0..items.len() {
+        while place[i] as usize != i {
+            let j = place[i] as usize;
+            items.swap(i, j);
+            place.swap(i, j);
+        }
+    }
 }
 
 /// A patient's rank and a date as one integer that sorts like the pair: the rank in the high
@@ -494,11 +537,11 @@ impl State {
         let mut outcomes = Vec::with_capacity(chunk.iter().map(|p| p.acts.len()).sum());
         for (p, r) in chunk.iter().zip(results) {
             for rej in r.rejected {
-                let origin = p.origins[rej.index];
+                let origin = prepared.origins_of(p)[rej.index];
                 self.rejects.push(Reject {
                     file: prepared.act_files[origin.file as usize].clone(),
                     row: origin.row,
-                    act_id: p.acts[rej.index].act_id.to_string(),
+                    act_id: prepared.acts_of(p)[rej.index].act_id.to_string(),
                     column: rej.column.into(),
                     reason: rej.reason.into(),
                     value: rej.value,
@@ -613,7 +656,7 @@ pub fn execute(
     opts: &RunOptions,
     started: Instant,
 ) -> Result<RunSummary, RunError> {
-    let total = prepared.patients.iter().map(|p| p.acts.len() as u64).sum();
+    let total = prepared.acts.len() as u64;
     let mut sink = Sink::begin(book, opts, total)?;
     sink.partition(prepared)?;
     sink.finish(&prepared.files, prepared.read, started)
@@ -621,8 +664,36 @@ pub fn execute(
 
 #[cfg(test)]
 mod tests {
-    use super::patient_day;
+    use super::{patient_day, permute};
     use chrono::NaiveDate;
+
+    #[test]
+    fn permute_puts_each_item_at_its_place() {
+        // Every permutation of five items, and a long one made of many cycles.
+        let mut places: Vec<Vec<u32>> = vec![vec![]];
+        for n in 0..5u32 {
+            places = places
+                .into_iter()
+                .flat_map(|p| {
+                    (0..=p.len()).map(move |at| {
+                        let mut q = p.clone();
+                        q.insert(at, n);
+                        q
+                    })
+                })
+                .collect();
+        }
+        assert_eq!(places.len(), 120);
+        places.push((0..1000u32).map(|i| (i * 7 + 3) % 1000).collect());
+        for place in places {
+            let items: Vec<String> = (0..place.len()).map(|i| format!("item {i}")).collect();
+            let mut permuted = items.clone();
+            permute(&mut permuted, place.clone());
+            for (i, item) in items.iter().enumerate() {
+                assert_eq!(&permuted[place[i] as usize], item, "{place:?}");
+            }
+        }
+    }
 
     #[test]
     fn packed_patient_day_sorts_like_the_pair() {

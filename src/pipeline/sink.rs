@@ -173,7 +173,7 @@ impl<'a> Sink<'a> {
             if let Some((compare, tolerance)) = self.opts.audit {
                 let index: HashMap<&str, &Act> = chunk
                     .iter()
-                    .flat_map(|p| p.acts.iter())
+                    .flat_map(|p| prepared.acts_of(p))
                     .filter(|a| a.recorded_amo.is_some())
                     .map(|a| (a.act_id.as_str(), a))
                     .collect();
