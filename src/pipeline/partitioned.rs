@@ -244,6 +244,11 @@ pub fn run(
     }
 
     // Duplicate ids, whatever their partitions.
+    log(
+        "read",
+        "looking for repeated act ids",
+        &[("id_buckets", id_buckets as u64)],
+    );
     let mut duplicates: HashSet<Origin> = HashSet::default();
     for_each_repeat(ids.finish()?, |id, origin| {
         duplicates.insert(origin);
@@ -309,19 +314,24 @@ fn id_bucket(id: &str, buckets: usize) -> usize {
 }
 
 /// Calls `f` for every id row whose id was seen before in its bucket (so, in the whole
-/// table): the second and later occurrences, in the order they were pushed.
+/// table): the second and later occurrences, in the order they were pushed. With more than
+/// one worker, one thread reads the next bucket back while this one searches the last: the
+/// run has no other work between reading and computing.
 fn for_each_repeat(mut ids: Stored<IdRow>, mut f: impl FnMut(&Id, Origin)) -> Result<(), RunError> {
-    for bucket in 0..ids.parts() {
-        let rows = ids.take(bucket)?;
-        let mut seen: HashSet<&str> =
-            HashSet::with_capacity_and_hasher(rows.len(), Default::default());
-        for (id, origin) in &rows {
-            if !seen.insert(id.as_str()) {
-                f(id, *origin);
+    std::thread::scope(|scope| -> Result<(), RunError> {
+        let buckets = (0..ids.parts()).map(move |bucket| ids.take(bucket));
+        for rows in produce(scope, "rac-ids", 0, buckets)? {
+            let rows = rows?;
+            let mut seen: HashSet<&str> =
+                HashSet::with_capacity_and_hasher(rows.len(), Default::default());
+            for (id, origin) in &rows {
+                if !seen.insert(id.as_str()) {
+                    f(id, *origin);
+                }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The items of a stage, produced beside the consumer or in line with it ([`produce`]).
