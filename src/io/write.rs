@@ -935,6 +935,9 @@ impl Builder {
         joined: &mut String,
     ) -> Result<(), EncodeError> {
         let cell = (column.get)(row);
+        if !cell.fits(column.ty) {
+            return Err(cell_error(column));
+        }
         if matches!(cell, Cell::Null) {
             if !column.nullable {
                 return Err(value_error(column, row, "null".into(), "a value"));
@@ -975,8 +978,7 @@ impl Builder {
                 b.append_value(units);
             }
             (Builder::Date32(b), Cell::Date(d)) => b.append_value(Date32Type::from_naive_date(d)),
-            // A cell that does not fit its column (the same check as CSV's, `Cell::fits`).
-            _ => return Err(cell_error(column)),
+            _ => unreachable!("checked by Cell::fits above"),
         }
         Ok(())
     }

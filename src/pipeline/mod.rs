@@ -318,7 +318,7 @@ fn assemble(
         }
     }
     // Patients are ranked by `patient_id`; acts are sorted by (rank, date, id) through small
-    // keys, then each act moves once, into its patient's vector.
+    // keys, then each act moves once, to its place in one vector (an in-place permutation).
     if rows.len() > u32::MAX as usize {
         return Err(RunError::Internal(format!(
             "{} act rows in one partition: run with a lower --memory-limit",
@@ -412,8 +412,12 @@ fn assemble(
     let mut rows = rows;
     permute(&mut rows, place);
     rows.truncate(kept);
-    // In place: an `Act` is its row without the origin.
+    // In place: an `Act` is its row without the origin. The vector keeps the rows' capacity
+    // (the rejected rows' places, a read buffer's growth): given back when that is much.
     base.acts = rows.into_iter().map(|r| r.value).collect();
+    if base.acts.capacity() > base.acts.len() + base.acts.len() / 4 {
+        base.acts.shrink_to_fit();
+    }
     base.patients = patients;
     Ok(base)
 }

@@ -159,20 +159,6 @@ type Batches = Vec<(usize, RecordBatch)>;
 /// handed), or here when the run has one worker.
 type Files = Worker<SpillFiles>;
 
-impl Stage for SpillFiles {
-    type Item = Batches;
-    type Output = Vec<Option<PathBuf>>;
-    type Error = SpillError;
-
-    fn take(&mut self, batches: Batches) -> Result<(), SpillError> {
-        self.write(batches)
-    }
-
-    fn finish(self) -> Result<Vec<Option<PathBuf>>, SpillError> {
-        SpillFiles::finish(self)
-    }
-}
-
 fn open_files(files: SpillFiles) -> Result<Files, SpillError> {
     let dir = files.dir.clone();
     let stopped = dir.clone();
@@ -201,8 +187,15 @@ impl SpillFiles {
             writers,
         }
     }
+}
 
-    fn write(&mut self, batches: Batches) -> Result<(), SpillError> {
+impl Stage for SpillFiles {
+    type Item = Batches;
+    type Output = Vec<Option<PathBuf>>;
+    type Error = SpillError;
+
+    /// Appends each batch to its partition's file, created at its first batch.
+    fn take(&mut self, batches: Batches) -> Result<(), SpillError> {
         for (part, batch) in batches {
             let path = &self.paths[part];
             if self.writers[part].is_none() {
@@ -218,6 +211,7 @@ impl SpillFiles {
         Ok(())
     }
 
+    /// Closes every file; the path of each partition's (`None`: nothing spilled there).
     fn finish(mut self) -> Result<Vec<Option<PathBuf>>, SpillError> {
         let mut files = Vec::with_capacity(self.writers.len());
         for (writer, path) in std::mem::take(&mut self.writers)

@@ -1,7 +1,7 @@
 //! A stage of the pipeline that takes items in order beside the thread that sends them: the
 //! writer of the output tables, the writer of spill files. One type for what each did its own
-//! way: a bounded queue, an end asked for explicitly, a failure reported at the next send, a
-//! thread always waited for, its panic raised again.
+//! way: a bounded queue, an end asked for explicitly, a failure reported at a later send or
+//! at the finish, a thread always waited for, its panic raised again.
 //!
 //! With one worker (`--threads 1`, [`super::single_threaded`]) the stage runs in line, on the
 //! sender's thread, so that the run uses one core.
@@ -89,7 +89,8 @@ impl<S: Stage> Worker<S> {
         })
     }
 
-    /// Hands `item` to the stage; if the stage failed, its error (once, then `stopped`).
+    /// Hands `item` to the stage; if the stage failed, its error (once, then `stopped`). On a
+    /// thread the item is only queued: its own failure comes at a later send or at the finish.
     pub(crate) fn send(&mut self, item: S::Item) -> Result<(), S::Error> {
         match &mut self.lane {
             Lane::Inline(stage) => {
