@@ -305,7 +305,7 @@ enum IdsChecked {
 /// acts of unknown patients, then groups the acts by patient.
 fn assemble(
     mut base: Prepared,
-    rows: Vec<Sourced<Act>>,
+    mut rows: Vec<Sourced<Act>>,
     counters: Option<&Path>,
     ids: IdsChecked,
 ) -> Result<Prepared, RunError> {
@@ -409,7 +409,6 @@ fn assemble(
         start += group.len();
     }
     drop(keys);
-    let mut rows = rows;
     permute(&mut rows, place);
     rows.truncate(kept);
     // In place: an `Act` is its row without the origin. The vector keeps the rows' capacity
@@ -423,7 +422,7 @@ fn assemble(
 }
 
 /// Moves each `items[i]` to `items[place[i]]`, in place: `place` is a permutation of the
-/// indices. Each swap puts one item where it belongs, so each item moves about once.
+/// indices. Each swap puts at least one item where it belongs: fewer swaps than items.
 fn permute<T>(items: &mut [T], mut place: Vec<u32>) {
     for i in 0..items.len() {
         while place[i] as usize != i {

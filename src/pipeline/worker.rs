@@ -176,13 +176,15 @@ mod tests {
         }
     }
 
-    fn adder() -> (Adder, Arc<Mutex<bool>>) {
+    /// An adder started with a queue of `capacity`, and its "finished" mark.
+    fn adder(capacity: usize) -> (Worker<Adder>, Arc<Mutex<bool>>) {
         let finished = Arc::new(Mutex::new(false));
         let stage = Adder {
             sum: 0,
             finished: Arc::clone(&finished),
         };
-        (stage, finished)
+        let worker = Worker::start("test-adder", capacity, stage, || "stopped".into()).unwrap();
+        (worker, finished)
     }
 
     /// Runs `f` on a pool of `threads` (one: the stage runs in line).
@@ -198,9 +200,7 @@ mod tests {
     fn a_stage_takes_every_item_in_order_and_finishes_once_asked() {
         for threads in [1, 2] {
             on_pool(threads, || {
-                let (stage, finished) = adder();
-                let mut worker =
-                    Worker::start("test-adder", 0, stage, || "stopped".into()).unwrap();
+                let (mut worker, finished) = adder(0);
                 for n in 1..=100 {
                     worker.send(n).unwrap();
                 }
@@ -215,9 +215,7 @@ mod tests {
     fn a_failed_stage_reports_its_error_then_stopped() {
         for threads in [1, 2] {
             on_pool(threads, || {
-                let (stage, finished) = adder();
-                let mut worker =
-                    Worker::start("test-adder", 0, stage, || "stopped".into()).unwrap();
+                let (mut worker, finished) = adder(0);
                 worker.send(1).unwrap();
                 // On a thread, the failing item is only queued; the error comes at a later send
                 // (or at the finish), whichever comes first, and once.
@@ -238,8 +236,7 @@ mod tests {
     #[test]
     fn a_dropped_worker_waits_for_its_thread_and_leaves_the_stage_unfinished() {
         on_pool(2, || {
-            let (stage, finished) = adder();
-            let mut worker = Worker::start("test-adder", 4, stage, || "stopped".into()).unwrap();
+            let (mut worker, finished) = adder(4);
             for n in 1..=10 {
                 worker.send(n).unwrap();
             }
