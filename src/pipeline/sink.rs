@@ -181,19 +181,15 @@ impl<'a> Sink<'a> {
                     book, &outcomes, &index, compare, tolerance,
                 ));
             }
-            self.send(Message::Outcomes(outcomes))
+            self.writer.send(Message::Outcomes(outcomes))
         })?;
         state.finish(prepared);
-        self.send(Message::EndPartition(std::mem::take(&mut state.closing)))?;
+        self.writer
+            .send(Message::EndPartition(std::mem::take(&mut state.closing)))?;
         self.computed += state.computed;
         self.other_rejects += prepared.other_rejects;
         self.rejects.append(&mut state.rejects);
         Ok(())
-    }
-
-    /// Hands rows to the writer; if it stopped, its error.
-    fn send(&mut self, message: Message) -> Result<(), RunError> {
-        self.writer.send(message)
     }
 
     /// Writes the rest, the manifest last, and commits the folder.
