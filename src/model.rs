@@ -10,6 +10,10 @@ use rust_decimal::Decimal;
 /// up to 24 bytes, so that reading a row allocates nothing.
 pub type Id = compact_str::CompactString;
 
+/// The ids of the rules that changed a line's amount, in the order they applied: held inline
+/// up to four (most lines have one to three), so that computing a line allocates nothing.
+pub type RuleIds = smallvec::SmallVec<[&'static str; 4]>;
+
 /// Declares a closed set of codes with their canonical spelling (SPEC §2), with `parse`,
 /// `as_str` and `ALL`. One place for each enum's names, used by readers, writers and rules.
 macro_rules! code_enum {
@@ -281,7 +285,7 @@ pub struct Outcome {
     /// *reste à charge*
     pub rac: Decimal,
     /// Ids of the rules that changed the amount, in the order they applied.
-    pub rules: Vec<&'static str>,
+    pub rules: RuleIds,
     /// Audit findings (SPEC §5).
     pub flags: Vec<&'static str>,
     pub recorded_amo: Option<Decimal>,

@@ -504,7 +504,7 @@ mod tests {
             flat_fee: Decimal::ZERO,
             amo_paid,
             rac: billed - amo_paid,
-            rules: vec!["pf"],
+            rules: vec!["pf"].into(),
             flags: vec![],
             recorded_amo: None,
         }

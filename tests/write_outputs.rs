@@ -45,7 +45,7 @@ fn consultation(id: &str, patient: &str, day: NaiveDate, billed: Decimal) -> Out
         flat_fee: dec!(0),
         amo_paid: dec!(19.00),
         rac: billed - dec!(19.00),
-        rules: vec!["pf.adult"],
+        rules: vec!["pf.adult"].into(),
         flags: vec![],
         recorded_amo: None,
     }
@@ -70,7 +70,7 @@ fn sample() -> Vec<Outcome> {
     a3.franchise = dec!(2.00);
     a3.amo_paid = dec!(-1.00);
     a3.rac = dec!(2.00);
-    a3.rules = vec![];
+    a3.rules.clear();
     vec![a1, a2, a3]
 }
 

@@ -21,7 +21,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::model::{
-    Act, Beneficiary, Category, Outcome, Pathway, Regime, RightPeriod, Setting, Situation,
+    Act, Beneficiary, Category, Outcome, Pathway, Regime, RightPeriod, RuleIds, Setting, Situation,
     YearCounter,
 };
 use crate::rules::{Param, RuleBook, RuleError, Scalar, Snapshot};
@@ -146,7 +146,7 @@ struct Line<'a> {
     minor: bool,
     /// PF units charged on this line by the daily limit (before the annual cap).
     pf_units: i64,
-    rules: Vec<&'static str>,
+    rules: RuleIds,
     flags: Vec<&'static str>,
 }
 
@@ -362,7 +362,7 @@ impl<'a> Engine<'a> {
             flat_fee: Decimal::ZERO,
             minor,
             pf_units: 0,
-            rules: Vec::with_capacity(4),
+            rules: RuleIds::new(),
             flags,
         };
         self.note(&line, || {
@@ -780,7 +780,7 @@ impl<'a> Engine<'a> {
         let unit_amount = line.get(kind.unit_param())?;
         let wanted = unit_amount * Decimal::from(line.act.quantity);
         let mut amount = wanted;
-        let mut rules: Vec<&'static str> = vec![Param::from(kind.unit_param()).static_id()];
+        let mut rules: RuleIds = smallvec::smallvec![Param::from(kind.unit_param()).static_id()];
         if let Some(cap_param) = kind.daily_cap_param() {
             let today: Decimal = lines[..k]
                 .iter()

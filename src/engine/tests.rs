@@ -126,7 +126,7 @@ fn gp_consultation_2024_with_pf_1() {
         [dec!(17.50), dec!(1), z(), z(), z(), dec!(16.50), dec!(8.50)]
     );
     assert_eq!(o.situation, Situation::Ordinary);
-    assert_eq!(o.rules, vec!["rate.consultation", "pf.amount"]);
+    assert_eq!(o.rules.as_slice(), ["rate.consultation", "pf.amount"]);
 }
 
 #[test]

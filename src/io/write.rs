@@ -1564,7 +1564,7 @@ mod tests {
             flat_fee: dec!(0),
             amo_paid: dec!(19.00),
             rac: dec!(11.00),
-            rules: vec!["pf", "rate"],
+            rules: vec!["pf", "rate"].into(),
             flags: vec![],
             recorded_amo: None,
         }
@@ -1752,9 +1752,9 @@ mod tests {
                 o.patient_id = format!("p{}", i / 7).into();
                 o.base = Decimal::new(i as i64, 2);
                 o.rules = if i % 3 == 0 {
-                    vec![]
+                    crate::model::RuleIds::new()
                 } else {
-                    vec!["pf", "rate"]
+                    vec!["pf", "rate"].into()
                 };
                 o.recorded_amo = (i % 5 == 0).then(|| Decimal::new(i as i64, 1));
                 o

@@ -11,6 +11,7 @@ use crate::model::{
     Setting, YearCounter,
 };
 use chrono::NaiveDate;
+use compact_str::ToCompactString;
 use rust_decimal::Decimal;
 
 /// What a column holds; decides the accepted Parquet types and the parser.
@@ -97,6 +98,8 @@ fn opt_id<R: Row + ?Sized>(row: &R, slot: usize) -> Conv<Option<Id>> {
         Cell::Text(bytes) => std::str::from_utf8(bytes)
             .map(|s| Some(Id::from(s)))
             .map_err(|_| bad(slot, RejectReason::BadEncoding)),
+        // Written inline: an integer id is no allocation either.
+        Cell::Int(v) => Ok(Some(v.to_compact_string())),
         _ => Ok(opt_string(row, slot)?.map(Id::from)),
     }
 }
