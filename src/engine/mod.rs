@@ -321,7 +321,7 @@ impl<'a> Engine<'a> {
             self.participation(&mut lines, k)?;
             self.franchise(&mut lines, k)?;
         }
-        Ok(lines.into_iter().map(|l| self.finish(l)).collect())
+        Ok(lines.iter_mut().map(|l| self.finish(l)).collect())
     }
 
     /// Pass 1: base, situation, rate, `amo_gross`, majoration and FPU of one line.
@@ -826,15 +826,16 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Pass 5: totals (SPEC §3.8, RULES §5).
-    fn finish(&mut self, mut line: Line) -> Outcome {
+    /// Pass 5: totals (SPEC §3.8, RULES §5). Takes the line's rule ids and flags: the line
+    /// itself is not moved (it is large).
+    fn finish(&mut self, line: &mut Line) -> Outcome {
         let amo_paid = line.amo_gross - line.pal - line.pf - line.franchise - line.flat_fee;
         if amo_paid < Decimal::ZERO {
             line.flags.push(flags::DEDUCTION_EXCEEDS_PAYMENT);
         }
         let rac = line.billed - amo_paid;
         let copayment = line.base - line.amo_gross;
-        self.note(&line, || {
+        self.note(line, || {
             format!(
                 "totals: amo_paid = {} − pal {} − pf {} − franchise {} − flat_fee {} = {amo_paid}; rac = billed {} − amo_paid = {rac}; copayment = {copayment} (SPEC §3.8)",
                 line.amo_gross, line.pal, line.pf, line.franchise, line.flat_fee, line.billed
@@ -861,8 +862,8 @@ impl<'a> Engine<'a> {
             flat_fee: line.flat_fee,
             amo_paid,
             rac,
-            rules: line.rules,
-            flags: line.flags,
+            rules: std::mem::take(&mut line.rules),
+            flags: std::mem::take(&mut line.flags),
             recorded_amo: act.recorded_amo,
         }
     }
