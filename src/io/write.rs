@@ -1012,32 +1012,48 @@ fn column_arrays<R: Row>(columns: &[Column<R>], rows: &[R]) -> Result<Vec<ArrayR
     Ok(builders.into_iter().map(Builder::finish).collect())
 }
 
-/// The rows as one Arrow batch of [`schema::<R>()`](schema). Pure: callers may build several
-/// batches in parallel.
-pub fn to_batch<R: Row>(rows: &[R]) -> Result<RecordBatch, EncodeError> {
+/// The rows as Arrow batches of [`BLOCK_ROWS`] rows (the last one fewer), built on every core
+/// (the writer would otherwise be the slowest stage of a run). Pure: callers may build several
+/// at once. For a caller that joins batches anyway, as the Parquet writer does into
+/// [`CHUNK_ROWS`] batches: joining the blocks here too would copy every value once more.
+/// The results are gathered before the first error is taken, so that the error is the first
+/// bad row's whatever the timing (as in CSV).
+pub fn to_batches<R: Row>(rows: &[R]) -> Result<Vec<RecordBatch>, EncodeError> {
     let columns = R::columns();
-    let arrays = if rows.len() <= BLOCK_ROWS {
-        column_arrays(columns, rows)?
-    } else {
-        // Blocks of rows on every core (the writer would otherwise be the slowest stage of a
-        // run). The pieces are then joined; the batch is the same whatever the split. The
-        // results are gathered before the first error is taken, so that the error is the
-        // first bad row's whatever the timing (as in CSV).
-        let blocks = rows
-            .par_chunks(BLOCK_ROWS)
-            .map(|block| column_arrays(columns, block))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
-        (0..columns.len())
-            .into_par_iter()
-            .map(|i| {
-                let pieces: Vec<&dyn arrow::array::Array> =
-                    blocks.iter().map(|b| b[i].as_ref()).collect();
-                arrow::compute::concat(&pieces)
-            })
-            .collect::<Result<Vec<_>, _>>()?
+    let batch = |block: &[R]| -> Result<RecordBatch, EncodeError> {
+        let options = RecordBatchOptions::new().with_row_count(Some(block.len()));
+        Ok(RecordBatch::try_new_with_options(
+            schema::<R>(),
+            column_arrays(columns, block)?,
+            &options,
+        )?)
     };
+    if rows.len() <= BLOCK_ROWS {
+        return Ok(vec![batch(rows)?]);
+    }
+    rows.par_chunks(BLOCK_ROWS)
+        .map(batch)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// The rows as one Arrow batch of [`schema::<R>()`](schema): [`to_batches`], joined (the
+/// batch is the same whatever the split).
+pub fn to_batch<R: Row>(rows: &[R]) -> Result<RecordBatch, EncodeError> {
+    let mut batches = to_batches(rows)?;
+    if batches.len() == 1 {
+        return Ok(batches.remove(0));
+    }
+    let columns = R::columns();
+    let arrays = (0..columns.len())
+        .into_par_iter()
+        .map(|i| {
+            let pieces: Vec<&dyn arrow::array::Array> =
+                batches.iter().map(|b| b.column(i).as_ref()).collect();
+            arrow::compute::concat(&pieces)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
     Ok(RecordBatch::try_new_with_options(
         schema::<R>(),
@@ -1310,11 +1326,14 @@ impl<R: Row> TableWriter<R> {
                     self.rows += chunk.len() as u64;
                 }
                 Sink::Parquet { .. } => {
-                    let batch = to_batch(chunk).map_err(|source| WriteError::Encode {
+                    // Joined once, into the row group's chunks (push_batch).
+                    let batches = to_batches(chunk).map_err(|source| WriteError::Encode {
                         path: self.path.clone(),
                         source,
                     })?;
-                    self.push_batch(batch)?;
+                    for batch in batches {
+                        self.push_batch(batch)?;
+                    }
                 }
             }
         }
@@ -1769,6 +1788,12 @@ mod tests {
             .collect();
         let whole = arrow::compute::concat_batches(&schema::<Outcome>(), &pieces).unwrap();
         assert_eq!(batch, whole);
+        // Unjoined (for the Parquet writer): whole blocks, then the rest, the same rows.
+        let blocks = to_batches(&rows).unwrap();
+        let sizes: Vec<usize> = blocks.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, [BLOCK_ROWS, BLOCK_ROWS, 37]);
+        let joined = arrow::compute::concat_batches(&schema::<Outcome>(), &blocks).unwrap();
+        assert_eq!(batch, joined);
         let bases = batch
             .column(5)
             .as_any()
