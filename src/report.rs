@@ -132,33 +132,40 @@ struct Sums {
     finer: Totals,
 }
 
+/// An act's amounts in cents, in [`Sums`] order: `None` when one has more than two decimals.
+/// Computed once per act for both of its sums (patient-year and summary cell).
+type ActCents = Option<[i128; 13]>;
+
+fn act_cents(o: &Outcome) -> ActCents {
+    let amounts = [
+        o.base,
+        o.billed,
+        o.overbilling,
+        o.amo_gross,
+        o.copayment,
+        o.majoration,
+        o.pal,
+        o.pf,
+        o.franchise,
+        o.flat_fee,
+        o.amo_paid,
+        o.rac,
+        o.recorded_amo.unwrap_or_default(),
+    ];
+    let mut cents = [0i128; 13];
+    for (c, amount) in cents.iter_mut().zip(amounts) {
+        *c = to_cents(amount)?;
+    }
+    Some(cents)
+}
+
 impl Sums {
-    fn add(&mut self, o: &Outcome) {
-        let amounts = [
-            o.base,
-            o.billed,
-            o.overbilling,
-            o.amo_gross,
-            o.copayment,
-            o.majoration,
-            o.pal,
-            o.pf,
-            o.franchise,
-            o.flat_fee,
-            o.amo_paid,
-            o.rac,
-            o.recorded_amo.unwrap_or_default(),
-        ];
-        let mut cents = [0i128; 13];
-        for (c, amount) in cents.iter_mut().zip(amounts) {
-            match to_cents(amount) {
-                Some(v) => *c = v,
-                None => {
-                    self.finer.add(o);
-                    return;
-                }
-            }
-        }
+    /// Adds act `o`, whose amounts in cents are `cents` ([`act_cents`]).
+    fn add(&mut self, o: &Outcome, cents: &ActCents) {
+        let Some(cents) = cents else {
+            self.finer.add(o);
+            return;
+        };
         self.acts += 1;
         self.recorded_acts += u64::from(o.recorded_amo.is_some());
         for (sum, c) in self.cents.iter_mut().zip(cents) {
@@ -244,6 +251,21 @@ pub struct PatientYear {
     pub franchise_cap_reached_on: Option<NaiveDate>,
 }
 
+/// The sums of consecutive acts of one patient and year, not yet in the map.
+type Run<'o> = (&'o str, i32, Sums);
+
+/// Adds acts to their patient-years and to their summary cells, converting each act's amounts
+/// to cents once for both (what [`PatientTotals::add`] then [`Summary::add`] would do).
+pub fn add_to_both(patients: &mut PatientTotals, summary: &mut Summary, outcomes: &[Outcome]) {
+    let mut run = None;
+    for o in outcomes {
+        let cents = act_cents(o);
+        patients.add_one(&mut run, o, &cents);
+        summary.add_one(o, &cents);
+    }
+    patients.end_run(run);
+}
+
 /// Accumulates per (patient, year of `care_date`) totals; feed it outcomes in any order and
 /// partition, merge the partial ones, then [`PatientTotals::finish`].
 #[derive(Debug, Clone, Default)]
@@ -259,25 +281,33 @@ impl PatientTotals {
     /// Adds acts (of one or many patients). Consecutive acts of the same patient and year,
     /// the usual case, cost one map look-up per run.
     pub fn add(&mut self, outcomes: &[Outcome]) {
-        let mut run: Option<(&str, i32, Sums)> = None;
+        let mut run = None;
         for o in outcomes {
-            let year = o.care_date.year();
-            match &mut run {
-                Some((patient, run_year, sums))
-                    if *patient == o.patient_id.as_str() && *run_year == year =>
-                {
-                    sums.add(o);
-                }
-                _ => {
-                    if let Some((patient, run_year, sums)) = run.take() {
-                        self.add_totals(patient, run_year, &sums.totals());
-                    }
-                    let mut sums = Sums::default();
-                    sums.add(o);
-                    run = Some((o.patient_id.as_str(), year, sums));
-                }
+            self.add_one(&mut run, o, &act_cents(o));
+        }
+        self.end_run(run);
+    }
+
+    /// Adds act `o` to `run` (the sums of the last acts, all of one patient and year), after
+    /// adding the run to the map if `o` starts another.
+    fn add_one<'o>(&mut self, run: &mut Option<Run<'o>>, o: &'o Outcome, cents: &ActCents) {
+        let year = o.care_date.year();
+        match run {
+            Some((patient, run_year, sums))
+                if *patient == o.patient_id.as_str() && *run_year == year =>
+            {
+                sums.add(o, cents);
+            }
+            _ => {
+                self.end_run(run.take());
+                let mut sums = Sums::default();
+                sums.add(o, cents);
+                *run = Some((o.patient_id.as_str(), year, sums));
             }
         }
+    }
+
+    fn end_run(&mut self, run: Option<Run<'_>>) {
         if let Some((patient, year, sums)) = run {
             self.add_totals(patient, year, &sums.totals());
         }
@@ -393,14 +423,18 @@ impl Summary {
     /// Adds acts.
     pub fn add(&mut self, outcomes: &[Outcome]) {
         for o in outcomes {
-            let key = (
-                o.care_date.year(),
-                o.care_date.month(),
-                o.category,
-                o.situation,
-            );
-            self.cells.entry(key).or_default().add(o);
+            self.add_one(o, &act_cents(o));
         }
+    }
+
+    fn add_one(&mut self, o: &Outcome, cents: &ActCents) {
+        let key = (
+            o.care_date.year(),
+            o.care_date.month(),
+            o.category,
+            o.situation,
+        );
+        self.cells.entry(key).or_default().add(o, cents);
     }
 
     /// Adds another partial summary.
@@ -605,6 +639,26 @@ mod tests {
         assert_eq!(to_cents(dec!(12.5)), Some(1250));
         assert_eq!(to_cents(dec!(-7)), Some(-700));
         assert_eq!(to_cents(dec!(0.001)), None);
+    }
+
+    #[test]
+    fn adding_to_both_at_once_equals_adding_to_each() {
+        // Two patients, several years, and an act with a finer amount (no cents for it).
+        let mut outcomes = sample();
+        outcomes[1].majoration = dec!(-1.5);
+        outcomes[4].pal = dec!(0.125);
+        let (mut patients, mut summary) = (PatientTotals::new(), Summary::new());
+        patients.add(&outcomes);
+        summary.add(&outcomes);
+        let (mut both_patients, mut both_summary) = (PatientTotals::new(), Summary::new());
+        add_to_both(&mut both_patients, &mut both_summary, &outcomes[..3]);
+        add_to_both(&mut both_patients, &mut both_summary, &outcomes[3..]);
+        assert_eq!(both_summary.totals(), Totals::of(&outcomes));
+        assert_eq!(both_summary.rows(), summary.rows());
+        let years = both_patients.finish(&[]);
+        assert_eq!(years, patients.finish(&[]));
+        let pal: Decimal = years.iter().map(|y| y.pal).sum();
+        assert_eq!(pal, dec!(0.125));
     }
 
     #[test]

@@ -59,10 +59,7 @@ impl Stage for Writer {
                 let (partition, summary) = (&mut self.partition, &mut self.summary);
                 let (written, ()) = rayon::join(
                     || self.acts.write(&outcomes),
-                    || {
-                        partition.add(&outcomes);
-                        summary.add(&outcomes);
-                    },
+                    || crate::report::add_to_both(partition, summary, &outcomes),
                 );
                 written?;
             }
