@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 pub type Id = compact_str::CompactString;
 
 /// The ids of the rules that changed a line's amount, in the order they applied: held inline
-/// up to four (most lines have one to three), so that computing a line allocates nothing.
+/// up to four (most lines have one to three), so that most lines allocate nothing for them.
 pub type RuleIds = smallvec::SmallVec<[&'static str; 4]>;
 
 /// Declares a closed set of codes with their canonical spelling (SPEC §2), with `parse`,

@@ -422,11 +422,17 @@ fn assemble(
 }
 
 /// Moves each `items[i]` to `items[place[i]]`, in place: `place` must be a permutation of the
-/// indices (checked first: anything else panics before an item moves). Each item is copied
-/// once, one cycle at a time, into the slot its successor left: a swap would copy two items
-/// three times, and the acts moved here are large (about 280 bytes).
+/// indices, and there are at most `u32::MAX` items (both checked first: anything else panics
+/// before an item moves). Each item is copied once (the first of each cycle twice), one cycle
+/// at a time, into the slot its successor left: a swap would copy two items three times, and
+/// the acts moved here are large (about 280 bytes).
 fn permute<T>(items: &mut [T], place: Vec<u32>) {
-    // `from[to]`: the item that goes to `to`. Built and checked before anything moves.
+    // `from[to]`: the item that goes to `to`. Built and checked before anything moves. Past
+    // `u32::MAX` items an index would wrap, and the check below could pass a non-permutation.
+    assert!(
+        items.len() <= u32::MAX as usize,
+        "too many items to permute"
+    );
     assert_eq!(place.len(), items.len(), "one place per item");
     let mut from = vec![u32::MAX; items.len()];
     for (i, &to) in place.iter().enumerate() {
@@ -440,8 +446,9 @@ fn permute<T>(items: &mut [T], place: Vec<u32>) {
         if from[start] == u32::MAX || from[start] as usize == start {
             continue;
         }
-        // SAFETY: `from` is a permutation of `0..items.len()` (each place was given once, and
-        // there are as many places as items), so every index below is in bounds. The item at
+        // SAFETY: `from` is a permutation of `0..items.len()` (each place was given once, there
+        // are as many places as items, and every index fits a `u32` without wrapping), so
+        // every index below is in bounds. The item at
         // `start` is held aside; each step copies the item that belongs in the empty slot
         // into it, which empties the slot it came from; the cycle ends where it began, and the
         // held item fills the last empty slot. Each slot of the cycle is thus written once
@@ -730,10 +737,48 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "two items for place 0")]
-    fn permute_refuses_what_is_not_a_permutation() {
-        let mut items = vec![String::from("a"), String::from("b")];
-        permute(&mut items, vec![0, 0]);
+    fn permute_drops_each_item_once_and_moves_nothing_on_a_bad_place() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        /// An item that counts its drops.
+        struct Counted(u32, Rc<Cell<usize>>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.1.set(self.1.get() + 1);
+            }
+        }
+        let drops = Rc::new(Cell::new(0));
+        let items =
+            |n: u32| -> Vec<Counted> { (0..n).map(|i| Counted(i, drops.clone())).collect() };
+        let place: Vec<u32> = (0..97u32).map(|i| (i * 13 + 5) % 97).collect();
+        let mut permuted = items(97);
+        permute(&mut permuted, place.clone());
+        assert_eq!(drops.get(), 0, "nothing dropped while moving");
+        for (i, &to) in place.iter().enumerate() {
+            assert_eq!(permuted[to as usize].0, i as u32);
+        }
+        drop(permuted);
+        assert_eq!(drops.get(), 97);
+        // Not a permutation: a repeated place, a place out of range, one place too few.
+        for bad in [
+            vec![0, 0, 1],
+            vec![0, 3, 1],
+            vec![u32::MAX, 0, 1],
+            vec![1, 0],
+        ] {
+            drops.set(0);
+            let mut kept = items(3);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                permute(&mut kept, bad.clone())
+            }));
+            assert!(result.is_err(), "{bad:?} accepted");
+            assert_eq!(drops.get(), 0, "{bad:?}: an item was dropped");
+            assert_eq!(
+                kept.iter().map(|c| c.0).collect::<Vec<_>>(),
+                [0, 1, 2],
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
