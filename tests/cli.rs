@@ -280,6 +280,45 @@ fn explain_prints_each_step_with_sources() {
 }
 
 #[test]
+fn explain_explains_the_kept_row_of_a_repeated_id_and_names_the_rejected_one() {
+    // A0105 (row 6) repeated at the end with another tariff: the first row is kept and
+    // computed, the repeat rejected (duplicate_act_id).
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = read(demo("acts.csv"));
+    let repeat = text
+        .lines()
+        .find(|l| l.starts_with("A0105,"))
+        .unwrap()
+        .replace("125.40", "99.00");
+    text.push_str(&repeat);
+    text.push('\n');
+    let acts = tmp.path().join("acts.csv");
+    std::fs::write(&acts, &text).unwrap();
+    let acts = acts.display().to_string();
+    let o = rac(&[
+        "explain",
+        "--act-id",
+        "A0105",
+        "--acts",
+        &acts,
+        "--beneficiaries",
+        &demo("beneficiaries.csv"),
+        "--rights",
+        &demo("rights.csv"),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "note: another row of act A0105 was rejected: duplicate_act_id (file {acts}, row 50); the row explained is row 6 of {acts}\n"
+        )),
+        "{text}"
+    );
+    // The kept row's computation, as without the repeat.
+    assert!(text.contains("amo_paid 99.40 rac 26.00"), "{text}");
+}
+
+#[test]
 fn counters_carry_the_caps_from_one_run_to_the_next() {
     // Split the demo acts at 2025-04-01 and chain the two runs: same rows as one run.
     let tmp = tempfile::tempdir().unwrap();

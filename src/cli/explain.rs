@@ -5,7 +5,8 @@
 //! rac explain --act-id A123 --acts acts.csv --beneficiaries beneficiaries.csv [--rights …]
 //! ```
 //! The act is computed with all the patient's acts of the file (caps, groups and stays need
-//! them) and the opening counters, exactly as `compute` does.
+//! them) and the opening counters, exactly as `compute` does. For an id on several rows, the
+//! row `compute` keeps (the first) is explained, after a note naming each rejected repeat.
 
 use std::fmt::Write as _;
 
@@ -28,24 +29,36 @@ pub struct ExplainArgs {
 pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
     let (prepared, _) = args.input.prepare()?;
-    if let Some(r) = prepared.rejects.iter().find(|r| r.act_id == args.act_id) {
-        println!(
-            "act {} was rejected: {} (file {}, row {}, column {}, value `{}`)",
-            r.act_id, r.reason, r.file, r.row, r.column, r.value
-        );
-        return Ok(3);
-    }
-    let Some(patient) = prepared
-        .patients
-        .iter()
-        .find(|p| prepared.acts_of(p).iter().any(|a| a.act_id == args.act_id))
-    else {
+    let rejected = prepared.rejects.iter().filter(|r| r.act_id == args.act_id);
+    // The row kept for this id, if any: with repeated ids, the first one (the others are
+    // rejected as duplicates, and said so before the explanation).
+    let kept = prepared.patients.iter().find_map(|p| {
+        let i = prepared
+            .acts_of(p)
+            .iter()
+            .position(|a| a.act_id == args.act_id)?;
+        Some((p, prepared.origins_of(p)[i]))
+    });
+    let Some((patient, origin)) = kept else {
+        if let Some(r) = rejected.clone().next() {
+            println!(
+                "act {} was rejected: {} (file {}, row {}, column {}, value `{}`)",
+                r.act_id, r.reason, r.file, r.row, r.column, r.value
+            );
+            return Ok(3);
+        }
         return Err(Failure::usage(format!(
             "act_id `{}` is not in {}",
             args.act_id,
             args.input.acts.display()
         )));
     };
+    for r in rejected {
+        println!(
+            "note: another row of act {} was rejected: {} (file {}, row {}); the row explained is row {} of {}",
+            r.act_id, r.reason, r.file, r.row, origin.row, prepared.act_files[origin.file as usize]
+        );
+    }
     let input = prepared.input(patient);
     let (result, trace) = explain_patient(&book, &input, &args.act_id);
     print!("{}", render(&book, &args.act_id, &result, &trace));
