@@ -249,19 +249,24 @@ values = [
     assert!(a0101.contains(",3.00,0.00,0.00,18.00,12.00,"), "{a0101}");
 }
 
-#[test]
-fn explain_prints_each_step_with_sources() {
-    let o = rac(&[
+/// `rac explain` of one act of `acts`, with the demo beneficiaries and rights.
+fn explain(act_id: &str, acts: &str) -> Output {
+    rac(&[
         "explain",
         "--act-id",
-        "A0105",
+        act_id,
         "--acts",
-        &demo("acts.csv"),
+        acts,
         "--beneficiaries",
         &demo("beneficiaries.csv"),
         "--rights",
         &demo("rights.csv"),
-    ]);
+    ])
+}
+
+#[test]
+fn explain_prints_each_step_with_sources() {
+    let o = explain("A0105", &demo("acts.csv"));
     assert_eq!(o.status.code(), Some(0));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -295,17 +300,7 @@ fn explain_explains_the_kept_row_of_a_repeated_id_and_names_the_rejected_one() {
     let acts = tmp.path().join("acts.csv");
     std::fs::write(&acts, &text).unwrap();
     let acts = acts.display().to_string();
-    let o = rac(&[
-        "explain",
-        "--act-id",
-        "A0105",
-        "--acts",
-        &acts,
-        "--beneficiaries",
-        &demo("beneficiaries.csv"),
-        "--rights",
-        &demo("rights.csv"),
-    ]);
+    let o = explain("A0105", &acts);
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{text}");
     assert!(
