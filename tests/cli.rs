@@ -76,6 +76,57 @@ fn demo_data_set_matches_the_golden_outputs() {
     assert_eq!(manifest["inputs"][0]["sha256"].as_str().unwrap().len(), 64);
 }
 
+/// The lower-case hex SHA-256 of a file, computed here independently of rac.
+fn sha256_hex(path: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(std::fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn manifest_names_each_input_with_its_size_and_sha256_on_every_path() {
+    // In memory, partitioned, sorted; the hashes are taken on a thread of their own with two
+    // workers and in line with one.
+    let runs: [&[&str]; 6] = [
+        &["--threads", "1"],
+        &["--threads", "2"],
+        &["--partitions", "3", "--threads", "1"],
+        &["--partitions", "3", "--threads", "2"],
+        &["--sorted", "--partitions", "3", "--threads", "2"],
+        &["--sorted", "--threads", "1"],
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, extra) in runs.into_iter().enumerate() {
+        let out = tmp.path().join(format!("out{i}"));
+        let o = compute(&out, extra);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+        let inputs = manifest["inputs"].as_array().unwrap();
+        let expected = [
+            ("beneficiaries", demo("beneficiaries.csv")),
+            ("rights", demo("rights.csv")),
+            ("acts", demo("acts.csv")),
+        ];
+        assert_eq!(inputs.len(), expected.len(), "{extra:?}");
+        for (input, (role, path)) in inputs.iter().zip(&expected) {
+            assert_eq!(input["role"], *role, "{extra:?}");
+            assert_eq!(input["path"], *path, "{extra:?}");
+            assert_eq!(
+                input["bytes"],
+                std::fs::metadata(path).unwrap().len(),
+                "{extra:?}"
+            );
+            assert_eq!(input["sha256"], sha256_hex(path), "{extra:?} {role}");
+        }
+    }
+}
+
 #[test]
 fn parquet_outputs_are_the_same_bytes_with_one_or_two_threads() {
     let tmp = tempfile::tempdir().unwrap();

@@ -698,9 +698,9 @@ pub fn execute(
     started: Instant,
 ) -> Result<RunSummary, RunError> {
     let total = prepared.acts.len() as u64;
-    let mut sink = Sink::begin(book, opts, total)?;
+    let mut sink = Sink::begin(book, opts, total, &prepared.files)?;
     sink.partition(prepared)?;
-    sink.finish(&prepared.files, prepared.read, started)
+    sink.finish(prepared.read, started)
 }
 
 #[cfg(test)]

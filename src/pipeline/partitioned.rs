@@ -271,7 +271,7 @@ pub fn run(
         ],
     );
     let expected = read_rows - early_rejects.len() as u64;
-    let mut sink = Sink::with_staging(book, opts, staging, expected)?;
+    let mut sink = Sink::with_staging(book, opts, staging, expected, &files)?;
     sink.add_rejects(early_rejects, false);
     sink.add_rejects(other_rejects, true);
     // With more than one worker, one thread loads the next partition while this one computes
@@ -305,7 +305,7 @@ pub fn run(
             message: e.to_string(),
         })?;
     }
-    sink.finish(&files, read_rows, started)
+    sink.finish(read_rows, started)
 }
 
 /// The bucket of an act id, among `buckets`: the same id always lands in the same bucket.
@@ -630,7 +630,7 @@ fn stream_sorted(
     let chunks = read::open_acts(&inputs.acts, &inputs.read)?.with_chunk_rows(STREAM_CHUNK_ROWS);
     let act_files = chunks.files().to_vec();
     files.extend(act_files.iter().map(|f| ("acts", f.clone())));
-    let mut sink = Sink::with_staging(book, opts, staging, expected)?;
+    let mut sink = Sink::with_staging(book, opts, staging, expected, &files)?;
     sink.add_rejects(other_rejects, true);
     let mut stats = StreamStats::default();
     let streamed = std::thread::scope(|scope| -> Result<(), RunError> {
@@ -674,7 +674,7 @@ fn stream_sorted(
             message: e.to_string(),
         })?;
     }
-    sink.finish(&files, stats.read, started)
+    sink.finish(stats.read, started)
 }
 
 /// What the stream counted, read once it has ended.

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use serde_json::json;
@@ -15,7 +16,7 @@ use serde_json::json;
 use super::worker::{Stage, Worker};
 use super::{COUNTERS_FORMAT, Prepared, RunError, RunOptions, RunSummary, State, for_each_chunk};
 use crate::audit::{self, Discrepancy};
-use crate::io::write::{self, Staging, TableWriter};
+use crate::io::write::{self, Staging, TableWriter, WriteError};
 use crate::model::{Act, Outcome, Reject, YearCounter};
 use crate::report::{PatientTotals, PatientYear, Summary, Totals};
 use crate::rules::RuleBook;
@@ -105,18 +106,73 @@ pub(crate) struct Sink<'a> {
     /// Cleared from the terminal however the sink ends (finished, or dropped on
     /// an error).
     bar: super::partitioned::Bar,
+    inputs: InputHashes,
+}
+
+/// The input files of the run and their SHA-256, for the manifest. They are hashed on a thread
+/// of their own from the sink's start, beside the computing, instead of at the end where the
+/// run waited for it (0.17 s at 10 M acts, a 200 MB file). With one worker, in line at the end.
+struct InputHashes {
+    /// (role, path)
+    files: Vec<(&'static str, String)>,
+    thread: Option<JoinHandle<Result<Vec<String>, WriteError>>>,
+}
+
+impl InputHashes {
+    fn start(files: &[(&'static str, String)]) -> InputHashes {
+        let files = files.to_vec();
+        let thread = if super::single_threaded() {
+            None
+        } else {
+            let paths: Vec<String> = files.iter().map(|(_, path)| path.clone()).collect();
+            // A thread that cannot start leaves the hashing to the end.
+            std::thread::Builder::new()
+                .name("rac-sha256".into())
+                .spawn(move || hash_all(&paths))
+                .ok()
+        };
+        InputHashes { files, thread }
+    }
+
+    /// The manifest's `inputs`.
+    fn finish(self) -> Result<serde_json::Value, WriteError> {
+        let hashes = match self.thread {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            None => hash_all(self.files.iter().map(|(_, path)| path))?,
+        };
+        let inputs = self
+            .files
+            .iter()
+            .zip(hashes)
+            .map(|((role, path), sha256)| {
+                let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                json!({ "role": role, "path": path, "bytes": bytes, "sha256": sha256 })
+            })
+            .collect();
+        Ok(serde_json::Value::Array(inputs))
+    }
+}
+
+fn hash_all<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Vec<String>, WriteError> {
+    paths
+        .into_iter()
+        .map(|path| write::sha256_file(path.as_ref()))
+        .collect()
 }
 
 impl<'a> Sink<'a> {
     /// Opens the staging folder and the streamed tables; `total` acts are expected (for the
-    /// progress bar).
+    /// progress bar); `files` (role, path) are the run's inputs, for the manifest.
     pub(crate) fn begin(
         book: &'a RuleBook,
         opts: &'a RunOptions,
         total: u64,
+        files: &[(&'static str, String)],
     ) -> Result<Sink<'a>, RunError> {
         let staging = Staging::begin(&opts.out)?;
-        Sink::with_staging(book, opts, staging, total)
+        Sink::with_staging(book, opts, staging, total, files)
     }
 
     pub(crate) fn with_staging(
@@ -124,6 +180,7 @@ impl<'a> Sink<'a> {
         opts: &'a RunOptions,
         staging: Staging,
         total: u64,
+        files: &[(&'static str, String)],
     ) -> Result<Sink<'a>, RunError> {
         let dir = staging.path().to_path_buf();
         let bar = super::partitioned::progress_bar(opts.progress, total, "compute+write");
@@ -146,6 +203,7 @@ impl<'a> Sink<'a> {
             other_rejects: 0,
             computed: 0,
             bar,
+            inputs: InputHashes::start(files),
         })
     }
 
@@ -190,12 +248,7 @@ impl<'a> Sink<'a> {
     }
 
     /// Writes the rest, the manifest last, and commits the folder.
-    pub(crate) fn finish(
-        mut self,
-        files: &[(&'static str, String)],
-        read: u64,
-        started: Instant,
-    ) -> Result<RunSummary, RunError> {
+    pub(crate) fn finish(mut self, read: u64, started: Instant) -> Result<RunSummary, RunError> {
         self.bar.finish_and_clear();
         let dir = self.staging.path().to_path_buf();
         let format = self.opts.format;
@@ -215,17 +268,7 @@ impl<'a> Sink<'a> {
             None => json!(null),
         };
 
-        let mut inputs = Vec::new();
-        for (role, path) in files {
-            let p = Path::new(path);
-            let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-            inputs.push(json!({
-                "role": role,
-                "path": path,
-                "bytes": size,
-                "sha256": write::sha256_file(p)?,
-            }));
-        }
+        let inputs = self.inputs.finish()?;
         let rejected_acts = self.rejects.len() as u64 - self.other_rejects;
         let summary = RunSummary {
             read,
