@@ -13,7 +13,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use crate::engine::round_cents;
-use crate::io::write::{Cell, Column, Format, MONEY, Row, WriteError, write_table};
+use crate::io::write::{Column, Format, Get, Row, WriteError, write_table};
 use crate::model::{Act, Outcome, Situation};
 use crate::rules::{Param, RuleBook, Scalar};
 
@@ -186,39 +186,27 @@ fn explain(
 static DISCREPANCY_COLUMNS: &[Column<Discrepancy>] = &[
     Column {
         name: "act_id",
-        ty: crate::io::write::ColumnType::Utf8,
-        nullable: false,
-        get: |d| Cell::Str(&d.act_id),
+        get: Get::Str(|d| d.act_id.as_str()),
     },
     Column {
         name: "patient_id",
-        ty: crate::io::write::ColumnType::Utf8,
-        nullable: false,
-        get: |d| Cell::Str(&d.patient_id),
+        get: Get::Str(|d| d.patient_id.as_str()),
     },
     Column {
         name: "recorded_amo",
-        ty: MONEY,
-        nullable: false,
-        get: |d| Cell::Decimal(d.recorded_amo),
+        get: Get::Money(|d| d.recorded_amo),
     },
     Column {
         name: "amo_paid",
-        ty: MONEY,
-        nullable: false,
-        get: |d| Cell::Decimal(d.amo_paid),
+        get: Get::Money(|d| d.amo_paid),
     },
     Column {
         name: "difference",
-        ty: MONEY,
-        nullable: false,
-        get: |d| Cell::Decimal(d.difference),
+        get: Get::Money(|d| d.difference),
     },
     Column {
         name: "explanation",
-        ty: crate::io::write::ColumnType::Utf8,
-        nullable: false,
-        get: |d| Cell::Str(&d.explanation),
+        get: Get::Str(|d| d.explanation.as_str()),
     },
 ];
 

@@ -126,11 +126,6 @@ pub enum EncodeError {
         value: String,
         expected: &'static str,
     },
-    #[error("internal error: table {table}, column {column} got a value of the wrong type")]
-    Cell {
-        table: &'static str,
-        column: &'static str,
-    },
     #[error(transparent)]
     Arrow(#[from] ArrowError),
     #[error(transparent)]
@@ -538,21 +533,25 @@ pub enum ColumnType {
     Int32,
     Int64,
     /// Fixed-point decimal; CSV writes exactly `scale` decimals.
-    Decimal {
-        precision: u8,
-        scale: i8,
-    },
+    Decimal(Fixed),
     Date32,
 }
 
+/// A fixed-point decimal type: `Decimal128(precision, scale)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fixed {
+    pub precision: u8,
+    pub scale: i8,
+}
+
 /// Amounts in euros: `Decimal128(18, 2)`.
-pub const MONEY: ColumnType = ColumnType::Decimal {
+pub const MONEY: Fixed = Fixed {
     precision: 18,
     scale: 2,
 };
 
 /// Rates in percent (`70.00`): `Decimal128(7, 2)`.
-pub const RATE: ColumnType = ColumnType::Decimal {
+pub const RATE: Fixed = Fixed {
     precision: 7,
     scale: 2,
 };
@@ -563,60 +562,62 @@ impl ColumnType {
             ColumnType::Utf8 => DataType::Utf8,
             ColumnType::Int32 => DataType::Int32,
             ColumnType::Int64 => DataType::Int64,
-            ColumnType::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
+            ColumnType::Decimal(Fixed { precision, scale }) => {
+                DataType::Decimal128(precision, scale)
+            }
             ColumnType::Date32 => DataType::Date32,
         }
     }
 }
 
-/// The value of one cell, borrowed from a row.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Cell<'a> {
-    Str(&'a str),
+/// How a column's value is read from a row. The variant is the column's type: a row type
+/// cannot give a column a value of another type, and the encoders check nothing per cell but
+/// an amount's decimals.
+pub enum Get<R> {
+    Str(fn(&R) -> &str),
     /// Rule ids or flags, written `;`-joined (empty string if none).
-    Tags(&'a [&'static str]),
+    Tags(fn(&R) -> &[&'static str]),
     /// Ids, written `;`-joined (empty string if none).
-    Ids(&'a [String]),
-    Int(i64),
-    Decimal(Decimal),
-    Date(NaiveDate),
-    /// Only in a nullable column; empty in CSV.
-    Null,
+    Ids(fn(&R) -> &[String]),
+    Int32(fn(&R) -> i32),
+    Int64(fn(&R) -> i64),
+    /// An amount in euros ([`MONEY`]).
+    Money(fn(&R) -> Decimal),
+    /// An amount, or null (empty in CSV).
+    OptMoney(fn(&R) -> Option<Decimal>),
+    /// A rate in percent ([`RATE`]).
+    Rate(fn(&R) -> Decimal),
+    Date(fn(&R) -> NaiveDate),
+    /// A date, or null (empty in CSV).
+    OptDate(fn(&R) -> Option<NaiveDate>),
 }
 
-impl Cell<'_> {
-    /// Whether the cell may go in a column of type `ty` (a null goes in any: nullability is
-    /// the column's own check). One rule for Arrow and CSV: a row type whose getter disagrees
-    /// with its column fails the same way in both formats.
-    fn fits(&self, ty: ColumnType) -> bool {
+impl<R> Get<R> {
+    pub fn ty(&self) -> ColumnType {
         match self {
-            Cell::Str(_) | Cell::Tags(_) | Cell::Ids(_) => ty == ColumnType::Utf8,
-            Cell::Int(_) => matches!(ty, ColumnType::Int64 | ColumnType::Int32),
-            Cell::Decimal(_) => matches!(ty, ColumnType::Decimal { .. }),
-            Cell::Date(_) => ty == ColumnType::Date32,
-            Cell::Null => true,
+            Get::Str(_) | Get::Tags(_) | Get::Ids(_) => ColumnType::Utf8,
+            Get::Int32(_) => ColumnType::Int32,
+            Get::Int64(_) => ColumnType::Int64,
+            Get::Money(_) | Get::OptMoney(_) => ColumnType::Decimal(MONEY),
+            Get::Rate(_) => ColumnType::Decimal(RATE),
+            Get::Date(_) | Get::OptDate(_) => ColumnType::Date32,
         }
     }
 
-    pub fn opt_decimal(value: Option<Decimal>) -> Cell<'static> {
-        value.map_or(Cell::Null, Cell::Decimal)
-    }
-
-    pub fn opt_date(value: Option<NaiveDate>) -> Cell<'static> {
-        value.map_or(Cell::Null, Cell::Date)
-    }
-
-    pub fn count(value: u64) -> Cell<'static> {
-        Cell::Int(i64::try_from(value).unwrap_or(i64::MAX))
+    pub fn nullable(&self) -> bool {
+        matches!(self, Get::OptMoney(_) | Get::OptDate(_))
     }
 }
 
-/// One column of a table: its name, its type, and how to read it from a row.
+/// A count as an `Int64` value (saturated; no count comes near).
+pub fn count(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// One column of a table: its name, and how to read it (and so its type) from a row.
 pub struct Column<R> {
     pub name: &'static str,
-    pub ty: ColumnType,
-    pub nullable: bool,
-    pub get: fn(&R) -> Cell<'_>,
+    pub get: Get<R>,
 }
 
 /// A row type that can be written as a table.
@@ -638,7 +639,7 @@ pub trait Row: Sized + Sync + 'static {
 pub fn schema<R: Row>() -> SchemaRef {
     let fields: Vec<Field> = R::columns()
         .iter()
-        .map(|c| Field::new(c.name, c.ty.data_type(), c.nullable))
+        .map(|c| Field::new(c.name, c.get.ty().data_type(), c.get.nullable()))
         .collect();
     Arc::new(Schema::new(fields))
 }
@@ -648,55 +649,39 @@ pub fn column_names<R: Row>() -> Vec<&'static str> {
     R::columns().iter().map(|c| c.name).collect()
 }
 
+/// `column!("name", Kind, getter)`: a [`Column`] read by `Get::Kind(getter)`.
 macro_rules! column {
-    ($name:literal, $ty:expr, $get:expr) => {
+    ($name:literal, $kind:ident, $get:expr) => {
         Column {
             name: $name,
-            ty: $ty,
-            nullable: false,
-            get: $get,
-        }
-    };
-    ($name:literal, $ty:expr, nullable, $get:expr) => {
-        Column {
-            name: $name,
-            ty: $ty,
-            nullable: true,
-            get: $get,
+            get: Get::$kind($get),
         }
     };
 }
 
-const UTF8: ColumnType = ColumnType::Utf8;
-const INT32: ColumnType = ColumnType::Int32;
-const INT64: ColumnType = ColumnType::Int64;
-const DATE: ColumnType = ColumnType::Date32;
-
 static ACT_COLUMNS: &[Column<Outcome>] = &[
-    column!("act_id", UTF8, |o| Cell::Str(&o.act_id)),
-    column!("patient_id", UTF8, |o| Cell::Str(&o.patient_id)),
-    column!("care_date", DATE, |o| Cell::Date(o.care_date)),
-    column!("category", UTF8, |o| Cell::Str(o.category.as_str())),
-    column!("quantity", INT64, |o| Cell::Int(o.quantity)),
-    column!("base", MONEY, |o| Cell::Decimal(o.base)),
-    column!("billed", MONEY, |o| Cell::Decimal(o.billed)),
-    column!("overbilling", MONEY, |o| Cell::Decimal(o.overbilling)),
-    column!("situation", UTF8, |o| Cell::Str(o.situation.as_str())),
-    column!("rate", RATE, |o| Cell::Decimal(o.rate)),
-    column!("amo_gross", MONEY, |o| Cell::Decimal(o.amo_gross)),
-    column!("copayment", MONEY, |o| Cell::Decimal(o.copayment)),
-    column!("majoration", MONEY, |o| Cell::Decimal(o.majoration)),
-    column!("pal", MONEY, |o| Cell::Decimal(o.pal)),
-    column!("pf", MONEY, |o| Cell::Decimal(o.pf)),
-    column!("franchise", MONEY, |o| Cell::Decimal(o.franchise)),
-    column!("flat_fee", MONEY, |o| Cell::Decimal(o.flat_fee)),
-    column!("amo_paid", MONEY, |o| Cell::Decimal(o.amo_paid)),
-    column!("rac", MONEY, |o| Cell::Decimal(o.rac)),
-    column!("rules", UTF8, |o| Cell::Tags(&o.rules)),
-    column!("flags", UTF8, |o| Cell::Tags(&o.flags)),
-    column!("recorded_amo", MONEY, nullable, |o| Cell::opt_decimal(
-        o.recorded_amo
-    )),
+    column!("act_id", Str, |o| o.act_id.as_str()),
+    column!("patient_id", Str, |o| o.patient_id.as_str()),
+    column!("care_date", Date, |o| o.care_date),
+    column!("category", Str, |o| o.category.as_str()),
+    column!("quantity", Int64, |o| o.quantity),
+    column!("base", Money, |o| o.base),
+    column!("billed", Money, |o| o.billed),
+    column!("overbilling", Money, |o| o.overbilling),
+    column!("situation", Str, |o| o.situation.as_str()),
+    column!("rate", Rate, |o| o.rate),
+    column!("amo_gross", Money, |o| o.amo_gross),
+    column!("copayment", Money, |o| o.copayment),
+    column!("majoration", Money, |o| o.majoration),
+    column!("pal", Money, |o| o.pal),
+    column!("pf", Money, |o| o.pf),
+    column!("franchise", Money, |o| o.franchise),
+    column!("flat_fee", Money, |o| o.flat_fee),
+    column!("amo_paid", Money, |o| o.amo_paid),
+    column!("rac", Money, |o| o.rac),
+    column!("rules", Tags, |o| o.rules.as_slice()),
+    column!("flags", Tags, |o| o.flags.as_slice()),
+    column!("recorded_amo", OptMoney, |o| o.recorded_amo),
 ];
 
 impl Row for Outcome {
@@ -718,24 +703,21 @@ impl Row for Outcome {
 }
 
 static PATIENT_COLUMNS: &[Column<PatientYear>] = &[
-    column!("patient_id", UTF8, |p| Cell::Str(&p.patient_id)),
-    column!("year", INT32, |p| Cell::Int(p.year.into())),
-    column!("acts", INT64, |p| Cell::count(p.acts)),
-    column!("billed", MONEY, |p| Cell::Decimal(p.billed)),
-    column!("base", MONEY, |p| Cell::Decimal(p.base)),
-    column!("amo_paid", MONEY, |p| Cell::Decimal(p.amo_paid)),
-    column!("rac", MONEY, |p| Cell::Decimal(p.rac)),
-    column!("pf", MONEY, |p| Cell::Decimal(p.pf)),
-    column!("franchise", MONEY, |p| Cell::Decimal(p.franchise)),
-    column!("pal", MONEY, |p| Cell::Decimal(p.pal)),
-    column!("flat_fee", MONEY, |p| Cell::Decimal(p.flat_fee)),
-    column!("overbilling", MONEY, |p| Cell::Decimal(p.overbilling)),
-    column!("pf_cap_reached_on", DATE, nullable, |p| Cell::opt_date(
-        p.pf_cap_reached_on
-    )),
-    column!("franchise_cap_reached_on", DATE, nullable, |p| {
-        Cell::opt_date(p.franchise_cap_reached_on)
-    }),
+    column!("patient_id", Str, |p| p.patient_id.as_str()),
+    column!("year", Int32, |p| p.year),
+    column!("acts", Int64, |p| count(p.acts)),
+    column!("billed", Money, |p| p.billed),
+    column!("base", Money, |p| p.base),
+    column!("amo_paid", Money, |p| p.amo_paid),
+    column!("rac", Money, |p| p.rac),
+    column!("pf", Money, |p| p.pf),
+    column!("franchise", Money, |p| p.franchise),
+    column!("pal", Money, |p| p.pal),
+    column!("flat_fee", Money, |p| p.flat_fee),
+    column!("overbilling", Money, |p| p.overbilling),
+    column!("pf_cap_reached_on", OptDate, |p| p.pf_cap_reached_on),
+    column!("franchise_cap_reached_on", OptDate, |p| p
+        .franchise_cap_reached_on),
 ];
 
 impl Row for PatientYear {
@@ -751,19 +733,19 @@ impl Row for PatientYear {
 }
 
 static SUMMARY_COLUMNS: &[Column<SummaryRow>] = &[
-    column!("month", UTF8, |s| Cell::Str(&s.month)),
-    column!("category", UTF8, |s| Cell::Str(s.category.as_str())),
-    column!("situation", UTF8, |s| Cell::Str(s.situation.as_str())),
-    column!("acts", INT64, |s| Cell::count(s.acts)),
-    column!("billed", MONEY, |s| Cell::Decimal(s.billed)),
-    column!("base", MONEY, |s| Cell::Decimal(s.base)),
-    column!("amo_paid", MONEY, |s| Cell::Decimal(s.amo_paid)),
-    column!("rac", MONEY, |s| Cell::Decimal(s.rac)),
-    column!("pf", MONEY, |s| Cell::Decimal(s.pf)),
-    column!("franchise", MONEY, |s| Cell::Decimal(s.franchise)),
-    column!("pal", MONEY, |s| Cell::Decimal(s.pal)),
-    column!("flat_fee", MONEY, |s| Cell::Decimal(s.flat_fee)),
-    column!("overbilling", MONEY, |s| Cell::Decimal(s.overbilling)),
+    column!("month", Str, |s| s.month.as_str()),
+    column!("category", Str, |s| s.category.as_str()),
+    column!("situation", Str, |s| s.situation.as_str()),
+    column!("acts", Int64, |s| count(s.acts)),
+    column!("billed", Money, |s| s.billed),
+    column!("base", Money, |s| s.base),
+    column!("amo_paid", Money, |s| s.amo_paid),
+    column!("rac", Money, |s| s.rac),
+    column!("pf", Money, |s| s.pf),
+    column!("franchise", Money, |s| s.franchise),
+    column!("pal", Money, |s| s.pal),
+    column!("flat_fee", Money, |s| s.flat_fee),
+    column!("overbilling", Money, |s| s.overbilling),
 ];
 
 impl Row for SummaryRow {
@@ -779,17 +761,14 @@ impl Row for SummaryRow {
 }
 
 static COUNTER_COLUMNS: &[Column<YearCounter>] = &[
-    column!("patient_id", UTF8, |c| Cell::Str(&c.patient_id)),
-    column!("year", INT32, |c| Cell::Int(c.year.into())),
-    column!("pf_used", MONEY, |c| Cell::Decimal(c.pf_used)),
-    column!("franchise_used", MONEY, |c| Cell::Decimal(c.franchise_used)),
-    column!("charged_stays", UTF8, |c| Cell::Ids(&c.charged_stays)),
-    column!("pf_cap_reached_on", DATE, nullable, |c| Cell::opt_date(
-        c.pf_cap_reached_on
-    )),
-    column!("franchise_cap_reached_on", DATE, nullable, |c| {
-        Cell::opt_date(c.franchise_cap_reached_on)
-    }),
+    column!("patient_id", Str, |c| c.patient_id.as_str()),
+    column!("year", Int32, |c| c.year),
+    column!("pf_used", Money, |c| c.pf_used),
+    column!("franchise_used", Money, |c| c.franchise_used),
+    column!("charged_stays", Ids, |c| c.charged_stays.as_slice()),
+    column!("pf_cap_reached_on", OptDate, |c| c.pf_cap_reached_on),
+    column!("franchise_cap_reached_on", OptDate, |c| c
+        .franchise_cap_reached_on),
 ];
 
 impl Row for YearCounter {
@@ -805,12 +784,12 @@ impl Row for YearCounter {
 }
 
 static REJECT_COLUMNS: &[Column<Reject>] = &[
-    column!("file", UTF8, |r| Cell::Str(&r.file)),
-    column!("row", INT64, |r| Cell::count(r.row)),
-    column!("act_id", UTF8, |r| Cell::Str(&r.act_id)),
-    column!("column", UTF8, |r| Cell::Str(&r.column)),
-    column!("reason", UTF8, |r| Cell::Str(&r.reason)),
-    column!("value", UTF8, |r| Cell::Str(&r.value)),
+    column!("file", Str, |r| r.file.as_str()),
+    column!("row", Int64, |r| count(r.row)),
+    column!("act_id", Str, |r| r.act_id.as_str()),
+    column!("column", Str, |r| r.column.as_str()),
+    column!("reason", Str, |r| r.reason.as_str()),
+    column!("value", Str, |r| r.value.as_str()),
 ];
 
 impl Row for Reject {
@@ -830,8 +809,9 @@ impl Row for Reject {
 
 /// `value` as an integer number of `10^-scale`, if it has at most `scale` significant decimals
 /// and at most `precision` digits.
-fn scaled(value: Decimal, precision: u8, scale: i8) -> Option<i128> {
-    let target = u32::try_from(scale).ok()?;
+#[inline(always)]
+fn scaled(value: Decimal, ty: Fixed) -> Option<i128> {
+    let target = u32::try_from(ty.scale).ok()?;
     let current = value.scale();
     let mantissa = value.mantissa();
     // Powers of ten from a table: this runs for every amount of every output row.
@@ -847,7 +827,7 @@ fn scaled(value: Decimal, precision: u8, scale: i8) -> Option<i128> {
         }
         mantissa / factor
     };
-    (units.unsigned_abs() < *POW10.get(usize::from(precision))?).then_some(units)
+    (units.unsigned_abs() < *POW10.get(usize::from(ty.precision))?).then_some(units)
 }
 
 /// `10^n` for every `n` an Arrow Decimal128 precision or a `Decimal` scale can take.
@@ -861,33 +841,38 @@ const POW10: [u128; 39] = {
     table
 };
 
-fn expected_decimal(precision: u8, scale: i8) -> &'static str {
-    match (precision, scale) {
-        (18, 2) => "an amount with at most 2 decimals and 16 integer digits",
-        (7, 2) => "a rate with at most 2 decimals and 5 integer digits",
+fn expected_decimal(ty: Fixed) -> &'static str {
+    match ty {
+        MONEY => "an amount with at most 2 decimals and 16 integer digits",
+        RATE => "a rate with at most 2 decimals and 5 integer digits",
         _ => "a decimal of the column's precision and scale",
     }
 }
 
-fn value_error<R: Row>(
+/// `value` in units of the column's last decimal, or the error naming the row and column.
+/// In line: it runs for every amount of every output row, and the error is rare.
+#[inline(always)]
+fn units<R: Row>(
     column: &Column<R>,
     row: &R,
-    value: String,
-    expected: &'static str,
-) -> EncodeError {
+    value: Decimal,
+    ty: Fixed,
+) -> Result<i128, EncodeError> {
+    match scaled(value, ty) {
+        Some(units) => Ok(units),
+        None => Err(decimal_error(column, row, value, ty)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn decimal_error<R: Row>(column: &Column<R>, row: &R, value: Decimal, ty: Fixed) -> EncodeError {
     EncodeError::Value {
         table: R::TABLE,
         column: column.name,
         key: row.key().to_string(),
-        value,
-        expected,
-    }
-}
-
-fn cell_error<R: Row>(column: &Column<R>) -> EncodeError {
-    EncodeError::Cell {
-        table: R::TABLE,
-        column: column.name,
+        value: value.to_string(),
+        expected: expected_decimal(ty),
     }
 }
 
@@ -902,94 +887,80 @@ fn join_into<'s>(out: &mut String, parts: impl Iterator<Item = &'s str>) {
     }
 }
 
-/// One column's array being built.
-enum Builder {
-    Utf8(StringBuilder),
-    Int64(Int64Builder),
-    Int32(Int32Builder),
-    Decimal(Decimal128Builder, u8, i8),
-    Date32(Date32Builder),
+/// One column's array being built, with the getter that feeds it.
+enum Builder<R: 'static> {
+    Str(StringBuilder, fn(&R) -> &str),
+    Tags(StringBuilder, fn(&R) -> &[&'static str]),
+    Ids(StringBuilder, fn(&R) -> &[String]),
+    Int32(Int32Builder, fn(&R) -> i32),
+    Int64(Int64Builder, fn(&R) -> i64),
+    Decimal(Decimal128Builder, fn(&R) -> Decimal, Fixed),
+    OptDecimal(Decimal128Builder, fn(&R) -> Option<Decimal>, Fixed),
+    Date(Date32Builder, fn(&R) -> NaiveDate),
+    OptDate(Date32Builder, fn(&R) -> Option<NaiveDate>),
 }
 
-impl Builder {
-    fn new(ty: ColumnType, rows: usize) -> Result<Builder, EncodeError> {
-        Ok(match ty {
-            ColumnType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(rows, rows * 8)),
-            ColumnType::Int64 => Builder::Int64(Int64Builder::with_capacity(rows)),
-            ColumnType::Int32 => Builder::Int32(Int32Builder::with_capacity(rows)),
-            ColumnType::Decimal { precision, scale } => Builder::Decimal(
-                Decimal128Builder::with_capacity(rows)
-                    .with_precision_and_scale(precision, scale)?,
-                precision,
-                scale,
-            ),
-            ColumnType::Date32 => Builder::Date32(Date32Builder::with_capacity(rows)),
+impl<R: Row> Builder<R> {
+    fn new(get: &Get<R>, rows: usize) -> Result<Builder<R>, EncodeError> {
+        let strings = || StringBuilder::with_capacity(rows, rows * 8);
+        let decimals = |ty: Fixed| {
+            Decimal128Builder::with_capacity(rows).with_precision_and_scale(ty.precision, ty.scale)
+        };
+        Ok(match *get {
+            Get::Str(get) => Builder::Str(strings(), get),
+            Get::Tags(get) => Builder::Tags(strings(), get),
+            Get::Ids(get) => Builder::Ids(strings(), get),
+            Get::Int32(get) => Builder::Int32(Int32Builder::with_capacity(rows), get),
+            Get::Int64(get) => Builder::Int64(Int64Builder::with_capacity(rows), get),
+            Get::Money(get) => Builder::Decimal(decimals(MONEY)?, get, MONEY),
+            Get::Rate(get) => Builder::Decimal(decimals(RATE)?, get, RATE),
+            Get::OptMoney(get) => Builder::OptDecimal(decimals(MONEY)?, get, MONEY),
+            Get::Date(get) => Builder::Date(Date32Builder::with_capacity(rows), get),
+            Get::OptDate(get) => Builder::OptDate(Date32Builder::with_capacity(rows), get),
         })
     }
 
-    /// Appends `column`'s cell of `row`; `joined` is scratch space for `;`-joined lists.
-    fn append<R: Row>(
+    /// Appends `column`'s value of `row`; `joined` is scratch space for `;`-joined lists.
+    fn append(
         &mut self,
         column: &Column<R>,
         row: &R,
         joined: &mut String,
     ) -> Result<(), EncodeError> {
-        let cell = (column.get)(row);
-        if !cell.fits(column.ty) {
-            return Err(cell_error(column));
-        }
-        if matches!(cell, Cell::Null) {
-            if !column.nullable {
-                return Err(value_error(column, row, "null".into(), "a value"));
-            }
-            match self {
-                Builder::Utf8(b) => b.append_null(),
-                Builder::Int64(b) => b.append_null(),
-                Builder::Int32(b) => b.append_null(),
-                Builder::Decimal(b, ..) => b.append_null(),
-                Builder::Date32(b) => b.append_null(),
-            }
-            return Ok(());
-        }
-        match (self, cell) {
-            (Builder::Utf8(b), Cell::Str(s)) => b.append_value(s),
-            (Builder::Utf8(b), Cell::Tags(tags)) => {
-                join_into(joined, tags.iter().copied());
+        match self {
+            Builder::Str(b, get) => b.append_value(get(row)),
+            Builder::Tags(b, get) => {
+                join_into(joined, get(row).iter().copied());
                 b.append_value(&*joined);
             }
-            (Builder::Utf8(b), Cell::Ids(ids)) => {
-                join_into(joined, ids.iter().map(String::as_str));
+            Builder::Ids(b, get) => {
+                join_into(joined, get(row).iter().map(String::as_str));
                 b.append_value(&*joined);
             }
-            (Builder::Int64(b), Cell::Int(n)) => b.append_value(n),
-            (Builder::Int32(b), Cell::Int(n)) => b.append_value(
-                i32::try_from(n)
-                    .map_err(|_| value_error(column, row, n.to_string(), "a 32-bit integer"))?,
-            ),
-            (Builder::Decimal(b, precision, scale), Cell::Decimal(d)) => {
-                let units = scaled(d, *precision, *scale).ok_or_else(|| {
-                    value_error(
-                        column,
-                        row,
-                        d.to_string(),
-                        expected_decimal(*precision, *scale),
-                    )
-                })?;
-                b.append_value(units);
+            Builder::Int32(b, get) => b.append_value(get(row)),
+            Builder::Int64(b, get) => b.append_value(get(row)),
+            Builder::Decimal(b, get, ty) => b.append_value(units(column, row, get(row), *ty)?),
+            Builder::OptDecimal(b, get, ty) => match get(row) {
+                Some(value) => b.append_value(units(column, row, value, *ty)?),
+                None => b.append_null(),
+            },
+            Builder::Date(b, get) => b.append_value(Date32Type::from_naive_date(get(row))),
+            Builder::OptDate(b, get) => {
+                b.append_option(get(row).map(Date32Type::from_naive_date));
             }
-            (Builder::Date32(b), Cell::Date(d)) => b.append_value(Date32Type::from_naive_date(d)),
-            _ => unreachable!("checked by Cell::fits above"),
         }
         Ok(())
     }
 
     fn finish(self) -> ArrayRef {
         match self {
-            Builder::Utf8(mut b) => Arc::new(b.finish()),
-            Builder::Int64(mut b) => Arc::new(b.finish()),
-            Builder::Int32(mut b) => Arc::new(b.finish()),
-            Builder::Decimal(mut b, ..) => Arc::new(b.finish()),
-            Builder::Date32(mut b) => Arc::new(b.finish()),
+            Builder::Str(mut b, _) | Builder::Tags(mut b, _) | Builder::Ids(mut b, _) => {
+                Arc::new(b.finish())
+            }
+            Builder::Int32(mut b, _) => Arc::new(b.finish()),
+            Builder::Int64(mut b, _) => Arc::new(b.finish()),
+            Builder::Decimal(mut b, ..) | Builder::OptDecimal(mut b, ..) => Arc::new(b.finish()),
+            Builder::Date(mut b, _) | Builder::OptDate(mut b, _) => Arc::new(b.finish()),
         }
     }
 }
@@ -1001,7 +972,7 @@ impl Builder {
 fn column_arrays<R: Row>(columns: &[Column<R>], rows: &[R]) -> Result<Vec<ArrayRef>, EncodeError> {
     let mut builders = columns
         .iter()
-        .map(|column| Builder::new(column.ty, rows.len()))
+        .map(|column| Builder::new(&column.get, rows.len()))
         .collect::<Result<Vec<_>, _>>()?;
     let mut joined = String::new();
     for row in rows {
@@ -1109,43 +1080,35 @@ pub fn to_csv<R: Row>(rows: &[R], out: &mut Vec<u8>) -> Result<(), EncodeError> 
     for row in rows {
         for column in columns {
             text.clear();
-            let cell = (column.get)(row);
-            if !cell.fits(column.ty) {
-                return Err(cell_error(column));
-            }
-            match cell {
-                Cell::Str(s) => {
-                    writer.write_field(s)?;
+            let decimal = |text: &mut String, value: Decimal, ty: Fixed| {
+                units(column, row, value, ty).map(|units| push_fixed(text, units, ty.scale))
+            };
+            match column.get {
+                Get::Str(get) => {
+                    writer.write_field(get(row))?;
                     continue;
                 }
-                Cell::Tags(tags) => join_into(&mut text, tags.iter().copied()),
-                Cell::Ids(ids) => join_into(&mut text, ids.iter().map(String::as_str)),
-                Cell::Int(n) => {
-                    if column.ty == ColumnType::Int32 && i32::try_from(n).is_err() {
-                        return Err(value_error(column, row, n.to_string(), "a 32-bit integer"));
+                Get::Tags(get) => join_into(&mut text, get(row).iter().copied()),
+                Get::Ids(get) => join_into(&mut text, get(row).iter().map(String::as_str)),
+                Get::Int32(get) => {
+                    let _ = write!(text, "{}", get(row));
+                }
+                Get::Int64(get) => {
+                    let _ = write!(text, "{}", get(row));
+                }
+                Get::Money(get) => decimal(&mut text, get(row), MONEY)?,
+                Get::Rate(get) => decimal(&mut text, get(row), RATE)?,
+                Get::OptMoney(get) => {
+                    if let Some(value) = get(row) {
+                        decimal(&mut text, value, MONEY)?;
                     }
-                    let _ = write!(text, "{n}");
                 }
-                Cell::Decimal(d) => {
-                    let ColumnType::Decimal { precision, scale } = column.ty else {
-                        unreachable!("a decimal fits only a decimal column")
-                    };
-                    let Some(units) = scaled(d, precision, scale) else {
-                        return Err(value_error(
-                            column,
-                            row,
-                            d.to_string(),
-                            expected_decimal(precision, scale),
-                        ));
-                    };
-                    push_fixed(&mut text, units, scale);
+                Get::Date(get) => {
+                    let _ = write!(text, "{}", get(row).format("%Y-%m-%d"));
                 }
-                Cell::Date(d) => {
-                    let _ = write!(text, "{}", d.format("%Y-%m-%d"));
-                }
-                Cell::Null => {
-                    if !column.nullable {
-                        return Err(value_error(column, row, "null".into(), "a value"));
+                Get::OptDate(get) => {
+                    if let Some(date) = get(row) {
+                        let _ = write!(text, "{}", date.format("%Y-%m-%d"));
                     }
                 }
             }
@@ -1589,69 +1552,142 @@ mod tests {
         }
     }
 
-    /// A row type whose second column's getter disagrees with its declared type.
-    struct Mistyped(&'static str);
+    /// A row type with a column of each kind of [`Get`].
+    struct Every {
+        id: &'static str,
+        tags: Vec<&'static str>,
+        ids: Vec<String>,
+        count: u64,
+        amount: Option<Decimal>,
+        date: Option<NaiveDate>,
+    }
 
-    impl Row for Mistyped {
-        const TABLE: &'static str = "mistyped";
+    impl Row for Every {
+        const TABLE: &'static str = "every";
 
-        fn columns() -> &'static [Column<Mistyped>] {
-            const COLUMNS: &[Column<Mistyped>] = &[
-                Column {
-                    name: "id",
-                    ty: ColumnType::Utf8,
-                    nullable: false,
-                    get: |r| Cell::Str(r.0),
-                },
-                Column {
-                    name: "count",
-                    ty: ColumnType::Int64,
-                    nullable: true,
-                    get: |r| {
-                        if r.0 == "text" {
-                            Cell::Str(r.0)
-                        } else {
-                            Cell::Null
-                        }
-                    },
-                },
+        fn columns() -> &'static [Column<Every>] {
+            const COLUMNS: &[Column<Every>] = &[
+                column!("str", Str, |r| r.id),
+                column!("tags", Tags, |r| r.tags.as_slice()),
+                column!("ids", Ids, |r| r.ids.as_slice()),
+                column!("int32", Int32, |r| r.count as i32 - 1),
+                column!("int64", Int64, |r| count(r.count)),
+                column!("money", Money, |r| r.amount.unwrap_or_default()),
+                column!("opt_money", OptMoney, |r| r.amount),
+                column!("rate", Rate, |r| Decimal::new(r.count as i64, 0)),
+                column!("date", Date, |r| r.date.unwrap_or_default()),
+                column!("opt_date", OptDate, |r| r.date),
             ];
             COLUMNS
         }
 
         fn key(&self) -> &str {
-            self.0
+            self.id
         }
     }
 
     #[test]
-    fn a_cell_of_the_wrong_type_fails_in_csv_as_in_arrow() {
-        // Nulls fit any nullable column: both formats write the row.
-        let fine = [Mistyped("null")];
+    fn every_kind_of_column_is_written_alike_in_csv_and_arrow() {
+        use arrow::array::AsArray;
+        let rows = [
+            Every {
+                id: "x,1",
+                tags: vec!["pf", "rate"],
+                ids: vec!["s1".into(), "s2".into()],
+                count: 70,
+                amount: Some(dec!(-17.5)),
+                date: Some(date(2024, 3, 1)),
+            },
+            Every {
+                id: "x2",
+                tags: vec![],
+                ids: vec![],
+                count: 100_000,
+                amount: None,
+                date: None,
+            },
+        ];
         let mut out = Vec::new();
-        to_csv(&fine, &mut out).unwrap();
-        assert_eq!(out, b"null,\n");
-        assert_eq!(to_batch(&fine).unwrap().num_rows(), 1);
-        // Text in an integer column: the same internal error in both, naming the column.
-        let wrong = [Mistyped("null"), Mistyped("text")];
-        let csv = to_csv(&wrong, &mut Vec::new()).unwrap_err();
-        let arrow = to_batch(&wrong).unwrap_err();
-        for error in [csv, arrow] {
-            assert!(
-                matches!(
-                    error,
-                    EncodeError::Cell {
-                        table: "mistyped",
-                        column: "count"
-                    }
-                ),
-                "{error:?}"
-            );
-        }
-        assert!(Cell::Int(1).fits(ColumnType::Int32));
-        assert!(!Cell::Date(date(2024, 1, 1)).fits(ColumnType::Utf8));
-        assert!(Cell::Tags(&[]).fits(ColumnType::Utf8));
-        assert!(!Cell::Decimal(dec!(1)).fits(ColumnType::Int64));
+        to_csv(&rows[..1], &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"x,1\",pf;rate,s1;s2,69,70,-17.50,-17.50,70.00,2024-03-01,2024-03-01\n"
+        );
+        // The second row's rate, 100 000, is past Decimal128(7, 2): refused in both formats.
+        let mut second = Vec::new();
+        let err = to_csv(&rows[1..], &mut second).unwrap_err().to_string();
+        assert!(err.contains("column rate, row x2"), "{err}");
+        let err = to_batch(&rows[..]).unwrap_err().to_string();
+        assert!(err.contains("column rate, row x2"), "{err}");
+
+        let batch = to_batch(&rows[..1]).unwrap();
+        let schema = batch.schema();
+        let types: Vec<(&str, DataType, bool)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone(), f.is_nullable()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("str", DataType::Utf8, false),
+                ("tags", DataType::Utf8, false),
+                ("ids", DataType::Utf8, false),
+                ("int32", DataType::Int32, false),
+                ("int64", DataType::Int64, false),
+                ("money", DataType::Decimal128(18, 2), false),
+                ("opt_money", DataType::Decimal128(18, 2), true),
+                ("rate", DataType::Decimal128(7, 2), false),
+                ("date", DataType::Date32, false),
+                ("opt_date", DataType::Date32, true),
+            ]
+        );
+        let text = |i: usize| batch.column(i).as_string::<i32>().value(0).to_string();
+        assert_eq!(
+            (text(0), text(1), text(2)),
+            ("x,1".into(), "pf;rate".into(), "s1;s2".into())
+        );
+        assert_eq!(
+            batch
+                .column(3)
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .value(0),
+            69
+        );
+        assert_eq!(
+            batch
+                .column(4)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0),
+            70
+        );
+        let decimal = |i: usize| {
+            batch
+                .column(i)
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(0)
+        };
+        assert_eq!((decimal(5), decimal(6), decimal(7)), (-1750, -1750, 7000));
+        let day = Date32Type::from_naive_date(date(2024, 3, 1));
+        let date_of = |i: usize| batch.column(i).as_primitive::<Date32Type>().value(0);
+        assert_eq!((date_of(8), date_of(9)), (day, day));
+
+        // Nulls and empty lists: a row whose every value fits.
+        let empty = [Every {
+            count: 1,
+            ..rows.into_iter().nth(1).unwrap()
+        }];
+        let mut out = Vec::new();
+        to_csv(&empty, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "x2,,,0,1,0.00,,1.00,1970-01-01,\n"
+        );
+        let batch = to_batch(&empty).unwrap();
+        assert!(batch.column(6).is_null(0));
+        assert!(batch.column(9).is_null(0));
+        assert!(!batch.column(5).is_null(0));
+        assert_eq!(batch.column(1).as_string::<i32>().value(0), "");
     }
 
     #[test]
@@ -1667,19 +1703,19 @@ mod tests {
 
     #[test]
     fn scaled_is_exact_or_refuses() {
-        assert_eq!(scaled(dec!(17.5), 18, 2), Some(1750));
-        assert_eq!(scaled(dec!(17.500), 18, 2), Some(1750));
-        assert_eq!(scaled(dec!(-1), 18, 2), Some(-100));
-        assert_eq!(scaled(dec!(0), 18, 2), Some(0));
-        assert_eq!(scaled(dec!(1.005), 18, 2), None);
-        assert_eq!(scaled(dec!(70), 7, 2), Some(7000));
-        assert_eq!(scaled(dec!(99999.99), 7, 2), Some(9_999_999));
-        assert_eq!(scaled(dec!(100000), 7, 2), None);
+        assert_eq!(scaled(dec!(17.5), MONEY), Some(1750));
+        assert_eq!(scaled(dec!(17.500), MONEY), Some(1750));
+        assert_eq!(scaled(dec!(-1), MONEY), Some(-100));
+        assert_eq!(scaled(dec!(0), MONEY), Some(0));
+        assert_eq!(scaled(dec!(1.005), MONEY), None);
+        assert_eq!(scaled(dec!(70), RATE), Some(7000));
+        assert_eq!(scaled(dec!(99999.99), RATE), Some(9_999_999));
+        assert_eq!(scaled(dec!(100000), RATE), None);
         assert_eq!(
-            scaled(dec!(9999999999999999.99), 18, 2),
+            scaled(dec!(9999999999999999.99), MONEY),
             Some(999_999_999_999_999_999)
         );
-        assert_eq!(scaled(dec!(10000000000000000), 18, 2), None);
+        assert_eq!(scaled(dec!(10000000000000000), MONEY), None);
     }
 
     #[test]
