@@ -814,7 +814,32 @@ fn scaled(value: Decimal, ty: Fixed) -> Option<i128> {
     let target = u32::try_from(ty.scale).ok()?;
     let current = value.scale();
     let mantissa = value.mantissa();
-    // Powers of ten from a table: this runs for every amount of every output row.
+    // Most amounts: no more decimals than the column, a 64-bit mantissa, and a column of at
+    // most 18 digits, so that 64-bit integers suffice (a product past them is past 18 digits).
+    if current <= target && ty.precision <= 18 {
+        if let (Ok(small), Some(&factor)) = (
+            i64::try_from(mantissa),
+            POW10_64.get((target - current) as usize),
+        ) {
+            return match small.checked_mul(factor) {
+                Some(units)
+                    if u128::from(units.unsigned_abs()) < POW10[usize::from(ty.precision)] =>
+                {
+                    Some(i128::from(units))
+                }
+                _ => None,
+            };
+        }
+    }
+    scaled_wide(value, ty)
+}
+
+/// [`scaled`] in 128-bit integers, for any decimal.
+fn scaled_wide(value: Decimal, ty: Fixed) -> Option<i128> {
+    let target = u32::try_from(ty.scale).ok()?;
+    let current = value.scale();
+    let mantissa = value.mantissa();
+    // Powers of ten from a table.
     let pow10 = |n: u32| POW10.get(n as usize).map(|&p| p as i128);
     let units = if current == target {
         mantissa
@@ -829,6 +854,17 @@ fn scaled(value: Decimal, ty: Fixed) -> Option<i128> {
     };
     (units.unsigned_abs() < *POW10.get(usize::from(ty.precision))?).then_some(units)
 }
+
+/// `10^n` that fit in an `i64`.
+const POW10_64: [i64; 19] = {
+    let mut table = [1i64; 19];
+    let mut n = 1;
+    while n < 19 {
+        table[n] = table[n - 1] * 10;
+        n += 1;
+    }
+    table
+};
 
 /// `10^n` for every `n` an Arrow Decimal128 precision or a `Decimal` scale can take.
 const POW10: [u128; 39] = {
@@ -1716,6 +1752,27 @@ mod tests {
             Some(999_999_999_999_999_999)
         );
         assert_eq!(scaled(dec!(10000000000000000), MONEY), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scaled_in_64_bits_agrees_with_128(
+            mantissa in proptest::prop_oneof![
+                -100_000i128..100_000,
+                i128::from(i64::MIN)..=i128::from(i64::MAX),
+                -(1i128 << 95)..(1i128 << 95),
+            ],
+            scale in 0u32..=28,
+            ty in proptest::prop_oneof![
+                proptest::strategy::Just(MONEY),
+                proptest::strategy::Just(RATE),
+                proptest::strategy::Just(Fixed { precision: 38, scale: 10 }),
+                proptest::strategy::Just(Fixed { precision: 18, scale: 0 }),
+            ],
+        ) {
+            let value = Decimal::from_i128_with_scale(mantissa, scale);
+            proptest::prop_assert_eq!(scaled(value, ty), scaled_wide(value, ty));
+        }
     }
 
     #[test]
