@@ -817,10 +817,10 @@ fn scaled(value: Decimal, ty: Fixed) -> Option<i128> {
     // Most amounts: no more decimals than the column, a 64-bit mantissa, and a column of at
     // most 18 digits, so that 64-bit integers suffice (a product past them is past 18 digits).
     if current <= target && ty.precision <= 18 {
-        if let (Ok(small), Some(&factor)) = (
-            i64::try_from(mantissa),
-            POW10_64.get((target - current) as usize),
-        ) {
+        let factor = POW10
+            .get((target - current) as usize)
+            .and_then(|&factor| i64::try_from(factor).ok());
+        if let (Ok(small), Some(factor)) = (i64::try_from(mantissa), factor) {
             return match small.checked_mul(factor) {
                 Some(units)
                     if u128::from(units.unsigned_abs()) < POW10[usize::from(ty.precision)] =>
@@ -854,17 +854,6 @@ fn scaled_wide(value: Decimal, ty: Fixed) -> Option<i128> {
     };
     (units.unsigned_abs() < *POW10.get(usize::from(ty.precision))?).then_some(units)
 }
-
-/// `10^n` that fit in an `i64`.
-const POW10_64: [i64; 19] = {
-    let mut table = [1i64; 19];
-    let mut n = 1;
-    while n < 19 {
-        table[n] = table[n - 1] * 10;
-        n += 1;
-    }
-    table
-};
 
 /// `10^n` for every `n` an Arrow Decimal128 precision or a `Decimal` scale can take.
 const POW10: [u128; 39] = {
