@@ -10,8 +10,8 @@ use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use rac::io::write::{
-    CHUNK_ROWS, Format, Row, Staging, TableWriter, WriteError, column_names, encode, sha256_file,
-    write_manifest, write_rejects_csv, write_table,
+    CHUNK_ROWS, Format, Row, Staging, TableWriter, WriteError, column_names, encode,
+    sha256_and_size, sha256_file, write_manifest, write_rejects_csv, write_table,
 };
 use rac::model::{Category, Outcome, Reject, Situation, YearCounter};
 use rac::report::{Summary, patient_years};
@@ -430,6 +430,13 @@ fn rejects_manifest_and_sha256() {
         sha256_file(&dir.path().join("abc.txt")).unwrap(),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+    // The size of the same read, past one 64 KiB buffer.
+    let big = vec![b'x'; (1 << 16) + 3];
+    fs::write(dir.path().join("big.txt"), &big).unwrap();
+    let (hex, size) = sha256_and_size(&dir.path().join("big.txt")).unwrap();
+    assert_eq!(size, (1 << 16) + 3);
+    assert_eq!(hex, sha256_file(&dir.path().join("big.txt")).unwrap());
+    assert_ne!(hex, sha256_file(&dir.path().join("abc.txt")).unwrap());
     let err = sha256_file(&dir.path().join("missing.csv")).unwrap_err();
     assert!(err.to_string().contains("missing.csv"), "{err}");
 }

@@ -1521,9 +1521,16 @@ pub fn write_manifest(dir: &Path, manifest: &serde_json::Value) -> Result<(), Wr
 
 /// The SHA-256 of a file's content, in lower-case hex (for the manifest's input files).
 pub fn sha256_file(path: &Path) -> Result<String, WriteError> {
+    sha256_and_size(path).map(|(hex, _)| hex)
+}
+
+/// The SHA-256 of a file's content, in lower-case hex, and its size in bytes: both of the
+/// same read, even if the file changes.
+pub fn sha256_and_size(path: &Path) -> Result<(String, u64), WriteError> {
     let mut file = File::open(path).map_err(|e| WriteError::io("cannot read", path, e))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
+    let mut size = 0u64;
     loop {
         let n = match file.read(&mut buffer) {
             Ok(0) => break,
@@ -1532,12 +1539,13 @@ pub fn sha256_file(path: &Path) -> Result<String, WriteError> {
             Err(e) => return Err(WriteError::io("cannot read", path, e)),
         };
         hasher.update(&buffer[..n]);
+        size += n as u64;
     }
     let mut hex = String::with_capacity(64);
     for byte in hasher.finalize().iter() {
         let _ = write!(hex, "{byte:02x}");
     }
-    Ok(hex)
+    Ok((hex, size))
 }
 
 #[cfg(test)]
