@@ -262,6 +262,10 @@ fn same_bytes_twice_and_whatever_the_chunking() {
         let first = write_with("acts", rows.len(), false);
         assert_eq!(first, write_with("acts", rows.len(), false), "{format}");
         assert_eq!(first, write_with("acts", 7_777, false), "{format}");
+        // Cuts either side of the writer's blocks (2048 rows): each call's rows then end
+        // inside a block, which is joined from two calls' batches.
+        assert_eq!(first, write_with("acts", 2_047, false), "{format}");
+        assert_eq!(first, write_with("acts", 2_049, false), "{format}");
         assert_eq!(first, write_with("acts", 10_000, true), "{format}");
         assert_eq!(first, write_with("acts", 100_000, true), "{format}");
     }

@@ -53,8 +53,11 @@ use crate::report::{PatientYear, SummaryRow};
 /// the writer's share of `--memory-limit`. DuckDB's row groups are about this size too.
 pub const ROW_GROUP_ROWS: usize = 1 << 17;
 
-/// Rows that [`to_batch`] hands to one core at a time (blocks in parallel, then joined).
+/// Rows that [`to_batches`] hands to one core at a time (blocks in parallel), and the pieces in
+/// which the Parquet writer encodes a row group ([`write_row_group`]): a divisor of
+/// [`CHUNK_ROWS`], so that row groups start on a block.
 const BLOCK_ROWS: usize = 2048;
+const _: () = assert!(CHUNK_ROWS / BLOCK_ROWS * BLOCK_ROWS == CHUNK_ROWS);
 
 /// Rows per encoded chunk (Arrow batch or CSV block). Row groups are a multiple of it.
 pub const CHUNK_ROWS: usize = 1 << 16;
@@ -1010,11 +1013,18 @@ fn column_arrays<R: Row>(columns: &[Column<R>], rows: &[R]) -> Result<Vec<ArrayR
 
 /// The rows as Arrow batches of [`BLOCK_ROWS`] rows (the last one fewer), built on every core
 /// (the writer would otherwise be the slowest stage of a run). Pure: callers may build several
-/// at once. For a caller that joins batches anyway, as the Parquet writer does into
-/// [`CHUNK_ROWS`] batches: joining the blocks here too would copy every value once more.
+/// at once. The Parquet writer encodes the blocks as they are; a caller that needs one batch
+/// joins them ([`to_batch`]).
 /// The results are gathered before the first error is taken, so that the error is the first
 /// bad row's whatever the timing (as in CSV).
 pub fn to_batches<R: Row>(rows: &[R]) -> Result<Vec<RecordBatch>, EncodeError> {
+    to_batches_after(rows, 0)
+}
+
+/// [`to_batches`] for rows that follow `before` rows of their table: the blocks end where the
+/// table's rows reach a multiple of [`BLOCK_ROWS`] (the first block may be shorter), so that
+/// the Parquet writer takes them as they are ([`write_row_group`]).
+fn to_batches_after<R: Row>(rows: &[R], before: u64) -> Result<Vec<RecordBatch>, EncodeError> {
     let columns = R::columns();
     let batch = |block: &[R]| -> Result<RecordBatch, EncodeError> {
         let options = RecordBatchOptions::new().with_row_count(Some(block.len()));
@@ -1024,10 +1034,16 @@ pub fn to_batches<R: Row>(rows: &[R]) -> Result<Vec<RecordBatch>, EncodeError> {
             &options,
         )?)
     };
-    if rows.len() <= BLOCK_ROWS {
+    let first = BLOCK_ROWS - (before % BLOCK_ROWS as u64) as usize;
+    if rows.len() <= first {
         return Ok(vec![batch(rows)?]);
     }
-    rows.par_chunks(BLOCK_ROWS)
+    let (head, tail) = rows.split_at(first);
+    let blocks: Vec<&[R]> = std::iter::once(head)
+        .chain(tail.chunks(BLOCK_ROWS))
+        .collect();
+    blocks
+        .into_par_iter()
         .map(batch)
         .collect::<Vec<_>>()
         .into_iter()
@@ -1314,10 +1330,12 @@ impl<R: Row> TableWriter<R> {
                     self.rows += chunk.len() as u64;
                 }
                 Sink::Parquet { .. } => {
-                    // Joined once, into the row group's chunks (push_batch).
-                    let batches = to_batches(chunk).map_err(|source| WriteError::Encode {
-                        path: self.path.clone(),
-                        source,
+                    // In blocks that end where the row group's pieces do (write_row_group).
+                    let batches = to_batches_after(chunk, self.rows).map_err(|source| {
+                        WriteError::Encode {
+                            path: self.path.clone(),
+                            source,
+                        }
                     })?;
                     for batch in batches {
                         self.push_batch(batch)?;
@@ -1424,8 +1442,12 @@ impl<R: Row> TableWriter<R> {
     }
 }
 
-/// Encodes the next `rows` rows of `pending` as one row group, its columns in parallel; the
-/// rows are cut in [`CHUNK_ROWS`] batches first, so the bytes depend only on the rows.
+/// Encodes the next `rows` rows of `pending` as one row group, its columns in parallel. The
+/// rows go to the column writers in pieces of [`BLOCK_ROWS`] rows counted from the row group's
+/// first (the last piece may be shorter), so the bytes depend only on the rows, not on how the
+/// caller cut them. The blocks of [`TableWriter::write`] are those pieces already: a piece is
+/// joined from two batches only where one call's rows end and the next call's begin (the
+/// row group used to be joined whole first, copying every value once more).
 fn write_row_group(
     writer: &mut SerializedFileWriter<File>,
     factory: &ArrowRowGroupWriterFactory,
@@ -1434,10 +1456,10 @@ fn write_row_group(
     pending: &mut VecDeque<RecordBatch>,
     rows: usize,
 ) -> Result<(), ParquetError> {
-    let mut batches = Vec::with_capacity(rows.div_ceil(CHUNK_ROWS));
+    let mut batches = Vec::with_capacity(rows.div_ceil(BLOCK_ROWS));
     let mut left = rows;
     while left > 0 {
-        let n = left.min(CHUNK_ROWS);
+        let n = left.min(BLOCK_ROWS);
         batches.push(take_rows(pending, n)?);
         left -= n;
     }
