@@ -930,14 +930,16 @@ enum Builder<R: 'static> {
 
 impl<R: Row> Builder<R> {
     fn new(get: &Get<R>, rows: usize) -> Result<Builder<R>, EncodeError> {
-        let strings = || StringBuilder::with_capacity(rows, rows * 8);
+        // Bytes per value, guessed from the acts table (ids of 11–13 bytes, rule lists of 31
+        // on average): a builder that grows copies its values again.
+        let strings = |bytes: usize| StringBuilder::with_capacity(rows, rows * bytes);
         let decimals = |ty: Fixed| {
             Decimal128Builder::with_capacity(rows).with_precision_and_scale(ty.precision, ty.scale)
         };
         Ok(match *get {
-            Get::Str(get) => Builder::Str(strings(), get),
-            Get::Tags(get) => Builder::Tags(strings(), get),
-            Get::Ids(get) => Builder::Ids(strings(), get),
+            Get::Str(get) => Builder::Str(strings(16), get),
+            Get::Tags(get) => Builder::Tags(strings(32), get),
+            Get::Ids(get) => Builder::Ids(strings(32), get),
             Get::Int32(get) => Builder::Int32(Int32Builder::with_capacity(rows), get),
             Get::Int64(get) => Builder::Int64(Int64Builder::with_capacity(rows), get),
             Get::Money(get) => Builder::Decimal(decimals(MONEY)?, get, MONEY),
