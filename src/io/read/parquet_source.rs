@@ -1,6 +1,7 @@
 //! Parquet input: the schema is checked once (column types per [`Kind`]), then record batches
-//! are read (only the table's columns), each column brought to one of a few canonical Arrow
-//! types, and the rows converted in parallel.
+//! are read (only the table's columns, one row group after the other, strings stored with a
+//! dictionary as dictionaries), each column brought to one of a few canonical Arrow types, and
+//! the rows converted in parallel.
 //!
 //! Accepted Arrow types per kind (a `Dictionary` of an accepted type and an all-null `Null`
 //! column are accepted everywhere):
@@ -22,26 +23,31 @@ use super::{Chunk, ReadError, ReadOptions, Sourced, convert_row};
 use crate::model::Reject;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Date32Array, Date64Array, Decimal128Array,
-    Float64Array, Int64Array, StringArray,
+    DictionaryArray, Float64Array, Int64Array, StringArray,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Decimal128Type, Float64Type, Int64Type, Schema,
+    DataType, Date32Type, Date64Type, Decimal128Type, Field, Float64Type, Int32Type, Int64Type,
+    Schema, SchemaRef,
 };
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
 use rayon::prelude::*;
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Milliseconds in a day (`Date64`).
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// An open Parquet file.
 pub struct ParquetSource {
-    reader: ParquetRecordBatchReader,
+    batches: Batches,
     /// For each column of the table, its index in the (projected) record batches.
     columns: Vec<Option<usize>>,
     /// Data rows converted so far (the batch decoded ahead is not counted).
@@ -56,6 +62,9 @@ enum Col {
     /// Not in the file, or all null.
     Null,
     Str(StringArray),
+    /// Strings as the file stores them when it can: an index into the distinct values (see
+    /// [`dictionary_hints`]).
+    Dict(DictionaryArray<Int32Type>, StringArray),
     Int(Int64Array),
     Float(Float64Array),
     Decimal(Decimal128Array, i8),
@@ -75,6 +84,19 @@ impl Col {
             Col::Null => Cell::Null,
             Col::Str(a) => typed!(a, {
                 let text = a.value(i);
+                if text.is_empty() {
+                    Cell::Null
+                } else {
+                    Cell::Str(text)
+                }
+            }),
+            Col::Dict(keys, values) => typed!(keys, {
+                let key = keys.keys().value(i) as usize;
+                let text = if values.is_null(key) {
+                    ""
+                } else {
+                    values.value(key)
+                };
                 if text.is_empty() {
                     Cell::Null
                 } else {
@@ -157,6 +179,11 @@ fn canonical(array: &ArrayRef) -> Result<Col, arrow::error::ArrowError> {
     let dt = array.data_type().clone();
     Ok(match &dt {
         D::Null => Col::Null,
+        D::Dictionary(key, values) if **key == D::Int32 && **values == D::Utf8 => {
+            let dict = array.as_dictionary::<Int32Type>().clone();
+            let values = dict.values().as_string::<i32>().clone();
+            Col::Dict(dict, values)
+        }
         D::Dictionary(_, values) => return canonical(&cast(array, values)?),
         D::Utf8 => Col::Str(array.as_string::<i32>().clone()),
         D::LargeUtf8 | D::Utf8View => Col::Str(cast(array, &D::Utf8)?.as_string::<i32>().clone()),
@@ -241,6 +268,42 @@ fn match_columns(
     Ok(found)
 }
 
+/// The file's schema with the string columns of `wanted` (top-level field indices) that have a
+/// dictionary in every row group read as `Dictionary(Int32, Utf8)`: the decoder then hands over
+/// each value's index into the distinct values instead of copying the value itself. On the
+/// generated acts (ten of the eighteen columns are such strings), with [`Batches`]: 2.2 % fewer
+/// instructions for a whole run of 1 M acts (callgrind, `--threads 1`). `None` when no column
+/// qualifies, or for a nested schema.
+fn dictionary_hints(metadata: &ArrowReaderMetadata, wanted: &[usize]) -> Option<SchemaRef> {
+    let schema = metadata.schema();
+    let row_groups = metadata.metadata().row_groups();
+    // Flat: field i is leaf column i.
+    if metadata.parquet_schema().num_columns() != schema.fields().len() || row_groups.is_empty() {
+        return None;
+    }
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let mut hinted = false;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let stored_as_dictionary = wanted.binary_search(&i).is_ok()
+                && *field.data_type() == DataType::Utf8
+                && row_groups
+                    .iter()
+                    .all(|group| group.column(i).dictionary_page_offset().is_some());
+            if stored_as_dictionary {
+                hinted = true;
+                field.as_ref().clone().with_data_type(dictionary.clone())
+            } else {
+                field.as_ref().clone()
+            }
+        })
+        .collect();
+    hinted.then(|| Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
+}
+
 impl ParquetSource {
     /// Opens `path`, checks its schema, and prepares batches of `batch_rows` rows.
     pub fn open(
@@ -253,33 +316,46 @@ impl ParquetSource {
             file: name.to_string(),
             source,
         })?;
-        let builder = guarded(name, || {
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())
+        let metadata = guarded(name, || {
+            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| e.to_string())
         })?;
-        let found = match_columns(name, builder.schema(), columns)?;
+        let found = match_columns(name, metadata.schema(), columns)?;
         // Read only the table's columns (top-level fields map to root columns one to one).
         let mut wanted: Vec<usize> = found.iter().flatten().copied().collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let roots = builder.parquet_schema().root_schema().get_fields().len();
-        let (builder, columns) = if roots == builder.schema().fields().len() {
-            let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
+        // Strings stored with a dictionary are read as one; should the file refuse that
+        // schema, as they come.
+        let metadata = dictionary_hints(&metadata, &wanted)
+            .and_then(|schema| {
+                let options = ArrowReaderOptions::new().with_schema(schema);
+                guarded(name, || {
+                    ArrowReaderMetadata::try_new(metadata.metadata().clone(), options)
+                        .map_err(|e| e.to_string())
+                })
+                .ok()
+            })
+            .unwrap_or(metadata);
+        let roots = metadata.parquet_schema().root_schema().get_fields().len();
+        let (mask, columns) = if roots == metadata.schema().fields().len() {
+            let mask = ProjectionMask::roots(metadata.parquet_schema(), wanted.iter().copied());
             let projected = found
                 .iter()
                 .map(|index| index.and_then(|i| wanted.binary_search(&i).ok()))
                 .collect();
-            (builder.with_projection(mask), projected)
+            (Some(mask), projected)
         } else {
-            (builder, found)
+            (None, found)
         };
-        let reader = guarded(name, || {
-            builder
-                .with_batch_size(batch_rows.max(1))
-                .build()
-                .map_err(|e| e.to_string())
-        })?;
         Ok(ParquetSource {
-            reader,
+            batches: Batches {
+                file,
+                metadata,
+                mask,
+                batch_rows: batch_rows.max(1),
+                next_group: 0,
+                current: None,
+            },
             columns,
             row: 0,
             done: false,
@@ -302,7 +378,7 @@ impl ParquetSource {
         }
         let decoded = match self.decoded.take() {
             Some(decoded) => decoded,
-            None => decode(&mut self.reader, name),
+            None => self.batches.next(name),
         };
         let batch = match decoded {
             Ok(Some(batch)) => batch,
@@ -333,7 +409,7 @@ impl ParquetSource {
         let rows = batch.num_rows();
         self.row += rows as u64;
         let cols = &cols[..];
-        let reader = &mut self.reader;
+        let batches = &mut self.batches;
         let (results, next) = rayon::join(
             || {
                 (0..rows)
@@ -342,27 +418,68 @@ impl ParquetSource {
                     .map(|i| convert_row(&BatchRow { cols, i }, opts, file, name, first + i as u64))
                     .collect::<Vec<Result<Sourced<T>, Box<Reject>>>>()
             },
-            || decode(reader, name),
+            || batches.next(name),
         );
         self.decoded = Some(next);
         Ok(Some(Chunk::from_results(file, results)))
     }
 }
 
-/// The next record batch of `reader`; `None` at the end of the file.
-fn decode(
-    reader: &mut ParquetRecordBatchReader,
-    name: &str,
-) -> Result<Option<RecordBatch>, ReadError> {
-    guarded(name, || {
-        reader.next().transpose().map_err(|e| e.to_string())
-    })
+/// The record batches of a file, one row group after the other: a batch never spans two row
+/// groups. A string column read as a dictionary then keeps its row group's dictionary: a batch
+/// across two row groups has its strings copied out of both dictionaries and hashed into a
+/// new one (on the generated acts, whose row groups are not a multiple of the batch size, one
+/// batch in four).
+struct Batches {
+    file: File,
+    metadata: ArrowReaderMetadata,
+    /// The table's columns (`None`: every column, for a nested schema).
+    mask: Option<ProjectionMask>,
+    batch_rows: usize,
+    next_group: usize,
+    current: Option<ParquetRecordBatchReader>,
+}
+
+impl Batches {
+    /// The next record batch; `None` at the end of the file.
+    fn next(&mut self, name: &str) -> Result<Option<RecordBatch>, ReadError> {
+        loop {
+            if let Some(reader) = &mut self.current {
+                let batch = guarded(name, || {
+                    reader.next().transpose().map_err(|e| e.to_string())
+                })?;
+                if batch.is_some() {
+                    return Ok(batch);
+                }
+                self.current = None;
+            }
+            let group = self.next_group;
+            if group >= self.metadata.metadata().num_row_groups() {
+                return Ok(None);
+            }
+            self.next_group += 1;
+            let file = self.file.try_clone().map_err(|source| ReadError::Io {
+                file: name.to_string(),
+                source,
+            })?;
+            let mut builder =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+                    .with_row_groups(vec![group])
+                    .with_batch_size(self.batch_rows);
+            if let Some(mask) = &self.mask {
+                builder = builder.with_projection(mask.clone());
+            }
+            self.current = Some(guarded(name, || {
+                builder.build().map_err(|e| e.to_string())
+            })?);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::datatypes::{Int32Type, TimeUnit};
+    use arrow::datatypes::TimeUnit;
 
     #[test]
     fn accepted_types() {
@@ -409,5 +526,116 @@ mod tests {
         let col = canonical(&floats).unwrap();
         assert_eq!(col.cell(0), Cell::Null);
         assert_eq!(col.cell(1), Cell::Float(1.5));
+    }
+
+    #[test]
+    fn strings_stored_with_a_dictionary_are_read_as_one() {
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::WriterProperties;
+        use parquet::schema::types::ColumnPath;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let strings = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let batch = RecordBatch::try_from_iter([
+            ("with", strings(vec![Some("a"), None, Some(""), Some("a")])),
+            (
+                "without",
+                strings(vec![Some("x"), Some("y"), None, Some("x")]),
+            ),
+            (
+                "number",
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_column_dictionary_enabled(ColumnPath::from("without"), false)
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(props))
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let metadata =
+            ArrowReaderMetadata::load(&File::open(&path).unwrap(), ArrowReaderOptions::new())
+                .unwrap();
+        let hinted = dictionary_hints(&metadata, &[0, 1, 2]).unwrap();
+        let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let types: Vec<&DataType> = hinted.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(types, [&dictionary, &DataType::Utf8, &DataType::Int64]);
+        // Only the columns read.
+        assert!(dictionary_hints(&metadata, &[1, 2]).is_none());
+
+        // Read through the hint, the cells are the file's.
+        let options = ArrowReaderOptions::new().with_schema(hinted);
+        let metadata = ArrowReaderMetadata::try_new(metadata.metadata().clone(), options).unwrap();
+        let mut reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            File::open(&path).unwrap(),
+            metadata,
+        )
+        .build()
+        .unwrap();
+        let read = reader.next().unwrap().unwrap();
+        let col = canonical(read.column(0)).unwrap();
+        assert!(matches!(col, Col::Dict(..)));
+        let cells: Vec<Cell> = (0..4).map(|i| col.cell(i)).collect();
+        assert_eq!(
+            cells,
+            [Cell::Str("a"), Cell::Null, Cell::Null, Cell::Str("a")]
+        );
+        let col = canonical(read.column(1)).unwrap();
+        assert!(matches!(col, Col::Str(..)));
+        assert_eq!(col.cell(1), Cell::Str("y"));
+    }
+
+    #[test]
+    fn batches_stop_at_the_end_of_each_row_group() {
+        use super::super::records::ActKey;
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::WriterProperties;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acts.parquet");
+        let ids: Vec<String> = (1..=8).map(|i| format!("A{i}")).collect();
+        let batch = RecordBatch::try_from_iter([
+            (
+                "act_id",
+                Arc::new(StringArray::from(ids.clone())) as ArrayRef,
+            ),
+            (
+                "patient_id",
+                Arc::new(StringArray::from(vec!["P"; 8])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        // Row groups of 5 and 3 rows.
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(5))
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(props))
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let mut source = ParquetSource::open(&path, "acts.parquet", ActKey::COLUMNS, 4).unwrap();
+        let opts = ReadOptions::default();
+        let mut sizes = Vec::new();
+        let mut read = Vec::new();
+        while let Some(chunk) = source
+            .next_chunk::<ActKey>(0, "acts.parquet", &opts)
+            .unwrap()
+        {
+            sizes.push(chunk.rows.len());
+            read.extend(
+                chunk
+                    .rows
+                    .iter()
+                    .map(|r| (r.row, r.value.act_id.to_string())),
+            );
+        }
+        assert_eq!(sizes, [4, 1, 3]);
+        let expected: Vec<(u64, String)> = (1..=8).zip(ids).collect();
+        assert_eq!(read, expected);
     }
 }
