@@ -528,9 +528,21 @@ mod tests {
         assert_eq!(col.cell(1), Cell::Float(1.5));
     }
 
+    /// Writes `batch` to `path` as Parquet with `props`.
+    fn write_file(
+        path: &Path,
+        batch: &RecordBatch,
+        props: parquet::file::properties::WriterProperties,
+    ) {
+        let file = File::create(path).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+    }
+
     #[test]
     fn strings_stored_with_a_dictionary_are_read_as_one() {
-        use parquet::arrow::ArrowWriter;
         use parquet::file::properties::WriterProperties;
         use parquet::schema::types::ColumnPath;
         let dir = tempfile::tempdir().unwrap();
@@ -551,11 +563,7 @@ mod tests {
         let props = WriterProperties::builder()
             .set_column_dictionary_enabled(ColumnPath::from("without"), false)
             .build();
-        let mut writer =
-            ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(props))
-                .unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        write_file(&path, &batch, props);
 
         let metadata =
             ArrowReaderMetadata::load(&File::open(&path).unwrap(), ArrowReaderOptions::new())
@@ -592,7 +600,6 @@ mod tests {
     #[test]
     fn batches_stop_at_the_end_of_each_row_group() {
         use super::super::records::ActKey;
-        use parquet::arrow::ArrowWriter;
         use parquet::file::properties::WriterProperties;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acts.parquet");
@@ -612,11 +619,7 @@ mod tests {
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(5))
             .build();
-        let mut writer =
-            ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(props))
-                .unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        write_file(&path, &batch, props);
 
         let mut source = ParquetSource::open(&path, "acts.parquet", ActKey::COLUMNS, 4).unwrap();
         let opts = ReadOptions::default();
