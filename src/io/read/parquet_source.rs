@@ -73,6 +73,15 @@ enum Col {
     Bool(BooleanArray),
 }
 
+/// A string cell: the empty string reads as null, as in CSV.
+fn text_cell(text: &str) -> Cell<'_> {
+    if text.is_empty() {
+        Cell::Null
+    } else {
+        Cell::Str(text)
+    }
+}
+
 impl Col {
     fn cell(&self, i: usize) -> Cell<'_> {
         macro_rules! typed {
@@ -82,25 +91,13 @@ impl Col {
         }
         match self {
             Col::Null => Cell::Null,
-            Col::Str(a) => typed!(a, {
-                let text = a.value(i);
-                if text.is_empty() {
-                    Cell::Null
-                } else {
-                    Cell::Str(text)
-                }
-            }),
+            Col::Str(a) => typed!(a, text_cell(a.value(i))),
             Col::Dict(keys, values) => typed!(keys, {
                 let key = keys.keys().value(i) as usize;
-                let text = if values.is_null(key) {
-                    ""
-                } else {
-                    values.value(key)
-                };
-                if text.is_empty() {
+                if values.is_null(key) {
                     Cell::Null
                 } else {
-                    Cell::Str(text)
+                    text_cell(values.value(key))
                 }
             }),
             Col::Int(a) => typed!(a, Cell::Int(a.value(i))),
@@ -518,6 +515,17 @@ mod tests {
         assert_eq!(col.cell(0), Cell::Str("a"));
         assert_eq!(col.cell(1), Cell::Null);
         assert_eq!(col.cell(2), Cell::Null);
+        // A null among the distinct values, not in the keys.
+        let dict: ArrayRef = Arc::new(
+            DictionaryArray::<Int32Type>::try_new(
+                arrow::array::Int32Array::from(vec![1, 0]),
+                Arc::new(StringArray::from(vec![None, Some("b")])),
+            )
+            .unwrap(),
+        );
+        let col = canonical(&dict).unwrap();
+        assert_eq!(col.cell(0), Cell::Str("b"));
+        assert_eq!(col.cell(1), Cell::Null);
         let dates: ArrayRef = std::sync::Arc::new(Date64Array::from(vec![-1, MS_PER_DAY]));
         let col = canonical(&dates).unwrap();
         assert_eq!(col.cell(0), Cell::Days(-1));
