@@ -97,9 +97,9 @@ pub fn run(
 
     let staging = crate::io::write::Staging::begin(&opts.out)?;
     let spill_dir: PathBuf = staging.path().join(".spill");
-    // While reading, the buffers of one table at a time hold rows of at most a sixth of the
-    // limit (their capacity, twice that at most), and no more than READ_BUFFER_MAX; the act
-    // ids a quarter of that. Beside them, two sets of their encoded batches at most: one
+    // While reading, the rows held for one table at a time take at most a sixth of the limit
+    // (their vectors' capacity counted; one read chunk, if a chunk alone is more), and no more
+    // than READ_BUFFER_MAX; the act ids a quarter of that. Beside them, two sets of their encoded batches at most: one
     // being written by the spill thread, one waiting for it.
     let budget = (limits.memory / 6).min(READ_BUFFER_MAX) as usize;
     let mut files: Vec<(&'static str, String)> = Vec::new();
@@ -219,7 +219,9 @@ pub fn run(
     let mut read_rows = 0u64;
     let mut last_year: Option<i32> = None;
     // With more than one worker, one thread reads the next chunk while this one routes the
-    // last (and encodes the batches the spill thread writes).
+    // last (and encodes the batches the spill thread writes). The rows stay in their chunk
+    // until they are spilled: routing them is a partition number each. (Working the numbers
+    // out on the pool was no faster: the pool is busy converting the next chunk.)
     let bar = progress_bar(opts.progress, rows, "read");
     std::thread::scope(|scope| -> Result<(), RunError> {
         for chunk in produce(scope, "rac-reader", 1, chunks)? {
@@ -228,12 +230,24 @@ pub fn run(
             bar.inc(chunk.read);
             early_rejects.extend(chunk.rejects);
             let file = chunk.file as u32;
-            for act in chunk.rows {
-                let (id, origin) = (&act.value.act_id, Origin { file, row: act.row });
-                last_year = last_year.max(Some(act.value.care_date.year()));
-                ids.push(id_bucket(id, id_buckets), (id.clone(), origin))?;
-                acts.push(plan.part_of(&act.value.patient_id), act)?;
-            }
+            let act_parts: Vec<u32> = chunk
+                .rows
+                .iter()
+                .map(|act| plan.part_of(&act.value.patient_id) as u32)
+                .collect();
+            let (id_rows, id_parts): (Vec<IdRow>, Vec<u32>) = chunk
+                .rows
+                .iter()
+                .map(|act| {
+                    let id = &act.value.act_id;
+                    let origin = Origin { file, row: act.row };
+                    ((id.clone(), origin), id_bucket(id, id_buckets) as u32)
+                })
+                .unzip();
+            let years = chunk.rows.iter().map(|act| act.value.care_date.year());
+            last_year = last_year.max(years.max());
+            ids.push_chunk(id_rows, id_parts)?;
+            acts.push_chunk(chunk.rows, act_parts)?;
         }
         Ok(())
     })?;
