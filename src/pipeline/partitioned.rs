@@ -99,8 +99,8 @@ pub fn run(
     let spill_dir: PathBuf = staging.path().join(".spill");
     // While reading, the rows held for one table at a time take at most a sixth of the limit
     // (their vectors' capacity counted; one read chunk, if a chunk alone is more), and no more
-    // than READ_BUFFER_MAX; the act ids a quarter of that. Beside them, two sets of their encoded batches at most: one
-    // being written by the spill thread, one waiting for it.
+    // than READ_BUFFER_MAX; the act ids a quarter of that. Beside them, two sets of their
+    // encoded batches at most: one being written by the spill thread, one waiting for it.
     let budget = (limits.memory / 6).min(READ_BUFFER_MAX) as usize;
     let mut files: Vec<(&'static str, String)> = Vec::new();
     let mut early_rejects: Vec<Reject> = Vec::new();
