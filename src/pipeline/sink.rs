@@ -21,6 +21,14 @@ use crate::model::{Act, Outcome, Reject, YearCounter};
 use crate::report::{PatientTotals, PatientYear, Summary, Totals};
 use crate::rules::RuleBook;
 
+/// Messages waiting for the writer at most. The writer has stretches of work the pool does not
+/// share (closing a row group into the file, a partition's patient-years); with room for
+/// four chunks of outcomes rather than one, the computing goes on meanwhile instead of
+/// waiting to hand its chunk over. 10 M acts, six alternated pairs: the compute phase
+/// 12.7–14.5 s → 12.0–13.3 s (faster in five pairs), the cores' idle share there 12–13 % →
+/// 10–11 %, the peak RSS the same (402–439 MiB both).
+const WRITER_QUEUE: usize = 4;
+
 /// What the writer is sent, in order.
 enum Message {
     Outcomes(Vec<Outcome>),
@@ -196,7 +204,7 @@ impl<'a> Sink<'a> {
             summary: Summary::new(),
             partition: PatientTotals::new(),
         };
-        let writer = Worker::start("rac-writer", 1, writer, stopped_early)
+        let writer = Worker::start("rac-writer", WRITER_QUEUE, writer, stopped_early)
             .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Sink {
             book,
