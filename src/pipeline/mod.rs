@@ -421,6 +421,32 @@ fn assemble(
     Ok(base)
 }
 
+/// Asks the CPU to bring `item`'s bytes into the cache, without waiting for them: for rows
+/// visited in an order the hardware cannot guess (a partition's rows gathered from the read
+/// chunks, a permutation's cycles), each otherwise a cache miss.
+#[inline(always)]
+pub(crate) fn prefetch<T>(item: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let start = item.cast::<i8>();
+        for offset in (0..size_of::<T>()).step_by(64) {
+            // SAFETY: a prefetch is a hint: it never faults, whatever the address.
+            #[allow(unused_unsafe)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset))
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = item;
+}
+
+/// How many items of a cycle [`permute`] asks for before it copies them. 10 M acts: the
+/// grouping of the partitions' acts ([`assemble`]) took 2.4 → 1.9 s of CPU (`perf`, one run
+/// each).
+const PERMUTE_AHEAD: usize = 6;
+
 /// Moves each `items[i]` to `items[place[i]]`, in place: `place` must be a permutation of the
 /// indices, and there are at most `u32::MAX` items (both checked first: anything else panics
 /// before an item moves). Each item is copied once (the first of each cycle twice), one cycle
@@ -457,12 +483,26 @@ fn permute<T>(items: &mut [T], place: Vec<u32>) {
         unsafe {
             let held = std::ptr::read(base.add(start));
             let mut empty = start;
+            // The cycle's items are scattered: `ahead` walks it PERMUTE_AHEAD steps in front,
+            // asking for each item before it is copied (only reading `from`).
+            let mut ahead = start;
+            for _ in 0..PERMUTE_AHEAD {
+                ahead = from[ahead] as usize;
+                prefetch(base.add(ahead));
+                if ahead == start {
+                    break;
+                }
+            }
             loop {
                 let next = from[empty] as usize;
                 from[empty] = u32::MAX;
                 if next == start {
                     std::ptr::write(base.add(empty), held);
                     break;
+                }
+                if ahead != start {
+                    ahead = from[ahead] as usize;
+                    prefetch(base.add(ahead));
                 }
                 std::ptr::copy_nonoverlapping(base.add(next), base.add(empty), 1);
                 empty = next;

@@ -26,7 +26,7 @@ use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 
-use super::Origin;
+use super::{Origin, prefetch};
 use super::worker::{Stage, Worker};
 use crate::io::read::Sourced;
 use crate::model::{
@@ -426,12 +426,29 @@ fn put_amount(b: &mut FixedSizeBinaryBuilder, amount: Option<Decimal>) {
     }
 }
 
+/// While row `i` of `rows` is read, asks for the row 8 places further ([`prefetch`]): the
+/// rows of a partition are gathered by reference from the read chunks, a few hundred rows
+/// apart. 10 M acts: the acts' encoding took 3.4 → 2.1 s of CPU (`perf`, one run each).
+#[inline(always)]
+fn prefetch_ahead<T>(rows: &[&T], i: usize) {
+    if let Some(ahead) = rows.get(i + 8) {
+        prefetch(*ahead);
+    }
+}
+
 /// Builds one column from the rows.
 struct Build;
 
 impl Build {
     fn text<'a, T: 'a>(rows: &[&'a T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
-        let bytes: usize = rows.iter().map(|r| f(r).map_or(0, str::len)).sum();
+        let bytes: usize = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                prefetch_ahead(rows, i);
+                f(r).map_or(0, str::len)
+            })
+            .sum();
         let mut b = StringBuilder::with_capacity(rows.len(), bytes);
         for r in rows {
             b.append_option(f(r));
@@ -462,7 +479,8 @@ impl Build {
     fn origin<T>(rows: &[&T], f: impl Fn(&T) -> Origin) -> [ArrayRef; 2] {
         let mut file = UInt32Builder::with_capacity(rows.len());
         let mut row = UInt64Builder::with_capacity(rows.len());
-        for r in rows {
+        for (i, r) in rows.iter().enumerate() {
+            prefetch_ahead(rows, i);
             let o = f(r);
             file.append_value(o.file);
             row.append_value(o.row);
@@ -587,7 +605,8 @@ impl Spillable for ActRow {
         let mut recorded = amount();
         let mut file = UInt32Builder::with_capacity(n);
         let mut row = UInt64Builder::with_capacity(n);
-        for s in rows {
+        for (i, s) in rows.iter().enumerate() {
+            prefetch_ahead(rows, i);
             let a = &s.value;
             act_id.append_value(&a.act_id);
             patient_id.append_value(&a.patient_id);
