@@ -336,6 +336,10 @@ fn assemble(
     // move once, straight to their place (they are large: moving them is most of the cost of
     // grouping).
     let mut keys: Vec<(u64, u32)> = Vec::with_capacity(rows.len());
+    // The first 16 bytes of each act id, ordered like the ids: the acts of one patient and
+    // day are sorted on them without reading their rows again (a cache miss each). 10 M
+    // acts: the grouping took 1.9 → 1.5 s of CPU (`perf`, one run each).
+    let mut id_prefixes: Vec<u128> = Vec::with_capacity(rows.len());
     let mut last_year: Option<i32> = None;
     let mut new_rejects = Vec::new();
     for (i, (Sourced { file, row, value }, dup)) in rows.iter().zip(duplicate).enumerate() {
@@ -348,6 +352,7 @@ fn assemble(
             value: v.into(),
         };
         last_year = last_year.max(Some(value.care_date.year()));
+        id_prefixes.push(partition::id_prefix(value.act_id.as_bytes()));
         if dup {
             new_rejects.push(reject("act_id", "duplicate_act_id", &value.act_id));
             continue;
@@ -372,13 +377,14 @@ fn assemble(
     for same_day in keys.chunk_by_mut(|a, b| a.0 == b.0) {
         if same_day.len() > 1 {
             same_day.sort_unstable_by(|a, b| {
-                rows[a.1 as usize]
-                    .value
-                    .act_id
-                    .cmp(&rows[b.1 as usize].value.act_id)
+                let (a, b) = (a.1 as usize, b.1 as usize);
+                id_prefixes[a]
+                    .cmp(&id_prefixes[b])
+                    .then_with(|| rows[a].value.act_id.cmp(&rows[b].value.act_id))
             });
         }
     }
+    drop(id_prefixes);
     // Each row moves once, in place, to its place in that order; the rejected rows go last
     // and are dropped. No second copy of the rows, and no vector per patient.
     let kept = keys.len();
@@ -745,8 +751,66 @@ pub fn execute(
 
 #[cfg(test)]
 mod tests {
-    use super::{patient_day, permute};
+    use super::{IdsChecked, Prepared, Sourced, assemble, patient_day, permute};
+    use crate::model::{Act, Beneficiary, Category, Regime};
     use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn assemble_orders_acts_by_patient_date_then_id() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2024, 3, d).unwrap();
+        let mut base = Prepared::default();
+        for id in ["p1", "p2"] {
+            let ben = Beneficiary {
+                patient_id: id.into(),
+                birth_date: NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
+                regime: Regime::General,
+            };
+            base.beneficiaries.insert(id.into(), ben);
+        }
+        // Same patient and day: ids that differ past their first 16 bytes, one that is
+        // another's prefix, and ids that differ early; given in no order.
+        let acts = [
+            ("p2", 5, "B"),
+            ("p1", 5, "ACT-2024-0000000002"),
+            ("p1", 5, "ACT-2024-00000000"),
+            ("p1", 4, "Z"),
+            ("p1", 5, "ACT-2024-0000000001"),
+            ("p1", 5, "ACT-2024-00000000\u{0}"),
+            ("p1", 5, "ACT-2023"),
+            ("p2", 5, "A"),
+        ];
+        let rows: Vec<Sourced<Act>> = acts
+            .iter()
+            .enumerate()
+            .map(|(i, &(patient, d, id))| Sourced {
+                file: 0,
+                row: i as u64 + 1,
+                value: Act::new(id, patient, day(d), Category::Consultation, Decimal::ONE),
+            })
+            .collect();
+        let prepared = assemble(base, rows, None, IdsChecked::Here).unwrap();
+        let order: Vec<(&str, &str)> = prepared
+            .acts
+            .iter()
+            .map(|a| (a.patient_id.as_str(), a.act_id.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("p1", "Z"),
+                ("p1", "ACT-2023"),
+                ("p1", "ACT-2024-00000000"),
+                ("p1", "ACT-2024-00000000\u{0}"),
+                ("p1", "ACT-2024-0000000001"),
+                ("p1", "ACT-2024-0000000002"),
+                ("p2", "A"),
+                ("p2", "B"),
+            ]
+        );
+        let rows_kept: Vec<u64> = prepared.origins.iter().map(|o| o.row).collect();
+        assert_eq!(rows_kept, [4, 7, 3, 6, 5, 2, 8, 1]);
+    }
 
     #[test]
     fn permute_puts_each_item_at_its_place() {

@@ -40,13 +40,19 @@ pub struct Plan {
     prefixes: Vec<u64>,
 }
 
-/// The first 8 bytes of `id` as a big-endian number, zero-padded: ordered like the ids
-/// (`prefix(a) < prefix(b)` implies `a < b`; equal prefixes decide nothing).
-fn prefix(id: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = id.len().min(8);
+/// The first 16 bytes of `id` as a big-endian number, zero-padded: ordered like the ids
+/// (`id_prefix(a) < id_prefix(b)` implies `a < b` in byte order; equal prefixes decide
+/// nothing).
+pub fn id_prefix(id: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = id.len().min(16);
     bytes[..n].copy_from_slice(&id[..n]);
-    u64::from_be_bytes(bytes)
+    u128::from_be_bytes(bytes)
+}
+
+/// The first 8 bytes of `id` (see [`id_prefix`]).
+fn prefix(id: &[u8]) -> u64 {
+    (id_prefix(id) >> 64) as u64
 }
 
 impl Plan {
@@ -218,6 +224,23 @@ mod tests {
         assert_eq!(stable_hash(b""), 0xf52a_15e9_a9b5_e89b);
         assert_eq!(stable_hash(b"P000001"), 0x709e_24b0_0698_8af2);
         assert_ne!(stable_hash(b"P1"), stable_hash(b"P2"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn id_prefixes_are_ordered_like_the_ids(
+            a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+        ) {
+            // A prefix lower means an id lower; ids in order have prefixes in order.
+            if id_prefix(&a) < id_prefix(&b) {
+                proptest::prop_assert!(a < b);
+            }
+            if a <= b {
+                proptest::prop_assert!(id_prefix(&a) <= id_prefix(&b));
+                proptest::prop_assert!(prefix(&a) <= prefix(&b));
+            }
+        }
     }
 
     #[test]

@@ -26,8 +26,8 @@ use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 
-use super::{Origin, prefetch};
 use super::worker::{Stage, Worker};
+use super::{Origin, prefetch};
 use crate::io::read::Sourced;
 use crate::model::{
     Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, RightKind, RightPeriod,
