@@ -589,20 +589,43 @@ pub(crate) fn single_threaded() -> bool {
 }
 
 /// Runs the engine on every patient, chunk by chunk, and hands each chunk's patients and
-/// results, in order, to `f`.
+/// results, in order, to `f`, on the calling thread. While `f` takes a chunk, the pool
+/// computes the next one: `f` (gathering the outcomes, handing them to the writer, which may
+/// have to wait for room) otherwise left the pool without work. With one worker, one chunk
+/// after the other.
 pub fn for_each_chunk<E>(
     book: &RuleBook,
     prepared: &Prepared,
     mut f: impl FnMut(&[PatientActs], Vec<PatientResult>) -> Result<(), E>,
 ) -> Result<(), E> {
-    for chunk in prepared.patients.chunks(CHUNK_PATIENTS) {
-        let results: Vec<PatientResult> = chunk
+    let compute = |chunk: &[PatientActs]| -> Vec<PatientResult> {
+        chunk
             .par_iter()
             .map(|p| engine::compute_patient(book, &prepared.input(p)))
-            .collect();
-        f(chunk, results)?;
+            .collect()
+    };
+    let mut chunks = prepared.patients.chunks(CHUNK_PATIENTS);
+    if single_threaded() {
+        return chunks.try_for_each(|chunk| f(chunk, compute(chunk)));
     }
-    Ok(())
+    let Some(mut chunk) = chunks.next() else {
+        return Ok(());
+    };
+    let mut results = compute(chunk);
+    loop {
+        let next = chunks.next();
+        let mut next_results = None;
+        rayon::in_place_scope(|scope| {
+            if let Some(next) = next {
+                scope.spawn(|_| next_results = Some(compute(next)));
+            }
+            f(chunk, results)
+        })?;
+        match (next, next_results) {
+            (Some(next), Some(next_results)) => (chunk, results) = (next, next_results),
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// What is kept across chunks: small per patient, never the outcomes.
@@ -755,6 +778,66 @@ mod tests {
     use crate::model::{Act, Beneficiary, Category, Regime};
     use chrono::NaiveDate;
     use rust_decimal::Decimal;
+
+    /// `n` patients with one act each, grouped.
+    fn patients(n: usize) -> Prepared {
+        let day = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let mut base = Prepared::default();
+        let mut rows = Vec::new();
+        for i in 0..n {
+            let id = format!("p{i:05}");
+            let ben = Beneficiary {
+                patient_id: id.clone(),
+                birth_date: NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
+                regime: Regime::General,
+            };
+            base.beneficiaries.insert(id.clone(), ben);
+            let act = Act::new(
+                &format!("a{i}"),
+                &id,
+                day,
+                Category::Consultation,
+                Decimal::TEN,
+            );
+            rows.push(Sourced {
+                file: 0,
+                row: i as u64 + 1,
+                value: act,
+            });
+        }
+        assemble(base, rows, None, IdsChecked::Here).unwrap()
+    }
+
+    #[test]
+    fn chunks_reach_f_in_order_with_their_results_and_stop_at_an_error() {
+        let book = crate::rules::RuleBook::builtin();
+        let prepared = patients(2 * super::CHUNK_PATIENTS + 5);
+        let mut seen = Vec::new();
+        super::for_each_chunk(&book, &prepared, |chunk, results| {
+            assert_eq!(chunk.len(), results.len());
+            for (p, r) in chunk.iter().zip(&results) {
+                assert_eq!(r.outcomes.len(), 1);
+                assert_eq!(r.outcomes[0].patient_id, p.patient_id);
+                seen.push(p.patient_id.clone());
+            }
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        let all: Vec<String> = prepared
+            .patients
+            .iter()
+            .map(|p| p.patient_id.clone())
+            .collect();
+        assert_eq!(seen, all);
+        // An error ends the run: no chunk after it reaches `f`.
+        let mut calls = 0;
+        let result = super::for_each_chunk(&book, &prepared, |_, _| {
+            calls += 1;
+            if calls == 2 { Err("stop") } else { Ok(()) }
+        });
+        assert_eq!(result, Err("stop"));
+        assert_eq!(calls, 2);
+    }
 
     #[test]
     fn assemble_orders_acts_by_patient_date_then_id() {
