@@ -493,6 +493,24 @@ fn check_replaceable(out: &Path) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Asks the kernel to start writing `file`'s bytes written so far to disk, without waiting
+/// for it: the fsync of the commit ([`Staging::commit`]) then finds little left to write.
+/// Before, it waited for the whole of each file at the end of the run: 0.65 s for 10 M acts
+/// (`strace`: 0.52 s for `acts.parquet`, 220 MB). A hint: a failure is left to that fsync.
+fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain system call on an open descriptor; offset 0 and length 0 mean the
+        // whole file, and SYNC_FILE_RANGE_WRITE only starts the writing of dirty pages.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
 /// fsyncs every file under `dir`, then the folders themselves.
 fn sync_tree(dir: &Path) -> Result<(), WriteError> {
     let entries = fs::read_dir(dir).map_err(|e| WriteError::io("cannot read folder", dir, e))?;
@@ -1235,6 +1253,8 @@ enum Sink {
 pub struct TableWriter<R: Row> {
     path: PathBuf,
     sink: Sink,
+    /// The same file, to start writing its bytes to disk as they come ([`start_writeback`]).
+    file: File,
     rows: u64,
     csv_buffer: Vec<u8>,
     _row: PhantomData<fn(&R)>,
@@ -1263,6 +1283,9 @@ impl<R: Row> TableWriter<R> {
     ) -> Result<TableWriter<R>, WriteError> {
         let path = dir.join(format!("{name}.{}", format.extension()));
         let file = File::create(&path).map_err(|e| WriteError::io("cannot create", &path, e))?;
+        let handle = file
+            .try_clone()
+            .map_err(|e| WriteError::io("cannot open", &path, e))?;
         let sink = match format {
             Format::Parquet => {
                 let parquet_error = |source| WriteError::Parquet {
@@ -1294,6 +1317,7 @@ impl<R: Row> TableWriter<R> {
         Ok(TableWriter {
             path,
             sink,
+            file: handle,
             rows: 0,
             csv_buffer: Vec::new(),
             _row: PhantomData,
@@ -1330,6 +1354,7 @@ impl<R: Row> TableWriter<R> {
                     out.write_all(&self.csv_buffer)
                         .map_err(|e| WriteError::io("cannot write", &self.path, e))?;
                     self.rows += chunk.len() as u64;
+                    start_writeback(&self.file);
                 }
                 Sink::Parquet { .. } => {
                     // In blocks that end where the row group's pieces do (write_row_group).
@@ -1355,6 +1380,7 @@ impl<R: Row> TableWriter<R> {
                 out.write_all(&bytes)
                     .map_err(|e| WriteError::io("cannot write", &self.path, e))?;
                 self.rows += encoded.rows as u64;
+                start_writeback(&self.file);
                 Ok(())
             }
             (Sink::Parquet { .. }, Body::Batch(batch)) => self.push_batch(batch),
@@ -1401,6 +1427,7 @@ impl<R: Row> TableWriter<R> {
                 source,
             })?;
             *row_groups += 1;
+            start_writeback(&self.file);
         }
         Ok(())
     }
