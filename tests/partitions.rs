@@ -64,7 +64,10 @@ fn data_set(dir: &Path) {
     let bens_path = dir.join("beneficiaries.csv");
     let bens = std::fs::read_to_string(&bens_path).unwrap();
     let second = bens.lines().nth(1).unwrap().to_string();
-    std::fs::write(&bens_path, format!("{bens}{second}\n")).unwrap();
+    // A repeated beneficiary, and one whose birth date is not a date (rejected, but its id is
+    // among those sampled to place the boundaries).
+    let refused = "P0000000350x,1980-02-30,general";
+    std::fs::write(&bens_path, format!("{bens}{second}\n{refused}\n")).unwrap();
 }
 
 fn compute(data: &Path, out: &Path, counters: Option<&Path>, extra: &[&str]) -> Output {
@@ -134,8 +137,9 @@ fn special_rows_rejected_once(out: &Path) {
     for reason in [
         "duplicate_act_id",
         "unknown_patient",
-        "bad_date",
+        "care_date,bad_date",
         "duplicate_patient_id",
+        "birth_date,bad_date",
     ] {
         assert_eq!(rejects.matches(reason).count(), 1, "{reason} in\n{rejects}");
     }
@@ -144,7 +148,7 @@ fn special_rows_rejected_once(out: &Path) {
     assert_eq!(manifest["rows"]["read"], 6003);
     assert_eq!(manifest["rows"]["computed"], 6000);
     assert_eq!(manifest["rows"]["rejected"], 3);
-    assert_eq!(manifest["rows"]["rejected_other_rows"], 1);
+    assert_eq!(manifest["rows"]["rejected_other_rows"], 2);
 }
 
 #[test]

@@ -24,7 +24,7 @@ use super::{
     check_counter_years, check_counters, check_manifest, group_counters, group_rights,
     index_beneficiaries,
 };
-use crate::io::read::{self, ActKey, Chunks, ReadOptions, Sourced};
+use crate::io::read::{self, ActKey, Chunks, PatientKey, ReadOptions, Sourced};
 use crate::model::{Act, Beneficiary, Id, Reject, RightPeriod, YearCounter};
 use crate::rules::RuleBook;
 
@@ -106,15 +106,15 @@ pub fn run(
     let mut early_rejects: Vec<Reject> = Vec::new();
     let mut other_rejects: Vec<Reject> = Vec::new();
 
-    // Beneficiaries: a first pass samples the ids to place the boundaries, the second routes
-    // the rows.
+    // Beneficiaries: a first pass samples the ids (only that column) to place the boundaries,
+    // the second routes the rows.
     log(
         "read",
         "sampling patient ids",
         &[("acts_expected", rows), ("partitions", parts as u64)],
     );
     let mut sampler = Sampler::new(parts * SAMPLE_PER_PART);
-    for chunk in Chunks::<Beneficiary>::open(&inputs.beneficiaries, &inputs.read)? {
+    for chunk in Chunks::<PatientKey>::open(&inputs.beneficiaries, &inputs.read)? {
         for r in &chunk?.rows {
             sampler.add(&r.value.patient_id);
         }
@@ -134,9 +134,8 @@ pub fn run(
     for chunk in chunks {
         let chunk = chunk?;
         other_rejects.extend(chunk.rejects);
-        for r in chunk.rows {
-            bens.push(plan.part_of(&r.value.patient_id), r)?;
-        }
+        let parts = parts_of(&plan, &chunk.rows, |r| &r.value.patient_id);
+        bens.push_chunk(chunk.rows, parts)?;
     }
     let mut bens = bens.finish()?;
 
@@ -147,9 +146,9 @@ pub fn run(
         for chunk in chunks {
             let chunk = chunk?;
             other_rejects.extend(chunk.rejects);
-            for r in chunk.rows {
-                rights.push(plan.part_of(&r.value.patient_id), r.value)?;
-            }
+            let rows: Vec<RightPeriod> = chunk.rows.into_iter().map(|r| r.value).collect();
+            let parts = parts_of(&plan, &rows, |r| &r.patient_id);
+            rights.push_chunk(rows, parts)?;
         }
     }
     let mut rights = rights.finish()?;
@@ -165,10 +164,9 @@ pub fn run(
             }
             let values: Vec<YearCounter> = chunk.rows.into_iter().map(|s| s.value).collect();
             check_counters(path, &values)?;
-            for c in values {
-                counter_years.push(c.year);
-                counters.push(plan.part_of(&c.patient_id), c)?;
-            }
+            counter_years.extend(values.iter().map(|c| c.year));
+            let parts = parts_of(&plan, &values, |c| &c.patient_id);
+            counters.push_chunk(values, parts)?;
         }
         counter_years.sort_unstable();
         counter_years.dedup();
@@ -230,11 +228,7 @@ pub fn run(
             bar.inc(chunk.read);
             early_rejects.extend(chunk.rejects);
             let file = chunk.file as u32;
-            let act_parts: Vec<u32> = chunk
-                .rows
-                .iter()
-                .map(|act| plan.part_of(&act.value.patient_id) as u32)
-                .collect();
+            let act_parts = parts_of(&plan, &chunk.rows, |act| &act.value.patient_id);
             let (id_rows, id_parts): (Vec<IdRow>, Vec<u32>) = chunk
                 .rows
                 .iter()
@@ -320,6 +314,13 @@ pub fn run(
         })?;
     }
     sink.finish(read_rows, started)
+}
+
+/// The partition of each row, by its patient id.
+fn parts_of<T>(plan: &Plan, rows: &[T], patient_id: impl Fn(&T) -> &str) -> Vec<u32> {
+    rows.iter()
+        .map(|r| plan.part_of(patient_id(r)) as u32)
+        .collect()
 }
 
 /// The bucket of an act id, among `buckets`: the same id always lands in the same bucket.

@@ -358,6 +358,26 @@ impl Table for ActKey {
     }
 }
 
+/// Only the `patient_id` of a beneficiaries row, for the pass that samples the ids to place
+/// the partitions' boundaries: the other columns are not read (Parquet) or not converted
+/// (CSV). A row refused as a [`Beneficiary`] may be sampled: it moves a boundary, which
+/// changes no output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientKey {
+    pub patient_id: Id,
+}
+
+impl Table for PatientKey {
+    const COLUMNS: &'static [ColumnSpec] = &[col("patient_id", Kind::Text, true)];
+    const ACT_ID: Option<usize> = None;
+
+    fn from_row<R: Row + ?Sized>(row: &R, _opts: &ReadOptions) -> Conv<PatientKey> {
+        Ok(PatientKey {
+            patient_id: req_id(row, 0)?,
+        })
+    }
+}
+
 impl Table for Beneficiary {
     const COLUMNS: &'static [ColumnSpec] = &[
         col("patient_id", Kind::Text, true),
