@@ -231,7 +231,12 @@ impl<T: Spillable> Partitioned<T> {
             .map(|(part, rows)| (part, T::to_batch(rows)))
             .collect();
         drop(members);
-        drop(chunks);
+        // The rows are dropped on the pool: on this thread alone (the one that routes the
+        // rows), the other core idled meanwhile.
+        chunks
+            .into_par_iter()
+            .flat_map(|chunk| chunk.rows)
+            .for_each(drop);
         self.buffered = 0;
         self.spilled_rows += self.pending as u64;
         self.pending = 0;
