@@ -779,6 +779,16 @@ mod tests {
     use chrono::NaiveDate;
     use rust_decimal::Decimal;
 
+    /// A beneficiary born on 1980-01-01, general regime.
+    fn add_beneficiary(base: &mut Prepared, id: &str) {
+        let ben = Beneficiary {
+            patient_id: id.into(),
+            birth_date: NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
+            regime: Regime::General,
+        };
+        base.beneficiaries.insert(id.into(), ben);
+    }
+
     /// `n` patients with one act each, grouped.
     fn patients(n: usize) -> Prepared {
         let day = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
@@ -786,12 +796,7 @@ mod tests {
         let mut rows = Vec::new();
         for i in 0..n {
             let id = format!("p{i:05}");
-            let ben = Beneficiary {
-                patient_id: id.clone(),
-                birth_date: NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
-                regime: Regime::General,
-            };
-            base.beneficiaries.insert(id.clone(), ben);
+            add_beneficiary(&mut base, &id);
             let act = Act::new(
                 &format!("a{i}"),
                 &id,
@@ -844,12 +849,7 @@ mod tests {
         let day = |d: u32| NaiveDate::from_ymd_opt(2024, 3, d).unwrap();
         let mut base = Prepared::default();
         for id in ["p1", "p2"] {
-            let ben = Beneficiary {
-                patient_id: id.into(),
-                birth_date: NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
-                regime: Regime::General,
-            };
-            base.beneficiaries.insert(id.into(), ben);
+            add_beneficiary(&mut base, id);
         }
         // Same patient and day: ids that differ past their first 16 bytes, one that is
         // another's prefix, and ids that differ early; given in no order.
