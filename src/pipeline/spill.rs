@@ -6,8 +6,6 @@
 //! The IPC encoding is lossless for every field (amounts are the 16 bytes of
 //! `Decimal::serialize`), so a spilled run computes exactly what an in-memory run computes.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,6 +24,7 @@ use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 
+use super::direct_io::{self, Aligned, SpillFile, SpillReader};
 use super::worker::{Stage, Worker};
 use super::{Origin, prefetch};
 use crate::io::read::Sourced;
@@ -292,13 +291,20 @@ fn open_files(files: SpillFiles) -> Result<Files, SpillError> {
     .map_err(|e| spill_error(&dir, format!("cannot start the spill thread: {e}")))
 }
 
-/// One Arrow IPC stream file per partition, created at its first batch.
+/// One Arrow IPC stream file per partition, created at its first batch, written around the
+/// page cache ([`direct_io`]).
 struct SpillFiles {
     /// Their folder.
     dir: PathBuf,
     paths: Vec<PathBuf>,
     schema: SchemaRef,
-    writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
+    /// Per partition, its stream's encoder (which writes into an empty vector between
+    /// batches) and its file.
+    writers: Vec<Option<(StreamWriter<Vec<u8>>, SpillFile)>>,
+    /// The encoded bytes of the batch being written, whatever its partition.
+    encoded: Vec<u8>,
+    /// The aligned buffer the files are written from.
+    scratch: Aligned,
 }
 
 impl SpillFiles {
@@ -309,8 +315,30 @@ impl SpillFiles {
             paths,
             schema,
             writers,
+            encoded: Vec::new(),
+            scratch: Aligned::new(direct_io::TRANSFER),
         }
     }
+}
+
+/// Runs `encode` on `writer` with `bytes` as its output (empty on entry), then appends what
+/// it wrote to `file` and empties `bytes`: the partitions' encoders share one vector.
+fn encode_into<E: std::fmt::Display>(
+    path: &Path,
+    writer: &mut StreamWriter<Vec<u8>>,
+    file: &mut SpillFile,
+    bytes: &mut Vec<u8>,
+    scratch: &mut Aligned,
+    encode: impl FnOnce(&mut StreamWriter<Vec<u8>>) -> Result<(), E>,
+) -> Result<(), SpillError> {
+    std::mem::swap(writer.get_mut(), bytes);
+    let encoded = encode(writer);
+    std::mem::swap(writer.get_mut(), bytes);
+    encoded.map_err(|e| spill_error(path, e))?;
+    file.append(bytes, scratch)
+        .map_err(|e| spill_error(path, e))?;
+    bytes.clear();
+    Ok(())
 }
 
 impl Stage for SpillFiles {
@@ -323,14 +351,24 @@ impl Stage for SpillFiles {
         for (part, batch) in batches {
             let path = &self.paths[part];
             if self.writers[part].is_none() {
-                let file = File::create(path).map_err(|e| spill_error(path, e))?;
-                let writer =
-                    StreamWriter::try_new(BufWriter::with_capacity(1 << 16, file), &self.schema)
-                        .map_err(|e| spill_error(path, e))?;
-                self.writers[part] = Some(writer);
+                let mut file = SpillFile::create(path).map_err(|e| spill_error(path, e))?;
+                // The stream's schema message, written at its creation.
+                let mut writer = StreamWriter::try_new(Vec::new(), &self.schema)
+                    .map_err(|e| spill_error(path, e))?;
+                file.append(writer.get_ref(), &mut self.scratch)
+                    .map_err(|e| spill_error(path, e))?;
+                *writer.get_mut() = Vec::new();
+                self.writers[part] = Some((writer, file));
             }
-            let writer = self.writers[part].as_mut().expect("opened above");
-            writer.write(&batch).map_err(|e| spill_error(path, e))?;
+            let (writer, file) = self.writers[part].as_mut().expect("opened above");
+            encode_into(
+                path,
+                writer,
+                file,
+                &mut self.encoded,
+                &mut self.scratch,
+                |w| w.write(&batch),
+            )?;
         }
         Ok(())
     }
@@ -343,8 +381,17 @@ impl Stage for SpillFiles {
             .zip(self.paths)
         {
             match writer {
-                Some(mut w) => {
-                    w.finish().map_err(|e| spill_error(&path, e))?;
+                Some((mut writer, mut file)) => {
+                    encode_into(
+                        &path,
+                        &mut writer,
+                        &mut file,
+                        &mut self.encoded,
+                        &mut self.scratch,
+                        |w| w.finish(),
+                    )?;
+                    file.finish(&mut self.scratch)
+                        .map_err(|e| spill_error(&path, e))?;
                     files.push(Some(path));
                 }
                 None => files.push(None),
@@ -374,9 +421,8 @@ impl<T: Spillable> Stored<T> {
         let Some(path) = self.files[part].take() else {
             return Ok(memory);
         };
-        let file = File::open(&path).map_err(|e| spill_error(&path, e))?;
-        let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, file), None)
-            .map_err(|e| spill_error(&path, e))?;
+        let file = SpillReader::open(&path).map_err(|e| spill_error(&path, e))?;
+        let reader = StreamReader::try_new(file, None).map_err(|e| spill_error(&path, e))?;
         // SAFETY: the file was written by this run, from arrays built and checked by arrow-rs,
         // in the run's own staging folder, and is read back once: checking it again (UTF-8 of
         // every string, every offset) would only repeat what was checked when it was built.
