@@ -194,7 +194,18 @@ fn a_spilled_run_writes_the_bytes_of_an_in_memory_run() {
     ok(&o, &[3]);
     assert_eq!(compute_event(&o)["partitions"], 7);
 
-    same_tables(&memory, &[&spilled, &seven]);
+    // Spill files through the page cache instead of around it: the same bytes.
+    let cached = tmp.path().join("cached");
+    let o = compute(
+        &data,
+        &cached,
+        Some(&counters),
+        &["--memory-limit", "1M", "--spill-io", "cached"],
+    );
+    ok(&o, &[3]);
+    assert!(compute_event(&o)["spilled_acts"].as_u64().unwrap() > 0);
+
+    same_tables(&memory, &[&spilled, &seven, &cached]);
     special_rows_rejected_once(&spilled);
 }
 

@@ -53,6 +53,12 @@ pub struct ComputeArgs {
     /// time; the outputs are the same bytes.
     #[arg(long)]
     pub memory_limit: Option<String>,
+    /// How spill files reach the disk: `direct` bypasses the page cache (O_DIRECT, Linux,
+    /// where the file system takes it; the files are written once and read once, and going
+    /// through the cache only costs CPU); `cached` goes through it, for a disk much slower
+    /// than memory copies (a network file system, a spinning disk).
+    #[arg(long, default_value = "direct", value_parser = ["direct", "cached"])]
+    pub spill_io: String,
     /// Number of partitions, instead of what --memory-limit asks for (tuning, tests).
     #[arg(long, hide = true)]
     pub partitions: Option<usize>,
@@ -199,6 +205,10 @@ fn execute(
                 memory,
                 parts: args.partitions,
                 sorted: args.sorted,
+                spill_io: match args.spill_io.as_str() {
+                    "cached" => pipeline::SpillIo::Cached,
+                    _ => pipeline::SpillIo::Direct,
+                },
             };
             let opts = run_opts(serde_json::json!({"profile": "canonical"}));
             let event = |step: &str, message: &str, counts: &[(&str, u64)]| {

@@ -16,6 +16,24 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// How spill files reach the disk (`--spill-io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpillIo {
+    /// Around the page cache (`O_DIRECT`) where the file system takes it, else through it.
+    #[default]
+    Direct,
+    /// Through the page cache: for a disk much slower than memory copies (a network file
+    /// system, a spinning disk), where a run's spill files fit in the free memory.
+    Cached,
+}
+
+impl SpillIo {
+    /// Whether direct transfers are asked for.
+    fn direct(self) -> bool {
+        self == SpillIo::Direct
+    }
+}
+
 /// Size and alignment of a direct transfer: the largest logical block size in common use.
 pub(crate) const BLOCK: usize = 4096;
 
@@ -88,12 +106,12 @@ pub(crate) struct SpillFile {
 }
 
 impl SpillFile {
-    /// Creates (or truncates) `path`, direct where possible.
-    pub(crate) fn create(path: &Path) -> io::Result<SpillFile> {
-        SpillFile::create_with(path, true)
+    /// Creates (or truncates) `path`, direct where `io` asks for it and the file system takes
+    /// it.
+    pub(crate) fn create(path: &Path, io: SpillIo) -> io::Result<SpillFile> {
+        SpillFile::create_with(path, io.direct())
     }
 
-    /// `create`, with direct transfers asked for or not (tests).
     fn create_with(path: &Path, direct: bool) -> io::Result<SpillFile> {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -196,8 +214,9 @@ pub(crate) struct SpillReader {
 }
 
 impl SpillReader {
-    pub(crate) fn open(path: &Path) -> io::Result<SpillReader> {
-        SpillReader::open_with(path, true)
+    /// Opens `path`, direct where `io` asks for it and the file system takes it.
+    pub(crate) fn open(path: &Path, io: SpillIo) -> io::Result<SpillReader> {
+        SpillReader::open_with(path, io.direct())
     }
 
     fn open_with(path: &Path, direct: bool) -> io::Result<SpillReader> {
@@ -319,7 +338,7 @@ mod tests {
     }
 
     /// Where the file system takes direct transfers (the temporary folder of Linux machines
-    /// with ext4 or xfs), a spill file uses them.
+    /// with ext4 or xfs), a spill file uses them, unless told to go through the cache.
     #[cfg(target_os = "linux")]
     #[test]
     fn direct_transfers_where_the_file_system_takes_them() {
@@ -328,7 +347,9 @@ mod tests {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);
         let (_, supported) = open_direct(&path, &mut options, true).unwrap();
-        let file = SpillFile::create(&path).unwrap();
+        let file = SpillFile::create(&path, SpillIo::Direct).unwrap();
         assert_eq!(file.is_direct(), supported);
+        let file = SpillFile::create(&path, SpillIo::Cached).unwrap();
+        assert!(!file.is_direct());
     }
 }

@@ -18,6 +18,7 @@ mod sink;
 mod spill;
 mod worker;
 
+pub use direct_io::SpillIo;
 pub use partition::{default_memory_limit, parse_size};
 pub use partitioned::{Limits, run};
 

@@ -16,9 +16,10 @@ use std::time::Instant;
 
 use chrono::Datelike;
 
+use super::direct_io::SpillIo;
 use super::partition::{self, Plan, Sampler};
 use super::sink::Sink;
-use super::spill::{ActRow, IdHash, IdRow, Partitioned, SpillError, Stored};
+use super::spill::{ActRow, IdHash, IdRow, Partitioned, SpillError, Spillable, Stored};
 use super::{
     IdsChecked, Inputs, Origin, Prepared, RunError, RunOptions, RunSummary, assemble,
     check_counter_years, check_counters, check_manifest, group_counters, group_rights,
@@ -44,16 +45,40 @@ pub struct Limits {
     /// The acts are declared sorted by `patient_id` (`--sorted`): they are streamed, one
     /// partition after the other, instead of spilled; a row out of order fails the run.
     pub sorted: bool,
+    /// How spill files reach the disk (`--spill-io`).
+    pub spill_io: SpillIo,
+}
+
+/// The run's spill folder, and how its files reach the disk.
+struct SpillDir {
+    path: PathBuf,
+    io: SpillIo,
+}
+
+impl SpillDir {
+    /// A store of `parts` partitions spilling here.
+    fn store<T: Spillable>(&self, parts: usize, budget: usize) -> Partitioned<T> {
+        Partitioned::new(&self.path, parts, budget).with_io(self.io)
+    }
+
+    /// The folder `name` inside this one.
+    fn sub(&self, name: &str) -> SpillDir {
+        SpillDir {
+            path: self.path.join(name),
+            io: self.io,
+        }
+    }
 }
 
 /// Where a run reports its steps: step, message, counts.
 pub type Log<'a> = dyn Fn(&str, &str, &[(&str, u64)]) + 'a;
 
 /// Most bytes of rows buffered while reading, whatever the limit: past it, the cost of fresh
-/// memory (page faults, zeroing) exceeds the cost of writing the spill files, which the page
-/// cache mostly keeps (10 M acts: 24 s with 43 MiB buffers, 29 s with 2 GiB). Between 16 and
-/// 64 MiB the time does not change measurably (10 M acts, 3-run medians 17.9–19.3 s), and
-/// 32 MiB rather than 64 lowers the peak RSS from 553 to 447 MiB.
+/// memory (page faults, zeroing) exceeds the cost of writing the spill files (10 M acts: 24 s
+/// with 43 MiB buffers, 29 s with 2 GiB). Between 16 and 64 MiB the time does not change
+/// measurably (10 M acts, 3-run medians 17.9–19.3 s), and 32 MiB rather than 64 lowers the
+/// peak RSS from 553 to 447 MiB. (Measured while the spill files went through the page
+/// cache; 32 MiB makes the acts' direct writes about 130 KiB per partition and spill.)
 const READ_BUFFER_MAX: u64 = 32 << 20;
 
 /// Rows per read chunk when sorted acts are streamed: there the chunks being read sit in
@@ -96,7 +121,10 @@ pub fn run(
     }
 
     let staging = crate::io::write::Staging::begin(&opts.out)?;
-    let spill_dir: PathBuf = staging.path().join(".spill");
+    let spill = SpillDir {
+        path: staging.path().join(".spill"),
+        io: limits.spill_io,
+    };
     // While reading, the rows held for one table at a time take at most a sixth of the limit
     // (their vectors' capacity counted; one read chunk, if a chunk alone is more), and no more
     // than READ_BUFFER_MAX; the act ids a quarter of that. Beside them, two sets of their
@@ -127,7 +155,7 @@ pub fn run(
         &[("partitions", parts as u64)],
     );
 
-    let mut bens = Partitioned::<Sourced<Beneficiary>>::new(&spill_dir, parts, budget);
+    let mut bens = spill.store::<Sourced<Beneficiary>>(parts, budget);
     let chunks = Chunks::<Beneficiary>::open(&inputs.beneficiaries, &inputs.read)?;
     let ben_files = chunks.files().to_vec();
     files.extend(ben_files.iter().map(|f| ("beneficiaries", f.clone())));
@@ -139,7 +167,7 @@ pub fn run(
     }
     let mut bens = bens.finish()?;
 
-    let mut rights = Partitioned::<RightPeriod>::new(&spill_dir, parts, budget);
+    let mut rights = spill.store::<RightPeriod>(parts, budget);
     if let Some(path) = &inputs.rights {
         let chunks = Chunks::<RightPeriod>::open(path, &inputs.read)?;
         files.extend(chunks.files().iter().map(|f| ("rights", f.clone())));
@@ -153,7 +181,7 @@ pub fn run(
     }
     let mut rights = rights.finish()?;
 
-    let mut counters = Partitioned::<YearCounter>::new(&spill_dir, parts, budget);
+    let mut counters = spill.store::<YearCounter>(parts, budget);
     let mut counter_years: Vec<i32> = Vec::new();
     if let Some(path) = &inputs.counters {
         check_manifest(path)?;
@@ -182,7 +210,7 @@ pub fn run(
         Order::Detect
     };
     let bar = progress_bar(opts.progress, rows, "first pass");
-    if let Some(repeated) = first_pass(inputs, &spill_dir, parts, budget, order, log, bar)? {
+    if let Some(repeated) = first_pass(inputs, &spill, parts, budget, order, log, bar)? {
         let routed = Routed {
             plan: &plan,
             loaders: SmallTables {
@@ -197,7 +225,16 @@ pub fn run(
             expected: rows,
         };
         return stream_sorted(
-            book, inputs, opts, staging, &spill_dir, routed, repeated, order, started, log,
+            book,
+            inputs,
+            opts,
+            staging,
+            &spill.path,
+            routed,
+            repeated,
+            order,
+            started,
+            log,
         );
     }
     log(
@@ -207,10 +244,10 @@ pub fn run(
     );
 
     // Acts, and their ids routed by a hash of the id.
-    let mut acts = Partitioned::<ActRow>::new(&spill_dir, parts, budget);
+    let mut acts = spill.store::<ActRow>(parts, budget);
     // An id row is an eighth of an act row: as many buckets as partitions would be small.
     let id_buckets = parts.div_ceil(8);
-    let mut ids = Partitioned::<IdRow>::new(&spill_dir, id_buckets, budget / 4);
+    let mut ids = spill.store::<IdRow>(id_buckets, budget / 4);
     let chunks = read::open_acts(&inputs.acts, &inputs.read)?;
     let act_files = chunks.files().to_vec();
     files.extend(act_files.iter().map(|f| ("acts", f.clone())));
@@ -307,9 +344,9 @@ pub fn run(
         Ok(())
     })?;
     // Every spill file was deleted as its partition was read; the folder goes before commit.
-    if spill_dir.exists() {
-        std::fs::remove_dir_all(&spill_dir).map_err(|e| SpillError {
-            path: spill_dir.clone(),
+    if spill.path.exists() {
+        std::fs::remove_dir_all(&spill.path).map_err(|e| SpillError {
+            path: spill.path.clone(),
             message: e.to_string(),
         })?;
     }
@@ -518,7 +555,7 @@ enum Order {
 /// are not judged here: the stream rejects those that are not valid acts.
 fn first_pass(
     inputs: &Inputs,
-    spill_dir: &std::path::Path,
+    spill: &SpillDir,
     parts: usize,
     budget: usize,
     order: Order,
@@ -535,11 +572,11 @@ fn first_pass(
     );
     // `bar` is owned here: cleared however the pass ends (an error included), not left drawn
     // above the message. Its own folder: a pass given up leaves no file behind.
-    let dir = spill_dir.join("first-pass");
+    let dir = spill.sub("first-pass");
     // A hash is 8 bytes where an act takes about 1 100 in memory: a bucket of hashes for 64
     // partitions is still smaller than one partition's acts.
     let buckets = parts.div_ceil(64);
-    let mut hashes = Partitioned::<IdHash>::new(&dir, buckets, budget);
+    let mut hashes = dir.store::<IdHash>(buckets, budget);
     let chunks = Chunks::<ActKey>::open(&inputs.acts, &inputs.read)?;
     let files = chunks.files().to_vec();
     let mut last: Option<(Id, usize, u64)> = None;
@@ -556,9 +593,9 @@ fn first_pass(
                     return Err(not_sorted(&files, here, last, order));
                 }
                 drop(hashes);
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).map_err(|e| SpillError {
-                        path: dir.clone(),
+                if dir.path.exists() {
+                    std::fs::remove_dir_all(&dir.path).map_err(|e| SpillError {
+                        path: dir.path.clone(),
                         message: e.to_string(),
                     })?;
                 }

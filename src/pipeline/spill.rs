@@ -24,7 +24,7 @@ use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 
-use super::direct_io::{self, Aligned, SpillFile, SpillReader};
+use super::direct_io::{self, Aligned, SpillFile, SpillIo, SpillReader};
 use super::worker::{Stage, Worker};
 use super::{Origin, prefetch};
 use crate::io::read::Sourced;
@@ -88,6 +88,8 @@ pub struct Partitioned<T: Spillable> {
     /// beyond their slots).
     buffered: usize,
     budget: usize,
+    /// How the spill files reach the disk.
+    io: SpillIo,
     /// Rows sent to disk so far (written, or being written).
     pub spilled_rows: u64,
 }
@@ -129,8 +131,15 @@ impl<T: Spillable> Partitioned<T> {
             files: None,
             buffered: 0,
             budget,
+            io: SpillIo::default(),
             spilled_rows: 0,
         }
+    }
+
+    /// The store with its spill files written and read as `io` says.
+    pub fn with_io(mut self, io: SpillIo) -> Partitioned<T> {
+        self.io = io;
+        self
     }
 
     /// Adds one row to partition `part`.
@@ -244,7 +253,8 @@ impl<T: Spillable> Partitioned<T> {
             let paths = (0..self.parts)
                 .map(|part| self.dir.join(format!("{}-{part:05}.arrows", T::NAME)))
                 .collect();
-            self.files = Some(open_files(SpillFiles::new(&self.dir, paths, T::schema()))?);
+            let files = SpillFiles::new(&self.dir, paths, T::schema(), self.io);
+            self.files = Some(open_files(files)?);
         }
         self.files.as_mut().expect("opened above").send(batches)
     }
@@ -269,6 +279,7 @@ impl<T: Spillable> Partitioned<T> {
         Ok(Stored {
             files,
             buffers,
+            io: self.io,
             spilled_rows: self.spilled_rows,
         })
     }
@@ -305,10 +316,11 @@ struct SpillFiles {
     encoded: Vec<u8>,
     /// The aligned buffer the files are written from.
     scratch: Aligned,
+    io: SpillIo,
 }
 
 impl SpillFiles {
-    fn new(dir: &Path, paths: Vec<PathBuf>, schema: SchemaRef) -> SpillFiles {
+    fn new(dir: &Path, paths: Vec<PathBuf>, schema: SchemaRef, io: SpillIo) -> SpillFiles {
         let writers = paths.iter().map(|_| None).collect();
         SpillFiles {
             dir: dir.to_path_buf(),
@@ -317,6 +329,7 @@ impl SpillFiles {
             writers,
             encoded: Vec::new(),
             scratch: Aligned::new(direct_io::TRANSFER),
+            io,
         }
     }
 }
@@ -351,7 +364,8 @@ impl Stage for SpillFiles {
         for (part, batch) in batches {
             let path = &self.paths[part];
             if self.writers[part].is_none() {
-                let mut file = SpillFile::create(path).map_err(|e| spill_error(path, e))?;
+                let mut file =
+                    SpillFile::create(path, self.io).map_err(|e| spill_error(path, e))?;
                 // The stream's schema message, written at its creation.
                 let mut writer = StreamWriter::try_new(Vec::new(), &self.schema)
                     .map_err(|e| spill_error(path, e))?;
@@ -405,6 +419,7 @@ impl Stage for SpillFiles {
 pub struct Stored<T> {
     files: Vec<Option<PathBuf>>,
     buffers: Vec<Vec<T>>,
+    io: SpillIo,
     pub spilled_rows: u64,
 }
 
@@ -421,7 +436,7 @@ impl<T: Spillable> Stored<T> {
         let Some(path) = self.files[part].take() else {
             return Ok(memory);
         };
-        let file = SpillReader::open(&path).map_err(|e| spill_error(&path, e))?;
+        let file = SpillReader::open(&path, self.io).map_err(|e| spill_error(&path, e))?;
         let reader = StreamReader::try_new(file, None).map_err(|e| spill_error(&path, e))?;
         // SAFETY: the file was written by this run, from arrays built and checked by arrow-rs,
         // in the run's own staging folder, and is read back once: checking it again (UTF-8 of
