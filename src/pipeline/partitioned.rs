@@ -68,6 +68,17 @@ impl SpillDir {
             io: self.io,
         }
     }
+
+    /// Removes the folder and what is left in it, if it was made.
+    fn remove(&self) -> Result<(), SpillError> {
+        if self.path.exists() {
+            std::fs::remove_dir_all(&self.path).map_err(|e| SpillError {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Where a run reports its steps: step, message, counts.
@@ -225,16 +236,7 @@ pub fn run(
             expected: rows,
         };
         return stream_sorted(
-            book,
-            inputs,
-            opts,
-            staging,
-            &spill.path,
-            routed,
-            repeated,
-            order,
-            started,
-            log,
+            book, inputs, opts, staging, &spill, routed, repeated, order, started, log,
         );
     }
     log(
@@ -344,12 +346,7 @@ pub fn run(
         Ok(())
     })?;
     // Every spill file was deleted as its partition was read; the folder goes before commit.
-    if spill.path.exists() {
-        std::fs::remove_dir_all(&spill.path).map_err(|e| SpillError {
-            path: spill.path.clone(),
-            message: e.to_string(),
-        })?;
-    }
+    spill.remove()?;
     sink.finish(read_rows, started)
 }
 
@@ -593,12 +590,7 @@ fn first_pass(
                     return Err(not_sorted(&files, here, last, order));
                 }
                 drop(hashes);
-                if dir.path.exists() {
-                    std::fs::remove_dir_all(&dir.path).map_err(|e| SpillError {
-                        path: dir.path.clone(),
-                        message: e.to_string(),
-                    })?;
-                }
+                dir.remove()?;
                 return Ok(None);
             }
             last = Some((patient_id, r.file, r.row));
@@ -651,7 +643,7 @@ fn stream_sorted(
     inputs: &Inputs,
     opts: &RunOptions,
     staging: crate::io::write::Staging,
-    spill_dir: &std::path::Path,
+    spill: &SpillDir,
     routed: Routed,
     repeated: HashSet<IdHash>,
     order: Order,
@@ -720,12 +712,7 @@ fn stream_sorted(
     // On an error the sink is dropped: its writer is waited for, then the staging folder is
     // removed (the previous outputs stay as they were).
     checked?;
-    if spill_dir.exists() {
-        std::fs::remove_dir_all(spill_dir).map_err(|e| SpillError {
-            path: spill_dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    }
+    spill.remove()?;
     sink.finish(stats.read, started)
 }
 
