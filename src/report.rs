@@ -541,6 +541,7 @@ mod tests {
             rules: vec!["pf"].into(),
             flags: vec![],
             recorded_amo: None,
+            carried: Default::default(),
         }
     }
 

@@ -121,6 +121,7 @@ fn csv_with_defaults_and_full_rows() {
             pathway: Pathway::OutOfPathway,
             setting: Setting::Inpatient,
             recorded_amo: Some(dec!(-1.20)),
+            carried: Default::default(),
         }
     );
 }
@@ -328,6 +329,7 @@ fn decimal_comma() {
     );
     let comma = ReadOptions {
         decimal_comma: true,
+        ..ReadOptions::default()
     };
     let loaded = read_acts(&semicolons, &comma).unwrap();
     assert!(loaded.rejects.is_empty(), "{:?}", loaded.rejects);
@@ -865,7 +867,10 @@ mod fuzz {
             let mut content = b"act_id,patient_id,care_date,category,tariff,quantity,ald_related\n".to_vec();
             content.extend(&body);
             let path = write(dir.path(), "acts.csv", &content);
-            let loaded = read_acts(&path, &ReadOptions { decimal_comma: true }).unwrap();
+            let loaded = read_acts(&path, &ReadOptions {
+                decimal_comma: true,
+                ..ReadOptions::default()
+            }).unwrap();
             check_counts(&loaded);
             for reject in &loaded.rejects {
                 prop_assert!(reject.value.chars().count() <= 200);

@@ -48,6 +48,7 @@ fn consultation(id: &str, patient: &str, day: NaiveDate, billed: Decimal) -> Out
         rules: vec!["pf.adult"].into(),
         flags: vec![],
         recorded_amo: None,
+        carried: Default::default(),
     }
 }
 

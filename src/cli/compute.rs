@@ -14,6 +14,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
@@ -71,6 +72,11 @@ pub struct ComputeArgs {
     /// Log lines as JSON objects (for log collectors).
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// Carry the acts' columns that SPEC §2 does not define (a claim number, a caisse code…)
+    /// through to `acts.*`, after its own columns, as text: the columns of every acts file, in
+    /// the order they first appear; empty where a file lacks one. Canonical profile only.
+    #[arg(long)]
+    pub keep_columns: bool,
 }
 
 /// Recompute every act, then compare with the recorded AMO amounts.
@@ -190,6 +196,7 @@ fn execute(
         }
         None => pipeline::default_memory_limit(),
     };
+    let carried = carried_columns(args)?;
     let run_opts = |profile| RunOptions {
         out: args.out.clone(),
         format,
@@ -198,6 +205,7 @@ fn execute(
         audit: audit_opts,
         profile,
         progress: log.progress && !log.json,
+        carried: Arc::clone(&carried),
     };
     let summary: RunSummary = (|| -> Result<RunSummary, Failure> {
         if args.input.profile()? == ProfileKind::Canonical {
@@ -214,13 +222,10 @@ fn execute(
             let event = |step: &str, message: &str, counts: &[(&str, u64)]| {
                 log.event(step, message, counts)
             };
+            let mut inputs = args.input.inputs()?;
+            inputs.read.carried = Arc::clone(&carried);
             return Ok(pipeline::run(
-                &book,
-                &args.input.inputs()?,
-                &opts,
-                &limits,
-                started,
-                &event,
+                &book, &inputs, &opts, &limits, started, &event,
             )?);
         }
         if args.sorted {
@@ -260,6 +265,28 @@ fn execute(
         ],
     );
     Ok(summary.exit_code())
+}
+
+/// The columns `--keep-columns` carries (none without it). A name that `acts.*` already has
+/// is a configuration error: the two columns could not be told apart.
+fn carried_columns(args: &ComputeArgs) -> Result<Arc<[String]>, Failure> {
+    if !args.keep_columns {
+        return Ok(Arc::from([]));
+    }
+    if args.input.profile()? != ProfileKind::Canonical {
+        return Err(Failure::usage(
+            "--keep-columns applies to the canonical profile (extracts are mapped column by column)",
+        ));
+    }
+    let carried = crate::io::read::carried_columns(&args.input.acts)
+        .map_err(|e| Failure::input(e.to_string()))?;
+    let own = crate::io::write::column_names::<crate::model::Outcome>();
+    if let Some(clash) = carried.iter().find(|c| own.contains(&c.as_str())) {
+        return Err(Failure::usage(format!(
+            "--keep-columns: the acts' column `{clash}` has the name of a column of acts.*; rename it in the input"
+        )));
+    }
+    Ok(carried.into())
 }
 
 /// Log lines on stderr. They never contain a patient id or a single patient's amounts.

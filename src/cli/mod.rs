@@ -85,6 +85,7 @@ impl InputArgs {
             counters: self.counters.clone(),
             read: ReadOptions {
                 decimal_comma: self.decimal_comma,
+                carried: Default::default(),
             },
         })
     }

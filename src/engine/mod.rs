@@ -865,6 +865,7 @@ impl<'a> Engine<'a> {
             rules: std::mem::take(&mut line.rules),
             flags: std::mem::take(&mut line.flags),
             recorded_amo: act.recorded_amo,
+            carried: act.carried.clone(),
         }
     }
 

@@ -51,13 +51,17 @@ use parquet_source::ParquetSource;
 use records::{Bad, ColumnSpec, Row, Table};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How to read the inputs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Accept a comma as decimal separator in CSV amounts (`--decimal-comma`): `1,5`. A dot
     /// is accepted too.
     pub decimal_comma: bool,
+    /// Columns of the acts files outside SPEC §2 whose values are carried through to
+    /// `acts.*` (`--keep-columns`; see [`carried_columns`]). Empty: they are ignored.
+    pub carried: Arc<[String]>,
 }
 
 /// A value and where it came from.
@@ -355,11 +359,22 @@ fn convert_row<T: Table, R: Row + ?Sized>(
                 file: name.to_string(),
                 row: number,
                 act_id,
-                column: T::COLUMNS[slot].name.to_string(),
+                column: column_name::<T>(opts, slot).to_string(),
                 reason: reason.as_str().to_string(),
                 value: row.cell(slot).render(),
             }))
         }
+    }
+}
+
+/// The name of the column at `slot`: the table's own, then the carried ones.
+fn column_name<T: Table>(opts: &ReadOptions, slot: usize) -> &str {
+    match T::COLUMNS.get(slot) {
+        Some(spec) => spec.name,
+        None => opts
+            .carried
+            .get(slot - T::COLUMNS.len())
+            .map_or("", String::as_str),
     }
 }
 
@@ -374,6 +389,7 @@ impl Source {
         path: &Path,
         name: &str,
         columns: &[ColumnSpec],
+        carried: &[String],
         chunk_rows: usize,
     ) -> Result<Source, ReadError> {
         let format = format_of(path).ok_or_else(|| ReadError::UnsupportedFormat {
@@ -394,11 +410,20 @@ impl Source {
                 name,
                 format == Format::CsvGz,
                 columns,
+                carried,
             )?)),
             Format::Parquet => Source::Parquet(Box::new(ParquetSource::open(
-                path, name, columns, chunk_rows,
+                path, name, columns, carried, chunk_rows,
             )?)),
         })
+    }
+
+    /// The file's column names, in file order.
+    fn names(&self) -> &[String] {
+        match self {
+            Source::Csv(source) => source.names(),
+            Source::Parquet(source) => source.names(),
+        }
     }
 
     fn next_chunk<T: Table>(
@@ -451,7 +476,7 @@ impl<T: Record> Chunks<T> {
         Ok(Chunks {
             files: paths.iter().map(|p| p.display().to_string()).collect(),
             paths,
-            opts: *opts,
+            opts: opts.clone(),
             chunk_rows: DEFAULT_CHUNK_ROWS,
             next: 0,
             current: None,
@@ -506,7 +531,14 @@ impl<T: Record> Iterator for Chunks<T> {
                 let index = self.next;
                 let path = self.paths.get(index)?;
                 self.next += 1;
-                match Source::open(path, &self.files[index], T::COLUMNS, self.chunk_rows) {
+                let carried: &[String] = if T::CARRIES { &self.opts.carried } else { &[] };
+                match Source::open(
+                    path,
+                    &self.files[index],
+                    T::COLUMNS,
+                    carried,
+                    self.chunk_rows,
+                ) {
                     Ok(source) => self.current = Some((index, source)),
                     Err(error) => {
                         self.finished = true;
@@ -537,6 +569,24 @@ pub fn bad_counter(reject: Reject) -> ReadError {
         reason: reject.reason,
         value: reject.value,
     }
+}
+
+/// The columns of the acts files at `path` outside SPEC §2, in the order they first appear
+/// (file by file, then within each file's header): the columns `--keep-columns` carries
+/// through to `acts.*`. A file without one of them gives empty cells.
+pub fn carried_columns(path: &Path) -> Result<Vec<String>, ReadError> {
+    let mut carried: Vec<String> = Vec::new();
+    for path in resolve(path)? {
+        let name = path.display().to_string();
+        let source = Source::open(&path, &name, &[], &[], 1)?;
+        for column in source.names() {
+            let own = Act::COLUMNS.iter().any(|spec| spec.name == column);
+            if !own && !carried.contains(column) {
+                carried.push(column.clone());
+            }
+        }
+    }
+    Ok(carried)
 }
 
 /// Streams the acts of `path` chunk by chunk (see [`Chunks`]).

@@ -45,7 +45,7 @@ use rayon::prelude::*;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use crate::model::{Outcome, Reject, YearCounter};
+use crate::model::{Id, Outcome, Reject, YearCounter};
 use crate::report::{PatientYear, SummaryRow};
 
 /// Rows per Parquet row group, unless the table says otherwise ([`Row::ROW_GROUP_ROWS`]). A
@@ -654,13 +654,29 @@ pub trait Row: Sized + Sync + 'static {
 
     /// The row's id, for error messages.
     fn key(&self) -> &str;
+
+    /// The values of the carried columns (`--keep-columns`), written after
+    /// [`Row::columns`] by a writer created with their names ([`TableWriter::create_carrying`]).
+    fn carried(&self) -> &[Option<Id>] {
+        &[]
+    }
 }
 
 /// The Arrow schema of a table.
 pub fn schema<R: Row>() -> SchemaRef {
+    schema_carrying::<R>(&[])
+}
+
+/// The Arrow schema of a table followed by `carried` columns (nullable strings).
+pub fn schema_carrying<R: Row>(carried: &[String]) -> SchemaRef {
     let fields: Vec<Field> = R::columns()
         .iter()
         .map(|c| Field::new(c.name, c.get.ty().data_type(), c.get.nullable()))
+        .chain(
+            carried
+                .iter()
+                .map(|name| Field::new(name, DataType::Utf8, true)),
+        )
         .collect();
     Arc::new(Schema::new(fields))
 }
@@ -716,6 +732,10 @@ impl Row for Outcome {
 
     fn columns() -> &'static [Column<Outcome>] {
         ACT_COLUMNS
+    }
+
+    fn carried(&self) -> &[Option<Id>] {
+        self.carried.values()
     }
 
     fn key(&self) -> &str {
@@ -1017,7 +1037,11 @@ impl<R: Row> Builder<R> {
 /// its cells appended to every column. Taking one column at a time over the rows read each
 /// row once per column, and stalled on those reads: `cargo bench --bench write`, 65 536 acts
 /// to Arrow on 2 cores, 19.1 → 10.4 ms.
-fn column_arrays<R: Row>(columns: &[Column<R>], rows: &[R]) -> Result<Vec<ArrayRef>, EncodeError> {
+fn column_arrays<R: Row>(
+    columns: &[Column<R>],
+    carried: usize,
+    rows: &[R],
+) -> Result<Vec<ArrayRef>, EncodeError> {
     let mut builders = columns
         .iter()
         .map(|column| Builder::new(&column.get, rows.len()))
@@ -1028,7 +1052,25 @@ fn column_arrays<R: Row>(columns: &[Column<R>], rows: &[R]) -> Result<Vec<ArrayR
             builder.append(column, row, &mut joined)?;
         }
     }
-    Ok(builders.into_iter().map(Builder::finish).collect())
+    let mut arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
+    arrays.extend((0..carried).map(|k| carried_array(rows, k)));
+    Ok(arrays)
+}
+
+/// The `k`-th carried column of `rows` (null where a row has no value).
+fn carried_array<R: Row>(rows: &[R], k: usize) -> ArrayRef {
+    fn value<R: Row>(row: &R, k: usize) -> Option<&str> {
+        row.carried().get(k).and_then(|v| v.as_deref())
+    }
+    let bytes = rows
+        .iter()
+        .map(|row| value(row, k).map_or(0, str::len))
+        .sum();
+    let mut b = StringBuilder::with_capacity(rows.len(), bytes);
+    for row in rows {
+        b.append_option(value(row, k));
+    }
+    Arc::new(b.finish())
 }
 
 /// The rows as Arrow batches of [`BLOCK_ROWS`] rows (the last one fewer), built on every core
@@ -1038,19 +1080,25 @@ fn column_arrays<R: Row>(columns: &[Column<R>], rows: &[R]) -> Result<Vec<ArrayR
 /// The results are gathered before the first error is taken, so that the error is the first
 /// bad row's whatever the timing (as in CSV).
 pub fn to_batches<R: Row>(rows: &[R]) -> Result<Vec<RecordBatch>, EncodeError> {
-    to_batches_after(rows, 0)
+    to_batches_after(rows, 0, &schema::<R>())
 }
 
 /// [`to_batches`] for rows that follow `before` rows of their table: the blocks end where the
 /// table's rows reach a multiple of [`BLOCK_ROWS`] (the first block may be shorter), so that
 /// the Parquet writer takes them as they are ([`write_row_group`]).
-fn to_batches_after<R: Row>(rows: &[R], before: u64) -> Result<Vec<RecordBatch>, EncodeError> {
+/// `schema` is [`schema_carrying`]'s: its columns past [`Row::columns`] are the carried ones.
+fn to_batches_after<R: Row>(
+    rows: &[R],
+    before: u64,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, EncodeError> {
     let columns = R::columns();
+    let carried = schema.fields().len() - columns.len();
     let batch = |block: &[R]| -> Result<RecordBatch, EncodeError> {
         let options = RecordBatchOptions::new().with_row_count(Some(block.len()));
         Ok(RecordBatch::try_new_with_options(
-            schema::<R>(),
-            column_arrays(columns, block)?,
+            Arc::clone(schema),
+            column_arrays(columns, carried, block)?,
             &options,
         )?)
     };
@@ -1103,11 +1151,17 @@ fn csv_writer<W: Write>(out: W) -> csv::Writer<W> {
 
 /// The CSV header line of a table.
 pub fn csv_header<R: Row>() -> Vec<u8> {
+    csv_header_carrying::<R>(&[])
+}
+
+/// The CSV header line of a table followed by `carried` columns.
+fn csv_header_carrying<R: Row>(carried: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let mut writer = csv_writer(&mut out);
+        let names = R::columns().iter().map(|c| c.name);
         // Writing to a Vec cannot fail.
-        let _ = writer.write_record(R::columns().iter().map(|c| c.name));
+        let _ = writer.write_record(names.chain(carried.iter().map(String::as_str)));
         let _ = writer.flush();
     }
     out
@@ -1135,6 +1189,16 @@ fn push_fixed(out: &mut String, units: i128, scale: i8) {
 /// same checks as [`to_batch`]: amounts with exactly their column's decimals (`17.50`,
 /// `-1.00`), rates like `70.00`, ISO dates, empty cells for nulls, `\n` line ends. Pure.
 pub fn to_csv<R: Row>(rows: &[R], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    to_csv_carrying(rows, 0, out)
+}
+
+/// [`to_csv`], each row followed by its first `carried` carried values (empty cells where it
+/// has none).
+fn to_csv_carrying<R: Row>(
+    rows: &[R],
+    carried: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     let columns = R::columns();
     let mut writer = csv_writer(out);
     let mut text = String::new();
@@ -1174,6 +1238,10 @@ pub fn to_csv<R: Row>(rows: &[R], out: &mut Vec<u8>) -> Result<(), EncodeError> 
                 }
             }
             writer.write_field(&text)?;
+        }
+        for k in 0..carried {
+            let value = row.carried().get(k).and_then(|v| v.as_deref());
+            writer.write_field(value.unwrap_or_default())?;
         }
         writer.write_record(None::<&[u8]>)?;
     }
@@ -1253,6 +1321,8 @@ enum Sink {
 pub struct TableWriter<R: Row> {
     path: PathBuf,
     sink: Sink,
+    /// Number of carried columns after the table's own.
+    carried: usize,
     /// The same file, to start writing its bytes to disk as they come ([`start_writeback`]).
     file: File,
     rows: u64,
@@ -1275,12 +1345,32 @@ impl<R: Row> TableWriter<R> {
         TableWriter::create_named(dir, R::TABLE, format)
     }
 
+    /// Creates `<dir>/<R::TABLE>.<ext>` whose columns are followed by the `carried` ones
+    /// (`--keep-columns`): nullable strings, each row's [`Row::carried`] values.
+    pub fn create_carrying(
+        dir: &Path,
+        format: Format,
+        carried: &[String],
+    ) -> Result<TableWriter<R>, WriteError> {
+        TableWriter::create_inner(dir, R::TABLE, format, carried)
+    }
+
     /// Creates `<dir>/<name>.<ext>` (same columns, another file name).
     pub fn create_named(
         dir: &Path,
         name: &str,
         format: Format,
     ) -> Result<TableWriter<R>, WriteError> {
+        TableWriter::create_inner(dir, name, format, &[])
+    }
+
+    fn create_inner(
+        dir: &Path,
+        name: &str,
+        format: Format,
+        carried: &[String],
+    ) -> Result<TableWriter<R>, WriteError> {
+        let schema = schema_carrying::<R>(carried);
         let path = dir.join(format!("{name}.{}", format.extension()));
         let file = File::create(&path).map_err(|e| WriteError::io("cannot create", &path, e))?;
         let handle = file
@@ -1294,14 +1384,14 @@ impl<R: Row> TableWriter<R> {
                 };
                 // ArrowWriter sets up the file (schema, Arrow metadata); its serialized writer
                 // and factory let each row group's columns be encoded on every core.
-                let (writer, factory) =
-                    ArrowWriter::try_new(file, schema::<R>(), Some(parquet_properties::<R>()))
-                        .and_then(ArrowWriter::into_serialized_writer)
-                        .map_err(parquet_error)?;
+                let properties = Some(parquet_properties::<R>());
+                let (writer, factory) = ArrowWriter::try_new(file, Arc::clone(&schema), properties)
+                    .and_then(ArrowWriter::into_serialized_writer)
+                    .map_err(parquet_error)?;
                 Sink::Parquet {
                     writer: Box::new(writer),
                     factory,
-                    schema: schema::<R>(),
+                    schema,
                     pending: VecDeque::new(),
                     pending_rows: 0,
                     row_groups: 0,
@@ -1309,7 +1399,7 @@ impl<R: Row> TableWriter<R> {
             }
             Format::Csv => {
                 let mut out = BufWriter::with_capacity(1 << 20, file);
-                out.write_all(&csv_header::<R>())
+                out.write_all(&csv_header_carrying::<R>(carried))
                     .map_err(|e| WriteError::io("cannot write", &path, e))?;
                 Sink::Csv(out)
             }
@@ -1317,6 +1407,7 @@ impl<R: Row> TableWriter<R> {
         Ok(TableWriter {
             path,
             sink,
+            carried: carried.len(),
             file: handle,
             rows: 0,
             csv_buffer: Vec::new(),
@@ -1347,18 +1438,20 @@ impl<R: Row> TableWriter<R> {
             match &mut self.sink {
                 Sink::Csv(out) => {
                     self.csv_buffer.clear();
-                    to_csv(chunk, &mut self.csv_buffer).map_err(|source| WriteError::Encode {
-                        path: self.path.clone(),
-                        source,
-                    })?;
+                    to_csv_carrying(chunk, self.carried, &mut self.csv_buffer).map_err(
+                        |source| WriteError::Encode {
+                            path: self.path.clone(),
+                            source,
+                        },
+                    )?;
                     out.write_all(&self.csv_buffer)
                         .map_err(|e| WriteError::io("cannot write", &self.path, e))?;
                     self.rows += chunk.len() as u64;
                     start_writeback(&self.file);
                 }
-                Sink::Parquet { .. } => {
+                Sink::Parquet { schema, .. } => {
                     // In blocks that end where the row group's pieces do (write_row_group).
-                    let batches = to_batches_after(chunk, self.rows).map_err(|source| {
+                    let batches = to_batches_after(chunk, self.rows, schema).map_err(|source| {
                         WriteError::Encode {
                             path: self.path.clone(),
                             source,
@@ -1633,6 +1726,7 @@ mod tests {
             rules: vec!["pf", "rate"].into(),
             flags: vec![],
             recorded_amo: None,
+            carried: Default::default(),
         }
     }
 

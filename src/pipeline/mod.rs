@@ -758,6 +758,9 @@ pub struct RunOptions {
     pub profile: serde_json::Value,
     /// Draw a progress bar on stderr (a terminal, or `--progress`).
     pub progress: bool,
+    /// The acts' columns carried through to `acts.*` after SPEC §4's (`--keep-columns`): the
+    /// names read with ([`crate::io::read::ReadOptions::carried`]).
+    pub carried: std::sync::Arc<[String]>,
 }
 
 /// Computes every patient of `prepared` (read whole, in memory) and writes every output of

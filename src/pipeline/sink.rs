@@ -198,7 +198,7 @@ impl<'a> Sink<'a> {
         let dir = staging.path().to_path_buf();
         let bar = super::partitioned::progress_bar(opts.progress, total, "compute+write");
         let writer = Writer {
-            acts: TableWriter::create(&dir, opts.format)?,
+            acts: TableWriter::create_carrying(&dir, opts.format, &opts.carried)?,
             patients: TableWriter::create(&dir, opts.format)?,
             counters: TableWriter::create(&dir, opts.format)?,
             summary: Summary::new(),
@@ -302,6 +302,7 @@ impl<'a> Sink<'a> {
             "command": self.opts.command,
             "argv": self.opts.argv,
             "format": format.as_str(),
+            "carried_columns": &*self.opts.carried,
             "inputs": inputs,
             "rules": { "version": self.book.version(), "sources": self.book.sources() },
             "counters_format": COUNTERS_FORMAT,

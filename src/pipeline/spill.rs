@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Int32Builder,
-    Int64Builder, StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder,
+    Int32Builder, Int64Builder, StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{
     DataType, Date32Type, Field, Int32Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt32Type,
@@ -29,8 +29,8 @@ use super::worker::{Stage, Worker};
 use super::{Origin, prefetch};
 use crate::io::read::Sourced;
 use crate::model::{
-    Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, RightKind, RightPeriod,
-    Setting, YearCounter,
+    Act, Beneficiary, Carried, Category, Id, InsuranceNature, Pathway, Regime, RightKind,
+    RightPeriod, Setting, YearCounter,
 };
 
 /// A spill file could not be written or read back.
@@ -637,6 +637,7 @@ impl Spillable for ActRow {
             field("pathway", DataType::UInt8, false),
             field("setting", DataType::UInt8, false),
             decimal_field("recorded_amo", true),
+            field("carried", DataType::Binary, true),
         ];
         fields.extend(origin_fields());
         Arc::new(Schema::new(fields))
@@ -669,6 +670,8 @@ impl Spillable for ActRow {
         let mut ald = BooleanBuilder::with_capacity(n);
         let (mut pathway, mut setting) = (code(), code());
         let mut recorded = amount();
+        let mut carried = BinaryBuilder::with_capacity(n, 0);
+        let mut packed = Vec::new();
         let mut file = UInt32Builder::with_capacity(n);
         let mut row = UInt64Builder::with_capacity(n);
         for (i, s) in rows.iter().enumerate() {
@@ -693,6 +696,12 @@ impl Spillable for ActRow {
             pathway.append_value(a.pathway as u8);
             setting.append_value(a.setting as u8);
             put_amount(&mut recorded, a.recorded_amo);
+            if a.carried.is_empty() {
+                carried.append_null();
+            } else {
+                pack_carried(a.carried.values(), &mut packed);
+                carried.append_value(&packed);
+            }
             file.append_value(s.file as u32);
             row.append_value(s.row);
         }
@@ -716,6 +725,7 @@ impl Spillable for ActRow {
             Arc::new(pathway.finish()),
             Arc::new(setting.finish()),
             Arc::new(recorded.finish()),
+            Arc::new(carried.finish()),
             Arc::new(file.finish()),
             Arc::new(row.finish()),
         ];
@@ -736,7 +746,8 @@ impl Spillable for ActRow {
         let ald = b.column(15).as_boolean();
         let (pathway, setting) = (r.code(16), r.code(17));
         let recorded = r.decimal(18);
-        let origin = r.origin(19);
+        let carried = b.column(19).as_binary::<i32>();
+        let origin = r.origin(20);
         out.reserve(b.num_rows());
         for i in 0..b.num_rows() {
             let act = Act {
@@ -759,6 +770,11 @@ impl Spillable for ActRow {
                 pathway: Pathway::ALL[pathway(i)],
                 setting: Setting::ALL[setting(i)],
                 recorded_amo: recorded(i),
+                carried: if carried.is_null(i) {
+                    Carried::default()
+                } else {
+                    unpack_carried(carried.value(i))
+                },
             };
             let o = origin(i);
             out.push(Sourced {
@@ -768,6 +784,40 @@ impl Spillable for ActRow {
             });
         }
     }
+}
+
+/// Writes an act's carried values into `out` (cleared first): for each, a little-endian `u32`
+/// (0 for an empty cell, else its length + 1) and its bytes.
+fn pack_carried(values: &[Option<Id>], out: &mut Vec<u8>) {
+    out.clear();
+    for value in values {
+        match value {
+            None => out.extend_from_slice(&0u32.to_le_bytes()),
+            Some(text) => {
+                let len = u32::try_from(text.len() + 1).expect("a cell under 4 GiB");
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+}
+
+/// The values [`pack_carried`] wrote.
+fn unpack_carried(mut bytes: &[u8]) -> Carried {
+    std::iter::from_fn(|| {
+        let (len, rest) = bytes.split_first_chunk::<4>()?;
+        let (value, rest) = match u32::from_le_bytes(*len) as usize {
+            0 => (None, rest),
+            len => {
+                let (text, rest) = rest.split_at(len - 1);
+                let text = std::str::from_utf8(text).expect("text written by rac");
+                (Some(Id::from(text)), rest)
+            }
+        };
+        bytes = rest;
+        Some(value)
+    })
+    .collect()
 }
 
 /// An act id with where it came from, routed by a hash of the id (duplicate detection).
@@ -1029,6 +1079,15 @@ mod tests {
         full.pathway = Pathway::OutOfPathway;
         full.setting = Setting::Inpatient;
         full.recorded_amo = Some(dec!(-1.01));
+        // Carried cells: text, an empty cell, an empty string, multibyte text.
+        full.carried = [
+            Some("C-1".into()),
+            None,
+            Some("".into()),
+            Some("Sécu".into()),
+        ]
+        .into_iter()
+        .collect();
         let bare = Act::new("A2", "P2", day(1970, 1, 1), Category::DailyFeePsy, dec!(0));
         let rows: Vec<ActRow> = (0..10)
             .map(|i| {

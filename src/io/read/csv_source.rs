@@ -18,8 +18,10 @@ const BUFFER: usize = 1 << 18;
 /// An open CSV file, positioned after its header.
 pub struct CsvSource {
     reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
-    /// For each column of the table, its field index in the file.
+    /// For each column of the table, then each carried column, its field index in the file.
     fields: Vec<Option<usize>>,
+    /// The header's column names, in file order.
+    names: Vec<String>,
     /// Number of fields of the header: every record must have as many.
     width: usize,
     delimiter: u8,
@@ -76,12 +78,14 @@ fn csv_error(file: &str, error: csv::Error) -> ReadError {
 
 impl CsvSource {
     /// Opens `path` (gzip-compressed when `gzip`), reads and checks its header against
-    /// `columns`.
+    /// `columns`; the cells of the `carried` columns (where the file has them) follow the
+    /// table's own.
     pub fn open(
         path: &Path,
         name: &str,
         gzip: bool,
         columns: &[ColumnSpec],
+        carried: &[String],
     ) -> Result<CsvSource, ReadError> {
         let io = |source| ReadError::Io {
             file: name.to_string(),
@@ -120,12 +124,16 @@ impl CsvSource {
                 file: name.to_string(),
             });
         }
-        let fields: Vec<Option<usize>> = columns
-            .iter()
-            .map(|spec| header.iter().position(|h| h == spec.name.as_bytes()))
-            .collect();
+        let position = |name: &str| header.iter().position(|h| h == name.as_bytes());
+        let mut fields: Vec<Option<usize>> =
+            columns.iter().map(|spec| position(spec.name)).collect();
         super::check_required(name, columns, &fields)?;
+        fields.extend(carried.iter().map(|name| position(name)));
         Ok(CsvSource {
+            names: header
+                .iter()
+                .map(|h| String::from_utf8_lossy(h).into_owned())
+                .collect(),
             reader,
             fields,
             width: header.len(),
@@ -134,6 +142,11 @@ impl CsvSource {
             row: 0,
             done: false,
         })
+    }
+
+    /// The header's column names, in file order.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Reads and converts up to `max_rows` records; `None` at the end of the file.

@@ -48,8 +48,13 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// An open Parquet file.
 pub struct ParquetSource {
     batches: Batches,
-    /// For each column of the table, its index in the (projected) record batches.
+    /// For each column of the table, then each carried column, its index in the (projected)
+    /// record batches.
     columns: Vec<Option<usize>>,
+    /// The carried columns' names, for error messages.
+    carried: Vec<String>,
+    /// The file's top-level column names, in file order.
+    names: Vec<String>,
     /// Data rows converted so far (the batch decoded ahead is not counted).
     row: u64,
     done: bool,
@@ -219,6 +224,19 @@ fn canonical(array: &ArrayRef) -> Result<Col, arrow::error::ArrowError> {
     })
 }
 
+/// A carried column (`--keep-columns`) as text: strings as they are, any other type written
+/// out by Arrow's cast (`26.50`, `2024-03-01`, `true`).
+fn carried_col(array: &ArrayRef) -> Result<Col, arrow::error::ArrowError> {
+    match array.data_type() {
+        DataType::Null => Ok(Col::Null),
+        dt if is_string(dt) => canonical(array),
+        DataType::Dictionary(_, values) if is_string(values) => canonical(array),
+        _ => Ok(Col::Str(
+            cast(array, &DataType::Utf8)?.as_string::<i32>().clone(),
+        )),
+    }
+}
+
 /// Runs `f`, turning a panic of the Parquet decoder (on a hostile file) into an error.
 fn guarded<T>(name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, ReadError> {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -302,11 +320,13 @@ fn dictionary_hints(metadata: &ArrowReaderMetadata, wanted: &[usize]) -> Option<
 }
 
 impl ParquetSource {
-    /// Opens `path`, checks its schema, and prepares batches of `batch_rows` rows.
+    /// Opens `path`, checks its schema, and prepares batches of `batch_rows` rows; the cells of
+    /// the `carried` columns (where the file has them) follow the table's own.
     pub fn open(
         path: &Path,
         name: &str,
         columns: &[ColumnSpec],
+        carried: &[String],
         batch_rows: usize,
     ) -> Result<ParquetSource, ReadError> {
         let file = File::open(path).map_err(|source| ReadError::Io {
@@ -316,7 +336,14 @@ impl ParquetSource {
         let metadata = guarded(name, || {
             ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| e.to_string())
         })?;
-        let found = match_columns(name, metadata.schema(), columns)?;
+        let mut found = match_columns(name, metadata.schema(), columns)?;
+        let fields = metadata.schema().fields();
+        found.extend(
+            carried
+                .iter()
+                .map(|carried| fields.iter().position(|f| f.name() == carried)),
+        );
+        let names = fields.iter().map(|f| f.name().clone()).collect();
         // Read only the table's columns (top-level fields map to root columns one to one).
         let mut wanted: Vec<usize> = found.iter().flatten().copied().collect();
         wanted.sort_unstable();
@@ -354,10 +381,17 @@ impl ParquetSource {
                 current: None,
             },
             columns,
+            carried: carried.to_vec(),
+            names,
             row: 0,
             done: false,
             decoded: None,
         })
+    }
+
+    /// The file's top-level column names, in file order.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Reads and converts the next record batch; `None` at the end of the file. The batch
@@ -389,9 +423,16 @@ impl ParquetSource {
             }
         };
         let mut cols = Vec::with_capacity(self.columns.len());
-        for (spec, index) in T::COLUMNS.iter().zip(&self.columns) {
+        let names = T::COLUMNS
+            .iter()
+            .map(|spec| spec.name)
+            .chain(self.carried.iter().map(String::as_str));
+        for (slot, (column, index)) in names.zip(&self.columns).enumerate() {
             let col = match index {
-                Some(i) if *i < batch.num_columns() => canonical(batch.column(*i)),
+                Some(i) if *i < batch.num_columns() && slot < T::COLUMNS.len() => {
+                    canonical(batch.column(*i))
+                }
+                Some(i) if *i < batch.num_columns() => carried_col(batch.column(*i)),
                 Some(_) => Err(arrow::error::ArrowError::SchemaError(
                     "column missing from a record batch".to_string(),
                 )),
@@ -399,7 +440,7 @@ impl ParquetSource {
             };
             cols.push(col.map_err(|e| ReadError::Parquet {
                 file: name.to_string(),
-                message: format!("column `{}`: {e}", spec.name),
+                message: format!("column `{column}`: {e}"),
             })?);
         }
         let first = self.row + 1;
@@ -629,7 +670,8 @@ mod tests {
             .build();
         write_file(&path, &batch, props);
 
-        let mut source = ParquetSource::open(&path, "acts.parquet", ActKey::COLUMNS, 4).unwrap();
+        let mut source =
+            ParquetSource::open(&path, "acts.parquet", ActKey::COLUMNS, &[], 4).unwrap();
         let opts = ReadOptions::default();
         let mut sizes = Vec::new();
         let mut read = Vec::new();

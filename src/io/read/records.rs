@@ -7,8 +7,8 @@
 use super::ReadOptions;
 use super::values::{self, Cell, RejectReason};
 use crate::model::{
-    Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, RightKind, RightPeriod,
-    Setting, YearCounter,
+    Act, Beneficiary, Carried, Category, Id, InsuranceNature, Pathway, Regime, RightKind,
+    RightPeriod, Setting, YearCounter,
 };
 use chrono::NaiveDate;
 use compact_str::ToCompactString;
@@ -72,6 +72,9 @@ pub trait Table: Sized + Send {
     const COLUMNS: &'static [ColumnSpec];
     /// Slot of `act_id`, copied into rejects.
     const ACT_ID: Option<usize>;
+    /// Whether the table carries columns through (`--keep-columns`): the readers then give the
+    /// cells of [`ReadOptions::carried`] at the slots after [`Table::COLUMNS`].
+    const CARRIES: bool = false;
     /// Converts one row; the error names the first bad column.
     fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<Self>;
 }
@@ -297,6 +300,7 @@ impl Table for Act {
         col("recorded_amo", Kind::Amount, false),
     ];
     const ACT_ID: Option<usize> = Some(act_slots::ACT_ID);
+    const CARRIES: bool = true;
 
     fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<Act> {
         use act_slots::*;
@@ -329,8 +333,19 @@ impl Table for Act {
             setting: opt_code(row, SETTING, Setting::parse, unknown)?
                 .unwrap_or(Setting::Ambulatory),
             recorded_amo: opt_amount(row, RECORDED_AMO, opts, true)?,
+            carried: carried(row, Self::COLUMNS.len(), opts.carried.len())?,
         })
     }
+}
+
+/// The `count` carried cells from slot `first` on, as text (a typed cell written out).
+fn carried<R: Row + ?Sized>(row: &R, first: usize, count: usize) -> Conv<Carried> {
+    if count == 0 {
+        return Ok(Carried::default());
+    }
+    (first..first + count)
+        .map(|slot| opt_id(row, slot))
+        .collect()
 }
 
 /// Only the `act_id` and `patient_id` of an acts row, for a first pass over acts that are

@@ -1,0 +1,420 @@
+//! SPEC §2: the acts' columns outside the spec are ignored, or carried through to `acts.*`
+//! with `--keep-columns` — after the spec's columns, as text, in the order they first appear
+//! across the acts files, in memory, spilled or streamed alike.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, DictionaryArray, Float64Array, Int64Array, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn rac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(args)
+        .output()
+        .expect("rac runs")
+}
+
+fn ok(o: &Output, codes: &[i32]) {
+    assert!(
+        o.status.code().is_some_and(|c| codes.contains(&c)),
+        "exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A generated CSV data set in `dir`; returns the acts' lines (header first).
+fn generated(dir: &Path, acts: &str) -> Vec<Vec<String>> {
+    let o = rac(&[
+        "generate",
+        "--acts",
+        acts,
+        "--patients",
+        "150",
+        "--seed",
+        "5",
+        "--out",
+        &p(dir),
+        "--format",
+        "csv",
+    ]);
+    ok(&o, &[0]);
+    let text = std::fs::read_to_string(dir.join("acts.csv")).unwrap();
+    text.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// `compute` of `acts` against the generated beneficiaries and rights of `data`.
+fn compute(data: &Path, acts: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "compute".to_string(),
+        "--acts".into(),
+        p(acts),
+        "--beneficiaries".into(),
+        p(&data.join("beneficiaries.csv")),
+        "--rights".into(),
+        p(&data.join("rights.csv")),
+        "--out".into(),
+        p(out),
+        "--log-format".into(),
+        "json".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    rac(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The `compute` log event (partitions, spilled acts).
+fn compute_event(o: &Output) -> serde_json::Value {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["step"] == "compute")
+        .expect("a compute event")
+}
+
+/// A CSV file's header and its rows by their first column.
+fn csv_by_id(path: &Path) -> (Vec<String>, HashMap<String, Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let rows = lines
+        .map(|l| {
+            let cells: Vec<String> = l.split(',').map(str::to_string).collect();
+            (cells[0].clone(), cells)
+        })
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn csv_columns_are_carried_after_the_spec_columns_in_memory_and_spilled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let lines = generated(&data, "3000");
+    // Two columns of the caisse's own: one before the spec's, one at the end, partly empty;
+    // and one row rejected (a bad date), which is in rejects, not in acts.
+    let mut expected: HashMap<String, (String, String)> = HashMap::new();
+    let mut text: Vec<u8> = Vec::new();
+    for (i, cells) in lines.iter().enumerate() {
+        let mut cells = cells.clone();
+        let (claim, caisse) = if i == 0 {
+            ("claim_no".to_string(), "caisse".to_string())
+        } else {
+            let caisse = if i % 3 == 0 {
+                String::new()
+            } else {
+                format!("CPAM{}", i % 7)
+            };
+            (format!("C{i:05}"), caisse)
+        };
+        if i == 5 {
+            cells[2] = "2024-02-30".into();
+        } else if i == 8 {
+            // Not UTF-8: rejected, naming the carried column.
+            cells.insert(1, claim);
+            text.extend(cells.join(",").as_bytes());
+            text.extend(b",CPAM\xe9\n");
+            continue;
+        } else if i > 0 {
+            expected.insert(cells[0].clone(), (claim.clone(), caisse.clone()));
+        }
+        cells.insert(1, claim);
+        cells.push(caisse);
+        text.extend(cells.join(",").as_bytes());
+        text.push(b'\n');
+    }
+    let acts = data.join("acts_carrying.csv");
+    std::fs::write(&acts, text).unwrap();
+
+    let memory = tmp.path().join("memory");
+    ok(
+        &compute(
+            &data,
+            &acts,
+            &memory,
+            &["--format", "csv", "--keep-columns"],
+        ),
+        &[3],
+    );
+    let (header, rows) = csv_by_id(&memory.join("acts.csv"));
+    assert_eq!(header[..3], ["act_id", "patient_id", "care_date"]);
+    assert_eq!(header[21..], ["recorded_amo", "claim_no", "caisse"]);
+    assert_eq!(rows.len(), expected.len());
+    for (id, (claim, caisse)) in &expected {
+        let row = &rows[id];
+        assert_eq!((&row[22], &row[23]), (claim, caisse), "act {id}");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(memory.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["carried_columns"],
+        serde_json::json!(["claim_no", "caisse"])
+    );
+    let rejects = std::fs::read_to_string(memory.join("rejects.csv")).unwrap();
+    assert!(
+        rejects.contains(",5,") && rejects.contains("bad_date"),
+        "{rejects}"
+    );
+    assert!(
+        rejects.contains(",8,") && rejects.contains(",caisse,bad_encoding,"),
+        "{rejects}"
+    );
+
+    // Spilled to disk in many partitions: the same bytes.
+    let spilled = tmp.path().join("spilled");
+    let o = compute(
+        &data,
+        &acts,
+        &spilled,
+        &["--format", "csv", "--keep-columns", "--memory-limit", "1M"],
+    );
+    ok(&o, &[3]);
+    let event = compute_event(&o);
+    assert!(event["spilled_acts"].as_u64().unwrap() > 0, "{event}");
+    for table in [
+        "acts.csv",
+        "patients.csv",
+        "summary.csv",
+        "counters.csv",
+        "rejects.csv",
+    ] {
+        let (a, b) = (memory.join(table), spilled.join(table));
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{table}"
+        );
+    }
+
+    // Sorted by patient (byte order) and streamed: the same acts.
+    let carrying = std::fs::read(&acts).unwrap();
+    let mut sorted_lines: Vec<&[u8]> = carrying.split(|&b| b == b'\n').collect();
+    sorted_lines.retain(|l| !l.is_empty());
+    let header_line = sorted_lines.remove(0);
+    // patient_id is the third column here (claim_no was put second).
+    sorted_lines.sort_by_key(|l| l.split(|&b| b == b',').nth(2).unwrap().to_vec());
+    let sorted_acts = data.join("acts_sorted.csv");
+    let mut sorted_bytes = header_line.to_vec();
+    for line in sorted_lines {
+        sorted_bytes.push(b'\n');
+        sorted_bytes.extend_from_slice(line);
+    }
+    sorted_bytes.push(b'\n');
+    std::fs::write(&sorted_acts, sorted_bytes).unwrap();
+    let streamed = tmp.path().join("streamed");
+    let o = compute(
+        &data,
+        &sorted_acts,
+        &streamed,
+        &[
+            "--format",
+            "csv",
+            "--keep-columns",
+            "--sorted",
+            "--memory-limit",
+            "1M",
+        ],
+    );
+    ok(&o, &[3]);
+    assert_eq!(compute_event(&o)["message"], "streaming sorted acts");
+    assert!(
+        std::fs::read(memory.join("acts.csv")).unwrap()
+            == std::fs::read(streamed.join("acts.csv")).unwrap()
+    );
+
+    // Without the flag the columns are ignored.
+    let ignored = tmp.path().join("ignored");
+    ok(&compute(&data, &acts, &ignored, &["--format", "csv"]), &[3]);
+    let (header, _) = csv_by_id(&ignored.join("acts.csv"));
+    assert_eq!(header.last().unwrap(), "recorded_amo");
+    // The same amounts for every act: carrying changes no computation. The act whose carried
+    // cell is not UTF-8 is computed when nothing is carried.
+    let (_, kept) = csv_by_id(&memory.join("acts.csv"));
+    let (_, without) = csv_by_id(&ignored.join("acts.csv"));
+    assert_eq!(without.len(), kept.len() + 1);
+    for (id, row) in &kept {
+        assert_eq!(row[..22], without[id][..], "act {id}");
+    }
+}
+
+fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let arrays = columns.into_iter().map(|(_, a)| a).collect();
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn strings(values: &[&str]) -> ArrayRef {
+    Arc::new(StringArray::from(values.to_vec()))
+}
+
+fn read_parquet(path: &Path) -> RecordBatch {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+#[test]
+fn parquet_columns_of_any_type_are_carried_as_text_across_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts");
+    std::fs::create_dir(&acts).unwrap();
+    std::fs::write(
+        tmp.path().join("beneficiaries.csv"),
+        "patient_id,birth_date\nP1,1980-01-01\nP2,1990-06-15\n",
+    )
+    .unwrap();
+    // The first file: an integer, a date, a float and a dictionary of strings of their own.
+    let day = |d: i32| 19_783 + d; // 2024-03-01 + d
+    write_parquet(
+        &acts.join("a.parquet"),
+        vec![
+            ("act_id", strings(&["A1", "A2"])),
+            ("patient_id", strings(&["P1", "P2"])),
+            (
+                "care_date",
+                Arc::new(Date32Array::from(vec![day(0), day(1)])),
+            ),
+            ("category", strings(&["consultation", "consultation"])),
+            ("tariff", Arc::new(Float64Array::from(vec![30.0, 30.0]))),
+            (
+                "claim_no",
+                Arc::new(Int64Array::from(vec![Some(1001), None])),
+            ),
+            (
+                "paid_on",
+                Arc::new(Date32Array::from(vec![day(20), day(21)])),
+            ),
+            ("weight", Arc::new(Float64Array::from(vec![0.5, 1.25]))),
+            (
+                "caisse",
+                Arc::new(
+                    vec!["CPAM75", "CPAM13"]
+                        .into_iter()
+                        .collect::<DictionaryArray<Int32Type>>(),
+                ),
+            ),
+        ],
+    );
+    // The second: one of those columns missing, another one new.
+    write_parquet(
+        &acts.join("b.parquet"),
+        vec![
+            ("batch", strings(&["B7"])),
+            ("act_id", strings(&["A3"])),
+            ("patient_id", strings(&["P1"])),
+            ("care_date", Arc::new(Date32Array::from(vec![day(2)]))),
+            ("category", strings(&["consultation"])),
+            ("tariff", Arc::new(Float64Array::from(vec![30.0]))),
+            ("caisse", strings(&["CPAM75"])),
+            ("claim_no", Arc::new(Int64Array::from(vec![1003]))),
+        ],
+    );
+    let out = tmp.path().join("out");
+    let o = rac(&[
+        "compute",
+        "--acts",
+        &p(&acts),
+        "--beneficiaries",
+        &p(&tmp.path().join("beneficiaries.csv")),
+        "--out",
+        &p(&out),
+        "--keep-columns",
+        "--quiet",
+    ]);
+    ok(&o, &[0]);
+    let batch = read_parquet(&out.join("acts.parquet"));
+    let schema = batch.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names[22..],
+        ["claim_no", "paid_on", "weight", "caisse", "batch"]
+    );
+    for field in &schema.fields()[22..] {
+        assert_eq!(field.data_type(), &DataType::Utf8, "{}", field.name());
+        assert!(field.is_nullable());
+    }
+    let column = |name: &str| -> Vec<Option<String>> {
+        let a = batch.column_by_name(name).unwrap().as_string::<i32>();
+        (0..a.len())
+            .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+            .collect()
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(column("act_id"), [s("A1"), s("A3"), s("A2")]);
+    assert_eq!(column("claim_no"), [s("1001"), s("1003"), None]);
+    assert_eq!(column("paid_on"), [s("2024-03-21"), None, s("2024-03-22")]);
+    assert_eq!(column("weight"), [s("0.5"), None, s("1.25")]);
+    assert_eq!(column("caisse"), [s("CPAM75"), s("CPAM75"), s("CPAM13")]);
+    assert_eq!(column("batch"), [None, s("B7"), None]);
+    // The computation is the spec's: 30 € at 70 % less the PF, 1 € before 2024-05-15.
+    let amo = batch.column_by_name("amo_paid").unwrap();
+    assert_eq!(
+        arrow::util::display::array_value_to_string(amo, 0).unwrap(),
+        "20.00"
+    );
+}
+
+#[test]
+fn a_carried_column_named_like_an_output_column_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let lines = generated(&data, "50");
+    let mut text = String::new();
+    for (i, cells) in lines.iter().enumerate() {
+        let extra = if i == 0 { "rac" } else { "12.00" };
+        text.push_str(&format!("{},{extra}\n", cells.join(",")));
+    }
+    let acts = data.join("acts_rac.csv");
+    std::fs::write(&acts, text).unwrap();
+    let out = tmp.path().join("out");
+    let o = compute(&data, &acts, &out, &["--keep-columns"]);
+    ok(&o, &[2]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("`rac`"), "{stderr}");
+    assert!(!out.exists());
+    // Without the flag, the column is ignored.
+    ok(&compute(&data, &acts, &out, &[]), &[0]);
+
+    // Extracts are mapped column by column: nothing to carry.
+    let o = rac(&[
+        "compute",
+        "--profile",
+        "snds",
+        "--acts",
+        &p(&data),
+        "--out",
+        &p(&out),
+        "--keep-columns",
+    ]);
+    ok(&o, &[2]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("canonical"));
+}
