@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, DictionaryArray, Float64Array, Int64Array, StringArray,
+    Array, ArrayRef, AsArray, BinaryArray, Date32Array, DictionaryArray, Float64Array, Int32Array,
+    Int64Array, StringArray, StructArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use arrow::record_batch::RecordBatch;
@@ -384,6 +385,61 @@ fn parquet_columns_of_any_type_are_carried_as_text_across_files() {
 }
 
 #[test]
+fn parquet_bytes_structs_and_zoned_timestamps_are_carried_or_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("beneficiaries.csv"),
+        "patient_id,birth_date\nP1,1980-01-01\n",
+    )
+    .unwrap();
+    let day = 19_783; // 2024-03-01
+    let bytes: Vec<Option<&[u8]>> = vec![Some(b"ok"), Some(b"\xff\xfe"), None];
+    let a: ArrayRef = Arc::new(Int32Array::from(vec![1, 2, 3]));
+    let record = StructArray::from(vec![(Arc::new(Field::new("a", DataType::Int32, false)), a)]);
+    // 2024-03-01 08:00 in Paris is 07:00 UTC.
+    let instant = 1_709_276_400_000i64;
+    let zoned = TimestampMillisecondArray::from(vec![instant; 3]).with_timezone("Europe/Paris");
+    let acts = tmp.path().join("acts.parquet");
+    write_parquet(
+        &acts,
+        vec![
+            ("act_id", strings(&["A1", "A2", "A3"])),
+            ("patient_id", strings(&["P1", "P1", "P1"])),
+            ("care_date", Arc::new(Date32Array::from(vec![day; 3]))),
+            ("category", strings(&["consultation"; 3])),
+            ("tariff", Arc::new(Float64Array::from(vec![30.0; 3]))),
+            ("note", Arc::new(BinaryArray::from(bytes))),
+            ("record", Arc::new(record)),
+            ("sent_at", Arc::new(zoned)),
+            // A column without a name is not carried.
+            ("", strings(&["x", "y", "z"])),
+        ],
+    );
+    let out = tmp.path().join("out");
+    let o = rac(&[
+        "compute",
+        "--acts",
+        &p(&acts),
+        "--beneficiaries",
+        &p(&tmp.path().join("beneficiaries.csv")),
+        "--out",
+        &p(&out),
+        "--format",
+        "csv",
+        "--keep-columns",
+        "--quiet",
+    ]);
+    ok(&o, &[3]);
+    let (header, rows) = csv_by_id(&out.join("acts.csv"));
+    assert_eq!(header[21..], ["recorded_amo", "note", "record", "sent_at"]);
+    assert_eq!(rows["A1"][22..], ["ok", "{a: 1}", "2024-03-01T07:00:00Z"]);
+    assert_eq!(rows["A3"][22..], ["", "{a: 3}", "2024-03-01T07:00:00Z"]);
+    assert!(!rows.contains_key("A2"));
+    let rejects = std::fs::read_to_string(out.join("rejects.csv")).unwrap();
+    assert!(rejects.contains(",2,A2,note,bad_encoding,"), "{rejects}");
+}
+
+#[test]
 fn a_carried_column_named_like_an_output_column_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -404,17 +460,31 @@ fn a_carried_column_named_like_an_output_column_is_a_usage_error() {
     // Without the flag, the column is ignored.
     ok(&compute(&data, &acts, &out, &[]), &[0]);
 
-    // Extracts are mapped column by column: nothing to carry.
-    let o = rac(&[
-        "compute",
-        "--profile",
-        "snds",
-        "--acts",
-        &p(&data),
-        "--out",
-        &p(&out),
-        "--keep-columns",
-    ]);
+    // A name twice in one header: one of the two would be lost.
+    let mut text = String::new();
+    for (i, cells) in lines.iter().enumerate() {
+        let extra = if i == 0 { "x,x" } else { "1,2" };
+        text.push_str(&format!("{},{extra}\n", cells.join(",")));
+    }
+    let twice = data.join("acts_twice.csv");
+    std::fs::write(&twice, text).unwrap();
+    let o = compute(&data, &twice, &out, &["--keep-columns"]);
     ok(&o, &[2]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("canonical"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"x\" appears twice"));
+
+    // Extracts are mapped column by column, Open DAMIR lines are aggregated: nothing to carry.
+    for (command, profile) in [("compute", "snds"), ("audit", "damir")] {
+        let o = rac(&[
+            command,
+            "--profile",
+            profile,
+            "--acts",
+            &p(&data),
+            "--out",
+            &p(&out),
+            "--keep-columns",
+        ]);
+        ok(&o, &[2]);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("canonical"));
+    }
 }

@@ -22,6 +22,7 @@ use rust_decimal::Decimal;
 
 use super::{Failure, InputArgs, load_rules};
 use crate::audit::Compare;
+use crate::io::read::ReadError;
 use crate::io::write::Format;
 use crate::pipeline::{self, RunOptions, RunSummary};
 use crate::profile::ProfileKind;
@@ -107,6 +108,11 @@ pub fn run_audit(args: AuditArgs) -> Result<i32, Failure> {
         return Err(Failure::usage("--tolerance must be zero or more"));
     }
     if args.compute.input.profile()? == ProfileKind::Damir {
+        if args.compute.keep_columns {
+            return Err(Failure::usage(
+                "--keep-columns applies to the canonical profile (Open DAMIR lines are aggregated)",
+            ));
+        }
         return audit_damir(&args.compute);
     }
     execute("audit", &args.compute, Some((compare, args.tolerance)))
@@ -278,8 +284,11 @@ fn carried_columns(args: &ComputeArgs) -> Result<Arc<[String]>, Failure> {
             "--keep-columns applies to the canonical profile (extracts are mapped column by column)",
         ));
     }
-    let carried = crate::io::read::carried_columns(&args.input.acts)
-        .map_err(|e| Failure::input(e.to_string()))?;
+    let carried = crate::io::read::carried_columns(&args.input.acts).map_err(|e| match e {
+        // Readable without the flag: it is the flag that cannot be honoured.
+        ReadError::DuplicateColumn { .. } => Failure::usage(format!("--keep-columns: {e}")),
+        _ => Failure::input(e.to_string()),
+    })?;
     let own = crate::io::write::column_names::<crate::model::Outcome>();
     if let Some(clash) = carried.iter().find(|c| own.contains(&c.as_str())) {
         return Err(Failure::usage(format!(

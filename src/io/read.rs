@@ -170,6 +170,9 @@ pub enum ReadError {
         data_type: String,
         expected: &'static str,
     },
+    /// A column name twice in one header (`--keep-columns` could not tell them apart).
+    #[error("{file}: column {column:?} appears twice in the header")]
+    DuplicateColumn { file: String, column: String },
     /// A bad row in a counters file (which must be exact).
     #[error("{file}: row {row}: {reason} in column {column} (value {value:?})")]
     BadCounter {
@@ -193,6 +196,7 @@ impl ReadError {
             | ReadError::Parquet { file, .. }
             | ReadError::MissingColumn { file, .. }
             | ReadError::UnsupportedType { file, .. }
+            | ReadError::DuplicateColumn { file, .. }
             | ReadError::BadCounter { file, .. } => file,
         }
     }
@@ -574,14 +578,24 @@ pub fn bad_counter(reject: Reject) -> ReadError {
 /// The columns of the acts files at `path` outside SPEC §2, in the order they first appear
 /// (file by file, then within each file's header): the columns `--keep-columns` carries
 /// through to `acts.*`. A file without one of them gives empty cells.
+///
+/// A column without a name (a delimiter at the end of every CSV line) is not carried. A name
+/// twice in one file is an error: one of the two would be lost.
 pub fn carried_columns(path: &Path) -> Result<Vec<String>, ReadError> {
     let mut carried: Vec<String> = Vec::new();
     for path in resolve(path)? {
-        let name = path.display().to_string();
-        let source = Source::open(&path, &name, &[], &[], 1)?;
-        for column in source.names() {
+        let file = path.display().to_string();
+        let source = Source::open(&path, &file, &[], &[], 1)?;
+        let names = source.names();
+        for (i, column) in names.iter().enumerate() {
+            if !column.is_empty() && names[..i].contains(column) {
+                return Err(ReadError::DuplicateColumn {
+                    file,
+                    column: column.clone(),
+                });
+            }
             let own = Act::COLUMNS.iter().any(|spec| spec.name == column);
-            if !own && !carried.contains(column) {
+            if !own && !column.is_empty() && !carried.contains(column) {
                 carried.push(column.clone());
             }
         }

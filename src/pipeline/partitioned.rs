@@ -114,9 +114,10 @@ pub fn run(
     log: &Log<'_>,
 ) -> Result<RunSummary, RunError> {
     let rows = partition::estimate_rows(&inputs.acts)?;
-    let parts = limits
-        .parts
-        .unwrap_or_else(|| partition::parts_for(rows, limits.memory));
+    let parts = limits.parts.unwrap_or_else(|| {
+        let act_cost = partition::act_cost(inputs.read.carried.len());
+        partition::parts_for(rows, limits.memory, act_cost)
+    });
     if parts <= 1 && !limits.sorted {
         log("read", "reading inputs", &[("acts_expected", rows)]);
         let prepared = super::prepare(inputs)?;

@@ -784,6 +784,10 @@ impl Spillable for ActRow {
             });
         }
     }
+
+    fn mem_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.value.carried.heap_bytes()
+    }
 }
 
 /// Writes an act's carried values into `out` (cleared first): for each, a little-endian `u32`

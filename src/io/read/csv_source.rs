@@ -128,12 +128,19 @@ impl CsvSource {
         let mut fields: Vec<Option<usize>> =
             columns.iter().map(|spec| position(spec.name)).collect();
         super::check_required(name, columns, &fields)?;
-        fields.extend(carried.iter().map(|name| position(name)));
-        Ok(CsvSource {
-            names: header
+        // Carried columns are named as they are listed: a header that is not UTF-8 is
+        // decoded the same lossy way on both sides.
+        let names: Vec<String> = header
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .collect();
+        fields.extend(
+            carried
                 .iter()
-                .map(|h| String::from_utf8_lossy(h).into_owned())
-                .collect(),
+                .map(|carried| names.iter().position(|n| n == carried)),
+        );
+        Ok(CsvSource {
+            names,
             reader,
             fields,
             width: header.len(),

@@ -22,7 +22,7 @@ use super::values::Cell;
 use super::{Chunk, ReadError, ReadOptions, Sourced, convert_row};
 use crate::model::Reject;
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Date64Array, Decimal128Array,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Date64Array, Decimal128Array,
     DictionaryArray, Float64Array, Int64Array, StringArray,
 };
 use arrow::compute::cast;
@@ -76,6 +76,8 @@ enum Col {
     Date32(Date32Array),
     Date64(Date64Array),
     Bool(BooleanArray),
+    /// Bytes that should be text (a carried binary column): checked as UTF-8 where read.
+    Bytes(BinaryArray),
 }
 
 /// A string cell: the empty string reads as null, as in CSV.
@@ -118,6 +120,14 @@ impl Col {
             Col::Date32(a) => typed!(a, Cell::Days(i64::from(a.value(i)))),
             Col::Date64(a) => typed!(a, Cell::Days(a.value(i).div_euclid(MS_PER_DAY))),
             Col::Bool(a) => typed!(a, Cell::Bool(a.value(i))),
+            Col::Bytes(a) => typed!(a, {
+                let bytes = a.value(i);
+                if bytes.is_empty() {
+                    Cell::Null
+                } else {
+                    Cell::Text(bytes)
+                }
+            }),
         }
     }
 }
@@ -224,17 +234,56 @@ fn canonical(array: &ArrayRef) -> Result<Col, arrow::error::ArrowError> {
     })
 }
 
-/// A carried column (`--keep-columns`) as text: strings as they are, any other type written
-/// out by Arrow's cast (`26.50`, `2024-03-01`, `true`).
+/// A carried column (`--keep-columns`) as text: strings as they are, bytes as text to check
+/// (not UTF-8: the row is rejected), any other type written out as Arrow prints it (`26.50`,
+/// `2024-03-01`, `true`, `{a: 1}`), a timestamp with a time zone as its UTC instant
+/// (`2024-03-01T08:00:00Z`).
 fn carried_col(array: &ArrayRef) -> Result<Col, arrow::error::ArrowError> {
-    match array.data_type() {
-        DataType::Null => Ok(Col::Null),
-        dt if is_string(dt) => canonical(array),
-        DataType::Dictionary(_, values) if is_string(values) => canonical(array),
-        _ => Ok(Col::Str(
-            cast(array, &DataType::Utf8)?.as_string::<i32>().clone(),
-        )),
+    use DataType as D;
+    let dt = array.data_type();
+    Ok(match dt {
+        D::Null => Col::Null,
+        _ if is_string(dt) => canonical(array)?,
+        D::Dictionary(_, values) if is_string(values) => canonical(array)?,
+        D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => {
+            Col::Bytes(cast(array, &D::Binary)?.as_binary::<i32>().clone())
+        }
+        D::Dictionary(_, values)
+            if matches!(**values, D::Binary | D::LargeBinary | D::BinaryView) =>
+        {
+            Col::Bytes(cast(array, &D::Binary)?.as_binary::<i32>().clone())
+        }
+        D::Timestamp(unit, Some(_)) => {
+            // The instants, in UTC: a named zone needs a time-zone database to print.
+            let utc = D::Timestamp(*unit, Some("+00:00".into()));
+            let data = array.to_data().into_builder().data_type(utc).build()?;
+            let text = cast(&arrow::array::make_array(data), &D::Utf8)?;
+            Col::Str(text.as_string::<i32>().clone())
+        }
+        _ => match cast(array, &D::Utf8) {
+            Ok(text) => Col::Str(text.as_string::<i32>().clone()),
+            Err(_) => Col::Str(formatted(array.as_ref())?),
+        },
+    })
+}
+
+/// Each value of `array` as Arrow prints it (nulls stay null).
+fn formatted(array: &dyn Array) -> Result<StringArray, arrow::error::ArrowError> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let formatter = ArrayFormatter::try_new(array, &FormatOptions::default())?;
+    let mut text = arrow::array::StringBuilder::with_capacity(array.len(), array.len() * 8);
+    let mut value = String::new();
+    for i in 0..array.len() {
+        if array.is_null(i) {
+            text.append_null();
+        } else {
+            value.clear();
+            std::fmt::Write::write_fmt(&mut value, format_args!("{}", formatter.value(i)))
+                .map_err(|e| arrow::error::ArrowError::CastError(e.to_string()))?;
+            text.append_value(&value);
+        }
     }
+    Ok(text.finish())
 }
 
 /// Runs `f`, turning a panic of the Parquet decoder (on a hostile file) into an error.
