@@ -240,6 +240,29 @@ fn csv_columns_are_carried_after_the_spec_columns_in_memory_and_spilled() {
             == std::fs::read(streamed.join("acts.csv")).unwrap()
     );
 
+    // `validate` checks the carried cells with the flag, and only then.
+    let validate = |extra: &[&str]| {
+        let mut args = vec![
+            "validate".to_string(),
+            "--acts".into(),
+            p(&acts),
+            "--beneficiaries".into(),
+            p(&data.join("beneficiaries.csv")),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = rac(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        ok(&o, &[3]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let checked = validate(&["--keep-columns"]);
+    assert!(
+        checked.contains(":8: column `caisse`: bad_encoding"),
+        "{checked}"
+    );
+    assert!(checked.contains(" 2 problem(s)"), "{checked}");
+    let unchecked = validate(&[]);
+    assert!(unchecked.contains(" 1 problem(s)"), "{unchecked}");
+
     // Without the flag the columns are ignored.
     let ignored = tmp.path().join("ignored");
     ok(&compute(&data, &acts, &ignored, &["--format", "csv"]), &[3]);

@@ -22,7 +22,6 @@ use rust_decimal::Decimal;
 
 use super::{Failure, InputArgs, load_rules};
 use crate::audit::Compare;
-use crate::io::read::ReadError;
 use crate::io::write::Format;
 use crate::pipeline::{self, RunOptions, RunSummary};
 use crate::profile::ProfileKind;
@@ -202,7 +201,7 @@ fn execute(
         }
         None => pipeline::default_memory_limit(),
     };
-    let carried = carried_columns(args)?;
+    let carried = args.input.carried(args.keep_columns)?;
     let run_opts = |profile| RunOptions {
         out: args.out.clone(),
         format,
@@ -271,31 +270,6 @@ fn execute(
         ],
     );
     Ok(summary.exit_code())
-}
-
-/// The columns `--keep-columns` carries (none without it). A name that `acts.*` already has
-/// is a configuration error: the two columns could not be told apart.
-fn carried_columns(args: &ComputeArgs) -> Result<Arc<[String]>, Failure> {
-    if !args.keep_columns {
-        return Ok(Arc::from([]));
-    }
-    if args.input.profile()? != ProfileKind::Canonical {
-        return Err(Failure::usage(
-            "--keep-columns applies to the canonical profile (extracts are mapped column by column)",
-        ));
-    }
-    let carried = crate::io::read::carried_columns(&args.input.acts).map_err(|e| match e {
-        // Readable without the flag: it is the flag that cannot be honoured.
-        ReadError::DuplicateColumn { .. } => Failure::usage(format!("--keep-columns: {e}")),
-        _ => Failure::input(e.to_string()),
-    })?;
-    let own = crate::io::write::column_names::<crate::model::Outcome>();
-    if let Some(clash) = carried.iter().find(|c| own.contains(&c.as_str())) {
-        return Err(Failure::usage(format!(
-            "--keep-columns: the acts' column `{clash}` has the name of a column of acts.*; rename it in the input"
-        )));
-    }
-    Ok(carried.into())
 }
 
 /// Log lines on stderr. They never contain a patient id or a single patient's amounts.

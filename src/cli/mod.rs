@@ -8,10 +8,11 @@ pub mod rules;
 pub mod validate;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::io::read::ReadOptions;
+use crate::io::read::{ReadError, ReadOptions};
 use crate::pipeline::{self, Inputs, Prepared};
 use crate::profile::ProfileKind;
 use crate::rules::RuleBook;
@@ -90,14 +91,53 @@ impl InputArgs {
         })
     }
 
+    /// The columns `--keep-columns` carries (none without `keep`). A name that `acts.*`
+    /// already has, or a name twice in one file, is a configuration error: the columns could
+    /// not be told apart.
+    pub fn carried(&self, keep: bool) -> Result<Arc<[String]>, Failure> {
+        if !keep {
+            return Ok(Arc::from([]));
+        }
+        if self.profile()? != ProfileKind::Canonical {
+            return Err(Failure::usage(
+                "--keep-columns applies to the canonical profile (extracts are mapped column by column)",
+            ));
+        }
+        let carried = crate::io::read::carried_columns(&self.acts).map_err(|e| match e {
+            // Readable without the flag: it is the flag that cannot be honoured.
+            ReadError::DuplicateColumn { .. } => Failure::usage(format!("--keep-columns: {e}")),
+            _ => Failure::input(e.to_string()),
+        })?;
+        let own = crate::io::write::column_names::<crate::model::Outcome>();
+        if let Some(clash) = carried.iter().find(|c| own.contains(&c.as_str())) {
+            return Err(Failure::usage(format!(
+                "--keep-columns: the acts' column `{clash}` has the name of a column of acts.*; rename it in the input"
+            )));
+        }
+        Ok(carried.into())
+    }
+
     /// Reads and checks the inputs of the chosen profile. Returns, with them, what the
     /// profile has to say (unmapped codes, filtered lines) for the manifest.
     pub fn prepare(&self) -> Result<(Prepared, serde_json::Value), Failure> {
+        self.prepare_carrying(Arc::from([]))
+    }
+
+    /// [`InputArgs::prepare`], reading the `carried` columns of the acts too (canonical
+    /// profile, [`InputArgs::carried`]).
+    pub fn prepare_carrying(
+        &self,
+        carried: Arc<[String]>,
+    ) -> Result<(Prepared, serde_json::Value), Failure> {
         match self.profile()? {
-            ProfileKind::Canonical => Ok((
-                pipeline::prepare(&self.inputs()?)?,
-                serde_json::json!({"profile": "canonical"}),
-            )),
+            ProfileKind::Canonical => {
+                let mut inputs = self.inputs()?;
+                inputs.read.carried = carried;
+                Ok((
+                    pipeline::prepare(&inputs)?,
+                    serde_json::json!({"profile": "canonical"}),
+                ))
+            }
             ProfileKind::Snds => {
                 let extract = crate::profile::read_snds_acts(&self.acts)
                     .map_err(|e| Failure::input(e.to_string()))?;

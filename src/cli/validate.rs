@@ -17,11 +17,16 @@ use crate::pipeline;
 pub struct ValidateArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// Check the acts' other columns as `compute --keep-columns` would carry them (text that
+    /// is UTF-8, names that `acts.*` does not have, none twice in a file).
+    #[arg(long)]
+    pub keep_columns: bool,
 }
 
 pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
-    let (prepared, _) = args.input.prepare()?;
+    let carried = args.input.carried(args.keep_columns)?;
+    let (prepared, _) = args.input.prepare_carrying(carried)?;
     // The engine's own checks (care before birth, no parameter at the date) are part of the
     // contract; they need the patients' data but write nothing.
     let computed = pipeline::compute(&book, &prepared);
