@@ -97,6 +97,25 @@ fn refused(e: &io::Error) -> bool {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Direct transfers the file system takes before it refuses every other (tests only; some
+    /// network file systems accept the flag at open and refuse the transfers).
+    static REFUSE_AFTER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// A refusal of the next direct transfer, where a test asked for it ([`REFUSE_AFTER`]).
+fn injected_refusal() -> io::Result<()> {
+    #[cfg(all(test, target_os = "linux"))]
+    if let Some(left) = REFUSE_AFTER.get() {
+        if left == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        REFUSE_AFTER.set(Some(left - 1));
+    }
+    Ok(())
+}
+
 /// A file being written: bytes are appended in any amounts; whole blocks go to the device as
 /// they are complete, the last partial one at [`SpillFile::finish`].
 pub(crate) struct SpillFile {
@@ -165,7 +184,7 @@ impl SpillFile {
     /// the transfer, goes on through the cache.
     fn write_blocks(&mut self, len: usize, scratch: &mut Aligned) -> io::Result<()> {
         let blocks = &scratch.as_mut()[..len];
-        match self.file.write_all(blocks) {
+        match injected_refusal().and_then(|()| self.file.write_all(blocks)) {
             Ok(()) => {
                 self.written += len as u64;
                 Ok(())
@@ -255,7 +274,14 @@ impl SpillReader {
             return Ok(());
         }
         let n = loop {
-            match self.file.read(self.buf.as_mut()) {
+            let direct = self.direct;
+            let buf = self.buf.as_mut();
+            let read = if direct {
+                injected_refusal().and_then(|()| self.file.read(buf))
+            } else {
+                self.file.read(buf)
+            };
+            match read {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if self.direct && refused(&e) => {
@@ -349,6 +375,41 @@ mod tests {
             assert_eq!(slice.len(), len);
             assert_eq!(slice.as_ptr() as usize % BLOCK, 0);
         }
+    }
+
+    /// A file system that takes the flag at open, then refuses a transfer midway: the file
+    /// goes on through the cache, and the bytes read back are still the bytes appended.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_transfer_refused_midway_goes_on_through_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.arrows");
+        let bytes = pattern(5 * TRANSFER + 1234);
+        let mut scratch = Aligned::new(TRANSFER);
+        // Writing: the third transfer is refused.
+        REFUSE_AFTER.set(Some(2));
+        let mut file = SpillFile::create_with(&path, true).unwrap();
+        if !file.is_direct() {
+            REFUSE_AFTER.set(None);
+            eprintln!("no direct transfers in the temporary folder: nothing to refuse");
+            return;
+        }
+        for piece in bytes.chunks(TRANSFER / 3) {
+            file.append(piece, &mut scratch).unwrap();
+        }
+        file.finish(&mut scratch).unwrap();
+        assert!(!file.is_direct());
+        assert_eq!(REFUSE_AFTER.get(), Some(0));
+        // Reading: the second transfer is refused.
+        REFUSE_AFTER.set(Some(1));
+        let mut reader = SpillReader::open_with(&path, true).unwrap();
+        assert!(reader.is_direct());
+        let mut back = Vec::new();
+        reader.read_to_end(&mut back).unwrap();
+        REFUSE_AFTER.set(None);
+        assert!(!reader.is_direct());
+        assert_eq!(back.len(), bytes.len());
+        assert!(back == bytes, "the bytes read back differ");
     }
 
     /// Where the file system takes direct transfers (the temporary folder of Linux machines
