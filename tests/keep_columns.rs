@@ -2,35 +2,22 @@
 //! with `--keep-columns` — after the spec's columns, as text, in the order they first appear
 //! across the acts files, in memory, spilled or streamed alike.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, Date32Array, DictionaryArray, Float64Array, Int32Array,
     Int64Array, StringArray, StructArray, TimestampMillisecondArray,
 };
-use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use arrow::datatypes::{DataType, Field, Int32Type};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-fn rac(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rac"))
-        .args(args)
-        .output()
-        .expect("rac runs")
-}
-
-fn ok(o: &Output, codes: &[i32]) {
-    assert!(
-        o.status.code().is_some_and(|c| codes.contains(&c)),
-        "exit {:?}: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use common::{compute_event, ok, rac, rac_owned, write_parquet};
 
 fn p(path: &Path) -> String {
     path.display().to_string()
@@ -60,30 +47,26 @@ fn generated(dir: &Path, acts: &str) -> Vec<Vec<String>> {
 
 /// `compute` of `acts` against the generated beneficiaries and rights of `data`.
 fn compute(data: &Path, acts: &Path, out: &Path, extra: &[&str]) -> Output {
+    rac_owned(&common::compute_args(acts, data, out, extra))
+}
+
+/// `compute --keep-columns --quiet` of the Parquet `acts` against `dir/beneficiaries.csv`,
+/// into `dir/out`, then `extra`.
+fn compute_parquet(dir: &Path, acts: &Path, extra: &[&str]) -> (Output, PathBuf) {
+    let out = dir.join("out");
     let mut args = vec![
         "compute".to_string(),
         "--acts".into(),
         p(acts),
         "--beneficiaries".into(),
-        p(&data.join("beneficiaries.csv")),
-        "--rights".into(),
-        p(&data.join("rights.csv")),
+        p(&dir.join("beneficiaries.csv")),
         "--out".into(),
-        p(out),
-        "--log-format".into(),
-        "json".into(),
+        p(&out),
+        "--keep-columns".into(),
+        "--quiet".into(),
     ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    rac(&args.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-/// The `compute` log event (partitions, spilled acts).
-fn compute_event(o: &Output) -> serde_json::Value {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["step"] == "compute")
-        .expect("a compute event")
+    args.extend(extra.iter().map(|a| a.to_string()));
+    (rac_owned(&args), out)
 }
 
 /// A CSV file's header and its rows by their first column.
@@ -278,20 +261,6 @@ fn csv_columns_are_carried_after_the_spec_columns_in_memory_and_spilled() {
     }
 }
 
-fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
-        .collect();
-    let schema = Arc::new(Schema::new(fields));
-    let arrays = columns.into_iter().map(|(_, a)| a).collect();
-    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
-    let file = std::fs::File::create(path).unwrap();
-    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
-}
-
 fn strings(values: &[&str]) -> ArrayRef {
     Arc::new(StringArray::from(values.to_vec()))
 }
@@ -362,18 +331,7 @@ fn parquet_columns_of_any_type_are_carried_as_text_across_files() {
             ("claim_no", Arc::new(Int64Array::from(vec![1003]))),
         ],
     );
-    let out = tmp.path().join("out");
-    let o = rac(&[
-        "compute",
-        "--acts",
-        &p(&acts),
-        "--beneficiaries",
-        &p(&tmp.path().join("beneficiaries.csv")),
-        "--out",
-        &p(&out),
-        "--keep-columns",
-        "--quiet",
-    ]);
+    let (o, out) = compute_parquet(tmp.path(), &acts, &[]);
     ok(&o, &[0]);
     let batch = read_parquet(&out.join("acts.parquet"));
     let schema = batch.schema();
@@ -438,20 +396,7 @@ fn parquet_bytes_structs_and_zoned_timestamps_are_carried_or_rejected() {
             ("", strings(&["x", "y", "z"])),
         ],
     );
-    let out = tmp.path().join("out");
-    let o = rac(&[
-        "compute",
-        "--acts",
-        &p(&acts),
-        "--beneficiaries",
-        &p(&tmp.path().join("beneficiaries.csv")),
-        "--out",
-        &p(&out),
-        "--format",
-        "csv",
-        "--keep-columns",
-        "--quiet",
-    ]);
+    let (o, out) = compute_parquet(tmp.path(), &acts, &["--format", "csv"]);
     ok(&o, &[3]);
     let (header, rows) = csv_by_id(&out.join("acts.csv"));
     assert_eq!(header[21..], ["recorded_amo", "note", "record", "sent_at"]);

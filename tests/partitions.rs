@@ -2,24 +2,12 @@
 //! the same bytes as a run held in memory, whatever the number of partitions and threads;
 //! duplicates across partitions, unknown patients and bad rows are found all the same.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn rac(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rac"))
-        .args(args)
-        .output()
-        .expect("rac runs")
-}
-
-fn ok(o: &Output, codes: &[i32]) {
-    assert!(
-        o.status.code().is_some_and(|c| codes.contains(&c)),
-        "exit {:?}: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use common::{compute_event, ok, rac, rac_owned};
 
 /// A generated data set (CSV), with rows added that only a whole-input view can judge: an
 /// `act_id` reused for another patient (likely in another partition), an act of an unknown
@@ -71,40 +59,16 @@ fn data_set(dir: &Path) {
 }
 
 fn compute(data: &Path, out: &Path, counters: Option<&Path>, extra: &[&str]) -> Output {
-    let args = compute_args(data, out, counters, extra);
-    rac(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    rac_owned(&compute_args(data, out, counters, extra))
 }
 
 /// The arguments of a `compute` run on the CSV data set in `data`, with JSON logs.
 fn compute_args(data: &Path, out: &Path, counters: Option<&Path>, extra: &[&str]) -> Vec<String> {
-    let p = |path: &Path| path.display().to_string();
-    let mut args = vec![
-        "compute".to_string(),
-        "--acts".into(),
-        p(&data.join("acts.csv")),
-        "--beneficiaries".into(),
-        p(&data.join("beneficiaries.csv")),
-        "--rights".into(),
-        p(&data.join("rights.csv")),
-        "--out".into(),
-        p(out),
-        "--log-format".into(),
-        "json".into(),
-    ];
+    let mut args = common::compute_args(&data.join("acts.csv"), data, out, extra);
     if let Some(c) = counters {
-        args.extend(["--counters".into(), p(c)]);
+        args.extend(["--counters".into(), c.display().to_string()]);
     }
-    args.extend(extra.iter().map(|a| a.to_string()));
     args
-}
-
-/// The `compute` log event of a run (partitions and spilled acts).
-fn compute_event(o: &Output) -> serde_json::Value {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["step"] == "compute")
-        .expect("a compute event")
 }
 
 const TABLES: [&str; 5] = [

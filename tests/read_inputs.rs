@@ -1,16 +1,18 @@
 //! Input readers (SPEC §2): formats, defaults, every reject reason, file-level errors, and
 //! robustness against broken files.
 
+mod common;
+
+use common::write_parquet;
+
 use arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, Float64Array,
     Int32Array, Int64Array, StringArray,
 };
-use arrow::datatypes::{Field, Int32Type, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow::datatypes::Int32Type;
 use chrono::NaiveDate;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use parquet::arrow::ArrowWriter;
 use rac::io::read::{
     Chunks, Loaded, ReadError, ReadOptions, open_acts, read_acts, read_beneficiaries,
     read_counters, read_rights,
@@ -432,23 +434,6 @@ fn streaming_chunks_match_whole_read() {
     assert_eq!(whole.rows[0].row, 2);
     assert_eq!(whole.rows[0].value.act_id, "A00001");
     assert_eq!(whole.rows[0].value.tariff, dec!(1.01));
-}
-
-fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
-        .collect();
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .unwrap();
-    let file = std::fs::File::create(path).unwrap();
-    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
 }
 
 fn days(date: NaiveDate) -> i32 {
