@@ -111,7 +111,8 @@ fn explain(
         } else if crate::engine::category::bears_pf(o.category) {
             let daily_max = i64::try_from(param(Scalar::PfDailyMaxCount)).unwrap_or(0);
             candidates.push((
-                ours - param(Scalar::PfAmount) * Decimal::from(o.quantity.min(daily_max)),
+                ours - param(Scalar::PfAmount)
+                    * Decimal::from(i64::from(o.quantity).min(daily_max)),
                 "pf_deducted_despite_cap_or_exemption".into(),
             ));
         }

@@ -2416,7 +2416,7 @@ impl ActBatch<'_> {
             cents(r.tariff),
         );
         act.end_date = r.end().map(to_date);
-        act.quantity = i64::from(r.quantity);
+        act.quantity = u32::try_from(r.quantity).expect("generated quantities are positive");
         act.billed = r.billed().map(cents);
         act.coefficient = r.coefficient().map(cents);
         act.code = match r.code {

@@ -161,8 +161,9 @@ pub struct Act {
     pub category: Category,
     /// Unit base of reimbursement (*tarif de convention*, *BRSS*).
     pub tariff: Decimal,
-    /// Units: boxes, acts, trips, days (≥ 1).
-    pub quantity: i64,
+    /// Units: boxes, acts, trips, days (≥ 1, at most [`crate::io::read::QUANTITY_RANGE`]'s
+    /// end): 4 bytes, so that an act keeps its size with [`Act::carried`].
+    pub quantity: u32,
     /// What was billed for the whole line; `None` means "equal to the base".
     pub billed: Option<Decimal>,
     pub coefficient: Option<Decimal>,
@@ -186,7 +187,8 @@ pub struct Act {
 /// SPEC §2): one per carried column, `None` for an empty cell. One pointer wide, and nothing
 /// allocated when nothing is carried: acts and outcomes are moved several times per run (a
 /// boxed slice, 16 bytes, cost about 4 % more user CPU on 10 M acts, three alternated pairs;
-/// this, about 2.5 %). Shared, not copied, by an act and its outcome.
+/// this pointer 2–4 %, until `quantity` went from 8 bytes to 4 and both types were back to
+/// their size before it). Shared, not copied, by an act and its outcome.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Carried(Option<Arc<Box<[Option<Id>]>>>);
 
@@ -303,7 +305,7 @@ pub struct Outcome {
     pub patient_id: Id,
     pub care_date: NaiveDate,
     pub category: Category,
-    pub quantity: i64,
+    pub quantity: u32,
     /// *base de remboursement*
     pub base: Decimal,
     pub billed: Decimal,

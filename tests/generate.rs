@@ -233,7 +233,7 @@ fn parquet_columns_and_types() {
                 act.billed
             );
             assert_eq!(dates.value_as_date(i).unwrap(), act.care_date);
-            assert_eq!(quantity.value(i), act.quantity);
+            assert_eq!(quantity.value(i), i64::from(act.quantity));
             assert_eq!(ald.value(i), act.ald_related);
             assert_eq!(
                 stays.is_valid(i).then(|| stays.value(i)),
@@ -301,7 +301,7 @@ fn csv_is_readable_and_equals_the_model() {
         assert_eq!(opt(&r[3]).map(parse_date), act.end_date);
         assert_eq!(Category::parse(&r[4]), Some(act.category));
         assert_eq!(parse_amount(&r[5]), act.tariff);
-        assert_eq!(r[6].parse::<i64>().unwrap(), act.quantity);
+        assert_eq!(r[6].parse::<u32>().unwrap(), act.quantity);
         assert_eq!(opt(&r[7]).map(parse_amount), act.billed);
         assert_eq!(opt(&r[8]).map(parse_amount), act.coefficient);
         assert_eq!(opt(&r[9]), act.code.as_deref());
@@ -600,7 +600,11 @@ fn valid_rows() {
                 assert_eq!(a.setting, Setting::Inpatient);
                 let end = a.end_date.expect("stay lines have an end date");
                 if a.category != Category::HospitalStay {
-                    assert_eq!(a.quantity, (end - a.care_date).num_days() + 1, "{a:?}");
+                    assert_eq!(
+                        i64::from(a.quantity),
+                        (end - a.care_date).num_days() + 1,
+                        "{a:?}"
+                    );
                 }
             }
             _ => assert!(a.end_date.is_none()),

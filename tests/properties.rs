@@ -21,7 +21,7 @@ prop_compose! {
         offset in 0i64..730,
         cat in 0usize..Category::ALL.len(),
         cents in 1i64..40_000,
-        quantity in 1i64..7,
+        quantity in 1u32..7,
         over in prop::option::of(0i64..5_000),
         under in any::<bool>(),
         practitioner in prop::option::of(0u8..3),

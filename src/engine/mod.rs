@@ -727,7 +727,7 @@ impl<'a> Engine<'a> {
                 .sum(),
             None => 0,
         };
-        let units = line.act.quantity.min(max - used_today).max(0);
+        let units = i64::from(line.act.quantity).min(max - used_today).max(0);
         let unit_amount = line.get(Scalar::PfAmount)?;
         let cap = line.get(Scalar::PfAnnualCap)?;
         let wanted = unit_amount * Decimal::from(units);
@@ -741,7 +741,7 @@ impl<'a> Engine<'a> {
         let line = &mut lines[k];
         line.pf = pf;
         line.pf_units = units;
-        if units < line.act.quantity {
+        if units < i64::from(line.act.quantity) {
             line.rules
                 .push(Param::from(Scalar::PfDailyMaxCount).static_id());
         }

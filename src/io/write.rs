@@ -701,7 +701,7 @@ static ACT_COLUMNS: &[Column<Outcome>] = &[
     column!("patient_id", Str, |o| o.patient_id.as_str()),
     column!("care_date", Date, |o| o.care_date),
     column!("category", Str, |o| o.category.as_str()),
-    column!("quantity", Int64, |o| o.quantity),
+    column!("quantity", Int64, |o| i64::from(o.quantity)),
     column!("base", Money, |o| o.base),
     column!("billed", Money, |o| o.billed),
     column!("overbilling", Money, |o| o.overbilling),

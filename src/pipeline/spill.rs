@@ -11,11 +11,10 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder,
-    Int32Builder, Int64Builder, StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
+    Int32Builder, StringBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{
-    DataType, Date32Type, Field, Int32Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt32Type,
-    UInt64Type,
+    DataType, Date32Type, Field, Int32Type, Schema, SchemaRef, UInt8Type, UInt32Type, UInt64Type,
 };
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -624,7 +623,7 @@ impl Spillable for ActRow {
             field("end_date", DataType::Date32, true),
             field("category", DataType::UInt8, false),
             decimal_field("tariff", false),
-            field("quantity", DataType::Int64, false),
+            field("quantity", DataType::UInt32, false),
             decimal_field("billed", true),
             decimal_field("coefficient", true),
             field("code", DataType::Utf8, true),
@@ -661,7 +660,7 @@ impl Spillable for ActRow {
         );
         let mut category = code();
         let mut tariff = amount();
-        let mut quantity = Int64Builder::with_capacity(n);
+        let mut quantity = UInt32Builder::with_capacity(n);
         let (mut billed, mut coefficient) = (amount(), amount());
         let (mut act_code, mut practitioner, mut specialty, mut stay) =
             (text(8), text(12), text(2), text(0));
@@ -738,7 +737,7 @@ impl Spillable for ActRow {
         let (care_date, end_date) = (r.date(2), r.date(3));
         let category = r.code(4);
         let tariff = r.decimal(5);
-        let quantity = b.column(6).as_primitive::<Int64Type>();
+        let quantity = b.column(6).as_primitive::<UInt32Type>();
         let (billed, coefficient) = (r.decimal(7), r.decimal(8));
         let (code, practitioner, specialty, stay) = (r.text(9), r.text(10), r.text(11), r.text(12));
         let nature = r.code(13);

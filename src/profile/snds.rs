@@ -777,7 +777,8 @@ impl<'m> PrestationReader<'m> {
             Category::HospitalStay | Category::DailyFee | Category::DailyFeePsy
         );
         let mut act = Act::new(&act_id, &patient, care_date, category, tariff);
-        act.quantity = quantity;
+        // More than 4 billion units is no real line: the most a u32 holds.
+        act.quantity = u32::try_from(quantity).unwrap_or(u32::MAX);
         act.end_date = if stay_line {
             parse_snds_date(row.get("EXE_SOI_DTF")).ok().flatten()
         } else {
@@ -890,7 +891,7 @@ impl<'m> PrestationReader<'m> {
                 let pick = candidates
                     .iter()
                     .copied()
-                    .find(|&i| lines[i].act.quantity == d.quantity)
+                    .find(|&i| i64::from(lines[i].act.quantity) == d.quantity)
                     .or_else(|| candidates.first().copied());
                 if let Some(i) = pick {
                     d.act_id = Some(lines[i].act.act_id.to_string());
@@ -947,13 +948,14 @@ impl<'m> PrestationReader<'m> {
                     && l.prs_nat == neg.prs_nat
                     && l.act.practitioner_id == neg.act.practitioner_id
                     && l.act.tariff == neg.act.tariff
-                    && l.act.quantity >= neg.quantity
+                    && i64::from(l.act.quantity) >= neg.quantity
             });
             self.lines[i].gone = true;
             match original {
                 Some(j) => {
                     let l = &mut self.lines[j];
-                    l.act.quantity -= neg.quantity;
+                    // At most the original's quantity (above): a u32.
+                    l.act.quantity -= neg.quantity as u32;
                     l.base += neg.base;
                     l.amount += neg.amount;
                     if let (Some(e), Some(n)) = (l.expense.as_mut(), neg.expense) {
@@ -961,7 +963,7 @@ impl<'m> PrestationReader<'m> {
                     }
                     l.act.billed = l.expense.map(|e| e.abs());
                     l.act.recorded_amo = Some(l.amount);
-                    if l.act.quantity <= 0 {
+                    if l.act.quantity == 0 {
                         l.gone = true;
                     }
                     self.regularised += 1;

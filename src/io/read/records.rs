@@ -317,7 +317,9 @@ impl Table for Act {
                 RejectReason::UnknownCategory,
             )?,
             tariff: req_amount(row, TARIFF, opts, false)?,
-            quantity: opt_int(row, QUANTITY, QUANTITY_RANGE.0, QUANTITY_RANGE.1)?.unwrap_or(1),
+            // In QUANTITY_RANGE: a u32.
+            quantity: opt_int(row, QUANTITY, QUANTITY_RANGE.0, QUANTITY_RANGE.1)?
+                .map_or(1, |q| q as u32),
             billed: opt_amount(row, BILLED, opts, false)?,
             coefficient: opt_decimal(row, COEFFICIENT, opts)?,
             code: opt_id(row, CODE)?,
