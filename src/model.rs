@@ -187,7 +187,7 @@ pub struct Act {
 /// SPEC §2): one per carried column, `None` for an empty cell. One pointer wide, and nothing
 /// allocated when nothing is carried: acts and outcomes are moved several times per run (a
 /// boxed slice, 16 bytes, cost about 4 % more user CPU on 10 M acts, three alternated pairs;
-/// this pointer 2–4 %, until `quantity` went from 8 bytes to 4 and both types were back to
+/// this pointer 1–4 %, until `quantity` went from 8 bytes to 4 and both types were back to
 /// their size before it). Shared, not copied, by an act and its outcome.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Carried(Option<Arc<Box<[Option<Id>]>>>);
@@ -211,7 +211,11 @@ impl Carried {
                 .map(|v| v.len())
                 .filter(|&n| n > 24)
                 .sum();
-            2 * std::mem::size_of::<usize>() + std::mem::size_of_val::<[Option<Id>]>(values) + long
+            // The shared block (two counts and the slice's pointer), the slice, long values.
+            2 * std::mem::size_of::<usize>()
+                + std::mem::size_of::<Box<[Option<Id>]>>()
+                + std::mem::size_of_val::<[Option<Id>]>(values)
+                + long
         })
     }
 }

@@ -321,3 +321,34 @@ fn a_folder_without_prestations_or_a_table_without_its_columns_is_refused() {
     let err = read_snds_acts(&file).unwrap_err().to_string();
     assert!(err.contains("EXE_SOI_DTD"), "{err}");
 }
+
+#[test]
+fn a_quantity_past_the_canonical_range_is_rejected() {
+    // The fixtures with claim 1001's first line (a G consultation) at 5 billion units.
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let prestations = tmp.path().join("ER_PRS_F.csv");
+    let text = std::fs::read_to_string(&prestations).unwrap();
+    let line = "AAA;1;1980;0;2025-01-15;;;1110;1;1;;30;21;";
+    assert!(text.contains(line));
+    let huge = line.replace(";1110;1;1;", ";1110;5000000000;1;");
+    std::fs::write(&prestations, text.replacen(line, &huge, 1)).unwrap();
+    let x = read_snds_acts(tmp.path()).unwrap();
+    let reject = x
+        .rejects
+        .iter()
+        .find(|r| r.reason == "out_of_range")
+        .expect("an out_of_range reject");
+    assert_eq!(
+        (reject.column.as_str(), reject.value.as_str(), reject.row),
+        ("PRS_ACT_QTE", "5000000000", 1)
+    );
+    let first = "2025-04-01:2025-03-28:1:751:1:01C751001:1001:1:0";
+    assert!(x.acts.iter().all(|a| a.act_id != first));
+    assert!(extract().acts.iter().any(|a| a.act_id == first));
+}

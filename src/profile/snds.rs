@@ -29,7 +29,8 @@
 //!   travel indemnities), the one whose rate in the built-in rules is the recorded
 //!   `RGO_REM_TAU`, else the first.
 //! - base = `BSE_REM_BSE` + `CPL_REM_BSE` (DCIRS: `CPM_REM_BSE`); `quantity` = |`PRS_ACT_QTE`|
-//!   (at least 1); `tariff` = base / quantity when that is exact to the cent, else the base as
+//!   (at least 1; past the canonical `QUANTITY_RANGE`, 1 000 000, the line is rejected
+//!   `out_of_range`); `tariff` = base / quantity when that is exact to the cent, else the base as
 //!   one unit; `billed` = `PRS_PAI_MNT`; `coefficient` = `PRS_ACT_CFT` or `PRS_ACT_COG`.
 //! - `insurance_nature` from `RGO_ASU_NAT` (`asu_nat.csv`); `exo_code`, `ald_related` from
 //!   `EXO_MTF` (`exo_mtf.csv`); `pathway` from `PRS_PDS_QCP` (`pds_qcp.csv`).
@@ -78,6 +79,7 @@ use chrono::{Datelike, Months, NaiveDate};
 use rust_decimal::Decimal;
 
 use crate::engine::category::{FranchiseKind, bears_pf, franchise_kind, in_pal_group};
+use crate::io::read::QUANTITY_RANGE;
 use crate::model::{
     Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, Reject, RightKind,
     RightPeriod, Setting,
@@ -668,7 +670,13 @@ impl<'m> PrestationReader<'m> {
             return;
         }
         let negative = qte.is_sign_negative() || base.is_sign_negative();
-        let quantity = i64::try_from(qte.abs().trunc()).unwrap_or(1).max(1);
+        let quantity = i64::try_from(qte.abs().trunc()).unwrap_or(i64::MAX).max(1);
+        // As in the canonical acts: more units than that is no real line.
+        if quantity > QUANTITY_RANGE.1 {
+            let value = qte.to_string();
+            self.reject(file, number, &act_id, "PRS_ACT_QTE", "out_of_range", &value);
+            return;
+        }
 
         // Patient facts for beneficiaries and rights.
         if let Some(year) = row.opt("BEN_NAI_ANN").and_then(|y| y.parse::<i32>().ok())
@@ -777,8 +785,7 @@ impl<'m> PrestationReader<'m> {
             Category::HospitalStay | Category::DailyFee | Category::DailyFeePsy
         );
         let mut act = Act::new(&act_id, &patient, care_date, category, tariff);
-        // More than 4 billion units is no real line: the most a u32 holds.
-        act.quantity = u32::try_from(quantity).unwrap_or(u32::MAX);
+        act.quantity = u32::try_from(quantity).expect("in QUANTITY_RANGE (checked above)");
         act.end_date = if stay_line {
             parse_snds_date(row.get("EXE_SOI_DTF")).ok().flatten()
         } else {

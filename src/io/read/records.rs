@@ -254,6 +254,8 @@ fn req_code<R: Row + ?Sized, E>(
 
 /// Smallest and largest `quantity`.
 pub const QUANTITY_RANGE: (i64, i64) = (1, 1_000_000);
+// A quantity in the range is a `u32` (`Act::quantity`).
+const _: () = assert!(QUANTITY_RANGE.0 >= 0 && QUANTITY_RANGE.1 <= u32::MAX as i64);
 
 mod act_slots {
     pub const ACT_ID: usize = 0;
