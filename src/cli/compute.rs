@@ -107,11 +107,8 @@ pub fn run_audit(args: AuditArgs) -> Result<i32, Failure> {
         return Err(Failure::usage("--tolerance must be zero or more"));
     }
     if args.compute.input.profile()? == ProfileKind::Damir {
-        if args.compute.keep_columns {
-            return Err(Failure::usage(
-                "--keep-columns applies to the canonical profile (Open DAMIR lines are aggregated)",
-            ));
-        }
+        // Refuses --keep-columns (canonical profile only) before anything is read.
+        args.compute.input.carried(args.compute.keep_columns)?;
         return audit_damir(&args.compute);
     }
     execute("audit", &args.compute, Some((compare, args.tolerance)))

@@ -100,7 +100,7 @@ impl InputArgs {
         }
         if self.profile()? != ProfileKind::Canonical {
             return Err(Failure::usage(
-                "--keep-columns applies to the canonical profile (extracts are mapped column by column)",
+                "--keep-columns applies to the canonical profile (an extract's columns are mapped, not carried)",
             ));
         }
         let carried = crate::io::read::carried_columns(&self.acts).map_err(|e| match e {

@@ -89,6 +89,16 @@ fn text_cell(text: &str) -> Cell<'_> {
     }
 }
 
+/// Bytes to be read as text (their encoding checked where they are converted); empty reads as
+/// null, as in CSV.
+fn bytes_cell(bytes: &[u8]) -> Cell<'_> {
+    if bytes.is_empty() {
+        Cell::Null
+    } else {
+        Cell::Text(bytes)
+    }
+}
+
 impl Col {
     fn cell(&self, i: usize) -> Cell<'_> {
         macro_rules! typed {
@@ -120,14 +130,7 @@ impl Col {
             Col::Date32(a) => typed!(a, Cell::Days(i64::from(a.value(i)))),
             Col::Date64(a) => typed!(a, Cell::Days(a.value(i).div_euclid(MS_PER_DAY))),
             Col::Bool(a) => typed!(a, Cell::Bool(a.value(i))),
-            Col::Bytes(a) => typed!(a, {
-                let bytes = a.value(i);
-                if bytes.is_empty() {
-                    Cell::Null
-                } else {
-                    Cell::Text(bytes)
-                }
-            }),
+            Col::Bytes(a) => typed!(a, bytes_cell(a.value(i))),
         }
     }
 }
@@ -245,12 +248,8 @@ fn carried_col(array: &ArrayRef) -> Result<Col, arrow::error::ArrowError> {
         D::Null => Col::Null,
         _ if is_string(dt) => canonical(array)?,
         D::Dictionary(_, values) if is_string(values) => canonical(array)?,
-        D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => {
-            Col::Bytes(cast(array, &D::Binary)?.as_binary::<i32>().clone())
-        }
-        D::Dictionary(_, values)
-            if matches!(**values, D::Binary | D::LargeBinary | D::BinaryView) =>
-        {
+        _ if is_binary(dt) => Col::Bytes(cast(array, &D::Binary)?.as_binary::<i32>().clone()),
+        D::Dictionary(_, values) if is_binary(values) => {
             Col::Bytes(cast(array, &D::Binary)?.as_binary::<i32>().clone())
         }
         D::Timestamp(unit, Some(_)) => {
@@ -271,19 +270,19 @@ fn carried_col(array: &ArrayRef) -> Result<Col, arrow::error::ArrowError> {
 fn formatted(array: &dyn Array) -> Result<StringArray, arrow::error::ArrowError> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let formatter = ArrayFormatter::try_new(array, &FormatOptions::default())?;
-    let mut text = arrow::array::StringBuilder::with_capacity(array.len(), array.len() * 8);
-    let mut value = String::new();
-    for i in 0..array.len() {
-        if array.is_null(i) {
-            text.append_null();
-        } else {
-            value.clear();
-            std::fmt::Write::write_fmt(&mut value, format_args!("{}", formatter.value(i)))
-                .map_err(|e| arrow::error::ArrowError::CastError(e.to_string()))?;
-            text.append_value(&value);
-        }
-    }
-    Ok(text.finish())
+    Ok((0..array.len())
+        .map(|i| (!array.is_null(i)).then(|| formatter.value(i).to_string()))
+        .collect())
+}
+
+fn is_binary(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::FixedSizeBinary(_)
+    )
 }
 
 /// Runs `f`, turning a panic of the Parquet decoder (on a hostile file) into an error.
