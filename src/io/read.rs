@@ -394,7 +394,7 @@ impl Source {
         name: &str,
         columns: &[ColumnSpec],
         carried: &[String],
-        chunk_rows: usize,
+        size: ChunkSize,
     ) -> Result<Source, ReadError> {
         let format = format_of(path).ok_or_else(|| ReadError::UnsupportedFormat {
             file: name.to_string(),
@@ -417,7 +417,7 @@ impl Source {
                 carried,
             )?)),
             Format::Parquet => Source::Parquet(Box::new(ParquetSource::open(
-                path, name, columns, carried, chunk_rows,
+                path, name, columns, carried, size,
             )?)),
         })
     }
@@ -435,10 +435,10 @@ impl Source {
         file: usize,
         name: &str,
         opts: &ReadOptions,
-        chunk_rows: usize,
+        size: ChunkSize,
     ) -> Result<Option<Chunk<T>>, ReadError> {
         match self {
-            Source::Csv(source) => source.next_chunk(file, name, opts, chunk_rows),
+            Source::Csv(source) => source.next_chunk(file, name, opts, size),
             Source::Parquet(source) => source.next_chunk(file, name, opts),
         }
     }
@@ -446,6 +446,31 @@ impl Source {
 
 /// Default number of rows per [`Chunk`].
 pub const DEFAULT_CHUNK_ROWS: usize = 65_536;
+
+/// Default number of input bytes a [`Chunk`] is read from, at most (one row more if a row
+/// alone is more): a CSV's record bytes, a Parquet row group's uncompressed bytes of the
+/// columns read, pro rata. Rows of the spec's columns take 100–150 bytes, so this only cuts
+/// chunks of wide rows (long columns carried with `--keep-columns`, or ignored ones in a CSV),
+/// whose [`DEFAULT_CHUNK_ROWS`] would otherwise hold hundreds of MB whatever `--memory-limit`
+/// says.
+pub const DEFAULT_CHUNK_BYTES: usize = 16 << 20;
+
+/// How much a [`Chunk`] holds at most: `rows` rows, and rows from no more than `bytes` bytes of
+/// input (at least one row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSize {
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+impl Default for ChunkSize {
+    fn default() -> ChunkSize {
+        ChunkSize {
+            rows: DEFAULT_CHUNK_ROWS,
+            bytes: DEFAULT_CHUNK_BYTES,
+        }
+    }
+}
 
 /// Streaming reader of a table: an iterator of [`Chunk`]s, so that the caller never holds
 /// the whole table. Files are opened one after the other, when reached; the first
@@ -465,7 +490,7 @@ pub struct Chunks<T> {
     files: Vec<String>,
     paths: Vec<PathBuf>,
     opts: ReadOptions,
-    chunk_rows: usize,
+    size: ChunkSize,
     /// Next file to open.
     next: usize,
     current: Option<(usize, Source)>,
@@ -481,7 +506,7 @@ impl<T: Record> Chunks<T> {
             files: paths.iter().map(|p| p.display().to_string()).collect(),
             paths,
             opts: opts.clone(),
-            chunk_rows: DEFAULT_CHUNK_ROWS,
+            size: ChunkSize::default(),
             next: 0,
             current: None,
             finished: false,
@@ -491,7 +516,13 @@ impl<T: Record> Chunks<T> {
 
     /// Sets the number of rows per chunk (at least 1; a chunk never spans two files).
     pub fn with_chunk_rows(mut self, rows: usize) -> Chunks<T> {
-        self.chunk_rows = rows.max(1);
+        self.size.rows = rows.max(1);
+        self
+    }
+
+    /// Sets the input bytes a chunk is read from, at most ([`DEFAULT_CHUNK_BYTES`]).
+    pub fn with_chunk_bytes(mut self, bytes: usize) -> Chunks<T> {
+        self.size.bytes = bytes.max(1);
         self
     }
 
@@ -536,13 +567,7 @@ impl<T: Record> Iterator for Chunks<T> {
                 let path = self.paths.get(index)?;
                 self.next += 1;
                 let carried: &[String] = if T::CARRIES { &self.opts.carried } else { &[] };
-                match Source::open(
-                    path,
-                    &self.files[index],
-                    T::COLUMNS,
-                    carried,
-                    self.chunk_rows,
-                ) {
+                match Source::open(path, &self.files[index], T::COLUMNS, carried, self.size) {
                     Ok(source) => self.current = Some((index, source)),
                     Err(error) => {
                         self.finished = true;
@@ -552,7 +577,7 @@ impl<T: Record> Iterator for Chunks<T> {
             }
             let (index, source) = self.current.as_mut()?;
             let index = *index;
-            match source.next_chunk::<T>(index, &self.files[index], &self.opts, self.chunk_rows) {
+            match source.next_chunk::<T>(index, &self.files[index], &self.opts, self.size) {
                 Ok(Some(chunk)) => return Some(Ok(chunk)),
                 Ok(None) => self.current = None,
                 Err(error) => {
@@ -585,7 +610,7 @@ pub fn carried_columns(path: &Path) -> Result<Vec<String>, ReadError> {
     let mut carried: Vec<String> = Vec::new();
     for path in resolve(path)? {
         let file = path.display().to_string();
-        let source = Source::open(&path, &file, &[], &[], 1)?;
+        let source = Source::open(&path, &file, &[], &[], ChunkSize { rows: 1, bytes: 1 })?;
         let names = source.names();
         for (i, column) in names.iter().enumerate() {
             if !column.is_empty() && names[..i].contains(column) {
@@ -712,6 +737,46 @@ mod tests {
         assert_eq!(chunks[3].rejects[0].row, 2);
         assert_eq!(chunks[3].rejects[0].reason, "bad_date");
         assert_eq!(chunks[2].rows[0].value.patient_id, "P3");
+    }
+
+    #[test]
+    fn wide_csv_rows_make_chunks_of_fewer_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let note = "n".repeat(1_000);
+        let mut text =
+            String::from("act_id,patient_id,care_date,category,tariff,quantity,billed,note\n");
+        for i in 0..10 {
+            text.push_str(&format!(
+                "A{i},P1,2024-03-01,drug_30,13.60,2,27.20,{note}\n"
+            ));
+        }
+        let path = write(dir.path(), "acts.csv", text.as_bytes());
+        let opts = ReadOptions {
+            carried: Arc::from(vec!["note".to_string()]),
+            ..ReadOptions::default()
+        };
+        let read = |chunks: Chunks<Act>| {
+            let (mut sizes, mut rows) = (Vec::new(), Vec::new());
+            for chunk in chunks {
+                let chunk = chunk.unwrap();
+                assert!(chunk.rejects.is_empty());
+                sizes.push(chunk.rows.len());
+                rows.extend(chunk.rows);
+            }
+            (sizes, rows)
+        };
+        // A record takes 1 041 bytes: three reach 2 500.
+        let (sizes, rows) = read(open_acts(&path, &opts).unwrap().with_chunk_bytes(2_500));
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        let (whole, same) = read(open_acts(&path, &opts).unwrap());
+        assert_eq!(whole, [10]);
+        assert_eq!(rows, same);
+        assert_eq!(
+            rows[9].value.carried.values(),
+            [Some(crate::model::Id::from(note.as_str()))]
+        );
+        let (sizes, _) = read(open_acts(&path, &opts).unwrap().with_chunk_bytes(1));
+        assert_eq!(sizes, [1; 10]);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Date32Builder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder,
+    ArrayRef, AsArray, Date32Builder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder,
 };
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -52,6 +52,14 @@ use crate::report::{PatientYear, SummaryRow};
 /// [`TableWriter`] holds the Arrow batches of at most one row group before it encodes them:
 /// the writer's share of `--memory-limit`. DuckDB's row groups are about this size too.
 pub const ROW_GROUP_ROWS: usize = 1 << 17;
+
+/// Bytes of carried values (`--keep-columns`) a row group of a carrying table holds at most:
+/// past them the row group ends at the next block of [`BLOCK_ROWS`] rows, before
+/// [`ROW_GROUP_ROWS`]. A row group is held whole, as Arrow and then encoded, before it is
+/// written: 131 072 rows of a 2 000-character column would be 260 MB twice over. The spec's
+/// columns of 131 072 acts take about 30 MB as Arrow. The cut depends only on the rows, so the
+/// bytes stay the same whatever the thread count or `--memory-limit`.
+pub const ROW_GROUP_CARRIED_BYTES: usize = 16 << 20;
 
 /// Rows that [`to_batches`] hands to one core at a time (blocks in parallel), and the pieces in
 /// which the Parquet writer encodes a row group ([`write_row_group`]): a divisor of
@@ -1505,20 +1513,20 @@ impl<R: Row> TableWriter<R> {
         }
         *pending_rows += batch.num_rows();
         pending.push_back(batch);
-        while *pending_rows >= R::ROW_GROUP_ROWS {
-            *pending_rows -= R::ROW_GROUP_ROWS;
-            write_row_group(
-                writer,
-                factory,
-                schema,
-                *row_groups,
-                pending,
-                R::ROW_GROUP_ROWS,
-            )
-            .map_err(|source| WriteError::Parquet {
-                path: self.path.clone(),
-                source,
-            })?;
+        // Wide carried values end a row group early, at a block's end: there, what the row
+        // group holds depends only on the rows before (the batches of `write` end on blocks).
+        let carried_full = self.carried > 0
+            && self.rows.is_multiple_of(BLOCK_ROWS as u64)
+            && carried_bytes(pending, R::columns().len()) >= ROW_GROUP_CARRIED_BYTES;
+        while *pending_rows >= R::ROW_GROUP_ROWS || (carried_full && *pending_rows > 0) {
+            let rows = (*pending_rows).min(R::ROW_GROUP_ROWS);
+            *pending_rows -= rows;
+            write_row_group(writer, factory, schema, *row_groups, pending, rows).map_err(
+                |source| WriteError::Parquet {
+                    path: self.path.clone(),
+                    source,
+                },
+            )?;
             *row_groups += 1;
             start_writeback(&self.file);
         }
@@ -1605,6 +1613,19 @@ fn write_row_group(
     }
     group.close()?;
     Ok(())
+}
+
+/// Bytes of the values in the columns of `batches` from `first` on (the carried ones, Utf8).
+fn carried_bytes(batches: &VecDeque<RecordBatch>, first: usize) -> usize {
+    batches
+        .iter()
+        .flat_map(|batch| batch.columns().get(first..).unwrap_or_default())
+        .filter_map(|column| column.as_string_opt::<i32>())
+        .map(|strings| {
+            let offsets = strings.value_offsets();
+            (offsets[offsets.len() - 1] - offsets[0]) as usize
+        })
+        .sum()
 }
 
 /// Removes the first `n` rows from `pending` (which holds at least `n`), as one batch.
@@ -2070,5 +2091,43 @@ mod tests {
         let rest = take_rows(&mut pending, 5).unwrap();
         assert_eq!(rest, to_batch(&rows[5..]).unwrap());
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn wide_carried_values_end_row_groups_early_however_the_rows_are_cut() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        // 3 000 bytes of carried values a row: ROW_GROUP_CARRIED_BYTES is reached in the
+        // 5 593rd row, in the third block of BLOCK_ROWS rows, far before ROW_GROUP_ROWS.
+        let wide = "w".repeat(3000);
+        let rows: Vec<Outcome> = (0..4 * BLOCK_ROWS + 5)
+            .map(|i| Outcome {
+                carried: [Some(Id::from(wide.as_str())), None].into_iter().collect(),
+                ..outcome(&format!("A{i:05}"))
+            })
+            .collect();
+        let carried = ["note".to_string(), "code".to_string()];
+        let write = |cut: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut writer =
+                TableWriter::<Outcome>::create_carrying(dir.path(), Format::Parquet, &carried)
+                    .unwrap();
+            for part in rows.chunks(cut) {
+                writer.write(part).unwrap();
+            }
+            assert_eq!(writer.finish().unwrap(), rows.len() as u64);
+            let path = dir.path().join("acts.parquet");
+            let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+            let groups: Vec<i64> = (reader.metadata().row_groups().iter())
+                .map(|g| g.num_rows())
+                .collect();
+            (groups, fs::read(&path).unwrap())
+        };
+        let (groups, whole) = write(rows.len());
+        // The row group ends with that block, wherever the writes end.
+        assert_eq!(groups, [3 * BLOCK_ROWS as i64, BLOCK_ROWS as i64 + 5]);
+        for cut in [1000, 5600, BLOCK_ROWS, 3 * BLOCK_ROWS] {
+            // (not assert_eq: the files are megabytes)
+            assert!(write(cut).1 == whole, "rows written {cut} at a time");
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::io::read::{self, ReadError};
+use crate::io::read::{self, ReadError, ReadOptions};
 use crate::model::Id;
 
 /// A stable 64-bit hash (FNV-1a, then a final mix): the same on every machine and version,
@@ -160,15 +160,42 @@ pub fn default_memory_limit() -> u64 {
 /// 1 GiB), rounded up.
 pub const ACT_COST: u64 = 1_100;
 
-/// Bytes each carried column (`--keep-columns`) adds to [`ACT_COST`]: its value in the act,
-/// shared with the outcome, and its copies in the spill and the writers. A guess from one
-/// measurement (300 000 acts, eight carried columns of 64 characters: the peak RSS grew by
-/// about 800 bytes an act).
-pub const CARRIED_COLUMN_COST: u64 = 100;
+/// How many times an act's carried values (`--keep-columns`) are held while its partition is
+/// computed: in the act (shared with its outcome) and in the spill file's batch it is loaded
+/// from, which the next partition's loading holds beside the one computed. With it, the
+/// peak RSS of a run whose acts carry one column of 2 000 characters follows the limit as
+/// it does without (see README, Memory).
+pub const CARRIED_COPIES: u64 = 2;
 
-/// Bytes of memory an act costs with `carried` carried columns.
-pub fn act_cost(carried: usize) -> u64 {
-    ACT_COST + carried as u64 * CARRIED_COLUMN_COST
+/// Bytes of memory an act costs whose carried values take `carried_bytes` on the heap
+/// ([`carried_bytes_per_act`]).
+pub fn act_cost(carried_bytes: u64) -> u64 {
+    ACT_COST + CARRIED_COPIES * carried_bytes
+}
+
+/// Acts read from the start of each acts file to measure their carried values.
+const CARRIED_SAMPLE_ROWS: usize = 4_096;
+
+/// The heap bytes of an act's carried values (`--keep-columns`), on average over the first
+/// [`CARRIED_SAMPLE_ROWS`] acts of each acts file, rounded up; 0 when no column is carried.
+/// Measured on the rows rather than guessed per column: one column may hold a code of 5
+/// characters or a free text of 2 000.
+pub fn carried_bytes_per_act(path: &Path, opts: &ReadOptions) -> Result<u64, ReadError> {
+    if opts.carried.is_empty() {
+        return Ok(0);
+    }
+    let (mut bytes, mut acts) = (0u64, 0u64);
+    for file in read::resolve(path)? {
+        let sample = read::open_acts(&file, opts)?.with_chunk_rows(CARRIED_SAMPLE_ROWS);
+        if let Some(chunk) = sample.into_iter().next() {
+            let chunk = chunk?;
+            acts += chunk.rows.len() as u64;
+            bytes += (chunk.rows.iter())
+                .map(|r| r.value.carried.heap_bytes() as u64)
+                .sum::<u64>();
+        }
+    }
+    Ok(bytes.div_ceil(acts.max(1)))
 }
 
 /// Acts expected in `path`: exact for Parquet (from the footers), estimated from the size of
@@ -336,8 +363,36 @@ mod tests {
         assert_eq!(parts_for(1_000_000, 1 << 40, ACT_COST), 17);
         assert_eq!(parts_for(1_000_000, 4 * 1_100_000, ACT_COST), 1_000);
         assert_eq!(parts_for(1_000_000_000, 1 << 40, ACT_COST), 256);
-        // Two carried columns: 1 300 bytes an act.
-        assert_eq!(act_cost(2), 1_300);
-        assert_eq!(parts_for(1_000_000, 4 * 1_100_000, act_cost(2)), 1_182);
+        assert_eq!(act_cost(0), ACT_COST);
+        // Carried values of 150 bytes an act, held twice: 1 400 bytes an act.
+        assert_eq!(act_cost(150), 1_400);
+        assert_eq!(parts_for(1_000_000, 4 * 1_100_000, act_cost(150)), 1_273);
+    }
+
+    #[test]
+    fn carried_values_are_measured_on_the_first_acts_of_each_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "act_id,patient_id,care_date,category,tariff,quantity,billed";
+        let line = |i: usize| format!("A{i},P{i},2024-03-01,drug_30,13.60,2,27.20");
+        let note = "n".repeat(1_000);
+        let wide: String = (0..4).map(|i| format!("{},{note}\n", line(i))).collect();
+        std::fs::write(dir.path().join("a.csv"), format!("{header},note\n{wide}")).unwrap();
+        // The second file lacks the column: its acts hold one empty value each.
+        let plain: String = (4..8).map(|i| format!("{}\n", line(i))).collect();
+        std::fs::write(dir.path().join("b.csv"), format!("{header}\n{plain}")).unwrap();
+
+        let opts = ReadOptions {
+            carried: std::sync::Arc::from(vec!["note".to_string()]),
+            ..ReadOptions::default()
+        };
+        // Each act: the shared block (two counts, the slice's pointer and length) and a slice
+        // of one value; half of them a value of 1 000 bytes besides.
+        let block = 4 * std::mem::size_of::<usize>() + std::mem::size_of::<Option<Id>>();
+        let expected = (block + 500) as u64;
+        assert_eq!(carried_bytes_per_act(dir.path(), &opts).unwrap(), expected);
+        assert_eq!(
+            carried_bytes_per_act(dir.path(), &ReadOptions::default()).unwrap(),
+            0
+        );
     }
 }

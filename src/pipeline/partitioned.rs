@@ -114,10 +114,13 @@ pub fn run(
     log: &Log<'_>,
 ) -> Result<RunSummary, RunError> {
     let rows = partition::estimate_rows(&inputs.acts)?;
-    let parts = limits.parts.unwrap_or_else(|| {
-        let act_cost = partition::act_cost(inputs.read.carried.len());
-        partition::parts_for(rows, limits.memory, act_cost)
-    });
+    let parts = match limits.parts {
+        Some(parts) => parts,
+        None => {
+            let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read)?;
+            partition::parts_for(rows, limits.memory, partition::act_cost(carried))
+        }
+    };
     if parts <= 1 && !limits.sorted {
         log("read", "reading inputs", &[("acts_expected", rows)]);
         let prepared = super::prepare(inputs)?;

@@ -3,7 +3,7 @@
 
 use super::records::{ColumnSpec, Row, Table};
 use super::values::{Cell, RejectReason, truncate};
-use super::{Chunk, ReadError, ReadOptions, Sourced, convert_row};
+use super::{Chunk, ChunkSize, ReadError, ReadOptions, Sourced, convert_row};
 use crate::model::Reject;
 use csv::ByteRecord;
 use flate2::read::MultiGzDecoder;
@@ -156,24 +156,28 @@ impl CsvSource {
         &self.names
     }
 
-    /// Reads and converts up to `max_rows` records; `None` at the end of the file.
+    /// Reads and converts the next records, as many as `size` allows; `None` at the end of the
+    /// file.
     pub fn next_chunk<T: Table>(
         &mut self,
         file: usize,
         name: &str,
         opts: &ReadOptions,
-        max_rows: usize,
+        size: ChunkSize,
     ) -> Result<Option<Chunk<T>>, ReadError> {
         if self.done {
             return Ok(None);
         }
-        let mut count = 0;
-        while count < max_rows {
+        let (mut count, mut bytes) = (0, 0);
+        while count < size.rows && bytes < size.bytes {
             if count == self.records.len() {
                 self.records.push(ByteRecord::new());
             }
             match self.reader.read_byte_record(&mut self.records[count]) {
-                Ok(true) => count += 1,
+                Ok(true) => {
+                    bytes += self.records[count].as_slice().len();
+                    count += 1;
+                }
                 Ok(false) => {
                     self.done = true;
                     break;

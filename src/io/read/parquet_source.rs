@@ -19,7 +19,7 @@
 
 use super::records::{ColumnSpec, Kind, Row, Table};
 use super::values::Cell;
-use super::{Chunk, ReadError, ReadOptions, Sourced, convert_row};
+use super::{Chunk, ChunkSize, ReadError, ReadOptions, Sourced, convert_row};
 use crate::model::Reject;
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Date64Array, Decimal128Array,
@@ -368,14 +368,14 @@ fn dictionary_hints(metadata: &ArrowReaderMetadata, wanted: &[usize]) -> Option<
 }
 
 impl ParquetSource {
-    /// Opens `path`, checks its schema, and prepares batches of `batch_rows` rows; the cells of
-    /// the `carried` columns (where the file has them) follow the table's own.
+    /// Opens `path`, checks its schema, and prepares batches of the rows `size` allows; the
+    /// cells of the `carried` columns (where the file has them) follow the table's own.
     pub fn open(
         path: &Path,
         name: &str,
         columns: &[ColumnSpec],
         carried: &[String],
-        batch_rows: usize,
+        size: ChunkSize,
     ) -> Result<ParquetSource, ReadError> {
         let file = File::open(path).map_err(|source| ReadError::Io {
             file: name.to_string(),
@@ -424,7 +424,7 @@ impl ParquetSource {
                 file,
                 metadata,
                 mask,
-                batch_rows: batch_rows.max(1),
+                size,
                 next_group: 0,
                 current: None,
             },
@@ -521,12 +521,28 @@ struct Batches {
     metadata: ArrowReaderMetadata,
     /// The table's columns (`None`: every column, for a nested schema).
     mask: Option<ProjectionMask>,
-    batch_rows: usize,
+    size: ChunkSize,
     next_group: usize,
     current: Option<ParquetRecordBatchReader>,
 }
 
 impl Batches {
+    /// Rows per batch in row group `group`: `size.rows`, or fewer where that many rows take
+    /// more than `size.bytes` uncompressed in the columns read.
+    fn rows_per_batch(&self, group: usize) -> usize {
+        let row_group = self.metadata.metadata().row_group(group);
+        let bytes: u64 = (row_group.columns().iter().enumerate())
+            .filter(|(leaf, _)| self.mask.as_ref().is_none_or(|m| m.leaf_included(*leaf)))
+            .map(|(_, column)| column.uncompressed_size().max(0) as u64)
+            .sum();
+        let row_bytes = bytes / (row_group.num_rows().max(1) as u64);
+        let fit = (self.size.bytes as u64 / row_bytes.max(1)).max(1);
+        self.size
+            .rows
+            .min(fit.try_into().unwrap_or(usize::MAX))
+            .max(1)
+    }
+
     /// The next record batch; `None` at the end of the file.
     fn next(&mut self, name: &str) -> Result<Option<RecordBatch>, ReadError> {
         loop {
@@ -551,7 +567,7 @@ impl Batches {
             let mut builder =
                 ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
                     .with_row_groups(vec![group])
-                    .with_batch_size(self.batch_rows);
+                    .with_batch_size(self.rows_per_batch(group));
             if let Some(mask) = &self.mask {
                 builder = builder.with_projection(mask.clone());
             }
@@ -718,8 +734,14 @@ mod tests {
             .build();
         write_file(&path, &batch, props);
 
-        let mut source =
-            ParquetSource::open(&path, "acts.parquet", ActKey::COLUMNS, &[], 4).unwrap();
+        let mut source = ParquetSource::open(
+            &path,
+            "acts.parquet",
+            ActKey::COLUMNS,
+            &[],
+            size(4, 1 << 20),
+        )
+        .unwrap();
         let opts = ReadOptions::default();
         let mut sizes = Vec::new();
         let mut read = Vec::new();
@@ -738,5 +760,56 @@ mod tests {
         assert_eq!(sizes, [4, 1, 3]);
         let expected: Vec<(u64, String)> = (1..=8).zip(ids).collect();
         assert_eq!(read, expected);
+    }
+
+    fn size(rows: usize, bytes: usize) -> ChunkSize {
+        ChunkSize { rows, bytes }
+    }
+
+    #[test]
+    fn wide_rows_make_batches_of_fewer_rows() {
+        use super::super::records::ActKey;
+        use parquet::file::properties::WriterProperties;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acts.parquet");
+        // Ids of 1 000 characters: a row takes about 1 010 bytes uncompressed.
+        let ids: Vec<String> = (0..10)
+            .map(|i| format!("A{i}{}", "x".repeat(998)))
+            .collect();
+        let batch = RecordBatch::try_from_iter([
+            (
+                "act_id",
+                Arc::new(StringArray::from(ids.clone())) as ArrayRef,
+            ),
+            (
+                "patient_id",
+                Arc::new(StringArray::from(vec!["P"; 10])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .build();
+        write_file(&path, &batch, props);
+
+        let read = |size: ChunkSize| {
+            let mut source =
+                ParquetSource::open(&path, "acts.parquet", ActKey::COLUMNS, &[], size).unwrap();
+            let (mut sizes, mut ids) = (Vec::new(), Vec::new());
+            while let Some(chunk) = source
+                .next_chunk::<ActKey>(0, "acts.parquet", &ReadOptions::default())
+                .unwrap()
+            {
+                sizes.push(chunk.rows.len());
+                ids.extend(chunk.rows.iter().map(|r| r.value.act_id.to_string()));
+            }
+            (sizes, ids)
+        };
+        // 2 500 bytes hold two such rows; the row count still applies; a byte bound under
+        // one row still reads a row at a time.
+        assert_eq!(read(size(64, 2_500)), (vec![2; 5], ids.clone()));
+        assert_eq!(read(size(64, 1 << 20)), (vec![10], ids.clone()));
+        assert_eq!(read(size(4, 1 << 20)), (vec![4, 4, 2], ids.clone()));
+        assert_eq!(read(size(64, 1)), (vec![1; 10], ids));
     }
 }
