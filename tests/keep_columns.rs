@@ -246,6 +246,35 @@ fn csv_columns_are_carried_after_the_spec_columns_in_memory_and_spilled() {
     let unchecked = validate(&[]);
     assert!(unchecked.contains(" 1 problem(s)"), "{unchecked}");
 
+    // `explain --keep-columns` shows the act's carried values, to find it in the caisse's
+    // systems; the first act has both, the third an empty `caisse`.
+    let explain = |act: usize, extra: &[&str]| {
+        let mut args = vec![
+            "explain".to_string(),
+            "--act-id".into(),
+            lines[act][0].clone(),
+            "--acts".into(),
+            p(&acts),
+            "--beneficiaries".into(),
+            p(&data.join("beneficiaries.csv")),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = rac(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        ok(&o, &[0]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let shown = explain(1, &["--keep-columns"]);
+    assert!(
+        shown.ends_with("carried columns:\n  claim_no = C00001\n  caisse = CPAM1\n"),
+        "{shown}"
+    );
+    let shown = explain(3, &["--keep-columns"]);
+    assert!(
+        shown.ends_with("  claim_no = C00003\n  caisse = (empty)\n"),
+        "{shown}"
+    );
+    assert!(!explain(1, &[]).contains("carried"));
+
     // Without the flag the columns are ignored.
     let ignored = tmp.path().join("ignored");
     ok(&compute(&data, &acts, &ignored, &["--format", "csv"]), &[3]);

@@ -9,6 +9,7 @@
 //! row `compute` keeps (the first) is explained, after a note naming each rejected repeat.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use clap::Args;
 
@@ -24,11 +25,16 @@ pub struct ExplainArgs {
     pub act_id: String,
     #[command(flatten)]
     pub input: InputArgs,
+    /// Show the act's values in the columns `compute --keep-columns` would carry (a claim
+    /// number, a caisse code…), to find the line in the caisse's own systems.
+    #[arg(long)]
+    pub keep_columns: bool,
 }
 
 pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
-    let (prepared, _) = args.input.prepare()?;
+    let carried = args.input.carried(args.keep_columns)?;
+    let (prepared, _) = args.input.prepare_carrying(Arc::clone(&carried))?;
     let rejected = prepared.rejects.iter().filter(|r| r.act_id == args.act_id);
     // The row kept for this id, if any: with repeated ids, the first one (the others are
     // rejected as duplicates, and said so before the explanation).
@@ -62,6 +68,14 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     let input = prepared.input(patient);
     let (result, trace) = explain_patient(&book, &input, &args.act_id);
     print!("{}", render(&book, &args.act_id, &result, &trace));
+    if let Some(act) = input.acts.iter().find(|a| a.act_id == args.act_id)
+        && !carried.is_empty()
+    {
+        println!("carried columns:");
+        for (name, value) in carried.iter().zip(act.carried.values()) {
+            println!("  {name} = {}", value.as_deref().unwrap_or("(empty)"));
+        }
+    }
     Ok(0)
 }
 
