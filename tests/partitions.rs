@@ -472,6 +472,64 @@ fn rac_with_file_cap(args: &[String], limit: u64) -> Output {
     command.output().expect("rac runs")
 }
 
+/// Runs `rac` with at most `soft` open files, and `hard` as the most it may raise that to
+/// (`RLIMIT_NOFILE`; many systems start processes at 1 024 whatever the hard limit).
+#[cfg(unix)]
+fn rac_with_open_files(args: &[String], soft: u64, hard: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rac"));
+    command.args(args);
+    // SAFETY: between fork and exec the closure only makes one async-signal-safe call.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.output().expect("rac runs")
+}
+
+#[cfg(unix)]
+#[test]
+fn partitions_past_the_open_file_limit_raise_it_or_are_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    // 300 partitions, every one spilled: 300 acts' spill files open at once, beside those of
+    // the ids, over a limit of 128.
+    let many = [
+        "--memory-limit",
+        "1M",
+        "--partitions",
+        "300",
+        "--threads",
+        "2",
+    ];
+    let reference = tmp.path().join("reference");
+    ok(&compute(&data, &reference, None, &many), &[3]);
+    // The soft limit is raised as far as the run needs (402), the hard one allowing it.
+    let raised = tmp.path().join("raised");
+    let o = rac_with_open_files(&compute_args(&data, &raised, None, &many), 128, 1024);
+    ok(&o, &[3]);
+    same_tables(&reference, &[&raised]);
+    // A hard limit under that: a configuration error, nothing written.
+    let refused = tmp.path().join("refused");
+    let o = rac_with_open_files(&compute_args(&data, &refused, None, &many), 128, 256);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("300 partitions need 402 open files") && stderr.contains("limit of 256"),
+        "{stderr}"
+    );
+    assert_eq!(names_in(tmp.path()), ["data", "raised", "reference"]);
+}
+
 /// The names left in `dir`, sorted.
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -19,7 +19,7 @@ use chrono::Datelike;
 use super::direct_io::SpillIo;
 use super::partition::{self, Plan, Sampler};
 use super::sink::Sink;
-use super::spill::{ActRow, IdHash, IdRow, Partitioned, SpillError, Spillable, Stored};
+use super::spill::{self, ActRow, IdHash, IdRow, Partitioned, SpillError, Spillable, Stored};
 use super::{
     IdsChecked, Inputs, Origin, Prepared, RunError, RunOptions, RunSummary, assemble,
     check_counter_years, check_counters, check_manifest, group_counters, group_rights,
@@ -135,6 +135,13 @@ pub fn run(
         return Ok(summary);
     }
 
+    // Each partition holds a spill file open while a table is routed.
+    let needed = spill::files_needed(parts);
+    spill::allow_open_files(needed).map_err(|limit| {
+        RunError::Usage(format!(
+            "{parts} partitions need {needed} open files (a spill file each), over this system's limit of {limit} (ulimit -n): raise the hard limit, or give a larger --memory-limit"
+        ))
+    })?;
     let staging = crate::io::write::Staging::begin(&opts.out)?;
     let spill = SpillDir {
         path: staging.path().join(".spill"),

@@ -301,6 +301,55 @@ fn open_files(files: SpillFiles) -> Result<Files, SpillError> {
     .map_err(|e| spill_error(&dir, format!("cannot start the spill thread: {e}")))
 }
 
+/// Files a run of `parts` partitions holds open at once: a spill file per partition of the
+/// table being routed, beside them one per bucket of the act ids (a bucket for eight
+/// partitions), and a margin for the inputs, the outputs and the rest.
+pub fn files_needed(parts: usize) -> u64 {
+    (parts + parts.div_ceil(8)) as u64 + FILE_MARGIN
+}
+
+/// Files a run may open besides its spill files (inputs, outputs, the spill thread's folder
+/// and the standard streams); a run holds about twenty.
+const FILE_MARGIN: u64 = 64;
+
+/// Makes room for `needed` open files: raises the soft limit on open files (`RLIMIT_NOFILE`,
+/// 1 024 on many systems whatever the hard limit) as far as needed, up to the hard limit.
+/// Returns the limit that stays too low. A limit that cannot be read is left as it is.
+#[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 here, u32 on some 32-bit targets
+pub fn allow_open_files(needed: u64) -> Result<(), u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Ok(());
+    }
+    let needed = needed as libc::rlim_t;
+    if limit.rlim_cur >= needed {
+        return Ok(());
+    }
+    if limit.rlim_max < needed {
+        return Err(limit.rlim_max as u64);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: needed,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(limit.rlim_cur as u64);
+    }
+    Ok(())
+}
+
+/// Elsewhere the limit is left to the system.
+#[cfg(not(target_os = "linux"))]
+pub fn allow_open_files(_needed: u64) -> Result<(), u64> {
+    Ok(())
+}
+
 /// One Arrow IPC stream file per partition, created at its first batch, written around the
 /// page cache ([`direct_io`]).
 struct SpillFiles {
