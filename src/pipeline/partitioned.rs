@@ -114,13 +114,16 @@ pub fn run(
     log: &Log<'_>,
 ) -> Result<RunSummary, RunError> {
     let rows = partition::estimate_rows(&inputs.acts)?;
-    let parts = match limits.parts {
-        Some(parts) => parts,
+    let act_cost = match limits.parts {
+        Some(_) => partition::ACT_COST,
         None => {
             let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read)?;
-            partition::parts_for(rows, limits.memory, partition::act_cost(carried))
+            partition::act_cost(carried)
         }
     };
+    let parts = limits
+        .parts
+        .unwrap_or_else(|| partition::parts_for(rows, limits.memory, act_cost));
     if parts <= 1 && !limits.sorted {
         log("read", "reading inputs", &[("acts_expected", rows)]);
         let prepared = super::prepare(inputs)?;
@@ -155,6 +158,28 @@ pub fn run(
     let mut files: Vec<(&'static str, String)> = Vec::new();
     let mut early_rejects: Vec<Reject> = Vec::new();
     let mut other_rejects: Vec<Reject> = Vec::new();
+
+    // Acts sorted by patient (declared, or found so by a first pass that stops at the first
+    // row out of order) are streamed instead of spilled.
+    let order = if limits.sorted {
+        Order::Declared
+    } else {
+        Order::Detect
+    };
+    let bar = progress_bar(opts.progress, rows, "first pass");
+    let repeated = first_pass(inputs, &spill, parts, budget, order, log, bar)?;
+    // Streamed, sorted acts spill nothing: smaller partitions then only lower what is held
+    // at once, if the open-file limit allows their small tables' spill files.
+    let parts = match (&repeated, limits.parts) {
+        (Some(_), None) => {
+            let streamed = partition::parts_for_stream(rows, limits.memory, act_cost);
+            match spill::allow_open_files(spill::files_needed(streamed)) {
+                Ok(()) => streamed,
+                Err(_) => parts,
+            }
+        }
+        _ => parts,
+    };
 
     // Beneficiaries: a first pass samples the ids (only that column) to place the boundaries,
     // the second routes the rows.
@@ -224,15 +249,7 @@ pub fn run(
     }
     let mut counters = counters.finish()?;
 
-    // Acts sorted by patient (declared, or found so by a first pass that stops at the first
-    // row out of order) are streamed instead of spilled.
-    let order = if limits.sorted {
-        Order::Declared
-    } else {
-        Order::Detect
-    };
-    let bar = progress_bar(opts.progress, rows, "first pass");
-    if let Some(repeated) = first_pass(inputs, &spill, parts, budget, order, log, bar)? {
+    if let Some(repeated) = repeated {
         let routed = Routed {
             plan: &plan,
             loaders: SmallTables {
