@@ -307,6 +307,16 @@ fn sorted_acts_are_found_with_their_id_hashes_spilled_in_several_buckets() {
     assert!(event["partitions"].as_u64().unwrap() > 64, "{event}");
     same_tables(&memory, &[&found]);
     assert!(!found.join(".spill").exists());
+
+    // Streamed, the acts are cut in partitions of 16 MiB (30 000 acts at 1 100 bytes: two),
+    // where spilled ones would make one of 64 MiB (held in memory).
+    let declared = tmp.path().join("declared");
+    let o = compute(&data, &declared, None, &["--sorted"]);
+    ok(&o, &[3]);
+    let event = compute_event(&o);
+    assert_eq!(event["message"], "streaming sorted acts", "{event}");
+    assert_eq!(event["partitions"], 2, "{event}");
+    same_tables(&memory, &[&declared]);
 }
 
 #[test]
