@@ -223,20 +223,17 @@ fn csv_columns_are_carried_after_the_spec_columns_in_memory_and_spilled() {
             == std::fs::read(streamed.join("acts.csv")).unwrap()
     );
 
-    // `validate` checks the carried cells with the flag, and only then.
-    let validate = |extra: &[&str]| {
-        let mut args = vec![
-            "validate".to_string(),
-            "--acts".into(),
-            p(&acts),
-            "--beneficiaries".into(),
-            p(&data.join("beneficiaries.csv")),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let o = rac(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        ok(&o, &[3]);
+    // `rac <command>` of these acts with the generated beneficiaries, then `extra`: its
+    // standard output, its exit code checked.
+    let run = |command: &[&str], extra: &[&str], code: i32| {
+        let (acts, beneficiaries) = (p(&acts), p(&data.join("beneficiaries.csv")));
+        let inputs = ["--acts", &acts, "--beneficiaries", &beneficiaries];
+        let o = rac(&[command, &inputs[..], extra].concat());
+        ok(&o, &[code]);
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    // `validate` checks the carried cells with the flag, and only then.
+    let validate = |extra: &[&str]| run(&["validate"], extra, 3);
     let checked = validate(&["--keep-columns"]);
     assert!(
         checked.contains(":8: column `caisse`: bad_encoding"),
@@ -248,21 +245,8 @@ fn csv_columns_are_carried_after_the_spec_columns_in_memory_and_spilled() {
 
     // `explain --keep-columns` shows the act's carried values, to find it in the caisse's
     // systems; the first act has both, the third an empty `caisse`.
-    let explain = |act: usize, extra: &[&str]| {
-        let mut args = vec![
-            "explain".to_string(),
-            "--act-id".into(),
-            lines[act][0].clone(),
-            "--acts".into(),
-            p(&acts),
-            "--beneficiaries".into(),
-            p(&data.join("beneficiaries.csv")),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let o = rac(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        ok(&o, &[0]);
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let explain =
+        |act: usize, extra: &[&str]| run(&["explain", "--act-id", &lines[act][0]], extra, 0);
     let shown = explain(1, &["--keep-columns"]);
     assert!(
         shown.ends_with("carried columns:\n  claim_no = C00001\n  caisse = CPAM1\n"),

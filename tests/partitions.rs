@@ -457,52 +457,62 @@ fn one_thread_runs_the_reading_loading_and_writing_in_line() {
     same_tables(&tmp.path().join("two"), &[&tmp.path().join("one")]);
 }
 
+/// Runs `rac` with `setup` run in the child process just before it starts rac (to set
+/// its resource limits).
+#[cfg(unix)]
+fn rac_set_up(
+    args: &[String],
+    setup: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rac"));
+    command.args(args);
+    // SAFETY: the callers' `setup` only make async-signal-safe calls (signal, setrlimit).
+    unsafe {
+        command.pre_exec(setup);
+    }
+    command.output().expect("rac runs")
+}
+
+/// The last OS error if `status` is not 0.
+#[cfg(unix)]
+fn checked(status: libc::c_int) -> std::io::Result<()> {
+    match status {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// Runs `rac` with every file it writes capped at `limit` bytes (`RLIMIT_FSIZE`; `SIGXFSZ` is
 /// ignored, so a write past the cap fails with "File too large" instead of killing the
 /// process): a disk that fills up in the middle of a run, as the process sees it.
 #[cfg(unix)]
 fn rac_with_file_cap(args: &[String], limit: u64) -> Output {
-    use std::os::unix::process::CommandExt;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rac"));
-    command.args(args);
-    // SAFETY: between fork and exec the closure only makes two async-signal-safe calls.
-    unsafe {
-        command.pre_exec(move || {
+    rac_set_up(args, move || {
+        let cap = libc::rlimit {
+            rlim_cur: limit as libc::rlim_t,
+            rlim_max: limit as libc::rlim_t,
+        };
+        // SAFETY: plain system calls on values owned here.
+        unsafe {
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let cap = libc::rlimit {
-                rlim_cur: limit as libc::rlim_t,
-                rlim_max: limit as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &cap) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    command.output().expect("rac runs")
+            checked(libc::setrlimit(libc::RLIMIT_FSIZE, &cap))
+        }
+    })
 }
 
 /// Runs `rac` with at most `soft` open files, and `hard` as the most it may raise that to
 /// (`RLIMIT_NOFILE`; many systems start processes at 1 024 whatever the hard limit).
 #[cfg(unix)]
 fn rac_with_open_files(args: &[String], soft: u64, hard: u64) -> Output {
-    use std::os::unix::process::CommandExt;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rac"));
-    command.args(args);
-    // SAFETY: between fork and exec the closure only makes one async-signal-safe call.
-    unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: soft as libc::rlim_t,
-                rlim_max: hard as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    command.output().expect("rac runs")
+    rac_set_up(args, move || {
+        let limit = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: a plain system call on a value owned here.
+        unsafe { checked(libc::setrlimit(libc::RLIMIT_NOFILE, &limit)) }
+    })
 }
 
 #[cfg(unix)]

@@ -710,43 +710,35 @@ mod tests {
         assert_eq!(col.cell(1), Cell::Str("y"));
     }
 
-    #[test]
-    fn batches_stop_at_the_end_of_each_row_group() {
-        use super::super::records::ActKey;
-        use parquet::file::properties::WriterProperties;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("acts.parquet");
-        let ids: Vec<String> = (1..=8).map(|i| format!("A{i}")).collect();
+    /// Writes acts of ids `ids` (one patient) to `path` with `props`.
+    fn write_act_keys(
+        path: &Path,
+        ids: &[String],
+        props: parquet::file::properties::WriterProperties,
+    ) {
         let batch = RecordBatch::try_from_iter([
             (
                 "act_id",
-                Arc::new(StringArray::from(ids.clone())) as ArrayRef,
+                Arc::new(StringArray::from(ids.to_vec())) as ArrayRef,
             ),
             (
                 "patient_id",
-                Arc::new(StringArray::from(vec!["P"; 8])) as ArrayRef,
+                Arc::new(StringArray::from(vec!["P"; ids.len()])) as ArrayRef,
             ),
         ])
         .unwrap();
-        // Row groups of 5 and 3 rows.
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(5))
-            .build();
-        write_file(&path, &batch, props);
+        write_file(path, &batch, props);
+    }
 
-        let mut source = ParquetSource::open(
-            &path,
-            "acts.parquet",
-            ActKey::COLUMNS,
-            &[],
-            size(4, 1 << 20),
-        )
-        .unwrap();
-        let opts = ReadOptions::default();
-        let mut sizes = Vec::new();
-        let mut read = Vec::new();
+    /// Reads the act keys of `path` in chunks of `size`: the chunks' sizes, and each act's
+    /// row and id.
+    fn read_act_keys(path: &Path, size: ChunkSize) -> (Vec<usize>, Vec<(u64, String)>) {
+        use super::super::records::ActKey;
+        let name = "acts.parquet";
+        let mut source = ParquetSource::open(path, name, ActKey::COLUMNS, &[], size).unwrap();
+        let (mut sizes, mut read) = (Vec::new(), Vec::new());
         while let Some(chunk) = source
-            .next_chunk::<ActKey>(0, "acts.parquet", &opts)
+            .next_chunk::<ActKey>(0, name, &ReadOptions::default())
             .unwrap()
         {
             sizes.push(chunk.rows.len());
@@ -757,9 +749,7 @@ mod tests {
                     .map(|r| (r.row, r.value.act_id.to_string())),
             );
         }
-        assert_eq!(sizes, [4, 1, 3]);
-        let expected: Vec<(u64, String)> = (1..=8).zip(ids).collect();
-        assert_eq!(read, expected);
+        (sizes, read)
     }
 
     fn size(rows: usize, bytes: usize) -> ChunkSize {
@@ -767,8 +757,25 @@ mod tests {
     }
 
     #[test]
+    fn batches_stop_at_the_end_of_each_row_group() {
+        use parquet::file::properties::WriterProperties;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acts.parquet");
+        let ids: Vec<String> = (1..=8).map(|i| format!("A{i}")).collect();
+        // Row groups of 5 and 3 rows.
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(5))
+            .build();
+        write_act_keys(&path, &ids, props);
+        let expected: Vec<(u64, String)> = (1..=8).zip(ids).collect();
+        assert_eq!(
+            read_act_keys(&path, size(4, 1 << 20)),
+            (vec![4, 1, 3], expected)
+        );
+    }
+
+    #[test]
     fn wide_rows_make_batches_of_fewer_rows() {
-        use super::super::records::ActKey;
         use parquet::file::properties::WriterProperties;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acts.parquet");
@@ -776,40 +783,21 @@ mod tests {
         let ids: Vec<String> = (0..10)
             .map(|i| format!("A{i}{}", "x".repeat(998)))
             .collect();
-        let batch = RecordBatch::try_from_iter([
-            (
-                "act_id",
-                Arc::new(StringArray::from(ids.clone())) as ArrayRef,
-            ),
-            (
-                "patient_id",
-                Arc::new(StringArray::from(vec!["P"; 10])) as ArrayRef,
-            ),
-        ])
-        .unwrap();
         let props = WriterProperties::builder()
             .set_dictionary_enabled(false)
             .build();
-        write_file(&path, &batch, props);
-
-        let read = |size: ChunkSize| {
-            let mut source =
-                ParquetSource::open(&path, "acts.parquet", ActKey::COLUMNS, &[], size).unwrap();
-            let (mut sizes, mut ids) = (Vec::new(), Vec::new());
-            while let Some(chunk) = source
-                .next_chunk::<ActKey>(0, "acts.parquet", &ReadOptions::default())
-                .unwrap()
-            {
-                sizes.push(chunk.rows.len());
-                ids.extend(chunk.rows.iter().map(|r| r.value.act_id.to_string()));
-            }
-            (sizes, ids)
+        write_act_keys(&path, &ids, props);
+        let expected: Vec<(u64, String)> = (1..=10).zip(ids).collect();
+        let sizes = |size: ChunkSize| {
+            let (sizes, read) = read_act_keys(&path, size);
+            assert_eq!(read, expected);
+            sizes
         };
         // 2 500 bytes hold two such rows; the row count still applies; a byte bound under
         // one row still reads a row at a time.
-        assert_eq!(read(size(64, 2_500)), (vec![2; 5], ids.clone()));
-        assert_eq!(read(size(64, 1 << 20)), (vec![10], ids.clone()));
-        assert_eq!(read(size(4, 1 << 20)), (vec![4, 4, 2], ids.clone()));
-        assert_eq!(read(size(64, 1)), (vec![1; 10], ids));
+        assert_eq!(sizes(size(64, 2_500)), [2; 5]);
+        assert_eq!(sizes(size(64, 1 << 20)), [10]);
+        assert_eq!(sizes(size(4, 1 << 20)), [4, 4, 2]);
+        assert_eq!(sizes(size(64, 1)), [1; 10]);
     }
 }
