@@ -73,7 +73,11 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     {
         println!("carried columns:");
         for (name, value) in carried.iter().zip(act.carried.values()) {
-            println!("  {name} = {}", value.as_deref().unwrap_or("(empty)"));
+            // Escaped: a quoted CSV cell may hold a line break.
+            match value {
+                Some(text) => println!("  {name} = {}", text.escape_debug()),
+                None => println!("  {name} = (empty)"),
+            }
         }
     }
     Ok(0)

@@ -447,16 +447,16 @@ impl Source {
 /// Default number of rows per [`Chunk`].
 pub const DEFAULT_CHUNK_ROWS: usize = 65_536;
 
-/// Default number of input bytes a [`Chunk`] is read from, at most (one row more if a row
-/// alone is more): a CSV's record bytes, a Parquet row group's uncompressed bytes of the
-/// columns read, pro rata. Rows of the spec's columns take 100–150 bytes, so this only cuts
+/// Default number of input bytes a [`Chunk`] is read from: a CSV's records until their bytes
+/// reach it (so one record more), a Parquet row group's rows whose share of the columns read,
+/// uncompressed, fits in it (at least one). Rows of the spec's columns take 100–150 bytes, so this only cuts
 /// chunks of wide rows (long columns carried with `--keep-columns`, or ignored ones in a CSV),
 /// whose [`DEFAULT_CHUNK_ROWS`] would otherwise hold hundreds of MB whatever `--memory-limit`
 /// says.
 pub const DEFAULT_CHUNK_BYTES: usize = 16 << 20;
 
-/// How much a [`Chunk`] holds at most: `rows` rows, and rows from no more than `bytes` bytes of
-/// input (at least one row).
+/// How much a [`Chunk`] holds: at most `rows` rows, and about `bytes` bytes of input (see
+/// [`DEFAULT_CHUNK_BYTES`]; at least one row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkSize {
     pub rows: usize,
@@ -765,7 +765,7 @@ mod tests {
             }
             (sizes, rows)
         };
-        // A record takes 1 041 bytes: three reach 2 500.
+        // A record takes 1 032 bytes (its fields, without delimiters): three reach 2 500.
         let (sizes, rows) = read(open_acts(&path, &opts).unwrap().with_chunk_bytes(2_500));
         assert_eq!(sizes, [3, 3, 3, 1]);
         let (whole, same) = read(open_acts(&path, &opts).unwrap());

@@ -53,9 +53,9 @@ use crate::report::{PatientYear, SummaryRow};
 /// the writer's share of `--memory-limit`. DuckDB's row groups are about this size too.
 pub const ROW_GROUP_ROWS: usize = 1 << 17;
 
-/// Bytes of carried values (`--keep-columns`) a row group of a carrying table holds at most:
-/// past them the row group ends at the next block of [`BLOCK_ROWS`] rows, before
-/// [`ROW_GROUP_ROWS`]. A row group is held whole, as Arrow and then encoded, before it is
+/// Bytes of carried values (`--keep-columns`) that end a row group of a carrying table
+/// before [`ROW_GROUP_ROWS`]: checked at the end of each block of [`BLOCK_ROWS`] rows, so a
+/// row group holds at most this and one block more. A row group is held whole, as Arrow and then encoded, before it is
 /// written: 131 072 rows of a 2 000-character column would be 260 MB twice over. The spec's
 /// columns of 131 072 acts take about 30 MB as Arrow. The cut depends only on the rows, so the
 /// bytes stay the same whatever the thread count or `--memory-limit`.
@@ -1493,8 +1493,9 @@ impl<R: Row> TableWriter<R> {
     }
 
     /// Queues a batch and writes every full row group ([`Row::ROW_GROUP_ROWS`] rows, cut in
-    /// chunks of [`CHUNK_ROWS`]): the Parquet bytes then do not depend on how the caller cut
-    /// the rows.
+    /// chunks of [`CHUNK_ROWS`], or fewer once [`ROW_GROUP_CARRIED_BYTES`] of carried values
+    /// are reached at a block's end): the Parquet bytes then do not depend on how the caller
+    /// cut the rows.
     fn push_batch(&mut self, batch: RecordBatch) -> Result<(), WriteError> {
         let Sink::Parquet {
             writer,

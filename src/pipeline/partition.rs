@@ -176,17 +176,20 @@ pub fn act_cost(carried_bytes: u64) -> u64 {
 /// Acts read from the start of each acts file to measure their carried values.
 const CARRIED_SAMPLE_ROWS: usize = 4_096;
 
+/// Acts files sampled, at most (the first ones): a folder of thousands would take seconds.
+const CARRIED_SAMPLE_FILES: usize = 64;
+
 /// The heap bytes of an act's carried values (`--keep-columns`), on average over the first
-/// [`CARRIED_SAMPLE_ROWS`] acts of each acts file, rounded up; 0 when no column is carried.
-/// Measured on the rows rather than guessed per column: one column may hold a code of 5
-/// characters or a free text of 2 000.
+/// [`CARRIED_SAMPLE_ROWS`] acts of each of the first [`CARRIED_SAMPLE_FILES`] acts files,
+/// rounded up; 0 when no column is carried. Measured on the rows rather than guessed per
+/// column: one column may hold a code of 5 characters or a free text of 2 000.
 pub fn carried_bytes_per_act(path: &Path, opts: &ReadOptions) -> Result<u64, ReadError> {
     if opts.carried.is_empty() {
         return Ok(0);
     }
     let (mut bytes, mut acts) = (0u64, 0u64);
-    for file in read::resolve(path)? {
-        let sample = read::open_acts(&file, opts)?.with_chunk_rows(CARRIED_SAMPLE_ROWS);
+    for file in read::resolve(path)?.iter().take(CARRIED_SAMPLE_FILES) {
+        let sample = read::open_acts(file, opts)?.with_chunk_rows(CARRIED_SAMPLE_ROWS);
         if let Some(chunk) = sample.into_iter().next() {
             let chunk = chunk?;
             acts += chunk.rows.len() as u64;

@@ -10,7 +10,7 @@
 
 // FxHash: the keys are ids from our own inputs, and SipHash was ~3 % of a run.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
@@ -117,8 +117,9 @@ pub fn run(
     let act_cost = match limits.parts {
         Some(_) => partition::ACT_COST,
         None => {
-            let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read)?;
-            partition::act_cost(carried)
+            // An acts file that cannot be read is reported when it is read, in its turn.
+            let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read);
+            partition::act_cost(carried.unwrap_or(0))
         }
     };
     let parts = limits
@@ -141,8 +142,12 @@ pub fn run(
     // Each partition holds a spill file open while a table is routed.
     let needed = spill::files_needed(parts);
     spill::allow_open_files(needed).map_err(|limit| {
+        let fewer = match limits.parts {
+            Some(_) => "fewer --partitions",
+            None => "a larger --memory-limit",
+        };
         RunError::Usage(format!(
-            "{parts} partitions need {needed} open files (a spill file each), over this system's limit of {limit} (ulimit -n): raise the hard limit, or give a larger --memory-limit"
+            "{parts} partitions need {needed} open files (a spill file each), over this system's limit of {limit} (ulimit -n): raise the hard limit, or give {fewer}"
         ))
     })?;
     let staging = crate::io::write::Staging::begin(&opts.out)?;
@@ -166,6 +171,17 @@ pub fn run(
     } else {
         Order::Detect
     };
+    // The small tables are routed after the acts' first pass (which decides the partitions):
+    // their first rows are read, and the counters' manifest checked, before it, so that a
+    // missing or malformed file is reported first, as in a run held in memory.
+    peek::<PatientKey>(&inputs.beneficiaries, &inputs.read)?;
+    if let Some(path) = &inputs.rights {
+        peek::<RightPeriod>(path, &inputs.read)?;
+    }
+    if let Some(path) = &inputs.counters {
+        check_manifest(path)?;
+        peek::<YearCounter>(path, &ReadOptions::default())?;
+    }
     let bar = progress_bar(opts.progress, rows, "first pass");
     let repeated = first_pass(inputs, &spill, parts, budget, order, log, bar)?;
     // Streamed, sorted acts spill nothing: smaller partitions then only lower what is held
@@ -634,6 +650,14 @@ fn first_pass(
         repeated.extend(bucket.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
     }
     Ok(Some(repeated))
+}
+
+/// Reads the first row of the table at `path`: an error opening it or in its header.
+fn peek<T: read::Record>(path: &Path, opts: &ReadOptions) -> Result<(), read::ReadError> {
+    match Chunks::<T>::open(path, opts)?.with_chunk_rows(1).next() {
+        Some(Err(error)) => Err(error),
+        _ => Ok(()),
+    }
 }
 
 /// A row found out of `patient_id` order: `here` (its id, file index and row) comes after

@@ -533,7 +533,12 @@ impl Batches {
         let row_group = self.metadata.metadata().row_group(group);
         let bytes: u64 = (row_group.columns().iter().enumerate())
             .filter(|(leaf, _)| self.mask.as_ref().is_none_or(|m| m.leaf_included(*leaf)))
-            .map(|(_, column)| column.uncompressed_size().max(0) as u64)
+            // Strings stored with a dictionary take their decoded size where the writer
+            // recorded it.
+            .map(|(_, column)| {
+                let decoded = column.unencoded_byte_array_data_bytes().unwrap_or(0);
+                column.uncompressed_size().max(decoded).max(0) as u64
+            })
             .sum();
         let row_bytes = bytes / (row_group.num_rows().max(1) as u64);
         let fit = (self.size.bytes as u64 / row_bytes.max(1)).max(1);
