@@ -177,15 +177,28 @@ fn with_the_acts_and_the_beneficiaries_both_unreadable_every_path_names_the_bene
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     data_set(&data);
-    // The acts lose `tariff`, the beneficiaries `patient_id`: a run held in memory reads the
-    // beneficiaries first, and so must partitioned, streamed and carrying runs.
-    let cut = |file: &str, from: &str, to: &str| {
+    let edit = |file: &str, from: &str, to: &str| {
         let path = data.join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
     };
-    cut("acts.csv", ",tariff,", ",tarif,");
-    cut("beneficiaries.csv", "patient_id,", "pid,");
+    // The beneficiaries lose `birth_date`: a run held in memory reads them first, and so must
+    // partitioned, streamed and carrying runs, whose acts' first pass (and the carried sample)
+    // read the acts before the beneficiaries are routed.
+    edit("beneficiaries.csv", ",birth_date,", ",born,");
+    let names_the_beneficiaries = |extra: &[&str]| {
+        let o = compute(&data, &tmp.path().join("out"), None, extra);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("beneficiaries.csv: missing required column birth_date"),
+            "{extra:?}: {stderr}"
+        );
+    };
+    // Acts declared sorted that are not: the first pass fails on their order.
+    names_the_beneficiaries(&["--sorted"]);
+    // Acts without `patient_id`: the first pass fails on its header.
+    edit("acts.csv", ",patient_id,", ",pid,");
     for extra in [
         &[][..],
         &["--memory-limit", "1M"][..],
@@ -193,13 +206,7 @@ fn with_the_acts_and_the_beneficiaries_both_unreadable_every_path_names_the_bene
         &["--keep-columns"][..],
         &["--keep-columns", "--memory-limit", "1M"][..],
     ] {
-        let o = compute(&data, &tmp.path().join("out"), None, extra);
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{extra:?}: {stderr}");
-        assert!(
-            stderr.contains("beneficiaries.csv: missing required column patient_id"),
-            "{extra:?}: {stderr}"
-        );
+        names_the_beneficiaries(extra);
     }
 }
 
@@ -534,7 +541,7 @@ fn rac_with_file_cap(args: &[String], limit: u64) -> Output {
 
 /// Runs `rac` with at most `soft` open files, and `hard` as the most it may raise that to
 /// (`RLIMIT_NOFILE`; many systems start processes at 1 024 whatever the hard limit).
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 fn rac_with_open_files(args: &[String], soft: u64, hard: u64) -> Output {
     rac_set_up(args, move || {
         let limit = libc::rlimit {
@@ -546,8 +553,7 @@ fn rac_with_open_files(args: &[String], soft: u64, hard: u64) -> Output {
     })
 }
 
-// rac raises the limit on Linux only.
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 #[test]
 fn partitions_past_the_open_file_limit_raise_it_or_are_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();

@@ -73,14 +73,27 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     {
         println!("carried columns:");
         for (name, value) in carried.iter().zip(act.carried.values()) {
-            // Escaped: a quoted CSV cell may hold a line break.
             match value {
-                Some(text) => println!("  {name} = {}", text.escape_debug()),
+                Some(text) => println!("  {name} = {}", escape_controls(text)),
                 None => println!("  {name} = (empty)"),
             }
         }
     }
     Ok(0)
+}
+
+/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`…): a quoted CSV cell may
+/// hold a line break. Quotes, apostrophes and backslashes are left as they are.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            escaped
+                .into_iter()
+                .flatten()
+                .chain((!c.is_control()).then_some(c))
+        })
+        .collect()
 }
 
 /// The explanation as text: steps, result, then each parameter used with its source.
@@ -152,4 +165,15 @@ pub fn render(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_control_characters_are_escaped() {
+        assert_eq!(
+            super::escape_controls("CPAM d'Île \"Est\" \\ x\nsuite\t\u{1b}"),
+            "CPAM d'Île \"Est\" \\ x\\nsuite\\t\\u{1b}"
+        );
+    }
 }

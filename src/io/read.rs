@@ -449,7 +449,8 @@ pub const DEFAULT_CHUNK_ROWS: usize = 65_536;
 
 /// Default number of input bytes a [`Chunk`] is read from: a CSV's records until their bytes
 /// reach it (so one record more), a Parquet row group's rows whose share of the columns read,
-/// uncompressed, fits in it (at least one). Rows of the spec's columns take 100–150 bytes, so this only cuts
+/// uncompressed (strings at their decoded size where the file records it), fits in it (at
+/// least one). Rows of the spec's columns take 100–150 bytes, so this only cuts
 /// chunks of wide rows (long columns carried with `--keep-columns`, or ignored ones in a CSV),
 /// whose [`DEFAULT_CHUNK_ROWS`] would otherwise hold hundreds of MB whatever `--memory-limit`
 /// says.

@@ -171,27 +171,34 @@ pub fn run(
     } else {
         Order::Detect
     };
-    // The small tables are routed after the acts' first pass (which decides the partitions):
-    // their first rows are read, and the counters' manifest checked, before it, so that a
-    // missing or malformed file is reported first, as in a run held in memory.
-    peek::<PatientKey>(&inputs.beneficiaries, &inputs.read)?;
-    if let Some(path) = &inputs.rights {
-        peek::<RightPeriod>(path, &inputs.read)?;
-    }
-    if let Some(path) = &inputs.counters {
-        check_manifest(path)?;
-        peek::<YearCounter>(path, &ReadOptions::default())?;
-    }
     let bar = progress_bar(opts.progress, rows, "first pass");
-    let repeated = first_pass(inputs, &spill, parts, budget, order, log, bar)?;
+    // The small tables are routed after the acts' first pass (which decides the partitions).
+    // Should it fail, they are read first, so that their error is reported before the acts',
+    // as in a run held in memory.
+    let repeated = match first_pass(inputs, &spill, parts, budget, order, log, bar) {
+        Ok(repeated) => repeated,
+        Err(error) => return Err(small_tables_error(inputs).unwrap_or(error)),
+    };
     // Streamed, sorted acts spill nothing: smaller partitions then only lower what is held
     // at once, if the open-file limit allows their small tables' spill files.
     let parts = match (&repeated, limits.parts) {
         (Some(_), None) => {
             let streamed = partition::parts_for_stream(rows, limits.memory, act_cost);
-            match spill::allow_open_files(spill::files_needed(streamed)) {
+            let needed = spill::files_needed(streamed);
+            match spill::allow_open_files(needed) {
                 Ok(()) => streamed,
-                Err(_) => parts,
+                Err(limit) => {
+                    log(
+                        "read",
+                        "too few open files allowed for smaller partitions: keeping the planned ones",
+                        &[
+                            ("partitions", streamed as u64),
+                            ("files_needed", needed),
+                            ("open_file_limit", limit),
+                        ],
+                    );
+                    parts
+                }
             }
         }
         _ => parts,
@@ -603,20 +610,20 @@ fn first_pass(
     log: &Log<'_>,
     bar: Bar,
 ) -> Result<Option<HashSet<IdHash>>, RunError> {
+    // A hash is 8 bytes where an act takes about 1 100 in memory: a bucket of hashes for 64
+    // partitions is still smaller than one partition's acts.
+    let buckets = parts.div_ceil(64);
     log(
         "read",
         match order {
             Order::Declared => "finding repeated act ids",
             Order::Detect => "checking whether the acts are sorted by patient_id",
         },
-        &[("partitions", parts as u64)],
+        &[("hash_buckets", buckets as u64)],
     );
     // `bar` is owned here: cleared however the pass ends (an error included), not left drawn
     // above the message. Its own folder: a pass given up leaves no file behind.
     let dir = spill.sub("first-pass");
-    // A hash is 8 bytes where an act takes about 1 100 in memory: a bucket of hashes for 64
-    // partitions is still smaller than one partition's acts.
-    let buckets = parts.div_ceil(64);
     let mut hashes = dir.store::<IdHash>(buckets, budget);
     let chunks = Chunks::<ActKey>::open(&inputs.acts, &inputs.read)?;
     let files = chunks.files().to_vec();
@@ -652,12 +659,34 @@ fn first_pass(
     Ok(Some(repeated))
 }
 
-/// Reads the first row of the table at `path`: an error opening it or in its header.
-fn peek<T: read::Record>(path: &Path, opts: &ReadOptions) -> Result<(), read::ReadError> {
-    match Chunks::<T>::open(path, opts)?.with_chunk_rows(1).next() {
-        Some(Err(error)) => Err(error),
-        _ => Ok(()),
+/// The first error in the beneficiaries, rights and counters, read whole in the order a run
+/// reads them (their rows are not kept); `None` if they read without one.
+fn small_tables_error(inputs: &Inputs) -> Option<RunError> {
+    fn read_all<T: read::Record>(path: &Path, opts: &ReadOptions) -> Result<(), RunError> {
+        for chunk in Chunks::<T>::open(path, opts)? {
+            chunk?;
+        }
+        Ok(())
     }
+    let counters = |path: &Path| -> Result<(), RunError> {
+        check_manifest(path)?;
+        for chunk in Chunks::<YearCounter>::open(path, &ReadOptions::default())? {
+            let chunk = chunk?;
+            if let Some(reject) = chunk.rejects.into_iter().next() {
+                return Err(read::bad_counter(reject).into());
+            }
+            let values: Vec<YearCounter> = chunk.rows.into_iter().map(|s| s.value).collect();
+            check_counters(path, &values)?;
+        }
+        Ok(())
+    };
+    let result = read_all::<Beneficiary>(&inputs.beneficiaries, &inputs.read)
+        .and_then(|()| match &inputs.rights {
+            Some(path) => read_all::<RightPeriod>(path, &inputs.read),
+            None => Ok(()),
+        })
+        .and_then(|()| inputs.counters.as_deref().map_or(Ok(()), counters));
+    result.err()
 }
 
 /// A row found out of `patient_id` order: `here` (its id, file index and row) comes after

@@ -313,9 +313,10 @@ pub fn files_needed(parts: usize) -> u64 {
 const FILE_MARGIN: u64 = 64;
 
 /// Makes room for `needed` open files: raises the soft limit on open files (`RLIMIT_NOFILE`,
-/// 1 024 on many systems whatever the hard limit) as far as needed, up to the hard limit.
-/// Returns the limit that stays too low. A limit that cannot be read is left as it is.
-#[cfg(target_os = "linux")]
+/// 1 024 on many Linux systems, 256 on macOS, whatever the hard limit) as far as needed, up to
+/// the hard limit. Returns the limit that stays too low (the soft one if the system refuses
+/// to raise it, as macOS does past its own cap). A limit that cannot be read is left as it is.
+#[cfg(unix)]
 #[allow(clippy::unnecessary_cast)] // rlim_t is u64 here, u32 on some 32-bit targets
 pub fn allow_open_files(needed: u64) -> Result<(), u64> {
     let mut limit = libc::rlimit {
@@ -345,7 +346,7 @@ pub fn allow_open_files(needed: u64) -> Result<(), u64> {
 }
 
 /// Elsewhere the limit is left to the system.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(unix))]
 pub fn allow_open_files(_needed: u64) -> Result<(), u64> {
     Ok(())
 }
