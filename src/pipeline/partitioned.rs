@@ -254,14 +254,8 @@ pub fn run(
     let mut counters = spill.store::<YearCounter>(parts, budget);
     let mut counter_years: Vec<i32> = Vec::new();
     if let Some(path) = &inputs.counters {
-        check_manifest(path)?;
-        for chunk in Chunks::<YearCounter>::open(path, &ReadOptions::default())? {
-            let chunk = chunk?;
-            if let Some(reject) = chunk.rejects.into_iter().next() {
-                return Err(read::bad_counter(reject).into());
-            }
-            let values: Vec<YearCounter> = chunk.rows.into_iter().map(|s| s.value).collect();
-            check_counters(path, &values)?;
+        for values in checked_counters(path)? {
+            let values = values?;
             counter_years.extend(values.iter().map(|c| c.year));
             let parts = parts_of(&plan, &values, |c| &c.patient_id);
             counters.push_chunk(values, parts)?;
@@ -659,6 +653,24 @@ fn first_pass(
     Ok(Some(repeated))
 }
 
+/// The counters of `path`, chunk by chunk, checked: the manifest beside them first, then each
+/// chunk (a row that does not convert, negative counters fail the run: they are state).
+fn checked_counters(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<Vec<YearCounter>, RunError>> + '_, RunError> {
+    check_manifest(path)?;
+    let chunks = Chunks::<YearCounter>::open(path, &ReadOptions::default())?;
+    Ok(chunks.map(move |chunk| {
+        let chunk = chunk?;
+        if let Some(reject) = chunk.rejects.into_iter().next() {
+            return Err(read::bad_counter(reject).into());
+        }
+        let values: Vec<YearCounter> = chunk.rows.into_iter().map(|s| s.value).collect();
+        check_counters(path, &values)?;
+        Ok(values)
+    }))
+}
+
 /// The first error in the beneficiaries, rights and counters, read whole in the order a run
 /// reads them (their rows are not kept); `None` if they read without one.
 fn small_tables_error(inputs: &Inputs) -> Option<RunError> {
@@ -669,14 +681,8 @@ fn small_tables_error(inputs: &Inputs) -> Option<RunError> {
         Ok(())
     }
     let counters = |path: &Path| -> Result<(), RunError> {
-        check_manifest(path)?;
-        for chunk in Chunks::<YearCounter>::open(path, &ReadOptions::default())? {
-            let chunk = chunk?;
-            if let Some(reject) = chunk.rejects.into_iter().next() {
-                return Err(read::bad_counter(reject).into());
-            }
-            let values: Vec<YearCounter> = chunk.rows.into_iter().map(|s| s.value).collect();
-            check_counters(path, &values)?;
+        for values in checked_counters(path)? {
+            values?;
         }
         Ok(())
     };
