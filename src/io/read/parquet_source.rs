@@ -715,10 +715,11 @@ mod tests {
         assert_eq!(col.cell(1), Cell::Str("y"));
     }
 
-    /// Writes acts of ids `ids` (one patient) to `path` with `props`.
+    /// Writes acts of ids `ids`, all of patient `patient`, to `path` with `props`.
     fn write_act_keys(
         path: &Path,
         ids: &[String],
+        patient: &str,
         props: parquet::file::properties::WriterProperties,
     ) {
         let batch = RecordBatch::try_from_iter([
@@ -728,7 +729,7 @@ mod tests {
             ),
             (
                 "patient_id",
-                Arc::new(StringArray::from(vec!["P"; ids.len()])) as ArrayRef,
+                Arc::new(StringArray::from(vec![patient; ids.len()])) as ArrayRef,
             ),
         ])
         .unwrap();
@@ -771,7 +772,7 @@ mod tests {
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(5))
             .build();
-        write_act_keys(&path, &ids, props);
+        write_act_keys(&path, &ids, "P", props);
         let expected: Vec<(u64, String)> = (1..=8).zip(ids).collect();
         assert_eq!(
             read_act_keys(&path, size(4, 1 << 20)),
@@ -791,7 +792,7 @@ mod tests {
         let props = WriterProperties::builder()
             .set_dictionary_enabled(false)
             .build();
-        write_act_keys(&path, &ids, props);
+        write_act_keys(&path, &ids, "P", props);
         let expected: Vec<(u64, String)> = (1..=10).zip(ids).collect();
         let sizes = |size: ChunkSize| {
             let (sizes, read) = read_act_keys(&path, size);
@@ -804,5 +805,20 @@ mod tests {
         assert_eq!(sizes(size(64, 1 << 20)), [10]);
         assert_eq!(sizes(size(4, 1 << 20)), [4, 4, 2]);
         assert_eq!(sizes(size(64, 1)), [1; 10]);
+    }
+
+    #[test]
+    fn strings_stored_in_a_dictionary_are_sized_as_decoded() {
+        use parquet::file::properties::WriterProperties;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acts.parquet");
+        // One patient id of 1 000 characters, stored once in a dictionary: a few bytes a row
+        // encoded, 1 000 decoded (as the file's size statistics record).
+        let ids: Vec<String> = (0..10).map(|i| format!("A{i}")).collect();
+        let patient = format!("P{}", "x".repeat(999));
+        write_act_keys(&path, &ids, &patient, WriterProperties::builder().build());
+        let (sizes, read) = read_act_keys(&path, size(64, 2_500));
+        assert_eq!(sizes, [2; 5]);
+        assert_eq!(read.len(), 10);
     }
 }
