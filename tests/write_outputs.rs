@@ -563,6 +563,45 @@ fn a_second_run_on_the_same_out_is_locked_out() {
     assert_eq!(listing(root.path()), ["results"]);
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn the_lock_is_written_whole_and_pid_files_of_dead_runs_are_cleaned_up() {
+    use std::process::Command;
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("results");
+    // A run killed after writing its pid file, before linking it as the lock (its process is
+    // gone), and one starting now (a live process): the first is removed, the second left.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let mut starting = Command::new("sleep").arg("30").spawn().unwrap();
+    let live = starting.id();
+    for pid in [dead, live] {
+        fs::write(
+            root.path().join(format!(".results.lockpid-{pid}")),
+            format!("{pid}\n"),
+        )
+        .unwrap();
+    }
+    let staging = Staging::begin(&out).unwrap();
+    let me = std::process::id();
+    // The lock holds the pid, whole, from the moment it exists (linked, not written after).
+    assert_eq!(
+        fs::read_to_string(root.path().join(".results.lock")).unwrap(),
+        format!("{me}\n")
+    );
+    let mut expected = vec![
+        ".results.lock".to_string(),
+        format!(".results.lockpid-{live}"),
+        format!(".results.tmp-{me}"),
+    ];
+    expected.sort();
+    assert_eq!(listing(root.path()), expected);
+    starting.kill().unwrap();
+    starting.wait().unwrap();
+    drop(staging);
+}
+
 #[test]
 fn a_folder_that_is_not_a_rac_output_is_never_replaced() {
     let root = tempfile::tempdir().unwrap();

@@ -258,10 +258,35 @@ pub struct Staging {
     done: bool,
 }
 
+/// Creates `lock` holding `pid`, or fails with `AlreadyExists` if it is there. The pid is
+/// written to `pending` (a file of this run's own) first, then linked to the lock's name: a
+/// run killed at any moment leaves a lock with its pid or none, never an empty one, which no
+/// later run could judge stale (a run killed between creating the lock and writing its pid
+/// blocked every run after it). Where the file system has no hard links, the lock is created
+/// empty and written, as before.
+fn create_lock(lock: &Path, pending: &Path, pid: u32) -> io::Result<()> {
+    fs::write(pending, format!("{pid}\n"))?;
+    let linked = fs::hard_link(pending, lock);
+    let _ = fs::remove_file(pending);
+    match linked {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(lock)?;
+            writeln!(file, "{pid}")
+        }
+        linked => linked,
+    }
+}
+
+/// Whether process `pid` is running (Linux: `/proc/<pid>`; elsewhere, assumed).
+fn alive(pid: u32) -> bool {
+    pid == std::process::id()
+        || !Path::new("/proc/self").exists()
+        || Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Removes `lock` if the process it names is no longer running (Linux: no `/proc/<pid>`).
 /// The lock is first renamed to a name of our own, so that two runs cannot both remove it.
 fn take_over_stale_lock(lock: &Path) -> bool {
-    let alive = |pid: u32| pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
     let read_pid = |p: &Path| {
         fs::read_to_string(p)
             .ok()
@@ -312,25 +337,23 @@ impl Staging {
 
         let pid = std::process::id();
         let lock = out.with_file_name(format!(".{name}.lock"));
-        let open = || OpenOptions::new().write(true).create_new(true).open(&lock);
-        let mut lock_file = match open() {
-            Ok(file) => file,
+        let pending = out.with_file_name(format!(".{name}.lockpid-{pid}"));
+        match create_lock(&lock, &pending, pid) {
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // A run killed with -9 leaves its lock: a nightly job must not stay blocked
                 // by a dead process, so a lock whose process is gone is taken over.
-                if !take_over_stale_lock(&lock) {
-                    return Err(WriteError::Locked {
-                        out: out.to_path_buf(),
-                        lock,
-                    });
-                }
-                open().map_err(|_| WriteError::Locked {
+                let locked = || WriteError::Locked {
                     out: out.to_path_buf(),
                     lock: lock.clone(),
-                })?
+                };
+                if !take_over_stale_lock(&lock) {
+                    return Err(locked());
+                }
+                create_lock(&lock, &pending, pid).map_err(|_| locked())?;
             }
             Err(e) => return Err(WriteError::io("cannot create lock file", &lock, e)),
-        };
+        }
         // From here on, dropping `staging` removes the lock (and the temporary folder).
         let staging = Staging {
             out: out.to_path_buf(),
@@ -340,9 +363,6 @@ impl Staging {
             name,
             done: false,
         };
-        writeln!(lock_file, "{pid}")
-            .map_err(|e| WriteError::io("cannot write", &staging.lock, e))?;
-        drop(lock_file);
 
         staging.recover()?;
         fs::create_dir(&staging.tmp)
@@ -385,6 +405,13 @@ impl Staging {
                 olds.push(path);
             } else if self.is_sibling(file_name, "tmp") {
                 tmps.push(path);
+            } else if self.is_sibling(file_name, "lockpid") {
+                // The pid file of a run killed before it linked it to the lock (or of a run
+                // starting now, left alone).
+                let pid = file_name.rsplit('-').next().and_then(|p| p.parse().ok());
+                if pid.is_some_and(|pid| !alive(pid)) {
+                    let _ = fs::remove_file(&path);
+                }
             }
         }
         olds.sort();
