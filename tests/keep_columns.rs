@@ -50,23 +50,12 @@ fn compute(data: &Path, acts: &Path, out: &Path, extra: &[&str]) -> Output {
     rac_owned(&common::compute_args(acts, data, out, extra))
 }
 
-/// `compute --keep-columns --quiet` of the Parquet `acts` against `dir/beneficiaries.csv`,
-/// into `dir/out`, then `extra`.
+/// `compute --keep-columns` of the Parquet `acts` against `dir/beneficiaries.csv`, into
+/// `dir/out`, then `extra`.
 fn compute_parquet(dir: &Path, acts: &Path, extra: &[&str]) -> (Output, PathBuf) {
     let out = dir.join("out");
-    let mut args = vec![
-        "compute".to_string(),
-        "--acts".into(),
-        p(acts),
-        "--beneficiaries".into(),
-        p(&dir.join("beneficiaries.csv")),
-        "--out".into(),
-        p(&out),
-        "--keep-columns".into(),
-        "--quiet".into(),
-    ];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    (rac_owned(&args), out)
+    let extra = [&["--keep-columns"], extra].concat();
+    (compute(dir, acts, &out, &extra), out)
 }
 
 /// A CSV file's header and its rows by their first column.
@@ -425,13 +414,18 @@ fn a_carried_column_named_like_an_output_column_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let lines = generated(&data, "50");
-    let mut text = String::new();
-    for (i, cells) in lines.iter().enumerate() {
-        let extra = if i == 0 { "rac" } else { "12.00" };
-        text.push_str(&format!("{},{extra}\n", cells.join(",")));
-    }
-    let acts = data.join("acts_rac.csv");
-    std::fs::write(&acts, text).unwrap();
+    // The generated acts with `header` and `value` appended to every line, as `name`.
+    let appended = |name: &str, header: &str, value: &str| {
+        let mut text = String::new();
+        for (i, cells) in lines.iter().enumerate() {
+            let extra = if i == 0 { header } else { value };
+            text.push_str(&format!("{},{extra}\n", cells.join(",")));
+        }
+        let path = data.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let acts = appended("acts_rac.csv", "rac", "12.00");
     let out = tmp.path().join("out");
     let o = compute(&data, &acts, &out, &["--keep-columns"]);
     ok(&o, &[2]);
@@ -442,13 +436,7 @@ fn a_carried_column_named_like_an_output_column_is_a_usage_error() {
     ok(&compute(&data, &acts, &out, &[]), &[0]);
 
     // A name twice in one header: one of the two would be lost.
-    let mut text = String::new();
-    for (i, cells) in lines.iter().enumerate() {
-        let extra = if i == 0 { "x,x" } else { "1,2" };
-        text.push_str(&format!("{},{extra}\n", cells.join(",")));
-    }
-    let twice = data.join("acts_twice.csv");
-    std::fs::write(&twice, text).unwrap();
+    let twice = appended("acts_twice.csv", "x,x", "1,2");
     let o = compute(&data, &twice, &out, &["--keep-columns"]);
     ok(&o, &[2]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("\"x\" appears twice"));

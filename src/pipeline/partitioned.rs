@@ -114,14 +114,9 @@ pub fn run(
     log: &Log<'_>,
 ) -> Result<RunSummary, RunError> {
     let rows = partition::estimate_rows(&inputs.acts)?;
-    let act_cost = match limits.parts {
-        Some(_) => partition::ACT_COST,
-        None => {
-            // An acts file that cannot be read is reported when it is read, in its turn.
-            let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read);
-            partition::act_cost(carried.unwrap_or(0))
-        }
-    };
+    // An acts file that cannot be read is reported when it is read, in its turn.
+    let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read);
+    let act_cost = partition::act_cost(carried.unwrap_or(0));
     let parts = limits
         .parts
         .unwrap_or_else(|| partition::parts_for(rows, limits.memory, act_cost));

@@ -53,8 +53,8 @@ pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
     writer.close().unwrap();
 }
 
-/// The arguments of `rac compute` on `acts`, with the beneficiaries and rights that `rac
-/// generate --format csv` wrote in `data`, into `out`, logged as JSON; then `extra`.
+/// The arguments of `rac compute` on `acts`, with the beneficiaries and rights (if there are)
+/// that `rac generate --format csv` wrote in `data`, into `out`, logged as JSON; then `extra`.
 pub fn compute_args(acts: &Path, data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let p = |path: &Path| path.display().to_string();
     let mut args = vec![
@@ -63,13 +63,15 @@ pub fn compute_args(acts: &Path, data: &Path, out: &Path, extra: &[&str]) -> Vec
         p(acts),
         "--beneficiaries".into(),
         p(&data.join("beneficiaries.csv")),
-        "--rights".into(),
-        p(&data.join("rights.csv")),
         "--out".into(),
         p(out),
         "--log-format".into(),
         "json".into(),
     ];
+    let rights = data.join("rights.csv");
+    if rights.exists() {
+        args.extend(["--rights".into(), p(&rights)]);
+    }
     args.extend(extra.iter().map(|a| a.to_string()));
     args
 }
