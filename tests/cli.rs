@@ -586,6 +586,18 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
     let o = compute(&out, &["--counters", counters.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("counters format"));
+    // Another format's counters whose rows do not read either: refused for their format, the
+    // same way held in memory or partitioned (the rows' error would exit 1).
+    let good = read(&counters);
+    std::fs::write(&counters, good.replace("4.00", "four")).unwrap();
+    for extra in [&[][..], &["--partitions", "3"]] {
+        let args = [&["--counters", counters.to_str().unwrap()][..], extra].concat();
+        let o = compute(&out, &args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("counters format"), "{extra:?}: {stderr}");
+    }
+    std::fs::write(&counters, good).unwrap();
     std::fs::remove_file(tmp.path().join("manifest.json")).unwrap();
     let o = compute(
         &out,

@@ -175,8 +175,10 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
 
     let mut opening: HashMap<String, Vec<YearCounter>> = HashMap::default();
     if let Some(path) = &inputs.counters {
-        let counters = read::read_counters(path)?;
+        // The manifest first, as the partitioned path does: a counters file of another
+        // format is refused as such, whatever its rows hold.
         check_manifest(path)?;
+        let counters = read::read_counters(path)?;
         check_counters(path, &counters)?;
         opening = group_counters(counters);
         files.push(("counters", path.display().to_string()));
