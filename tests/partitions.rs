@@ -355,6 +355,30 @@ fn sorted_acts_are_found_with_their_id_hashes_spilled_in_several_buckets() {
     assert_eq!(event["message"], "streaming sorted acts", "{event}");
     assert_eq!(event["partitions"], 2, "{event}");
     same_tables(&memory, &[&declared]);
+
+    // Where the open-file limit cannot take the smaller partitions' spill files (two
+    // partitions need 67, one 66), the planned one is kept, and said so.
+    #[cfg(unix)]
+    {
+        let kept = tmp.path().join("kept");
+        let o = rac_with_open_files(&compute_args(&data, &kept, None, &["--sorted"]), 66, 66);
+        ok(&o, &[3]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let fallback: serde_json::Value = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .find(|e: &serde_json::Value| {
+                e["message"]
+                    == "too few open files allowed for smaller partitions: keeping the planned ones"
+            })
+            .unwrap_or_else(|| panic!("no fallback logged: {stderr}"));
+        assert_eq!(fallback["files_needed"], 67, "{fallback}");
+        assert_eq!(fallback["open_file_limit"], 66, "{fallback}");
+        let event = compute_event(&o);
+        assert_eq!(event["message"], "streaming sorted acts", "{event}");
+        assert_eq!(event["partitions"], 1, "{event}");
+        same_tables(&memory, &[&kept]);
+    }
 }
 
 #[test]

@@ -425,4 +425,37 @@ mod tests {
             0
         );
     }
+
+    #[test]
+    fn carried_values_are_sampled_on_the_first_rows_of_the_first_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "act_id,patient_id,care_date,category,tariff,quantity,note";
+        let line = |i: usize, note: &str| format!("A{i},P{i},2024-03-01,drug_30,13.60,2,{note}\n");
+        let wide = "w".repeat(1_000);
+        // The first file: CARRIED_SAMPLE_ROWS short values, then wide ones, past the sample.
+        let first: String = (0..CARRIED_SAMPLE_ROWS + 100)
+            .map(|i| line(i, if i < CARRIED_SAMPLE_ROWS { "x" } else { &wide }))
+            .collect();
+        std::fs::write(dir.path().join("f000.csv"), format!("{header}\n{first}")).unwrap();
+        // The next files short values; the one after the CARRIED_SAMPLE_FILES first, wide ones.
+        for f in 1..=CARRIED_SAMPLE_FILES {
+            let note = if f < CARRIED_SAMPLE_FILES { "x" } else { &wide };
+            let rows: String = (0..4).map(|i| line(f * 10 + i, note)).collect();
+            std::fs::write(
+                dir.path().join(format!("f{f:03}.csv")),
+                format!("{header}\n{rows}"),
+            )
+            .unwrap();
+        }
+        let opts = ReadOptions {
+            carried: std::sync::Arc::from(vec!["note".to_string()]),
+            ..ReadOptions::default()
+        };
+        // Short values are held inline: every sampled act holds the block and one value.
+        let block = 4 * std::mem::size_of::<usize>() + std::mem::size_of::<Option<Id>>();
+        assert_eq!(
+            carried_bytes_per_act(dir.path(), &opts).unwrap(),
+            block as u64
+        );
+    }
 }
