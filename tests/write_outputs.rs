@@ -544,7 +544,7 @@ fn a_second_run_on_the_same_out_is_locked_out() {
     assert_eq!(
         err.to_string(),
         format!(
-            "another run is writing {} (lock file {}); remove it if no run is active",
+            "another run is writing {} (it holds the lock on {})",
             out.display(),
             lock.display()
         )
@@ -552,7 +552,7 @@ fn a_second_run_on_the_same_out_is_locked_out() {
     // the failed attempt did not disturb the active one
     assert!(first.path().is_dir());
     assert_eq!(
-        fs::read_to_string(&lock).unwrap().trim(),
+        fs::read_to_string(&lock).unwrap().lines().next().unwrap(),
         std::process::id().to_string()
     );
     write_manifest(first.path(), &serde_json::json!({})).unwrap();
@@ -563,20 +563,33 @@ fn a_second_run_on_the_same_out_is_locked_out() {
     assert_eq!(listing(root.path()), ["results"]);
 }
 
+/// A lock file that no running process holds does not block, whatever it says: left by a run
+/// killed with -9, by the OOM killer, or by a container's pid 1; empty (killed while writing
+/// it); naming this very pid (a container's runs are all pid 1), or a live process's pid (pids
+/// are used again after a reboot). Judged by its pid, each of these blocked every later run.
 #[cfg(target_os = "linux")]
 #[test]
-fn the_lock_is_written_whole_and_pid_files_of_dead_runs_are_cleaned_up() {
+fn a_lock_file_that_no_live_run_holds_does_not_block_and_pid_files_of_dead_runs_are_removed() {
     use std::process::Command;
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("results");
-    // A run killed after writing its pid file, before linking it as the lock (its process is
-    // gone), and one starting now (a live process): the first is removed, the second left.
+    let lock = root.path().join(".results.lock");
+    let me = std::process::id();
+    let mut live = Command::new("sleep").arg("30").spawn().unwrap();
+    for text in [String::new(), format!("{me}\n"), format!("{}\n", live.id())] {
+        fs::write(&lock, &text).unwrap();
+        let staging = Staging::begin(&out).unwrap();
+        // The lock now names this run.
+        assert_eq!(fs::read_to_string(&lock).unwrap(), format!("{me}\n"));
+        drop(staging);
+        assert!(!lock.exists(), "{text:?}");
+    }
+    // Pid files of runs of rac 0.1 killed before they linked them as the lock: the dead one's
+    // removed, a live process's left.
     let mut gone = Command::new("true").spawn().unwrap();
     let dead = gone.id();
     gone.wait().unwrap();
-    let mut starting = Command::new("sleep").arg("30").spawn().unwrap();
-    let live = starting.id();
-    for pid in [dead, live] {
+    for pid in [dead, live.id()] {
         fs::write(
             root.path().join(format!(".results.lockpid-{pid}")),
             format!("{pid}\n"),
@@ -584,21 +597,15 @@ fn the_lock_is_written_whole_and_pid_files_of_dead_runs_are_cleaned_up() {
         .unwrap();
     }
     let staging = Staging::begin(&out).unwrap();
-    let me = std::process::id();
-    // The lock holds the pid, whole, from the moment it exists (linked, not written after).
-    assert_eq!(
-        fs::read_to_string(root.path().join(".results.lock")).unwrap(),
-        format!("{me}\n")
-    );
     let mut expected = vec![
         ".results.lock".to_string(),
-        format!(".results.lockpid-{live}"),
+        format!(".results.lockpid-{}", live.id()),
         format!(".results.tmp-{me}"),
     ];
     expected.sort();
     assert_eq!(listing(root.path()), expected);
-    starting.kill().unwrap();
-    starting.wait().unwrap();
+    live.kill().unwrap();
+    live.wait().unwrap();
     drop(staging);
 }
 

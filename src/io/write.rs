@@ -21,11 +21,13 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use super::lock::{LockError, OutputLock};
 
 use arrow::array::{
     ArrayRef, AsArray, Date32Builder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder,
@@ -186,7 +188,7 @@ pub enum WriteError {
         source: serde_json::Error,
     },
     #[error(
-        "another run is writing {} (lock file {}); remove it if no run is active",
+        "another run is writing {} (it holds the lock on {})",
         .out.display(),
         .lock.display()
     )]
@@ -235,7 +237,8 @@ impl WriteError {
 /// jobs) from writing the same `out`.
 ///
 /// Files, for `out = /data/results`:
-/// - `/data/.results.lock`: the lock (holds the pid), created exclusively;
+/// - `/data/.results.lock`: the lock ([`OutputLock`]: held by the run while it lives, released
+///   by the system however it ends; the file holds the pid);
 /// - `/data/.results.tmp-<pid>`: the folder to write into ([`Staging::path`]);
 /// - `/data/.results.old-<pid>`: the previous outputs, for the instant between the two
 ///   renames of the commit.
@@ -243,7 +246,7 @@ impl WriteError {
 /// Crash safety: until the commit, `out` is untouched. The commit fsyncs every file, renames
 /// `out` away, renames the temporary folder to `out` and removes the old one. A crash between
 /// the two renames leaves `out` missing and the previous outputs in `.results.old-<pid>`; the
-/// next run (once the stale lock is removed) puts them back before anything else. So `out`
+/// next run puts them back before anything else. So `out`
 /// always holds either the previous outputs or the new ones, never a mix.
 ///
 /// Dropping a `Staging` without committing removes the temporary folder and the lock.
@@ -252,67 +255,15 @@ pub struct Staging {
     out: PathBuf,
     tmp: PathBuf,
     old: PathBuf,
-    lock: PathBuf,
+    lock: Option<OutputLock>,
     /// Name of `out` (the file-name part), for the sibling names.
     name: String,
     done: bool,
 }
 
-/// Creates `lock` holding `pid`, or fails with `AlreadyExists` if it is there. The pid is
-/// written to `pending` (a file of this run's own) first, then linked to the lock's name: a
-/// run killed at any moment leaves a lock with its pid or none, never an empty one, which no
-/// later run could judge stale (a run killed between creating the lock and writing its pid
-/// blocked every run after it). Where the file system has no hard links, the lock is created
-/// empty and written, as before.
-fn create_lock(lock: &Path, pending: &Path, pid: u32) -> io::Result<()> {
-    fs::write(pending, format!("{pid}\n"))?;
-    let linked = fs::hard_link(pending, lock);
-    let _ = fs::remove_file(pending);
-    match linked {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(lock)?;
-            writeln!(file, "{pid}")
-        }
-        linked => linked,
-    }
-}
-
-/// Whether process `pid` is running (Linux: `/proc/<pid>`; elsewhere, assumed).
-fn alive(pid: u32) -> bool {
-    pid == std::process::id()
-        || !Path::new("/proc/self").exists()
-        || Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Removes `lock` if the process it names is no longer running (Linux: no `/proc/<pid>`).
-/// The lock is first renamed to a name of our own, so that two runs cannot both remove it.
-fn take_over_stale_lock(lock: &Path) -> bool {
-    let read_pid = |p: &Path| {
-        fs::read_to_string(p)
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok())
-    };
-    if !Path::new("/proc/self").exists() {
-        return false; // cannot tell: leave it to the user
-    }
-    let Some(pid) = read_pid(lock) else {
-        return false;
-    };
-    if alive(pid) {
-        return false;
-    }
-    let mine = lock.with_extension(format!("stale-{}", std::process::id()));
-    if fs::rename(lock, &mine).is_err() {
-        return false;
-    }
-    if read_pid(&mine) == Some(pid) {
-        let _ = fs::remove_file(&mine);
-        true
-    } else {
-        // Another run replaced the stale lock between our read and our rename: give it back.
-        let _ = fs::rename(&mine, lock);
-        false
-    }
+/// Whether process `pid` is gone (Linux: no `/proc/<pid>`; elsewhere, never judged so).
+fn pid_gone(pid: u32) -> bool {
+    Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Staging {
@@ -335,31 +286,21 @@ impl Staging {
         }
         check_replaceable(out)?;
 
+        let lock_path = out.with_file_name(format!(".{name}.lock"));
+        let lock = OutputLock::take(&lock_path).map_err(|e| match e {
+            LockError::Held(_) => WriteError::Locked {
+                out: out.to_path_buf(),
+                lock: lock_path.clone(),
+            },
+            LockError::Io(e) => WriteError::io("cannot create lock file", &lock_path, e),
+        })?;
         let pid = std::process::id();
-        let lock = out.with_file_name(format!(".{name}.lock"));
-        let pending = out.with_file_name(format!(".{name}.lockpid-{pid}"));
-        match create_lock(&lock, &pending, pid) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // A run killed with -9 leaves its lock: a nightly job must not stay blocked
-                // by a dead process, so a lock whose process is gone is taken over.
-                let locked = || WriteError::Locked {
-                    out: out.to_path_buf(),
-                    lock: lock.clone(),
-                };
-                if !take_over_stale_lock(&lock) {
-                    return Err(locked());
-                }
-                create_lock(&lock, &pending, pid).map_err(|_| locked())?;
-            }
-            Err(e) => return Err(WriteError::io("cannot create lock file", &lock, e)),
-        }
         // From here on, dropping `staging` removes the lock (and the temporary folder).
         let staging = Staging {
             out: out.to_path_buf(),
             tmp: out.with_file_name(format!(".{name}.tmp-{pid}")),
             old: out.with_file_name(format!(".{name}.old-{pid}")),
-            lock,
+            lock: Some(lock),
             name,
             done: false,
         };
@@ -406,10 +347,10 @@ impl Staging {
             } else if self.is_sibling(file_name, "tmp") {
                 tmps.push(path);
             } else if self.is_sibling(file_name, "lockpid") {
-                // The pid file of a run killed before it linked it to the lock (or of a run
-                // starting now, left alone).
+                // The pid file of a run of rac 0.1 before the lock was a `flock`, killed
+                // before it linked it to the lock.
                 let pid = file_name.rsplit('-').next().and_then(|p| p.parse().ok());
-                if pid.is_some_and(|pid| !alive(pid)) {
+                if pid.is_some_and(pid_gone) {
                     let _ = fs::remove_file(&path);
                 }
             }
@@ -480,7 +421,9 @@ impl Staging {
         if replaced {
             let _ = fs::remove_dir_all(&self.old);
         }
-        let _ = fs::remove_file(&self.lock);
+        if let Some(lock) = self.lock.take() {
+            lock.release();
+        }
         Ok(())
     }
 }
@@ -489,7 +432,9 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if !self.done {
             let _ = fs::remove_dir_all(&self.tmp);
-            let _ = fs::remove_file(&self.lock);
+            if let Some(lock) = self.lock.take() {
+                lock.release();
+            }
         }
     }
 }
