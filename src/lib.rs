@@ -9,6 +9,7 @@
 //! - [`audit`]: recorded versus recomputed amounts, and the cause of each difference;
 //! - [`io`]: readers (CSV, CSV.gz, Parquet) and atomic writers;
 //! - [`pipeline`]: read, group by patient, compute in parallel, write;
+//! - [`interrupt`]: a run stopped by a signal removes its temporary files;
 //! - [`generate`]: synthetic data sets for demos, tests and benchmarks;
 //! - [`cli`]: one module per subcommand; `main.rs` is a thin wrapper.
 
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod cli;
 pub mod engine;
 pub mod generate;
+pub mod interrupt;
 pub mod io;
 pub mod model;
 pub mod pipeline;

@@ -36,6 +36,8 @@ fn tune_allocator() {
 }
 
 fn main() {
+    // First: the threads started later leave the stopping signals to its thread.
+    rac::interrupt::install();
     tune_allocator();
     let cli = rac::cli::Cli::parse();
     let code = match rac::cli::run(cli) {

@@ -660,3 +660,72 @@ fn a_disk_that_fills_up_while_spilling_or_writing_fails_the_run_and_leaves_the_p
         assert_eq!(names_in(tmp.path()), ["data", "out"], "cap {cap}: {stderr}");
     }
 }
+
+/// A run stopped by `SIGTERM`, `SIGINT` or `SIGHUP` while it spills (`timeout`, `systemctl
+/// stop`, Ctrl-C) removes its temporary folder, spill files included, and its lock, ends by
+/// that signal, and leaves the previous outputs as they were. Before, they stayed beside
+/// `--out` (hundreds of MB for a large run) until a later run on the same `--out`.
+#[cfg(unix)]
+#[test]
+fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous_outputs() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.display().to_string();
+    let generate = ["generate", "--acts", "300000", "--patients", "30000"];
+    ok(
+        &rac(&[
+            &generate[..],
+            &["--seed", "3", "--out", &d, "--format", "parquet"],
+        ]
+        .concat()),
+        &[0],
+    );
+    let results = tmp.path().join("results");
+    let out = results.join("2024-01");
+    let args = |extra: &[&str]| {
+        let mut args = vec!["compute".to_string()];
+        for (flag, file) in [
+            ("--acts", "acts"),
+            ("--beneficiaries", "beneficiaries"),
+            ("--rights", "rights"),
+        ] {
+            args.push(flag.to_string());
+            args.push(data.join(format!("{file}.parquet")).display().to_string());
+        }
+        args.extend([
+            "--out".to_string(),
+            out.display().to_string(),
+            "--quiet".into(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    ok(&rac_owned(&args(&[])), &[0]);
+    let before = std::fs::read(out.join("acts.parquet")).unwrap();
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rac"))
+            .args(args(&["--memory-limit", "1M", "--threads", "1"]))
+            .spawn()
+            .unwrap();
+        // Stopped while it spills.
+        let spill = results
+            .join(format!(".2024-01.tmp-{}", child.id()))
+            .join(".spill");
+        let started = std::time::Instant::now();
+        while !spill.exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it spilled"
+            );
+            assert!(started.elapsed().as_secs() < 60, "no spill folder");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // SAFETY: a plain system call on our child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(signal), "{status:?}");
+        assert_eq!(names_in(&results), ["2024-01"], "signal {signal}");
+        assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
+    }
+}

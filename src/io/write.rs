@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::lock::{LockError, OutputLock};
+use crate::interrupt::Cleanup;
 
 use arrow::array::{
     ArrayRef, AsArray, Date32Builder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder,
@@ -256,6 +257,8 @@ pub struct Staging {
     tmp: PathBuf,
     old: PathBuf,
     lock: Option<OutputLock>,
+    /// The temporary folder and the lock file, removed if a signal stops the run.
+    _cleanup: Cleanup,
     /// Name of `out` (the file-name part), for the sibling names.
     name: String,
     done: bool,
@@ -295,10 +298,13 @@ impl Staging {
             LockError::Io(e) => WriteError::io("cannot create lock file", &lock_path, e),
         })?;
         let pid = std::process::id();
-        // From here on, dropping `staging` removes the lock (and the temporary folder).
+        // From here on, dropping `staging` (or a signal) removes the lock (and the temporary
+        // folder).
+        let tmp = out.with_file_name(format!(".{name}.tmp-{pid}"));
         let staging = Staging {
             out: out.to_path_buf(),
-            tmp: out.with_file_name(format!(".{name}.tmp-{pid}")),
+            _cleanup: Cleanup::register(&[&tmp, &lock_path]),
+            tmp,
             old: out.with_file_name(format!(".{name}.old-{pid}")),
             lock: Some(lock),
             name,
@@ -389,6 +395,8 @@ impl Staging {
     /// Makes the written files durable, then replaces `out` by them and releases the lock.
     pub fn commit(mut self) -> Result<(), WriteError> {
         sync_tree(&self.tmp)?;
+        // A signal waits until both renames are done (or undone).
+        let renaming = Cleanup::hold();
         check_replaceable(&self.out)?;
         let replaced = exists(&self.out);
         if replaced {
@@ -410,6 +418,7 @@ impl Staging {
             });
         }
         self.done = true;
+        drop(renaming);
         // Past this point the new outputs are in place: what follows is housekeeping, and a
         // failure of it must not turn a successful run into a failed one.
         let parent = parent_of(&self.out);

@@ -1,0 +1,157 @@
+//! What a run stopped by a signal leaves behind: nothing of its own.
+//!
+//! `SIGTERM` (`timeout`, `systemctl stop`, a scheduler's kill), `SIGINT` (Ctrl-C) and `SIGHUP`
+//! used to end a run on the spot, leaving its temporary output folder (spill files included:
+//! about 200 bytes per act, gigabytes for a large run) and its lock file beside `--out`, until
+//! a later run on the same `--out` removed them; with an output folder per month, never.
+//! [`install`] has one thread wait for those signals; on one, it removes the paths registered
+//! with [`Cleanup::register`] and ends the process by the same signal (so that the caller sees
+//! what stopped it). A commit holds [`Cleanup::hold`] while it renames, so that a signal never
+//! lands between its two renames. `SIGKILL` cannot be caught: the next run on that `--out`
+//! cleans up after it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// The paths to remove if a signal stops the process.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn pending() -> MutexGuard<'static, Vec<PathBuf>> {
+    PENDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Paths (files or folders) removed if a signal stops the process, until dropped.
+#[derive(Debug)]
+pub struct Cleanup {
+    paths: Vec<PathBuf>,
+}
+
+impl Cleanup {
+    /// Registers `paths`.
+    pub fn register(paths: &[&Path]) -> Cleanup {
+        let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+        pending().extend(paths.iter().cloned());
+        Cleanup { paths }
+    }
+
+    /// Keeps a signal from being acted on (it waits) until the guard is dropped: for a
+    /// sequence of file-system changes that must not be cut in two.
+    pub fn hold() -> MutexGuard<'static, Vec<PathBuf>> {
+        pending()
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let mut pending = pending();
+        for path in &self.paths {
+            if let Some(i) = pending.iter().position(|p| p == path) {
+                pending.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// Removes every registered path; called on a signal. The run's other threads go on meanwhile
+/// (a spill file may be created in a folder being removed): a folder is removed again until it
+/// is gone, a few times at most.
+fn clean_up(pending: &[PathBuf]) {
+    for path in pending {
+        for _ in 0..100 {
+            let removed = match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+                Ok(_) => std::fs::remove_file(path),
+                Err(_) => break,
+            };
+            if removed.is_ok() {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+const SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Has a thread take `SIGTERM`, `SIGINT` and `SIGHUP` for the process. Call it first thing in
+/// `main`, before any other thread starts: the threads started after it inherit the blocked
+/// signals, so that only this one receives them.
+#[cfg(unix)]
+pub fn install() {
+    // SAFETY: plain calls on a signal set owned here.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    };
+    // SAFETY: blocks the signals in this thread (and those it starts).
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    let waiter = std::thread::Builder::new()
+        .name("rac-signals".into())
+        .spawn(move || {
+            loop {
+                let mut signal: libc::c_int = 0;
+                // SAFETY: waits on the set owned by this thread.
+                if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                    continue;
+                }
+                // Waits for a commit in progress; the process ends holding the guard.
+                let pending = pending();
+                clean_up(&pending);
+                // SAFETY: the default action back, the signal unblocked in this thread and
+                // sent to it: the process ends as the signal's default does.
+                unsafe {
+                    libc::signal(signal, libc::SIG_DFL);
+                    let mut one: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut one);
+                    libc::sigaddset(&mut one, signal);
+                    libc::pthread_sigmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
+                    libc::raise(signal);
+                }
+                std::process::exit(128 + signal);
+            }
+        });
+    if waiter.is_err() {
+        // No thread to take them: the signals act as they did.
+        // SAFETY: unblocks the set blocked above.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    }
+}
+
+/// Elsewhere, signals act as the system has them.
+#[cfg(not(unix))]
+pub fn install() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_paths_are_removed_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join(".out.tmp-1");
+        std::fs::create_dir_all(folder.join(".spill")).unwrap();
+        let file = dir.path().join(".out.lock");
+        std::fs::write(&file, "1\n").unwrap();
+        let kept = dir.path().join("kept");
+        std::fs::write(&kept, "").unwrap();
+        let cleanup = Cleanup::register(&[&folder, &file]);
+        let other = Cleanup::register(&[&kept]);
+        drop(other);
+        let pending: Vec<PathBuf> = Cleanup::hold()
+            .iter()
+            .filter(|p| p.starts_with(dir.path()))
+            .cloned()
+            .collect();
+        assert_eq!(pending, [folder.clone(), file.clone()]);
+        clean_up(&pending);
+        assert!(!folder.exists() && !file.exists() && kept.exists());
+        drop(cleanup);
+        assert!(!Cleanup::hold().iter().any(|p| p.starts_with(dir.path())));
+    }
+}
