@@ -560,6 +560,60 @@ fn a_run_killed_midway_leaves_the_previous_outputs_and_the_next_run_proceeds() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// A counters file written twice into one (two rows of a patient and year) would have both
+/// added to the caps; one cut at a row's end reads without an error, and its missing patients
+/// would start the year with nothing used. Both are refused (exit 1), held in memory or
+/// partitioned, where they ran silently before.
+#[test]
+fn counters_repeated_or_cut_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    let o = compute(&first, &["--format", "csv"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let counters = first.join("counters.csv");
+    let text = read(&counters);
+    let rows: Vec<&str> = text.lines().collect();
+    assert!(rows.len() > 2, "{text}");
+    let out = tmp.path().join("out");
+    // As written: accepted.
+    for extra in [&[][..], &["--partitions", "3"]] {
+        let args = [&["--counters", counters.to_str().unwrap()][..], extra].concat();
+        let o = compute(&out, &args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Repeated: found by the rows' count beside the manifest, and without it (a copy
+    // elsewhere) by the rows themselves; cut: by the count.
+    let alone = tmp.path().join("counters.csv");
+    let repeated = format!("{text}{}\n", rows[1]);
+    let cut = format!("{}\n", rows[..rows.len() - 1].join("\n"));
+    let count = "where the manifest beside it says the run that wrote it wrote";
+    for (counters, content, message) in [
+        (&counters, &repeated, count),
+        (&alone, &repeated, "two rows for one patient and year"),
+        (&counters, &cut, count),
+    ] {
+        std::fs::write(counters, content).unwrap();
+        for extra in [&[][..], &["--partitions", "3"]] {
+            let args = [&["--counters", counters.to_str().unwrap()][..], extra].concat();
+            let o = compute(&out, &args);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{extra:?}: {stderr}");
+            assert!(stderr.contains(message), "{extra:?}: {stderr}");
+            assert!(stderr.contains("counters.csv"), "{extra:?}: {stderr}");
+        }
+    }
+}
+
 #[test]
 fn counters_of_a_later_year_or_another_format_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

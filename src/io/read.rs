@@ -173,6 +173,22 @@ pub enum ReadError {
     /// A column name twice in one header (`--keep-columns` could not tell them apart).
     #[error("{file}: column {column:?} appears twice in the header")]
     DuplicateColumn { file: String, column: String },
+    /// Two rows of one patient and year in a counters file (one holds one row per patient and
+    /// year): added together, they would charge the caps twice.
+    #[error(
+        "{file}: two rows for one patient and year {year}; a counters file holds one row per patient and year (was it written twice into one file?)"
+    )]
+    RepeatedCounter { file: String, year: i32 },
+    /// A counters file with other rows than the run that wrote it (its manifest, beside it,
+    /// says how many): cut, or changed since.
+    #[error(
+        "{file}: {read} rows, where the manifest beside it says the run that wrote it wrote {written}: the file was cut or changed since; pass the counters file as written"
+    )]
+    CountersChanged {
+        file: String,
+        read: u64,
+        written: u64,
+    },
     /// A bad row in a counters file (which must be exact).
     #[error("{file}: row {row}: {reason} in column {column} (value {value:?})")]
     BadCounter {
@@ -197,6 +213,8 @@ impl ReadError {
             | ReadError::MissingColumn { file, .. }
             | ReadError::UnsupportedType { file, .. }
             | ReadError::DuplicateColumn { file, .. }
+            | ReadError::RepeatedCounter { file, .. }
+            | ReadError::CountersChanged { file, .. }
             | ReadError::BadCounter { file, .. } => file,
         }
     }

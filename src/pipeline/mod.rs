@@ -177,10 +177,11 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
     if let Some(path) = &inputs.counters {
         // The manifest first, as the partitioned path does: a counters file of another
         // format is refused as such, whatever its rows hold.
-        check_manifest(path)?;
+        let written = check_manifest(path)?;
         let counters = read::read_counters(path)?;
         check_counters(path, &counters)?;
-        opening = group_counters(counters);
+        check_counter_rows(path, counters.len() as u64, written)?;
+        opening = group_counters(path, counters)?;
         files.push(("counters", path.display().to_string()));
     }
     let other_rejects = rejects.len() as u64;
@@ -286,14 +287,25 @@ fn group_rights(rows: impl IntoIterator<Item = RightPeriod>) -> HashMap<String, 
     rights
 }
 
+/// The opening counters of `path` by patient; two rows of one patient and year are an error
+/// (added together, they would charge the caps twice).
 fn group_counters(
+    path: &Path,
     rows: impl IntoIterator<Item = YearCounter>,
-) -> HashMap<String, Vec<YearCounter>> {
+) -> Result<HashMap<String, Vec<YearCounter>>, RunError> {
     let mut opening: HashMap<String, Vec<YearCounter>> = HashMap::default();
     for c in rows {
-        opening.entry(c.patient_id.clone()).or_default().push(c);
+        let years = opening.entry(c.patient_id.clone()).or_default();
+        if years.iter().any(|y| y.year == c.year) {
+            return Err(ReadError::RepeatedCounter {
+                file: path.display().to_string(),
+                year: c.year,
+            }
+            .into());
+        }
+        years.push(c);
     }
-    opening
+    Ok(opening)
 }
 
 /// Where duplicate `act_id`s are found.
@@ -548,8 +560,9 @@ fn check_counter_years(
 }
 
 /// Issue 4: counters are state; those written by another version of the format, or next to a
-/// manifest that says so, are refused rather than misread.
-fn check_manifest(path: &Path) -> Result<(), RunError> {
+/// manifest that says so, are refused rather than misread. Returns the number of counter rows
+/// the manifest says its run wrote, if there is one.
+fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
     let manifest = path.with_file_name("manifest.json");
     if let Ok(text) = std::fs::read_to_string(&manifest) {
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -564,8 +577,24 @@ fn check_manifest(path: &Path) -> Result<(), RunError> {
                 format
             )));
         }
+        return Ok(value["rows"]["counters"].as_u64());
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The counters file holds the rows its manifest says were written (`written`, if it has one
+/// beside it): a file cut at a row's end reads without an error, and its missing patients would
+/// start the year with nothing used of their caps.
+fn check_counter_rows(path: &Path, read: u64, written: Option<u64>) -> Result<(), RunError> {
+    match written {
+        Some(written) if written != read => Err(ReadError::CountersChanged {
+            file: path.display().to_string(),
+            read,
+            written,
+        }
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Counters are never negative.

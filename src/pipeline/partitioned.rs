@@ -22,8 +22,8 @@ use super::sink::Sink;
 use super::spill::{self, ActRow, IdHash, IdRow, Partitioned, SpillError, Spillable, Stored};
 use super::{
     IdsChecked, Inputs, Origin, Prepared, RunError, RunOptions, RunSummary, assemble,
-    check_counter_years, check_counters, check_manifest, group_counters, group_rights,
-    index_beneficiaries,
+    check_counter_rows, check_counter_years, check_counters, check_manifest, group_counters,
+    group_rights, index_beneficiaries,
 };
 use crate::io::read::{self, ActKey, Chunks, PatientKey, ReadOptions, Sourced};
 use crate::model::{Act, Beneficiary, Id, Reject, RightPeriod, YearCounter};
@@ -268,6 +268,7 @@ pub fn run(
                 bens: &mut bens,
                 rights: &mut rights,
                 counters: &mut counters,
+                counters_file: inputs.counters.as_deref(),
             },
             ben_files: &ben_files,
             counter_years: &counter_years,
@@ -372,6 +373,7 @@ pub fn run(
                     bens: &mut bens,
                     rights: &mut rights,
                     counters: &mut counters,
+                    counters_file: inputs.counters.as_deref(),
                 },
                 acts: &mut acts,
             };
@@ -491,6 +493,8 @@ struct SmallTables<'s> {
     bens: &'s mut Stored<Sourced<Beneficiary>>,
     rights: &'s mut Stored<RightPeriod>,
     counters: &'s mut Stored<YearCounter>,
+    /// The counters' file, if given (its errors name it).
+    counters_file: Option<&'s Path>,
 }
 
 struct Loaders<'s> {
@@ -544,7 +548,11 @@ fn prepare_partition(
     let other_rejects = rejects.len() as u64;
     rejects.extend(act_rejects);
     let rights = group_rights(from.rights.take(part)?);
-    let opening: HashMap<String, Vec<YearCounter>> = group_counters(from.counters.take(part)?);
+    let counters = from.counters.take(part)?;
+    let opening: HashMap<String, Vec<YearCounter>> = match from.counters_file {
+        Some(path) => group_counters(path, counters)?,
+        None => HashMap::default(),
+    };
     let base = Prepared {
         beneficiaries,
         rights,
@@ -653,17 +661,24 @@ fn first_pass(
 fn checked_counters(
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<Vec<YearCounter>, RunError>> + '_, RunError> {
-    check_manifest(path)?;
+    let written = check_manifest(path)?;
     let chunks = Chunks::<YearCounter>::open(path, &ReadOptions::default())?;
-    Ok(chunks.map(move |chunk| {
+    // The rows read, checked against the manifest's count once the chunks are done.
+    let rows_read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let counted = rows_read.clone();
+    let chunks = chunks.map(move |chunk| {
         let chunk = chunk?;
         if let Some(reject) = chunk.rejects.into_iter().next() {
             return Err(read::bad_counter(reject).into());
         }
         let values: Vec<YearCounter> = chunk.rows.into_iter().map(|s| s.value).collect();
         check_counters(path, &values)?;
+        counted.set(counted.get() + values.len() as u64);
         Ok(values)
-    }))
+    });
+    let end = std::iter::once_with(move || check_counter_rows(path, rows_read.get(), written))
+        .filter_map(|checked| checked.err().map(Err));
+    Ok(chunks.chain(end))
 }
 
 /// The first error in the beneficiaries, rights and counters, read whole in the order a run
@@ -906,6 +921,7 @@ impl SortedStream<'_> {
             bens: &mut *self.small.bens,
             rights: &mut *self.small.rights,
             counters: &mut *self.small.counters,
+            counters_file: self.small.counters_file,
         };
         prepare_partition(
             part,
