@@ -466,6 +466,41 @@ fn previous_outputs(out: &Path) {
     fs::write(out.join("summary.parquet"), "old").unwrap();
 }
 
+/// `--out` a symbolic link to the folder of the outputs (`latest -> data/2024-01`): the folder
+/// it points to gets the new outputs, staged beside it, and the link stays a link. Before, the
+/// link was replaced by a folder and its target kept the old outputs.
+#[cfg(unix)]
+#[test]
+fn an_out_that_is_a_link_replaces_the_folder_it_points_to() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let month = data.join("2024-01");
+    previous_outputs(&month);
+    let links = root.path().join("links");
+    fs::create_dir(&links).unwrap();
+    let latest = links.join("latest");
+    std::os::unix::fs::symlink(&month, &latest).unwrap();
+    // And a link to a folder not written yet.
+    let next = links.join("next");
+    std::os::unix::fs::symlink("../data/2024-02", &next).unwrap();
+    for (link, target) in [(&latest, &month), (&next, &data.join("2024-02"))] {
+        let staging = Staging::begin(link).unwrap();
+        assert!(
+            staging.path().starts_with(&data),
+            "{}",
+            staging.path().display()
+        );
+        write_table(staging.path(), Format::Csv, &sample()).unwrap();
+        write_manifest(staging.path(), &serde_json::json!({"run": 2})).unwrap();
+        staging.commit().unwrap();
+        assert!(fs::symlink_metadata(link).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_to_string(link.join("acts.csv")).unwrap(), ACTS_CSV);
+        assert_eq!(listing(target), ["acts.csv", "manifest.json"]);
+    }
+    assert_eq!(listing(&links), ["latest", "next"]);
+    assert_eq!(listing(&data), ["2024-01", "2024-02"]);
+}
+
 #[test]
 fn commit_replaces_the_previous_folder_entirely() {
     let root = tempfile::tempdir().unwrap();

@@ -274,6 +274,10 @@ impl Staging {
     /// needed). Fails if another run holds the lock, if `out` is a file, or if `out` is a
     /// non-empty folder without a `manifest.json` (not a rac output: never deleted).
     pub fn begin(out: &Path) -> Result<Staging, WriteError> {
+        // `out` a symbolic link (`results/latest -> /data/2024-01`): the folder it points to
+        // is the one replaced (staged beside it, on its file system), the link left as it is.
+        let target = resolve_link(out)?;
+        let out = target.as_deref().unwrap_or(out);
         let name = match out.file_name().and_then(|n| n.to_str()) {
             Some(name) if name != "." && name != ".." => name.to_string(),
             _ => {
@@ -446,6 +450,38 @@ impl Drop for Staging {
             }
         }
     }
+}
+
+/// Where `path` points if it is a symbolic link (followed to the end; a dangling link, to the
+/// path it names); `None` if it is not a link.
+fn resolve_link(path: &Path) -> Result<Option<PathBuf>, WriteError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {}
+        _ => return Ok(None),
+    }
+    if let Ok(target) = fs::canonicalize(path) {
+        return Ok(Some(target));
+    }
+    let mut target = path.to_path_buf();
+    // A dangling link (or a chain ending in one): followed by hand, a few links at most.
+    for _ in 0..40 {
+        match fs::read_link(&target) {
+            Ok(next) => target = parent_of(&target).join(next),
+            Err(_) => {
+                // Its folder, without `..` (the file name is what the staging is named after).
+                let name = target.file_name().map(|n| n.to_os_string());
+                if let (Ok(parent), Some(name)) = (fs::canonicalize(parent_of(&target)), name) {
+                    target = parent.join(name);
+                }
+                return Ok(Some(target));
+            }
+        }
+    }
+    Err(WriteError::io(
+        "cannot follow the links of",
+        path,
+        io::Error::other("too many levels of symbolic links"),
+    ))
 }
 
 fn parent_of(path: &Path) -> &Path {
