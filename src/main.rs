@@ -43,7 +43,7 @@ fn main() {
     let code = match rac::cli::run(cli) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("rac: {}", failure.message);
+            eprintln!("{}", failure.line());
             failure.code
         }
     };

@@ -911,3 +911,47 @@ fn validate_lists_every_problem() {
     assert!(text.contains("rights_bad.csv"), "{text}");
     assert!(text.contains("end_before_start"), "{text}");
 }
+
+/// With `--log-format json`, the line that says why a run failed is a JSON object like the
+/// other log lines (it was plain text, which a log collector drops or garbles), for an input
+/// error (exit 1) as for a usage error (exit 2).
+#[test]
+fn with_json_logs_a_failure_is_a_json_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing.parquet");
+    let out = tmp.path().join("out");
+    let missing_acts = [
+        "compute",
+        "--acts",
+        missing.to_str().unwrap(),
+        "--beneficiaries",
+        missing.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ];
+    let bad_limit = [&missing_acts[..], &["--memory-limit", "lots"]].concat();
+    for (args, code, says) in [
+        (
+            &missing_acts[..],
+            1,
+            "missing.parquet: no such file or folder",
+        ),
+        (&bad_limit[..], 2, "--memory-limit"),
+    ] {
+        let o = rac(args);
+        assert_eq!(o.status.code(), Some(code));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        let line: serde_json::Value =
+            serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        assert_eq!(line["level"], "error", "{line}");
+        assert_eq!(line["step"], "failed", "{line}");
+        assert_eq!(line["exit_code"], code, "{line}");
+        assert!(line["message"].as_str().unwrap().contains(says), "{line}");
+    }
+    // Text logs: the message as before.
+    let o = rac(&missing_acts[..missing_acts.len() - 2]);
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("rac: "));
+}

@@ -120,10 +120,8 @@ fn audit_damir(args: &ComputeArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
     let report = crate::profile::audit_damir(&args.input.acts, &book)
         .map_err(|e| Failure::input(e.to_string()))?;
-    let staging = crate::io::write::Staging::begin(&args.out).map_err(|e| Failure {
-        code: if e.is_usage() { 2 } else { 1 },
-        message: e.to_string(),
-    })?;
+    let staging = crate::io::write::Staging::begin(&args.out)
+        .map_err(|e| Failure::new(if e.is_usage() { 2 } else { 1 }, e.to_string()))?;
     let write = |name: &str, text: String| {
         let path = staging.path().join(name);
         std::fs::write(&path, text).map_err(|e| Failure::input(format!("{}: {e}", path.display())))
@@ -176,6 +174,24 @@ fn execute(
             )));
         }
     };
+    execute_logged(command, args, audit_opts, started, format, json_logs).map_err(|failure| {
+        if json_logs {
+            failure.in_json()
+        } else {
+            failure
+        }
+    })
+}
+
+/// [`execute`], once the log format is known.
+fn execute_logged(
+    command: &str,
+    args: &ComputeArgs,
+    audit_opts: Option<(Compare, Decimal)>,
+    started: Instant,
+    format: Format,
+    json_logs: bool,
+) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
     let log = Logger {
         started,

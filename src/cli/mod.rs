@@ -180,29 +180,51 @@ impl InputArgs {
 pub struct Failure {
     pub code: i32,
     pub message: String,
+    /// Reported as a JSON log line (`--log-format json`), not as text.
+    pub json: bool,
 }
 
 impl Failure {
-    pub fn usage(message: impl Into<String>) -> Failure {
+    pub fn new(code: i32, message: impl Into<String>) -> Failure {
         Failure {
-            code: 2,
+            code,
             message: message.into(),
+            json: false,
         }
     }
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure::new(2, message)
+    }
     pub fn input(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 1,
-            message: message.into(),
+        Failure::new(1, message)
+    }
+
+    /// The same failure, reported as a JSON log line.
+    pub fn in_json(self) -> Failure {
+        Failure { json: true, ..self }
+    }
+
+    /// The line that reports it on stderr: `rac: <message>`, or with `--log-format json` an
+    /// object like the run's other log lines (`level` `error`, `step` `failed`, the exit
+    /// code), so that a log collector keeps the one line that says why a run failed.
+    pub fn line(&self) -> String {
+        if self.json {
+            serde_json::json!({
+                "level": "error",
+                "step": "failed",
+                "message": self.message,
+                "exit_code": self.code,
+            })
+            .to_string()
+        } else {
+            format!("rac: {}", self.message)
         }
     }
 }
 
 impl From<crate::pipeline::RunError> for Failure {
     fn from(e: crate::pipeline::RunError) -> Failure {
-        Failure {
-            code: e.exit_code(),
-            message: e.to_string(),
-        }
+        Failure::new(e.exit_code(), e.to_string())
     }
 }
 
