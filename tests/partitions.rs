@@ -661,6 +661,47 @@ fn a_disk_that_fills_up_while_spilling_or_writing_fails_the_run_and_leaves_the_p
     }
 }
 
+/// A Parquet data set of `acts` acts generated into `data`.
+fn generate_parquet(data: &Path, acts: usize) {
+    let (d, n, p) = (
+        data.display().to_string(),
+        acts.to_string(),
+        (acts / 10).to_string(),
+    );
+    let args = [
+        "generate",
+        "--acts",
+        &n,
+        "--patients",
+        &p,
+        "--seed",
+        "3",
+        "--out",
+        &d,
+    ];
+    ok(&rac(&[&args[..], &["--format", "parquet"]].concat()), &[0]);
+}
+
+/// `rac compute` on the Parquet data set in `data`, into `out`, quiet; then `extra`.
+fn parquet_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["compute".to_string()];
+    for (flag, file) in [
+        ("--acts", "acts"),
+        ("--beneficiaries", "beneficiaries"),
+        ("--rights", "rights"),
+    ] {
+        args.push(flag.to_string());
+        args.push(data.join(format!("{file}.parquet")).display().to_string());
+    }
+    args.extend([
+        "--out".to_string(),
+        out.display().to_string(),
+        "--quiet".into(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// A run stopped by `SIGTERM`, `SIGINT` or `SIGHUP` while it spills (`timeout`, `systemctl
 /// stop`, Ctrl-C) removes its temporary folder, spill files included, and its lock, ends by
 /// that signal, and leaves the previous outputs as they were. Before, they stayed beside
@@ -671,36 +712,10 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
     use std::os::unix::process::ExitStatusExt;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let d = data.display().to_string();
-    let generate = ["generate", "--acts", "300000", "--patients", "30000"];
-    ok(
-        &rac(&[
-            &generate[..],
-            &["--seed", "3", "--out", &d, "--format", "parquet"],
-        ]
-        .concat()),
-        &[0],
-    );
+    generate_parquet(&data, 300_000);
     let results = tmp.path().join("results");
     let out = results.join("2024-01");
-    let args = |extra: &[&str]| {
-        let mut args = vec!["compute".to_string()];
-        for (flag, file) in [
-            ("--acts", "acts"),
-            ("--beneficiaries", "beneficiaries"),
-            ("--rights", "rights"),
-        ] {
-            args.push(flag.to_string());
-            args.push(data.join(format!("{file}.parquet")).display().to_string());
-        }
-        args.extend([
-            "--out".to_string(),
-            out.display().to_string(),
-            "--quiet".into(),
-        ]);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
+    let args = |extra: &[&str]| parquet_args(&data, &out, extra);
     ok(&rac_owned(&args(&[])), &[0]);
     let before = std::fs::read(out.join("acts.parquet")).unwrap();
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
@@ -727,5 +742,56 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
         assert_eq!(status.signal(), Some(signal), "{status:?}");
         assert_eq!(names_in(&results), ["2024-01"], "signal {signal}");
         assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
+    }
+}
+
+/// An input replaced while the run reads it (a new extract moved into place over the old one)
+/// fails the run (exit 1, naming the file), where the manifest recorded the digest and size of
+/// the new file beside outputs computed from the old one; nothing is written.
+#[cfg(unix)]
+#[test]
+fn an_input_replaced_during_the_run_fails_it_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate_parquet(&data, 300_000);
+    let acts = data.join("acts.parquet");
+    let out = tmp.path().join("out");
+    for threads in ["1", "2"] {
+        let original = std::fs::read(&acts).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rac"))
+            .args(parquet_args(
+                &data,
+                &out,
+                &["--memory-limit", "1M", "--threads", threads],
+            ))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let spill = tmp
+            .path()
+            .join(format!(".out.tmp-{}", child.id()))
+            .join(".spill");
+        let started = std::time::Instant::now();
+        while !spill.exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it spilled"
+            );
+            assert!(started.elapsed().as_secs() < 60, "no spill folder");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // A new version moved into place while the acts are read.
+        let new = data.join("new.parquet");
+        std::fs::write(&new, &original[..original.len() / 2]).unwrap();
+        std::fs::rename(&new, &acts).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("acts.parquet: changed during the run"),
+            "{stderr}"
+        );
+        assert!(!out.exists());
+        std::fs::write(&acts, original).unwrap();
     }
 }

@@ -192,6 +192,8 @@ fn execute_logged(
     format: Format,
     json_logs: bool,
 ) -> Result<i32, Failure> {
+    // The process's one run: its inputs must not change under it.
+    crate::io::unchanged::watch();
     let book = load_rules(args.input.rules.as_ref())?;
     let log = Logger {
         started,

@@ -2,4 +2,5 @@
 
 pub mod lock;
 pub mod read;
+pub mod unchanged;
 pub mod write;

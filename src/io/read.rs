@@ -189,6 +189,9 @@ pub enum ReadError {
         read: u64,
         written: u64,
     },
+    /// An input opened again during the run and found to be another file, or changed.
+    #[error("{file}: {message}")]
+    Changed { file: String, message: String },
     /// A bad row in a counters file (which must be exact).
     #[error("{file}: row {row}: {reason} in column {column} (value {value:?})")]
     BadCounter {
@@ -214,6 +217,7 @@ impl ReadError {
             | ReadError::UnsupportedType { file, .. }
             | ReadError::DuplicateColumn { file, .. }
             | ReadError::RepeatedCounter { file, .. }
+            | ReadError::Changed { file, .. }
             | ReadError::CountersChanged { file, .. }
             | ReadError::BadCounter { file, .. } => file,
         }

@@ -204,6 +204,9 @@ pub enum WriteError {
     NotAFolder { out: PathBuf },
     #[error("{} cannot be an output folder (it has no folder name)", .out.display())]
     BadOutPath { out: PathBuf },
+    /// An input that changed during the run, found when its SHA-256 was taken.
+    #[error("{}: {message}", .path.display())]
+    Changed { path: PathBuf, message: String },
     #[error("internal error writing {}: {message}", .path.display())]
     Internal { path: PathBuf, message: String },
 }
@@ -1711,6 +1714,12 @@ pub fn sha256_file(path: &Path) -> Result<String, WriteError> {
 /// same read, even if the file changes.
 pub fn sha256_and_size(path: &Path) -> Result<(String, u64), WriteError> {
     let mut file = File::open(path).map_err(|e| WriteError::io("cannot read", path, e))?;
+    // The file the run read, not one moved into place since (nor written to).
+    let changed = || WriteError::Changed {
+        path: path.to_path_buf(),
+        message: super::unchanged::changed(),
+    };
+    super::unchanged::note(path, &file).map_err(|_| changed())?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -1723,6 +1732,10 @@ pub fn sha256_and_size(path: &Path) -> Result<(String, u64), WriteError> {
         };
         hasher.update(&buffer[..n]);
         size += n as u64;
+    }
+    // Written to while hashed: the digest is of neither version.
+    if super::unchanged::note(path, &file).is_err() {
+        return Err(changed());
     }
     let mut hex = String::with_capacity(64);
     for byte in hasher.finalize().iter() {

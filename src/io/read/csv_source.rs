@@ -92,6 +92,10 @@ impl CsvSource {
             source,
         };
         let file = File::open(path).map_err(io)?;
+        crate::io::unchanged::note(path, &file).map_err(|message| ReadError::Changed {
+            file: name.to_string(),
+            message,
+        })?;
         let raw: Box<dyn Read + Send> = if gzip {
             Box::new(MultiGzDecoder::new(BufReader::with_capacity(BUFFER, file)))
         } else {

@@ -381,6 +381,10 @@ impl ParquetSource {
             file: name.to_string(),
             source,
         })?;
+        crate::io::unchanged::note(path, &file).map_err(|message| ReadError::Changed {
+            file: name.to_string(),
+            message,
+        })?;
         let metadata = guarded(name, || {
             ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| e.to_string())
         })?;
