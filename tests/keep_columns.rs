@@ -439,7 +439,11 @@ fn a_carried_column_named_like_an_output_column_is_a_usage_error() {
     let twice = appended("acts_twice.csv", "x,x", "1,2");
     let o = compute(&data, &twice, &out, &["--keep-columns"]);
     ok(&o, &[2]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("\"x\" appears twice"));
+    // The failure is logged as JSON (the runs here log so): its message.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let failure: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    let message = failure["message"].as_str().unwrap();
+    assert!(message.contains("\"x\" appears twice"), "{message}");
 
     // Extracts are mapped column by column, Open DAMIR lines are aggregated: nothing to carry.
     for (command, profile) in [("compute", "snds"), ("audit", "damir")] {
