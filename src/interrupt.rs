@@ -36,6 +36,12 @@ impl Cleanup {
         Cleanup { paths }
     }
 
+    /// Removes `path` from the paths to remove on a signal (one added to [`Cleanup::hold`]'s
+    /// list).
+    pub fn forget(path: &Path) {
+        pending().retain(|p| p != path);
+    }
+
     /// Keeps a signal from being acted on (it waits) until the guard is dropped: for a
     /// sequence of file-system changes that must not be cut in two.
     pub fn hold() -> MutexGuard<'static, Vec<PathBuf>> {
@@ -80,12 +86,19 @@ const SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 /// signals, so that only this one receives them.
 #[cfg(unix)]
 pub fn install() {
-    // SAFETY: plain calls on a signal set owned here.
+    // SAFETY: plain calls on a signal set and a signal action owned here.
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for signal in SIGNALS {
-            libc::sigaddset(&mut set, signal);
+            // A signal the caller set to be ignored (`nohup`, `trap '' INT`) stays ignored: a
+            // blocked signal is queued for `sigwait` even so.
+            let mut current: libc::sigaction = std::mem::zeroed();
+            let ignored = libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction == libc::SIG_IGN;
+            if !ignored {
+                libc::sigaddset(&mut set, signal);
+            }
         }
         set
     };

@@ -951,6 +951,19 @@ fn with_json_logs_a_failure_is_a_json_line() {
         assert_eq!(line["exit_code"], code, "{line}");
         assert!(line["message"].as_str().unwrap().contains(says), "{line}");
     }
+    // `audit`'s own checks too.
+    let audit = [&["audit"][..], &missing_acts[1..], &["--compare", "bogus"]].concat();
+    let o = rac(&audit);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let line: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .contains("--compare bogus"),
+        "{line}"
+    );
     // Text logs: the message as before.
     let o = rac(&missing_acts[..missing_acts.len() - 2]);
     assert!(String::from_utf8_lossy(&o.stderr).starts_with("rac: "));

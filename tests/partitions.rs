@@ -745,6 +745,35 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
         assert_eq!(names_in(&results), ["2024-01"], "signal {signal}");
         assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
     }
+    // A signal the caller set to be ignored (`nohup` for SIGHUP) stays ignored: the run goes
+    // on to the end.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rac"));
+    command.args(args(&["--memory-limit", "1M", "--threads", "1"]));
+    // SAFETY: a plain system call, async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let spill = results
+        .join(format!(".2024-01.tmp-{}", child.id()))
+        .join(".spill");
+    while !spill.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it spilled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // SAFETY: a plain system call on our child's pid.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) },
+        0
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(names_in(&results), ["2024-01"]);
 }
 
 /// An input replaced while the run reads it (a new extract moved into place over the old one)

@@ -98,6 +98,17 @@ pub fn run(args: ComputeArgs) -> Result<i32, Failure> {
 }
 
 pub fn run_audit(args: AuditArgs) -> Result<i32, Failure> {
+    let json_logs = args.compute.log_format == "json";
+    audit(args).map_err(|failure| {
+        if json_logs {
+            failure.in_json()
+        } else {
+            failure
+        }
+    })
+}
+
+fn audit(args: AuditArgs) -> Result<i32, Failure> {
     let compare = match args.compare.as_str() {
         "paid" => Compare::Paid,
         "gross" => Compare::Gross,

@@ -13,12 +13,17 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::interrupt::Cleanup;
+
 /// An output folder's lock, held until dropped (or [`OutputLock::release`]d).
 #[derive(Debug)]
 pub struct OutputLock {
     path: PathBuf,
     /// The locked file; closing it releases the lock.
     file: Option<File>,
+    /// The lock file's name, removed if a signal stops the run while it holds the lock (not
+    /// after: the name may then be the next run's lock).
+    cleanup: Option<Cleanup>,
 }
 
 /// Why a lock was not taken.
@@ -33,31 +38,48 @@ impl OutputLock {
     /// Takes the lock at `path` (created if needed), without waiting: fails with
     /// [`LockError::Held`] if another run holds it.
     pub fn take(path: &Path) -> Result<OutputLock, LockError> {
+        let held = || {
+            let pid = fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            LockError::Held(pid)
+        };
         loop {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(LockError::Io)?;
-            if !try_lock(&file).map_err(LockError::Io)? {
-                let pid = fs::read_to_string(path)
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok());
-                return Err(LockError::Held(pid));
-            }
-            // The run before may have removed the file between our open and our lock (it
-            // removes the lock's name, then releases): then the lock taken is on a file no
-            // longer there, and a third run could lock a new one. Lock the one at `path`.
-            if !same_file(&file, path) {
-                continue;
+            // Created here, or there already: left by a run that ended, or another run's.
+            let options = || {
+                let mut options = OpenOptions::new();
+                options.read(true).write(true);
+                options
+            };
+            let (mut file, created) = match options().create_new(true).open(path) {
+                Ok(file) => (file, true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match options().open(path) {
+                    Ok(file) => (file, false),
+                    // Removed meanwhile by the run that held it.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(LockError::Io(e)),
+                },
+                Err(e) => return Err(LockError::Io(e)),
+            };
+            match try_lock(&file).map_err(LockError::Io)? {
+                Flock::Held => return Err(held()),
+                // The run before may have removed the file between our open and our lock (it
+                // removes the lock's name, then releases): then the lock taken is on a file no
+                // longer there, and a third run could lock a new one. Lock the one at `path`.
+                Flock::Taken if !same_file(&file, path) => continue,
+                Flock::Taken => {}
+                // A file system without locks (NFSv3 without lockd, some FUSE mounts): the
+                // file's existence is the lock, as before rac took `flock`s; one that a run
+                // killed midway left must then be removed by hand.
+                Flock::Unsupported if created => {}
+                Flock::Unsupported => return Err(held()),
             }
             file.set_len(0).map_err(LockError::Io)?;
             writeln!(file, "{}", std::process::id()).map_err(LockError::Io)?;
             return Ok(OutputLock {
                 path: path.to_path_buf(),
                 file: Some(file),
+                cleanup: Some(Cleanup::register(&[path])),
             });
         }
     }
@@ -68,6 +90,9 @@ impl OutputLock {
     }
 
     fn release_inner(&mut self) {
+        // No longer removed by a signal (one being acted on now is waited for: it removes
+        // the name while this run still holds the lock).
+        drop(self.cleanup.take());
         if let Some(file) = self.file.take() {
             // The name first, then the lock: see `take`.
             let _ = fs::remove_file(&self.path);
@@ -97,27 +122,39 @@ fn same_file(_file: &File, path: &Path) -> bool {
     path.exists()
 }
 
-/// An exclusive lock on `file` without waiting: `false` if another open file holds it.
+/// What asking for a file's lock gave.
+#[derive(Debug, PartialEq, Eq)]
+enum Flock {
+    Taken,
+    /// Another open file holds it.
+    Held,
+    /// The file system (or system) has no such locks.
+    Unsupported,
+}
+
+/// Asks for an exclusive lock on `file`, without waiting.
 #[cfg(unix)]
-fn try_lock(file: &File) -> io::Result<bool> {
+fn try_lock(file: &File) -> io::Result<Flock> {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain system call on a descriptor owned by `file` for the call's duration.
     let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if status == 0 {
-        return Ok(true);
+        return Ok(Flock::Taken);
     }
     let error = io::Error::last_os_error();
     match error.raw_os_error() {
-        Some(libc::EWOULDBLOCK) => Ok(false),
+        Some(libc::EWOULDBLOCK) => Ok(Flock::Held),
+        Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
+            Ok(Flock::Unsupported)
+        }
         _ => Err(error),
     }
 }
 
-/// Elsewhere, the file's existence is the lock (as on Unix before: a run killed midway leaves
-/// it, to be removed by hand).
+/// Elsewhere, the file's existence is the lock.
 #[cfg(not(unix))]
-fn try_lock(_file: &File) -> io::Result<bool> {
-    Ok(true)
+fn try_lock(_file: &File) -> io::Result<Flock> {
+    Ok(Flock::Unsupported)
 }
 
 #[cfg(all(test, unix))]
@@ -159,7 +196,7 @@ mod tests {
             .open(&path)
             .unwrap();
         fs::remove_file(&path).unwrap();
-        assert!(try_lock(&stale).unwrap());
+        assert_eq!(try_lock(&stale).unwrap(), Flock::Taken);
         assert!(!same_file(&stale, &path));
         let lock = OutputLock::take(&path).unwrap();
         assert!(same_file(lock.file.as_ref().unwrap(), &path));

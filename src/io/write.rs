@@ -189,7 +189,7 @@ pub enum WriteError {
         source: serde_json::Error,
     },
     #[error(
-        "another run is writing {} (it holds the lock on {})",
+        "another run is writing {} (it holds the lock on {}; on a file system without locks, a run killed midway leaves that file: remove it if no run is active)",
         .out.display(),
         .lock.display()
     )]
@@ -279,8 +279,10 @@ impl Staging {
     pub fn begin(out: &Path) -> Result<Staging, WriteError> {
         // `out` a symbolic link (`results/latest -> /data/2024-01`): the folder it points to
         // is the one replaced (staged beside it, on its file system), the link left as it is.
-        let target = resolve_link(out)?;
-        let out = target.as_deref().unwrap_or(out);
+        // `results/latest/` (a slash at the end, as shells complete a folder) names `latest`.
+        let out: PathBuf = out.components().collect();
+        let target = resolve_link(&out)?;
+        let out = target.as_deref().unwrap_or(&out);
         let name = match out.file_name().and_then(|n| n.to_str()) {
             Some(name) if name != "." && name != ".." => name.to_string(),
             _ => {
@@ -308,11 +310,13 @@ impl Staging {
         // From here on, dropping `staging` (or a signal) removes the lock (and the temporary
         // folder).
         let tmp = out.with_file_name(format!(".{name}.tmp-{pid}"));
+        let old = out.with_file_name(format!(".{name}.old-{pid}"));
         let staging = Staging {
             out: out.to_path_buf(),
-            _cleanup: Cleanup::register(&[&tmp, &lock_path]),
+            // The lock file: by the lock itself ([`OutputLock`]).
+            _cleanup: Cleanup::register(&[&tmp]),
             tmp,
-            old: out.with_file_name(format!(".{name}.old-{pid}")),
+            old,
             lock: Some(lock),
             name,
             done: false,
@@ -403,7 +407,7 @@ impl Staging {
     pub fn commit(mut self) -> Result<(), WriteError> {
         sync_tree(&self.tmp)?;
         // A signal waits until both renames are done (or undone).
-        let renaming = Cleanup::hold();
+        let mut renaming = Cleanup::hold();
         check_replaceable(&self.out)?;
         let replaced = exists(&self.out);
         if replaced {
@@ -425,6 +429,11 @@ impl Staging {
             });
         }
         self.done = true;
+        // The previous outputs, renamed away: removed below, or by a signal meanwhile (a run
+        // stopped now leaves no copy of them behind).
+        if replaced {
+            renaming.push(self.old.clone());
+        }
         drop(renaming);
         // Past this point the new outputs are in place: what follows is housekeeping, and a
         // failure of it must not turn a successful run into a failed one.
@@ -436,6 +445,7 @@ impl Staging {
         });
         if replaced {
             let _ = fs::remove_dir_all(&self.old);
+            Cleanup::forget(&self.old);
         }
         if let Some(lock) = self.lock.take() {
             lock.release();
