@@ -663,6 +663,21 @@ fn a_disk_that_fills_up_while_spilling_or_writing_fails_the_run_and_leaves_the_p
     }
 }
 
+/// Waits until the running `child` has a spill folder in its staging folder `staging`; fails
+/// if it ends first, or after a minute.
+#[cfg(unix)]
+fn wait_for_spill(child: &mut std::process::Child, staging: &Path) {
+    let started = std::time::Instant::now();
+    while !staging.join(".spill").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it spilled"
+        );
+        assert!(started.elapsed().as_secs() < 60, "no spill folder");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// A Parquet data set of `acts` acts generated into `data`.
 fn generate_parquet(data: &Path, acts: usize) {
     let (d, n, p) = (
@@ -726,18 +741,8 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
             .spawn()
             .unwrap();
         // Stopped while it spills.
-        let spill = results
-            .join(format!(".2024-01.tmp-{}", child.id()))
-            .join(".spill");
-        let started = std::time::Instant::now();
-        while !spill.exists() {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the run ended before it spilled"
-            );
-            assert!(started.elapsed().as_secs() < 60, "no spill folder");
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
+        let staging = results.join(format!(".2024-01.tmp-{}", child.id()));
+        wait_for_spill(&mut child, &staging);
         // SAFETY: a plain system call on our child's pid.
         assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
         let status = child.wait().unwrap();
@@ -757,16 +762,8 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
         });
     }
     let mut child = command.spawn().unwrap();
-    let spill = results
-        .join(format!(".2024-01.tmp-{}", child.id()))
-        .join(".spill");
-    while !spill.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it spilled"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    let staging = results.join(format!(".2024-01.tmp-{}", child.id()));
+    wait_for_spill(&mut child, &staging);
     // SAFETY: a plain system call on our child's pid.
     assert_eq!(
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) },
@@ -798,19 +795,8 @@ fn an_input_replaced_during_the_run_fails_it_and_nothing_is_written() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let spill = tmp
-            .path()
-            .join(format!(".out.tmp-{}", child.id()))
-            .join(".spill");
-        let started = std::time::Instant::now();
-        while !spill.exists() {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the run ended before it spilled"
-            );
-            assert!(started.elapsed().as_secs() < 60, "no spill folder");
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
+        let staging = tmp.path().join(format!(".out.tmp-{}", child.id()));
+        wait_for_spill(&mut child, &staging);
         // A new version moved into place while the acts are read.
         let new = data.join("new.parquet");
         std::fs::write(&new, &original[..original.len() / 2]).unwrap();
