@@ -99,13 +99,7 @@ pub fn run(args: ComputeArgs) -> Result<i32, Failure> {
 
 pub fn run_audit(args: AuditArgs) -> Result<i32, Failure> {
     let json_logs = args.compute.log_format == "json";
-    audit(args).map_err(|failure| {
-        if json_logs {
-            failure.in_json()
-        } else {
-            failure
-        }
-    })
+    audit(args).map_err(|failure| failure.logged_as_json(json_logs))
 }
 
 fn audit(args: AuditArgs) -> Result<i32, Failure> {
@@ -185,13 +179,8 @@ fn execute(
             )));
         }
     };
-    execute_logged(command, args, audit_opts, started, format, json_logs).map_err(|failure| {
-        if json_logs {
-            failure.in_json()
-        } else {
-            failure
-        }
-    })
+    execute_logged(command, args, audit_opts, started, format, json_logs)
+        .map_err(|failure| failure.logged_as_json(json_logs))
 }
 
 /// [`execute`], once the log format is known.

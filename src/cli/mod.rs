@@ -199,9 +199,9 @@ impl Failure {
         Failure::new(1, message)
     }
 
-    /// The same failure, reported as a JSON log line.
-    pub fn in_json(self) -> Failure {
-        Failure { json: true, ..self }
+    /// The same failure, reported as a JSON log line if `json` (`--log-format json`).
+    pub fn logged_as_json(self, json: bool) -> Failure {
+        Failure { json, ..self }
     }
 
     /// The line that reports it on stderr: `rac: <message>`, or with `--log-format json` an

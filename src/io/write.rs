@@ -260,7 +260,8 @@ pub struct Staging {
     tmp: PathBuf,
     old: PathBuf,
     lock: Option<OutputLock>,
-    /// The temporary folder and the lock file, removed if a signal stops the run.
+    /// The temporary folder, removed if a signal stops the run (the lock file is the lock's
+    /// own, [`OutputLock`]).
     _cleanup: Cleanup,
     /// Name of `out` (the file-name part), for the sibling names.
     name: String,
@@ -313,7 +314,6 @@ impl Staging {
         let old = out.with_file_name(format!(".{name}.old-{pid}"));
         let staging = Staging {
             out: out.to_path_buf(),
-            // The lock file: by the lock itself ([`OutputLock`]).
             _cleanup: Cleanup::register(&[&tmp]),
             tmp,
             old,
