@@ -1,6 +1,7 @@
 //! The `rac` binary: parses the command line, runs it, maps failures to SPEC §1 exit codes.
 
 use clap::Parser;
+use rac::cli::Failure;
 
 /// Millions of small strings (ids) are allocated and freed per run: mimalloc does that
 /// markedly faster than the system allocator.
@@ -39,7 +40,10 @@ fn main() {
     // First: the threads started later leave the stopping signals to its thread.
     rac::interrupt::install();
     tune_allocator();
-    let cli = rac::cli::Cli::parse();
+    let cli = match rac::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => refuse_arguments(error),
+    };
     let code = match rac::cli::run(cli) {
         Ok(code) => code,
         Err(failure) => {
@@ -48,4 +52,18 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Ends the process on arguments clap refused (exit 2), or after the help or version it
+/// printed (exit 0). A refusal is reported as a JSON log line when the arguments ask for JSON
+/// logs, like any other failure of such a run: a log collector keeps the reason.
+fn refuse_arguments(error: clap::Error) -> ! {
+    if error.use_stderr() && rac::cli::asks_for_json_logs(std::env::args_os().skip(1)) {
+        let rendered = error.render().to_string();
+        let message = rendered.trim().trim_start_matches("error: ");
+        let failure = Failure::usage(message).logged_as_json(true);
+        eprintln!("{}", failure.line());
+        std::process::exit(failure.code);
+    }
+    error.exit()
 }

@@ -964,7 +964,25 @@ fn with_json_logs_a_failure_is_a_json_line() {
             .contains("--compare bogus"),
         "{line}"
     );
-    // Text logs: the message as before.
+    // Arguments the parser refuses, however the JSON logs are asked for.
+    let unknown_flag = [&missing_acts[..], &["--no-such-flag"]].concat();
+    let missing_value = ["compute", "--log-format=json", "--acts"];
+    for (args, says) in [
+        (&unknown_flag[..], "--no-such-flag"),
+        (&missing_value[..], "--acts"),
+    ] {
+        let o = rac(args);
+        assert_eq!(o.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let line: serde_json::Value =
+            serde_json::from_str(stderr.trim()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        assert_eq!(line["exit_code"], 2, "{line}");
+        assert!(line["message"].as_str().unwrap().contains(says), "{line}");
+    }
+    // Text logs: the message as before; clap's own for refused arguments.
     let o = rac(&missing_acts[..missing_acts.len() - 2]);
     assert!(String::from_utf8_lossy(&o.stderr).starts_with("rac: "));
+    let o = rac(&[&missing_acts[..missing_acts.len() - 2], &["--no-such-flag"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: "));
 }

@@ -175,6 +175,23 @@ impl InputArgs {
     }
 }
 
+/// Whether command-line arguments ask for JSON logs (`--log-format json` or
+/// `--log-format=json`), read before they are parsed: so that arguments the parser refuses
+/// are reported the way the run would have logged.
+pub fn asks_for_json_logs(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let mut previous_was_flag = false;
+    for arg in args {
+        if arg == "--" {
+            return false;
+        }
+        if arg == "--log-format=json" || (previous_was_flag && arg == "json") {
+            return true;
+        }
+        previous_was_flag = arg == "--log-format";
+    }
+    false
+}
+
 /// A failure with its exit code (SPEC §1): 2 usage or configuration, 1 input or internal.
 #[derive(Debug)]
 pub struct Failure {
