@@ -667,8 +667,14 @@ fn a_disk_that_fills_up_while_spilling_or_writing_fails_the_run_and_leaves_the_p
 /// if it ends first, or after a minute.
 #[cfg(unix)]
 fn wait_for_spill(child: &mut std::process::Child, staging: &Path) {
+    wait_for(child, &staging.join(".spill"));
+}
+
+/// Waits until `path` exists while `child` runs; fails if it ends first, or after a minute.
+#[cfg(unix)]
+fn wait_for(child: &mut std::process::Child, path: &Path) {
     let started = std::time::Instant::now();
-    while !staging.join(".spill").exists() {
+    while !path.exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run ended before it spilled"
@@ -750,6 +756,33 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
         assert_eq!(names_in(&results), ["2024-01"], "signal {signal}");
         assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
     }
+    // Spilling into a `--temp-dir`: its folder there is removed too.
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let scratch_arg = scratch.display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(args(&[
+            "--memory-limit",
+            "1M",
+            "--threads",
+            "1",
+            "--temp-dir",
+            &scratch_arg,
+        ]))
+        .spawn()
+        .unwrap();
+    let spill = scratch.join(format!("rac-spill-{}-0/spill", child.id()));
+    wait_for(&mut child, &spill);
+    // SAFETY: a plain system call on our child's pid.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert!(names_in(&scratch).is_empty(), "{:?}", names_in(&scratch));
+    assert_eq!(names_in(&results), ["2024-01"]);
+    assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
     // A signal the caller set to be ignored (`nohup` for SIGHUP) stays ignored: the run goes
     // on to the end.
     let mut command = Command::new(env!("CARGO_BIN_EXE_rac"));
@@ -811,4 +844,87 @@ fn an_input_replaced_during_the_run_fails_it_and_nothing_is_written() {
         assert!(!out.exists());
         std::fs::write(&acts, original).unwrap();
     }
+}
+
+/// `--temp-dir` (or `RAC_TEMP_DIR`): the spill files go to a folder of the run's own there (a
+/// scratch disk), removed when the run ends; what a killed run left there is removed by the
+/// next; the tables are the same bytes. A missing one is refused before anything is written.
+#[test]
+fn spill_files_go_to_the_temp_dir_and_nothing_is_left_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    // What a run killed with -9 left: its folder, and its lock file, which nobody holds.
+    let dead = scratch.join("rac-spill-999999-0");
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("acts-1.arrow"), "spilled").unwrap();
+    std::fs::write(scratch.join("rac-spill-999999-0.lock"), "999999\n").unwrap();
+    let spill = ["--memory-limit", "1M"];
+    let reference = tmp.path().join("reference");
+    ok(&compute(&data, &reference, None, &spill), &[3]);
+    let scratch_arg = scratch.display().to_string();
+    let out = tmp.path().join("out");
+    let o = compute(
+        &data,
+        &out,
+        None,
+        &[&spill[..], &["--temp-dir", &scratch_arg]].concat(),
+    );
+    ok(&o, &[3]);
+    same_tables(&reference, &[&out]);
+    // The log says where the spill went, and the room there.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let spilled_in = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("spill files in "))
+        })
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        spilled_in["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("spill files in {scratch_arg}/rac-spill-")),
+        "{spilled_in}"
+    );
+    assert!(
+        spilled_in["free_bytes"].as_u64().unwrap() > 0,
+        "{spilled_in}"
+    );
+    assert!(names_in(&scratch).is_empty(), "{:?}", names_in(&scratch));
+    // The same through the environment.
+    let by_env = tmp.path().join("by-env");
+    let o = Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(compute_args(&data, &by_env, None, &spill))
+        .env("RAC_TEMP_DIR", &scratch)
+        .output()
+        .unwrap();
+    ok(&o, &[3]);
+    same_tables(&reference, &[&by_env]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("spill files in {scratch_arg}/")));
+    assert!(names_in(&scratch).is_empty());
+    // A folder that does not exist: a configuration error, whatever the run's size.
+    let missing = tmp.path().join("no-scratch").display().to_string();
+    for limit in ["1M", "1G"] {
+        let o = compute(
+            &data,
+            &tmp.path().join("never"),
+            None,
+            &["--memory-limit", limit, "--temp-dir", &missing],
+        );
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&o.stderr)
+                .contains(&format!("--temp-dir {missing}: no such folder"))
+        );
+    }
+    assert_eq!(
+        names_in(tmp.path()),
+        ["by-env", "data", "out", "reference", "scratch"]
+    );
 }

@@ -60,6 +60,11 @@ pub struct ComputeArgs {
     /// than memory copies (a network file system, a spinning disk).
     #[arg(long, default_value = "direct", value_parser = ["direct", "cached"])]
     pub spill_io: String,
+    /// Folder for the spill files (a local scratch disk, when --out is on a slow or small
+    /// one): the run makes a folder of its own there, removed when it ends, and removes those
+    /// of killed runs. Default: the temporary output folder beside --out.
+    #[arg(long, env = "RAC_TEMP_DIR")]
+    pub temp_dir: Option<PathBuf>,
     /// Number of partitions, instead of what --memory-limit asks for (tuning, tests).
     #[arg(long, hide = true)]
     pub partitions: Option<usize>,
@@ -216,6 +221,14 @@ fn execute_logged(
         }
         None => pipeline::default_memory_limit(),
     };
+    if let Some(dir) = &args.temp_dir
+        && !dir.is_dir()
+    {
+        return Err(Failure::usage(format!(
+            "--temp-dir {}: no such folder",
+            dir.display()
+        )));
+    }
     let carried = args.input.carried(args.keep_columns)?;
     let run_opts = |profile| RunOptions {
         out: args.out.clone(),
@@ -237,6 +250,7 @@ fn execute_logged(
                     "cached" => pipeline::SpillIo::Cached,
                     _ => pipeline::SpillIo::Direct,
                 },
+                temp_dir: args.temp_dir.clone(),
             };
             let opts = run_opts(serde_json::json!({"profile": "canonical"}));
             let event = |step: &str, message: &str, counts: &[(&str, u64)]| {

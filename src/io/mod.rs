@@ -2,5 +2,6 @@
 
 pub mod lock;
 pub mod read;
+pub mod temp;
 pub mod unchanged;
 pub mod write;

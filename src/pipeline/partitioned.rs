@@ -26,6 +26,7 @@ use super::{
     group_rights, index_beneficiaries,
 };
 use crate::io::read::{self, ActKey, Chunks, PatientKey, ReadOptions, Sourced};
+use crate::io::temp::{TempError, TempSpace, free_bytes};
 use crate::model::{Act, Beneficiary, Id, Reject, RightPeriod, YearCounter};
 use crate::rules::RuleBook;
 
@@ -47,6 +48,9 @@ pub struct Limits {
     pub sorted: bool,
     /// How spill files reach the disk (`--spill-io`).
     pub spill_io: SpillIo,
+    /// Where spill files go (`--temp-dir`): a folder of this run's is made there. `None`:
+    /// in the temporary output folder beside `--out`.
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// The run's spill folder, and how its files reach the disk.
@@ -141,15 +145,42 @@ pub fn run(
             Some(_) => "fewer --partitions",
             None => "a larger --memory-limit",
         };
+        let (partitions, need) = if parts == 1 {
+            ("partition", "needs")
+        } else {
+            ("partitions", "need")
+        };
         RunError::Usage(format!(
-            "{parts} partitions need {needed} open files (a spill file each), over this system's limit of {limit} (ulimit -n): raise the hard limit, or give {fewer}"
+            "{parts} {partitions} {need} {needed} open files (a spill file each), over this system's limit of {limit} (ulimit -n): raise the hard limit, or give {fewer}"
         ))
     })?;
     let staging = crate::io::write::Staging::begin(&opts.out)?;
+    // Dropped before the staging (declared after it): on a failure both are removed.
+    let temp_space = match &limits.temp_dir {
+        Some(dir) => Some(TempSpace::create(dir).map_err(|e| match e {
+            TempError::NotAFolder(_) => RunError::Usage(e.to_string()),
+            TempError::Io { .. } => RunError::Spill(e.to_string()),
+        })?),
+        None => None,
+    };
     let spill = SpillDir {
-        path: staging.path().join(".spill"),
+        path: match &temp_space {
+            Some(space) => space.path().join("spill"),
+            None => staging.path().join(".spill"),
+        },
         io: limits.spill_io,
     };
+    // Where the spill goes, and the room there (a run that fills the disk fails, exit 1).
+    let parent = spill.path.parent().unwrap_or(&spill.path);
+    let free: Vec<(&str, u64)> = free_bytes(parent)
+        .map(|free| ("free_bytes", free))
+        .into_iter()
+        .collect();
+    log(
+        "read",
+        &format!("spill files in {}", spill.path.display()),
+        &free,
+    );
     // While reading, the rows held for one table at a time take at most a sixth of the limit
     // (their vectors' capacity counted; one read chunk, if a chunk alone is more), and no more
     // than READ_BUFFER_MAX; the act ids a quarter of that. Beside them, two sets of their

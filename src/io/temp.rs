@@ -1,0 +1,247 @@
+//! A run's own folder for its spill files under `--temp-dir` (a scratch disk), instead of the
+//! temporary output folder beside `--out`.
+//!
+//! Several runs may share one `--temp-dir` (a cron job per month, per caisse). Each makes
+//! `rac-spill-<pid>-<n>/` there, after taking the lock `rac-spill-<pid>-<n>.lock` beside it (an
+//! exclusive `flock`, [`OutputLock`]), and removes both when it ends, fails, or is stopped by
+//! a signal. A run killed with `SIGKILL` cannot: its lock is then released by the system, and
+//! the next run that uses the same `--temp-dir` removes the folder of every lock it can take.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::lock::{LockError, OutputLock};
+use crate::interrupt::Cleanup;
+
+/// The prefix of the folders (and their locks) runs make in a `--temp-dir`.
+const PREFIX: &str = "rac-spill-";
+
+/// This run's folder in a `--temp-dir`, removed when dropped (then its lock released).
+#[derive(Debug)]
+pub struct TempSpace {
+    path: PathBuf,
+    /// Dropped after the folder is removed: a later run removes the folder of a lock it takes.
+    lock: Option<OutputLock>,
+    /// The folder, removed if a signal stops the run (the lock file is the lock's own).
+    _cleanup: Cleanup,
+}
+
+/// Why no folder was made.
+#[derive(Debug)]
+pub enum TempError {
+    /// `--temp-dir` is missing, or not a folder.
+    NotAFolder(PathBuf),
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+}
+
+impl std::fmt::Display for TempError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TempError::NotAFolder(dir) => {
+                write!(f, "--temp-dir {}: no such folder", dir.display())
+            }
+            TempError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+        }
+    }
+}
+
+impl TempSpace {
+    /// Makes this run's folder in `dir` (which must exist), after removing what killed runs
+    /// left there.
+    pub fn create(dir: &Path) -> Result<TempSpace, TempError> {
+        if !fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return Err(TempError::NotAFolder(dir.to_path_buf()));
+        }
+        remove_leftovers(dir)?;
+        let pid = std::process::id();
+        // Another run of this pid (in another pid namespace) may hold `-0`: the next number.
+        for n in 0u32.. {
+            let path = dir.join(format!("{PREFIX}{pid}-{n}"));
+            let lock = match OutputLock::take(&lock_path(&path)) {
+                Ok(lock) => lock,
+                Err(LockError::Held(_)) => continue,
+                Err(LockError::Io(error)) => {
+                    return Err(TempError::Io {
+                        path: lock_path(&path),
+                        error,
+                    });
+                }
+            };
+            // A folder of that name whose lock we hold was left by a killed run.
+            remove_folder(&path)?;
+            let cleanup = Cleanup::register(&[&path]);
+            fs::create_dir(&path).map_err(|error| TempError::Io {
+                path: path.clone(),
+                error,
+            })?;
+            return Ok(TempSpace {
+                path,
+                lock: Some(lock),
+                _cleanup: cleanup,
+            });
+        }
+        unreachable!("a free number below 2^32")
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempSpace {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+        drop(self.lock.take());
+    }
+}
+
+/// Bytes free for this user on the file system of `path` (`statvfs`), if known.
+#[cfg(unix)]
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a plain system call on a nul-terminated path and a buffer owned here; the buffer
+    // is read only when the call filled it.
+    let stats = unsafe {
+        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stats.assume_init()
+    };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between systems
+    Some(stats.f_bavail as u64 * stats.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+pub fn free_bytes(_path: &Path) -> Option<u64> {
+    None
+}
+
+fn lock_path(folder: &Path) -> PathBuf {
+    let mut name = folder.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn remove_folder(path: &Path) -> Result<(), TempError> {
+    match fs::remove_dir_all(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(TempError::Io {
+            path: path.to_path_buf(),
+            error,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the folders of runs that no longer hold their lock (killed), with their locks.
+/// A run holds its lock before it makes its folder and until it has removed it, so a folder
+/// whose lock is free is nobody's.
+fn remove_leftovers(dir: &Path) -> Result<(), TempError> {
+    let read_error = |error| TempError::Io {
+        path: dir.to_path_buf(),
+        error,
+    };
+    for entry in fs::read_dir(dir).map_err(read_error)? {
+        let name = entry.map_err(read_error)?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(folder) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.strip_suffix(".lock"))
+        else {
+            continue;
+        };
+        let folder = dir.join(format!("{PREFIX}{folder}"));
+        // Held: a live run's. Anything else (gone meanwhile, unreadable): left alone.
+        if let Ok(lock) = OutputLock::take(&lock_path(&folder)) {
+            let removed = remove_folder(&folder);
+            drop(lock);
+            removed?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_run_s_folder_and_lock_are_removed_when_it_ends_and_a_live_run_s_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = TempSpace::create(dir.path()).unwrap();
+        fs::write(first.path().join("acts-0.arrow"), b"spilled").unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            names(dir.path()),
+            [
+                format!("rac-spill-{pid}-0"),
+                format!("rac-spill-{pid}-0.lock")
+            ]
+        );
+        // A second run beside it (its lock is held): its own folder, the first one kept.
+        let second = TempSpace::create(dir.path()).unwrap();
+        assert_eq!(second.path(), dir.path().join(format!("rac-spill-{pid}-1")));
+        assert!(first.path().join("acts-0.arrow").exists());
+        drop(first);
+        drop(second);
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn what_a_killed_run_left_is_removed_by_the_next_and_other_files_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        // A run killed midway: its folder, and its lock file that nobody holds.
+        let dead = dir.path().join("rac-spill-999999-0");
+        fs::create_dir(&dead).unwrap();
+        fs::write(dead.join("acts-3.arrow"), b"spilled").unwrap();
+        fs::write(dir.path().join("rac-spill-999999-0.lock"), "999999\n").unwrap();
+        // Files of other programs, and a folder of ours without a lock, are not judged.
+        fs::write(dir.path().join("other.tmp"), b"x").unwrap();
+        fs::create_dir(dir.path().join("rac-spill-orphan")).unwrap();
+        let space = TempSpace::create(dir.path()).unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            names(dir.path()),
+            [
+                "other.tmp".to_string(),
+                format!("rac-spill-{pid}-0"),
+                format!("rac-spill-{pid}-0.lock"),
+                "rac-spill-orphan".to_string(),
+            ]
+        );
+        drop(space);
+        assert_eq!(names(dir.path()), ["other.tmp", "rac-spill-orphan"]);
+    }
+
+    #[test]
+    fn a_missing_temp_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("scratch");
+        let error = TempSpace::create(&missing).unwrap_err();
+        assert!(matches!(error, TempError::NotAFolder(ref p) if *p == missing));
+        assert_eq!(
+            error.to_string(),
+            format!("--temp-dir {}: no such folder", missing.display())
+        );
+        fs::write(&missing, b"a file").unwrap();
+        assert!(matches!(
+            TempSpace::create(&missing),
+            Err(TempError::NotAFolder(_))
+        ));
+    }
+}
