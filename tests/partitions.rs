@@ -928,3 +928,35 @@ fn spill_files_go_to_the_temp_dir_and_nothing_is_left_there() {
         ["by-env", "data", "out", "reference", "scratch"]
     );
 }
+
+/// The run's first log line is its memory limit and where it came from: given, or half of the
+/// memory the run may use (the machine's, or its control group's when lower; the choice is
+/// tested in `pipeline::partition`).
+#[test]
+fn the_memory_limit_and_its_source_are_logged_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    for (extra, says) in [
+        (
+            &["--memory-limit", "1M"][..],
+            "memory limit 1 MiB: --memory-limit",
+        ),
+        (&[][..], "memory limit "),
+    ] {
+        let o = compute(&data, &tmp.path().join("out"), None, extra);
+        ok(&o, &[3]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let first: serde_json::Value =
+            serde_json::from_str(stderr.lines().next().unwrap()).unwrap();
+        let message = first["message"].as_str().unwrap();
+        assert!(message.starts_with(says), "{first}");
+        let bytes = first["memory_limit_bytes"].as_u64().unwrap();
+        if extra.is_empty() {
+            assert!(message.contains(": half of the "), "{first}");
+            assert!(bytes >= 1 << 20, "{first}");
+        } else {
+            assert_eq!(bytes, 1 << 20);
+        }
+    }
+}

@@ -49,9 +49,10 @@ pub struct ComputeArgs {
     /// Show progress even when stderr is not a terminal.
     #[arg(long)]
     pub progress: bool,
-    /// Most memory the run may hold, e.g. 512M or 4G (default: half of the machine's). Larger
-    /// inputs are cut into partitions of patients, spilled to disk and computed one at a
-    /// time; the outputs are the same bytes.
+    /// Most memory the run may hold, e.g. 512M or 4G (default: half of the machine's, or of its
+    /// control group's limit when lower: a container's). Larger inputs are cut into
+    /// partitions of patients, spilled to disk and computed one at a time; the outputs are the
+    /// same bytes.
     #[arg(long)]
     pub memory_limit: Option<String>,
     /// How spill files reach the disk: `direct` bypasses the page cache (O_DIRECT, Linux,
@@ -215,12 +216,19 @@ fn execute_logged(
             .build_global()
             .map_err(|e| Failure::usage(format!("--threads: {e}")))?;
     }
-    let memory = match &args.memory_limit {
-        Some(text) => {
-            pipeline::parse_size(text).map_err(|e| Failure::usage(format!("--memory-limit {e}")))?
-        }
+    let (memory, sized_by) = match &args.memory_limit {
+        Some(text) => (
+            pipeline::parse_size(text)
+                .map_err(|e| Failure::usage(format!("--memory-limit {e}")))?,
+            "--memory-limit",
+        ),
         None => pipeline::default_memory_limit(),
     };
+    log.event(
+        "read",
+        &format!("memory limit {} MiB: {sized_by}", memory >> 20),
+        &[("memory_limit_bytes", memory)],
+    );
     if let Some(dir) = &args.temp_dir
         && !dir.is_dir()
     {

@@ -141,17 +141,76 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// The default memory limit: half of the machine's memory (`/proc/meminfo`), or 4 GiB when
-/// it cannot be read.
-pub fn default_memory_limit() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+/// The default memory limit: half of the memory this process may use, and where that figure
+/// came from (for the log).
+pub fn default_memory_limit() -> (u64, &'static str) {
+    let machine = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
             let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
             let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024 / 2)
-        })
-        .unwrap_or(4 << 30)
+            Some(kib * 1024)
+        });
+    let group = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|groups| cgroup_memory_limit(&groups, Path::new("/sys/fs/cgroup")));
+    memory_limit_from(machine, group)
+}
+
+/// Half of the tighter of the machine's memory and its control group's limit; 4 GiB when
+/// neither is known.
+fn memory_limit_from(machine: Option<u64>, group: Option<u64>) -> (u64, &'static str) {
+    match (machine, group) {
+        (Some(m), Some(g)) if g < m => (g / 2, "half of the control group's memory limit"),
+        (None, Some(g)) => (g / 2, "half of the control group's memory limit"),
+        (Some(m), _) => (m / 2, "half of the machine's memory"),
+        (None, None) => (4 << 30, "4 GiB (the machine's memory is unknown)"),
+    }
+}
+
+/// The memory limit of the control group this process runs in (a container's, a systemd
+/// unit's `MemoryMax`, a batch scheduler's job): the lowest `memory.max` (cgroup v2) or
+/// `memory.limit_in_bytes` (v1) from its group up to the root of the hierarchy, under `root`
+/// (`/sys/fs/cgroup`). `groups` is `/proc/self/cgroup`. A machine's memory is not what a
+/// container may use: a run sized on it is killed by the container's limit.
+pub fn cgroup_memory_limit(groups: &str, root: &Path) -> Option<u64> {
+    let mut lowest: Option<u64> = None;
+    for line in groups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        // v2: one line `0::/path`, the hierarchy at the root (or at `unified`, in the hybrid
+        // layout). v1: the line whose controllers include `memory`.
+        let (mounts, file) = if controllers.is_empty() {
+            (vec![root.to_path_buf(), root.join("unified")], "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (vec![root.join("memory")], "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        for mount in mounts {
+            // Inside a container the path may be another namespace's: what is not there is
+            // skipped, up to the mount's root (the container's own group).
+            let mut dir = mount.join(path.trim_start_matches('/'));
+            loop {
+                let limit = std::fs::read_to_string(dir.join(file))
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u64>().ok())
+                    // v1 writes "no limit" as a number near 2^63; v2 writes `max`.
+                    .filter(|&bytes| bytes < 1 << 62);
+                if let Some(limit) = limit {
+                    lowest = Some(lowest.map_or(limit, |l| l.min(limit)));
+                }
+                if dir == mount || !dir.pop() {
+                    break;
+                }
+            }
+        }
+    }
+    lowest
 }
 
 /// Bytes of memory an act costs while its partition is computed: the row read (`Act` and
@@ -278,6 +337,83 @@ const MAX_PARTS_FOR_SPEED: u64 = 512;
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
+    /// Writes `text` into `root/path`, making its folders.
+    fn put(root: &Path, path: &str, text: &str) {
+        let path = root.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn the_control_group_s_memory_limit_is_found_in_v1_and_v2_layouts() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        // v2, in a container (its own namespace: the group is `/`): the mount's root.
+        put(root, "memory.max", "4294967296\n");
+        assert_eq!(cgroup_memory_limit("0::/\n", root), Some(4 << 30));
+        // v2 without a namespace: the process's group and its parents, the lowest wins.
+        put(root, "batch.slice/memory.max", "max\n");
+        put(root, "batch.slice/rac.service/memory.max", "2147483648\n");
+        assert_eq!(
+            cgroup_memory_limit("0::/batch.slice/rac.service\n", root),
+            Some(2 << 30)
+        );
+        // A group path from another namespace, absent here: the mount's root still counts.
+        assert_eq!(
+            cgroup_memory_limit("0::/kubepods/pod1/abc\n", root),
+            Some(4 << 30)
+        );
+        // No limit anywhere (`max`): none.
+        put(root, "memory.max", "max\n");
+        assert_eq!(cgroup_memory_limit("0::/\n", root), None);
+
+        // v1 (this VM's layout): the line of the `memory` controller; "no limit" is a number
+        // near 2^63.
+        let v1 = "4:memory:/jobs/nightly\n3:cpuset:/\n0::/\n";
+        put(
+            root,
+            "memory/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        assert_eq!(cgroup_memory_limit(v1, root), None);
+        put(
+            root,
+            "memory/jobs/nightly/memory.limit_in_bytes",
+            "1073741824\n",
+        );
+        assert_eq!(cgroup_memory_limit(v1, root), Some(1 << 30));
+        // A hybrid layout's v2 hierarchy under `unified`, with a lower limit.
+        put(root, "unified/jobs/memory.max", "536870912\n");
+        assert_eq!(
+            cgroup_memory_limit("4:memory:/jobs/nightly\n0::/jobs\n", root),
+            Some(512 << 20)
+        );
+        // Nothing readable: none.
+        assert_eq!(cgroup_memory_limit("garbage", root), None);
+        assert_eq!(cgroup_memory_limit("0::/\n", &root.join("absent")), None);
+    }
+
+    #[test]
+    fn the_default_limit_is_half_of_the_tighter_of_the_machine_and_its_group() {
+        let gib = 1u64 << 30;
+        assert_eq!(
+            memory_limit_from(Some(256 * gib), Some(4 * gib)),
+            (2 * gib, "half of the control group's memory limit")
+        );
+        assert_eq!(
+            memory_limit_from(Some(24 * gib), Some(64 * gib)),
+            (12 * gib, "half of the machine's memory")
+        );
+        assert_eq!(
+            memory_limit_from(Some(24 * gib), None),
+            (12 * gib, "half of the machine's memory")
+        );
+        assert_eq!(memory_limit_from(None, Some(8 * gib)).0, 4 * gib);
+        assert_eq!(memory_limit_from(None, None).0, 4 * gib);
+    }
+
     use super::*;
 
     #[test]
