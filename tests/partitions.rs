@@ -960,3 +960,68 @@ fn the_memory_limit_and_its_source_are_logged_first() {
         }
     }
 }
+
+/// `--log-every SECONDS`: a partitioned run logs how far its reading and computing are (for a
+/// run without a terminal); with 0, after every read chunk and every partition.
+#[test]
+fn progress_lines_say_how_far_the_reading_and_the_computing_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    let events = |o: &Output, message: &str| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["message"] == message)
+            .collect()
+    };
+    let spill = ["--memory-limit", "1M"];
+    let o = compute(
+        &data,
+        &tmp.path().join("out"),
+        None,
+        &[&spill[..], &["--log-every", "0"]].concat(),
+    );
+    ok(&o, &[3]);
+    let done = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["step"] == "done")
+        .unwrap();
+    let parts = compute_event(&o)["partitions"].as_u64().unwrap();
+    assert!(parts > 1);
+    // Reading: one line per chunk read (one here), the count growing to every row read.
+    let reading = events(&o, "reading acts");
+    let read: Vec<u64> = reading
+        .iter()
+        .map(|e| e["acts_read"].as_u64().unwrap())
+        .collect();
+    assert!(
+        !read.is_empty() && read.windows(2).all(|w| w[0] < w[1]),
+        "{read:?}"
+    );
+    assert_eq!(read.last(), done["read"].as_u64().as_ref());
+    assert!(
+        reading
+            .iter()
+            .all(|e| e["acts_expected"].as_u64().unwrap() > 0)
+    );
+    // Computing: one line per partition, up to every partition and every computed act.
+    let computing = events(&o, "computing");
+    let parts_done: Vec<u64> = computing
+        .iter()
+        .map(|e| e["partitions_done"].as_u64().unwrap())
+        .collect();
+    assert_eq!(parts_done, (1..=parts).collect::<Vec<_>>());
+    let last = computing.last().unwrap();
+    assert_eq!(last["acts_computed"], done["computed"]);
+    assert_eq!(last["partitions"].as_u64(), Some(parts));
+    assert!(last["per_second"].as_u64().is_some());
+    // By default (every 10 s), a run this short says nothing more than its steps.
+    let o = compute(&data, &tmp.path().join("out"), None, &spill);
+    ok(&o, &[3]);
+    assert!(events(&o, "reading acts").is_empty() && events(&o, "computing").is_empty());
+    // A bad value is a usage error.
+    let o = compute(&data, &tmp.path().join("out"), None, &["--log-every", "-1"]);
+    assert_eq!(o.status.code(), Some(2));
+}

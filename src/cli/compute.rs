@@ -78,11 +78,24 @@ pub struct ComputeArgs {
     /// Log lines as JSON objects (for log collectors).
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// Seconds between the log lines that say how far a long step of a partitioned run is
+    /// (acts read, partitions computed; JSON logs, or text with --progress): a run without a
+    /// terminal (cron, a scheduler) shows it is alive. 0: after every chunk and partition.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub log_every: f64,
     /// Carry the acts' columns that SPEC §2 does not define (a claim number, a caisse code…)
     /// through to `acts.*`, after its own columns, as text: the columns of every acts file, in
     /// the order they first appear; empty where a file lacks one. Canonical profile only.
     #[arg(long)]
     pub keep_columns: bool,
+}
+
+/// A number of seconds, 0 or more.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Ok(s),
+        _ => Err(format!("{text}: a number of seconds, 0 or more")),
+    }
 }
 
 /// Recompute every act, then compare with the recorded AMO amounts.
@@ -246,6 +259,7 @@ fn execute_logged(
         audit: audit_opts,
         profile,
         progress: log.progress && !log.json,
+        log_every: Some(std::time::Duration::from_secs_f64(args.log_every)),
         carried: Arc::clone(&carried),
     };
     let summary: RunSummary = (|| -> Result<RunSummary, Failure> {

@@ -73,6 +73,7 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
         audit: None,
         profile: serde_json::json!({"profile": "canonical"}),
         progress: false,
+        log_every: None,
         carried: Default::default(),
     };
     let summary = pipeline::execute(&book, &prepared, &opts, started)?;

@@ -789,6 +789,9 @@ pub struct RunOptions {
     pub profile: serde_json::Value,
     /// Draw a progress bar on stderr (a terminal, or `--progress`).
     pub progress: bool,
+    /// How often a partitioned run logs how far its long steps are (`--log-every`); `None`:
+    /// never.
+    pub log_every: Option<std::time::Duration>,
     /// The acts' columns carried through to `acts.*` after SPEC §4's (`--keep-columns`): the
     /// names read with ([`crate::io::read::ReadOptions::carried`]).
     pub carried: std::sync::Arc<[String]>,

@@ -12,7 +12,7 @@
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Datelike;
 
@@ -87,6 +87,55 @@ impl SpillDir {
 
 /// Where a run reports its steps: step, message, counts.
 pub type Log<'a> = dyn Fn(&str, &str, &[(&str, u64)]) + 'a;
+
+/// Log lines that say how far a long step is, one at most every `every`
+/// ([`RunOptions::log_every`]): a run without a terminal (cron, a scheduler) shows it is alive
+/// and how fast it goes. On the thread that drives the step.
+struct Heartbeat<'l, 'a> {
+    log: &'l Log<'a>,
+    step: &'static str,
+    message: &'static str,
+    every: Option<Duration>,
+    started: Instant,
+    last: Instant,
+}
+
+impl<'l, 'a> Heartbeat<'l, 'a> {
+    fn new(
+        log: &'l Log<'a>,
+        (step, message): (&'static str, &'static str),
+        every: Option<Duration>,
+    ) -> Heartbeat<'l, 'a> {
+        let now = Instant::now();
+        Heartbeat {
+            log,
+            step,
+            message,
+            every,
+            started: now,
+            last: now,
+        }
+    }
+
+    /// Logs `done` (with its rate per second since the step began) and `counts`, if the last
+    /// line is `every` old.
+    fn beat(&mut self, done: (&str, u64), counts: &[(&str, u64)]) {
+        let Some(every) = self.every else { return };
+        if self.last.elapsed() < every {
+            return;
+        }
+        self.last = Instant::now();
+        let seconds = self.started.elapsed().as_secs_f64();
+        let per_second = if seconds > 0.0 {
+            (done.1 as f64 / seconds) as u64
+        } else {
+            0
+        };
+        let mut all = vec![done, ("per_second", per_second)];
+        all.extend_from_slice(counts);
+        (self.log)(self.step, self.message, &all);
+    }
+}
 
 /// Most bytes of rows buffered while reading, whatever the limit: past it, the cost of fresh
 /// memory (page faults, zeroing) exceeds the cost of writing the spill files (10 M acts: 24 s
@@ -332,11 +381,13 @@ pub fn run(
     // until they are spilled: routing them is a partition number each. (Working the numbers
     // out on the pool was no faster: the pool is busy converting the next chunk.)
     let bar = progress_bar(opts.progress, rows, "read");
+    let mut beat = Heartbeat::new(log, ("read", "reading acts"), opts.log_every);
     std::thread::scope(|scope| -> Result<(), RunError> {
         for chunk in produce(scope, "rac-reader", 1, chunks)? {
             let chunk = chunk?;
             read_rows += chunk.read;
             bar.inc(chunk.read);
+            beat.beat(("acts_read", read_rows), &[("acts_expected", rows)]);
             early_rejects.extend(chunk.rejects);
             let file = chunk.file as u32;
             let act_parts = parts_of(&plan, &chunk.rows, |act| &act.value.patient_id);
@@ -410,9 +461,20 @@ pub fn run(
             };
             load_partition(part, from, duplicates, ben_files, act_files, rights_known)
         });
+        let mut beat = Heartbeat::new(log, ("compute", "computing"), opts.log_every);
+        let (mut parts_done, mut computed) = (0u64, 0u64);
         for prepared in produce(scope, "rac-loader", 0, partitions)? {
             let prepared = prepared?;
             sink.partition(&prepared)?;
+            parts_done += 1;
+            computed += prepared.acts.len() as u64;
+            beat.beat(
+                ("acts_computed", computed),
+                &[
+                    ("partitions_done", parts_done),
+                    ("partitions", parts as u64),
+                ],
+            );
             // Freed here, on the computing thread (while the next partition loads).
             drop(prepared);
         }
@@ -826,9 +888,20 @@ fn stream_sorted(
             failed: false,
             last_rows: 0,
         };
+        let mut beat = Heartbeat::new(log, ("compute", "computing"), opts.log_every);
+        let (mut parts_done, mut computed) = (0u64, 0u64);
         for prepared in produce(scope, "rac-loader", 0, stream)? {
             let prepared = prepared?;
             sink.partition(&prepared)?;
+            parts_done += 1;
+            computed += prepared.acts.len() as u64;
+            beat.beat(
+                ("acts_computed", computed),
+                &[
+                    ("partitions_done", parts_done),
+                    ("partitions", parts as u64),
+                ],
+            );
             drop(prepared);
         }
         Ok(())
