@@ -79,8 +79,8 @@ pub struct ComputeArgs {
     #[arg(long, default_value = "text")]
     pub log_format: String,
     /// Seconds between the log lines that say how far a long step of a partitioned run is
-    /// (acts read, partitions computed; JSON logs, or text with --progress): a run without a
-    /// terminal (cron, a scheduler) shows it is alive. 0: after every chunk and partition.
+    /// (acts read, partitions computed; JSON logs): a run without a terminal (cron, a
+    /// scheduler) shows it is alive. 0: after every chunk and partition.
     #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub log_every: f64,
     /// Carry the acts' columns that SPEC §2 does not define (a claim number, a caisse code…)
@@ -259,7 +259,10 @@ fn execute_logged(
         audit: audit_opts,
         profile,
         progress: log.progress && !log.json,
-        log_every: Some(std::time::Duration::from_secs_f64(args.log_every)),
+        // A terminal shows the progress bars instead (and text lines would cut through them).
+        log_every: log
+            .json
+            .then(|| std::time::Duration::from_secs_f64(args.log_every)),
         carried: Arc::clone(&carried),
     };
     let summary: RunSummary = (|| -> Result<RunSummary, Failure> {
