@@ -53,8 +53,9 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let mut pending = pending();
         for path in &self.paths {
+            // `remove`, not `swap_remove`: the order of the others is kept (see `clean_up`).
             if let Some(i) = pending.iter().position(|p| p == path) {
-                pending.swap_remove(i);
+                pending.remove(i);
             }
         }
     }
@@ -62,9 +63,11 @@ impl Drop for Cleanup {
 
 /// Removes every registered path; called on a signal. The run's other threads go on meanwhile
 /// (a spill file may be created in a folder being removed): a folder is removed again until it
-/// is gone, a few times at most.
+/// is gone, a few times at most. Last registered, first removed: a lock is registered before
+/// the folder it guards, and must outlive it (a run finding a folder whose lock is free
+/// removes it; a lock removed first would leave an unguarded folder nobody removes).
 fn clean_up(pending: &[PathBuf]) {
-    for path in pending {
+    for path in pending.iter().rev() {
         for _ in 0..100 {
             let removed = match std::fs::symlink_metadata(path) {
                 Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
@@ -166,5 +169,28 @@ mod tests {
         assert!(!folder.exists() && !file.exists() && kept.exists());
         drop(cleanup);
         assert!(!Cleanup::hold().iter().any(|p| p.starts_with(dir.path())));
+    }
+
+    #[test]
+    fn the_paths_keep_their_order_when_others_are_dropped() {
+        // `clean_up` removes them last first: a lock (registered before its folder) after it.
+        let dir = tempfile::tempdir().unwrap();
+        let [a, b, c] = ["a.lock", "b", "c"].map(|n| dir.path().join(n));
+        let first = Cleanup::register(&[&a]);
+        let second = Cleanup::register(&[&b]);
+        let third = Cleanup::register(&[&c]);
+        let ours = || -> Vec<PathBuf> {
+            Cleanup::hold()
+                .iter()
+                .filter(|p| p.starts_with(dir.path()))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(ours(), [a.clone(), b.clone(), c.clone()]);
+        drop(first);
+        // `swap_remove` would have put `c` before `b`.
+        assert_eq!(ours(), [b.clone(), c.clone()]);
+        drop((second, third));
+        assert!(ours().is_empty());
     }
 }

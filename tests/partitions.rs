@@ -927,6 +927,39 @@ fn spill_files_go_to_the_temp_dir_and_nothing_is_left_there() {
         names_in(tmp.path()),
         ["by-env", "data", "out", "reference", "scratch"]
     );
+    // `--out` itself (its commit would find the spill folder in it), a folder inside it (which
+    // the commit would delete), or another run's outputs (which its next commit replaces):
+    // refused before anything is done.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let inside = out.join("scratch");
+    std::fs::create_dir(&inside).unwrap();
+    for (out, temp, says) in [
+        (&empty, &empty, "is --out or inside it"),
+        (&out, &inside, "is --out or inside it"),
+        (&by_env, &out, "holds a rac run's outputs"),
+    ] {
+        let o = compute(
+            &data,
+            out,
+            None,
+            &[&spill[..], &["--temp-dir", temp.to_str().unwrap()]].concat(),
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    assert!(names_in(&empty).is_empty());
+    assert_eq!(names_in(&inside).len(), 0);
+    same_tables(&reference, &[&out, &by_env]);
+    // An empty variable is no folder given: the spill goes beside --out as by default.
+    let o = Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(compute_args(&data, &empty, None, &spill))
+        .env("RAC_TEMP_DIR", "")
+        .output()
+        .unwrap();
+    ok(&o, &[3]);
+    same_tables(&reference, &[&empty]);
 }
 
 /// The run's first log line is its memory limit and where it came from: given, or half of the

@@ -13,7 +13,7 @@
 //! configuration error, 1 unreadable input or internal error (nothing written).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,9 +63,10 @@ pub struct ComputeArgs {
     pub spill_io: String,
     /// Folder for the spill files (a local scratch disk, when --out is on a slow or small
     /// one): the run makes a folder of its own there, removed when it ends, and removes those
-    /// of killed runs. Default: the temporary output folder beside --out.
-    #[arg(long, env = "RAC_TEMP_DIR")]
-    pub temp_dir: Option<PathBuf>,
+    /// of killed runs. Not --out nor a folder in it. Default (or empty): the temporary output
+    /// folder beside --out.
+    #[arg(long, env = "RAC_TEMP_DIR", value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub temp_dir: Option<std::ffi::OsString>,
     /// Number of partitions, instead of what --memory-limit asks for (tuning, tests).
     #[arg(long, hide = true)]
     pub partitions: Option<usize>,
@@ -88,6 +89,42 @@ pub struct ComputeArgs {
     /// the order they first appear; empty where a file lacks one. Canonical profile only.
     #[arg(long)]
     pub keep_columns: bool,
+}
+
+/// `--temp-dir` (or `RAC_TEMP_DIR`), checked: an existing folder that is not `--out`, nor in
+/// it (the commit replaces `--out` whole), nor another run's outputs. Empty means not given
+/// (an environment that sets the variable to nothing).
+fn temp_dir(args: &ComputeArgs) -> Result<Option<PathBuf>, Failure> {
+    let Some(dir) = args.temp_dir.as_ref().filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let dir = PathBuf::from(dir);
+    let refuse = |why: &str| Failure::usage(format!("--temp-dir {}: {why}", dir.display()));
+    let real = match std::fs::canonicalize(&dir) {
+        Ok(real) if real.is_dir() => real,
+        _ => return Err(refuse("no such folder")),
+    };
+    // `--out` as it will be: the folder itself if it exists, else its parent's real path.
+    let out: PathBuf = args.out.components().collect();
+    let real_out = std::fs::canonicalize(&out).ok().or_else(|| {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Some(std::fs::canonicalize(parent).ok()?.join(out.file_name()?))
+    });
+    if real_out.is_some_and(|out| real.starts_with(out)) {
+        return Err(refuse(&format!(
+            "is --out or inside it ({}), which the run replaces: give another folder",
+            args.out.display()
+        )));
+    }
+    if real.join("manifest.json").exists() {
+        return Err(refuse(
+            "holds a rac run's outputs (manifest.json), which a run replaces: give another folder",
+        ));
+    }
+    Ok(Some(dir))
 }
 
 /// A number of seconds, 0 or more.
@@ -242,14 +279,7 @@ fn execute_logged(
         &format!("memory limit {} MiB: {sized_by}", memory >> 20),
         &[("memory_limit_bytes", memory)],
     );
-    if let Some(dir) = &args.temp_dir
-        && !dir.is_dir()
-    {
-        return Err(Failure::usage(format!(
-            "--temp-dir {}: no such folder",
-            dir.display()
-        )));
-    }
+    let temp_dir = temp_dir(args)?;
     let carried = args.input.carried(args.keep_columns)?;
     let run_opts = |profile| RunOptions {
         out: args.out.clone(),
@@ -275,7 +305,7 @@ fn execute_logged(
                     "cached" => pipeline::SpillIo::Cached,
                     _ => pipeline::SpillIo::Direct,
                 },
-                temp_dir: args.temp_dir.clone(),
+                temp_dir: temp_dir.clone(),
             };
             let opts = run_opts(serde_json::json!({"profile": "canonical"}));
             let event = |step: &str, message: &str, counts: &[(&str, u64)]| {

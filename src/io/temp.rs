@@ -140,31 +140,44 @@ fn remove_folder(path: &Path) -> Result<(), TempError> {
 }
 
 /// Removes the folders of runs that no longer hold their lock (killed), with their locks.
-/// A run holds its lock before it makes its folder and until it has removed it, so a folder
-/// whose lock is free is nobody's.
+/// A run holds its lock before it makes its folder and until it has removed it (a signal
+/// removes the folder first too), so a folder whose lock is free, or that has no lock file,
+/// is nobody's. Only names of the form `rac-spill-<pid>-<n>` are judged.
 fn remove_leftovers(dir: &Path) -> Result<(), TempError> {
     let read_error = |error| TempError::Io {
         path: dir.to_path_buf(),
         error,
     };
+    let mut folders = std::collections::BTreeSet::new();
     for entry in fs::read_dir(dir).map_err(read_error)? {
         let name = entry.map_err(read_error)?.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(folder) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.strip_suffix(".lock"))
-        else {
-            continue;
-        };
-        let folder = dir.join(format!("{PREFIX}{folder}"));
+        let folder = name.strip_suffix(".lock").unwrap_or(name);
+        if is_run_folder(folder) {
+            folders.insert(folder.to_string());
+        }
+    }
+    for folder in folders {
+        let folder = dir.join(folder);
         // Held: a live run's. Anything else (gone meanwhile, unreadable): left alone.
         if let Ok(lock) = OutputLock::take(&lock_path(&folder)) {
+            // Registered after the lock: a signal removes the folder, then the lock.
+            let cleanup = Cleanup::register(&[&folder]);
             let removed = remove_folder(&folder);
+            drop(cleanup);
             drop(lock);
             removed?;
         }
     }
     Ok(())
+}
+
+/// Whether `name` is `rac-spill-<pid>-<n>`.
+fn is_run_folder(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix(PREFIX)
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(pid, n)| digits(pid) && digits(n))
 }
 
 #[cfg(all(test, unix))]
@@ -210,9 +223,14 @@ mod tests {
         fs::create_dir(&dead).unwrap();
         fs::write(dead.join("acts-3.arrow"), b"spilled").unwrap();
         fs::write(dir.path().join("rac-spill-999999-0.lock"), "999999\n").unwrap();
-        // Files of other programs, and a folder of ours without a lock, are not judged.
+        // A folder a signal's removal left without its lock (as rac did before the lock was
+        // removed last): nobody's either.
+        let unlocked = dir.path().join("rac-spill-999998-2");
+        fs::create_dir_all(unlocked.join("spill")).unwrap();
+        // Files of other programs, and names not of the run folders' form, are not judged.
         fs::write(dir.path().join("other.tmp"), b"x").unwrap();
         fs::create_dir(dir.path().join("rac-spill-orphan")).unwrap();
+        fs::write(dir.path().join("rac-spill-notes.lock"), b"x").unwrap();
         let space = TempSpace::create(dir.path()).unwrap();
         let pid = std::process::id();
         assert_eq!(
@@ -221,11 +239,15 @@ mod tests {
                 "other.tmp".to_string(),
                 format!("rac-spill-{pid}-0"),
                 format!("rac-spill-{pid}-0.lock"),
+                "rac-spill-notes.lock".to_string(),
                 "rac-spill-orphan".to_string(),
             ]
         );
         drop(space);
-        assert_eq!(names(dir.path()), ["other.tmp", "rac-spill-orphan"]);
+        assert_eq!(
+            names(dir.path()),
+            ["other.tmp", "rac-spill-notes.lock", "rac-spill-orphan"]
+        );
     }
 
     #[test]

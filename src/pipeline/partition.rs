@@ -304,9 +304,36 @@ pub const PARTITION_TARGET: u64 = 64 << 20;
 /// most [`PARTITION_TARGET`] unless that needs more than [`MAX_PARTS_FOR_SPEED`] partitions.
 pub fn parts_for(rows: u64, memory_limit: u64, act_cost: u64) -> usize {
     let need = rows.saturating_mul(act_cost);
-    let for_memory = need.div_ceil((memory_limit / 4).max(1));
     let for_speed = need.div_ceil(PARTITION_TARGET).min(MAX_PARTS_FOR_SPEED);
-    for_memory.max(for_speed).max(1) as usize
+    (parts_for_memory(rows, memory_limit, act_cost) as u64).max(for_speed) as usize
+}
+
+/// The partitions the memory limit alone asks for ([`parts_for`] without the ones asked for
+/// speed).
+pub fn parts_for_memory(rows: u64, memory_limit: u64, act_cost: u64) -> usize {
+    let need = rows.saturating_mul(act_cost);
+    need.div_ceil((memory_limit / 4).max(1)).max(1) as usize
+}
+
+/// The partitions to use when `wanted` need more open files than `file_limit` allows: the
+/// most that it allows, if that is still at least what the memory limit asks for
+/// (`for_memory`); else `wanted` (the run is then refused, naming the limit). Partitions asked
+/// for speed alone are worth less than a run that goes through.
+pub fn parts_within_open_files(
+    wanted: usize,
+    for_memory: usize,
+    file_limit: u64,
+    files_needed: impl Fn(usize) -> u64,
+) -> usize {
+    let mut most = wanted;
+    while most > 1 && files_needed(most) > file_limit {
+        most -= 1;
+    }
+    if files_needed(most) <= file_limit && most >= for_memory.max(2) {
+        most
+    } else {
+        wanted
+    }
 }
 
 /// Largest partition of acts sorted by patient, which are streamed, not spilled: a partition
@@ -393,6 +420,22 @@ mod tests {
         // Nothing readable: none.
         assert_eq!(cgroup_memory_limit("garbage", root), None);
         assert_eq!(cgroup_memory_limit("0::/\n", &root.join("absent")), None);
+    }
+
+    #[test]
+    fn partitions_asked_for_speed_give_way_to_the_open_file_limit_but_not_those_for_memory() {
+        let needed = crate::pipeline::spill::files_needed;
+        // 512 partitions need 640 files: under a limit of 600, the most that fit (476).
+        assert_eq!(needed(512), 640);
+        let fitted = parts_within_open_files(512, 40, 600, needed);
+        assert_eq!(fitted, 476);
+        assert!(needed(fitted) <= 600 && needed(fitted + 1) > 600);
+        // Enough files: what was wanted.
+        assert_eq!(parts_within_open_files(512, 40, 1024, needed), 512);
+        // The memory limit asks for more than fit: kept (and the run refused, naming it).
+        assert_eq!(parts_within_open_files(512, 500, 600, needed), 512);
+        // Not even two partitions fit: kept.
+        assert_eq!(parts_within_open_files(100, 1, 60, needed), 100);
     }
 
     #[test]

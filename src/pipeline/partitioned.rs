@@ -170,9 +170,37 @@ pub fn run(
     // An acts file that cannot be read is reported when it is read, in its turn.
     let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read);
     let act_cost = partition::act_cost(carried.unwrap_or(0));
-    let parts = limits
-        .parts
-        .unwrap_or_else(|| partition::parts_for(rows, limits.memory, act_cost));
+    let parts = match limits.parts {
+        Some(parts) => parts,
+        None => {
+            let wanted = partition::parts_for(rows, limits.memory, act_cost);
+            match spill::allow_open_files(spill::files_needed(wanted)) {
+                Ok(()) => wanted,
+                // Fewer, if the partitions asked for speed are what the limit refuses.
+                Err(limit) => {
+                    let for_memory = partition::parts_for_memory(rows, limits.memory, act_cost);
+                    let fitted = partition::parts_within_open_files(
+                        wanted,
+                        for_memory,
+                        limit,
+                        spill::files_needed,
+                    );
+                    if fitted != wanted {
+                        log(
+                            "read",
+                            "too few open files allowed for the partitions asked for speed: fewer",
+                            &[
+                                ("partitions", fitted as u64),
+                                ("partitions_asked", wanted as u64),
+                                ("open_file_limit", limit),
+                            ],
+                        );
+                    }
+                    fitted
+                }
+            }
+        }
+    };
     if parts <= 1 && !limits.sorted {
         log("read", "reading inputs", &[("acts_expected", rows)]);
         let prepared = super::prepare(inputs)?;
