@@ -1057,4 +1057,33 @@ fn progress_lines_say_how_far_the_reading_and_the_computing_are() {
     // A bad value is a usage error.
     let o = compute(&data, &tmp.path().join("out"), None, &["--log-every", "-1"]);
     assert_eq!(o.status.code(), Some(2));
+    // Acts in no order: their first pass ends in its first chunk, and says nothing.
+    let unsorted = compute(
+        &data,
+        &tmp.path().join("out"),
+        None,
+        &[&spill[..], &["--log-every", "0"]].concat(),
+    );
+    assert!(events(&unsorted, "first pass over the acts").is_empty());
+    // Sorted acts: their first pass reads them all, and their stream computes partition by
+    // partition.
+    sort_acts(&data);
+    let o = compute(
+        &data,
+        &tmp.path().join("sorted"),
+        None,
+        &[&spill[..], &["--log-every", "0"]].concat(),
+    );
+    ok(&o, &[3]);
+    let read = done["read"].as_u64().unwrap();
+    let first_pass = events(&o, "first pass over the acts");
+    assert_eq!(first_pass.last().unwrap()["acts_read"], read);
+    let streamed = compute_event(&o);
+    assert_eq!(streamed["message"], "streaming sorted acts");
+    let computing = events(&o, "computing");
+    assert_eq!(
+        computing.last().unwrap()["partitions_done"],
+        streamed["partitions"]
+    );
+    assert_eq!(computing.last().unwrap()["acts_computed"], done["computed"]);
 }

@@ -64,7 +64,7 @@ pub struct ComputeArgs {
     /// Folder for the spill files (a local scratch disk, when --out is on a slow or small
     /// one): the run makes a folder of its own there, removed when it ends, and removes those
     /// of killed runs. Not --out nor a folder in it. Default (or empty): the temporary output
-    /// folder beside --out.
+    /// folder beside --out. Canonical profile (extracts are mapped in memory, not spilled).
     #[arg(long, env = "RAC_TEMP_DIR", value_parser = clap::value_parser!(std::ffi::OsString))]
     pub temp_dir: Option<std::ffi::OsString>,
     /// Number of partitions, instead of what --memory-limit asks for (tuning, tests).

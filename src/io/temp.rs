@@ -44,7 +44,9 @@ impl std::fmt::Display for TempError {
             TempError::NotAFolder(dir) => {
                 write!(f, "--temp-dir {}: no such folder", dir.display())
             }
-            TempError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            TempError::Io { path, error } => {
+                write!(f, "--temp-dir: cannot write {}: {error}", path.display())
+            }
         }
     }
 }
@@ -259,6 +261,17 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!("--temp-dir {}: no such folder", missing.display())
+        );
+        // A folder it cannot write in (read-only, another user's) names the flag too.
+        let denied = TempError::Io {
+            path: missing.join("rac-spill-1-0.lock"),
+            error: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        assert!(
+            denied
+                .to_string()
+                .starts_with(&format!("--temp-dir: cannot write {}", missing.display())),
+            "{denied}"
         );
         fs::write(&missing, b"a file").unwrap();
         assert!(matches!(

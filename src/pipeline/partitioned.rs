@@ -278,7 +278,8 @@ pub fn run(
     // The small tables are routed after the acts' first pass (which decides the partitions).
     // Should it fail, they are read first, so that their error is reported before the acts',
     // as in a run held in memory.
-    let repeated = match first_pass(inputs, &spill, parts, budget, order, log, bar) {
+    let beat = Heartbeat::new(log, ("read", "first pass over the acts"), opts.log_every);
+    let repeated = match first_pass(inputs, &spill, parts, budget, order, beat, bar) {
         Ok(repeated) => repeated,
         Err(error) => return Err(small_tables_error(inputs).unwrap_or(error)),
     };
@@ -725,13 +726,13 @@ fn first_pass(
     parts: usize,
     budget: usize,
     order: Order,
-    log: &Log<'_>,
+    mut beat: Heartbeat,
     bar: Bar,
 ) -> Result<Option<HashSet<IdHash>>, RunError> {
     // A hash is 8 bytes where an act takes about 1 100 in memory: a bucket of hashes for 64
     // partitions is still smaller than one partition's acts.
     let buckets = parts.div_ceil(64);
-    log(
+    (beat.log)(
         "read",
         match order {
             Order::Declared => "finding repeated act ids",
@@ -746,9 +747,11 @@ fn first_pass(
     let chunks = Chunks::<ActKey>::open(&inputs.acts, &inputs.read)?;
     let files = chunks.files().to_vec();
     let mut last: Option<(Id, usize, u64)> = None;
+    let mut read_rows = 0;
     for chunk in chunks {
         let chunk = chunk?;
         bar.inc(chunk.read);
+        read_rows += chunk.read;
         for r in chunk.rows {
             let ActKey { act_id, patient_id } = r.value;
             if let Some(last) = &last
@@ -766,6 +769,8 @@ fn first_pass(
             let hash = partition::stable_hash(act_id.as_bytes());
             hashes.push((hash % buckets as u64) as usize, hash)?;
         }
+        // After the chunk's rows: a pass over acts in no order ends within its first chunk.
+        beat.beat(("acts_read", read_rows), &[]);
     }
     let mut hashes = hashes.finish()?;
     let mut repeated: HashSet<IdHash> = HashSet::default();
