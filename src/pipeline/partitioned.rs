@@ -490,28 +490,41 @@ pub fn run(
             };
             load_partition(part, from, duplicates, ben_files, act_files, rights_known)
         });
-        let mut beat = Heartbeat::new(log, ("compute", "computing"), opts.log_every);
-        let (mut parts_done, mut computed) = (0u64, 0u64);
-        for prepared in produce(scope, "rac-loader", 0, partitions)? {
-            let prepared = prepared?;
-            sink.partition(&prepared)?;
-            parts_done += 1;
-            computed += prepared.acts.len() as u64;
-            beat.beat(
-                ("acts_computed", computed),
-                &[
-                    ("partitions_done", parts_done),
-                    ("partitions", parts as u64),
-                ],
-            );
-            // Freed here, on the computing thread (while the next partition loads).
-            drop(prepared);
-        }
-        Ok(())
+        let loaded = produce(scope, "rac-loader", 0, partitions)?;
+        compute_partitions(&mut sink, loaded, parts, opts, log)
     })?;
     // Every spill file was deleted as its partition was read; the folder goes before commit.
     spill.remove()?;
     sink.finish(read_rows, started)
+}
+
+/// Computes and writes the `parts` partitions as they are loaded, in order, logging how far
+/// it is ([`Heartbeat`]).
+fn compute_partitions(
+    sink: &mut Sink,
+    loaded: impl Iterator<Item = Result<Prepared, RunError>>,
+    parts: usize,
+    opts: &RunOptions,
+    log: &Log<'_>,
+) -> Result<(), RunError> {
+    let mut beat = Heartbeat::new(log, ("compute", "computing"), opts.log_every);
+    let (mut parts_done, mut computed) = (0u64, 0u64);
+    for prepared in loaded {
+        let prepared = prepared?;
+        sink.partition(&prepared)?;
+        parts_done += 1;
+        computed += prepared.acts.len() as u64;
+        beat.beat(
+            ("acts_computed", computed),
+            &[
+                ("partitions_done", parts_done),
+                ("partitions", parts as u64),
+            ],
+        );
+        // Freed here, on the computing thread (while the next partition loads).
+        drop(prepared);
+    }
+    Ok(())
 }
 
 /// The partition of each row, by its patient id.
@@ -921,23 +934,8 @@ fn stream_sorted(
             failed: false,
             last_rows: 0,
         };
-        let mut beat = Heartbeat::new(log, ("compute", "computing"), opts.log_every);
-        let (mut parts_done, mut computed) = (0u64, 0u64);
-        for prepared in produce(scope, "rac-loader", 0, stream)? {
-            let prepared = prepared?;
-            sink.partition(&prepared)?;
-            parts_done += 1;
-            computed += prepared.acts.len() as u64;
-            beat.beat(
-                ("acts_computed", computed),
-                &[
-                    ("partitions_done", parts_done),
-                    ("partitions", parts as u64),
-                ],
-            );
-            drop(prepared);
-        }
-        Ok(())
+        let loaded = produce(scope, "rac-loader", 0, stream)?;
+        compute_partitions(&mut sink, loaded, parts, opts, log)
     });
     let checked = streamed.and_then(|()| match &inputs.counters {
         Some(path) => check_counter_years(path, stats.last_year, counter_years.iter().copied()),
