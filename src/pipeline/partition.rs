@@ -358,9 +358,11 @@ const MAX_STREAM_PARTS: u64 = 1024;
 /// Partitions asked for speed alone stop here (each holds an open spill file while reading);
 /// the memory limit may ask for more. 100 M generated acts (one run each, 2026-12-02): 256
 /// partitions (390 000 acts each) 130.1 s and 958 MiB peak RSS, 512 partitions 132.9 s and
-/// 726 MiB: the same time within the noise, and the 1 GiB of the scale issue kept at a
-/// distance.
-const MAX_PARTS_FOR_SPEED: u64 = 512;
+/// 726 MiB, 1 093 partitions 130.0 s and 524 MiB: the same time within the noise, and the
+/// 1 GiB of the scale issue kept at a distance. 1 024 need 1 216 open files: more than the
+/// soft limit of many systems, which is raised (or the partitions fewer, if the hard limit
+/// refuses: [`parts_within_open_files`]).
+const MAX_PARTS_FOR_SPEED: u64 = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -566,7 +568,7 @@ mod tests {
         assert_eq!(parts_for(50_000, 1 << 40, ACT_COST), 1);
         assert_eq!(parts_for(1_000_000, 1 << 40, ACT_COST), 17);
         assert_eq!(parts_for(1_000_000, 4 * 1_100_000, ACT_COST), 1_000);
-        assert_eq!(parts_for(1_000_000_000, 1 << 40, ACT_COST), 512);
+        assert_eq!(parts_for(1_000_000_000, 1 << 40, ACT_COST), 1024);
         assert_eq!(act_cost(0), ACT_COST);
         // Sorted acts, streamed: partitions of 16 MiB, at most 1 024 unless memory asks more.
         assert_eq!(parts_for_stream(50_000, 1 << 40, ACT_COST), 4);
