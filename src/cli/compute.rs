@@ -22,6 +22,7 @@ use rust_decimal::Decimal;
 
 use super::{Failure, InputArgs, load_rules};
 use crate::audit::Compare;
+use crate::io::temp::TempError;
 use crate::io::write::Format;
 use crate::pipeline::{self, RunOptions, RunSummary};
 use crate::profile::ProfileKind;
@@ -102,7 +103,7 @@ fn temp_dir(args: &ComputeArgs) -> Result<Option<PathBuf>, Failure> {
     let refuse = |why: &str| Failure::usage(format!("--temp-dir {}: {why}", dir.display()));
     let real = match std::fs::canonicalize(&dir) {
         Ok(real) if real.is_dir() => real,
-        _ => return Err(refuse("no such folder")),
+        _ => return Err(Failure::usage(TempError::NotAFolder(dir).to_string())),
     };
     // `--out` as it will be: the folder itself if it exists, else its parent's real path.
     let out: PathBuf = args.out.components().collect();

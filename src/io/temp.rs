@@ -4,8 +4,9 @@
 //! Several runs may share one `--temp-dir` (a cron job per month, per caisse). Each makes
 //! `rac-spill-<pid>-<n>/` there, after taking the lock `rac-spill-<pid>-<n>.lock` beside it (an
 //! exclusive `flock`, [`OutputLock`]), and removes both when it ends, fails, or is stopped by
-//! a signal. A run killed with `SIGKILL` cannot: its lock is then released by the system, and
-//! the next run that uses the same `--temp-dir` removes the folder of every lock it can take.
+//! a signal (the folder first, then the lock). A run killed with `SIGKILL` cannot: its lock is
+//! then released by the system, and the next run that uses the same `--temp-dir` removes the
+//! folder of every lock it can take, and every run folder left without a lock.
 
 use std::fs;
 use std::io;
