@@ -21,6 +21,7 @@ mod worker;
 pub use direct_io::SpillIo;
 pub use partition::{default_memory_limit, parse_size};
 pub use partitioned::{Limits, run};
+pub use spill::SpillCompression;
 
 use sink::Sink;
 // FxHash: the keys are ids from our own inputs, and SipHash was ~3 % of a run.

@@ -260,10 +260,19 @@ pub fn carried_bytes_per_act(path: &Path, opts: &ReadOptions) -> Result<u64, Rea
     Ok(bytes.div_ceil(acts.max(1)))
 }
 
+/// Acts expected in an acts input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub rows: u64,
+    /// From Parquet footers only: no CSV file was estimated.
+    pub exact: bool,
+}
+
 /// Acts expected in `path`: exact for Parquet (from the footers), estimated from the size of
 /// a CSV file and the length of its first lines (×5 for gzip).
-pub fn estimate_rows(path: &Path) -> Result<u64, ReadError> {
+pub fn estimate_rows(path: &Path) -> Result<Expected, ReadError> {
     let mut total = 0u64;
+    let mut exact = true;
     for file in read::resolve(path)? {
         let shown = file.display().to_string();
         let io = |source: std::io::Error| ReadError::Io {
@@ -286,12 +295,31 @@ pub fn estimate_rows(path: &Path) -> Result<u64, ReadError> {
             total += reader.metadata().file_metadata().num_rows().max(0) as u64;
         } else if head.starts_with(&[0x1f, 0x8b]) {
             total += size * 5 / 100;
+            exact = false;
         } else {
             let lines = head.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
             total += size * lines / (n.max(1) as u64);
+            exact = false;
         }
     }
-    Ok(total)
+    Ok(Expected { rows: total, exact })
+}
+
+/// The spill files are judged once this share of the acts expected is on disk (a 32nd):
+/// enough batches for their size per act, early enough to stop before the disk fills.
+pub const ROOM_SAMPLE: u64 = 32;
+
+/// Bytes the spill files still need, each store's `(rows, bytes)` written so far scaled to
+/// `expected` rows (stores with nothing written yet count for nothing).
+pub fn spill_still_needed(expected: u64, stores: &[(u64, u64)]) -> u64 {
+    stores
+        .iter()
+        .filter(|&&(rows, _)| rows > 0)
+        .map(|&(rows, bytes)| {
+            let total = u128::from(bytes) * u128::from(expected.max(rows)) / u128::from(rows);
+            u64::try_from(total).unwrap_or(u64::MAX) - bytes
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Largest partition, in bytes of acts, even with memory to spare: past it a partition's
@@ -460,6 +488,26 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_spill_still_needed_is_what_was_written_scaled_to_every_act() {
+        // A 32nd of 3 200 acts written, 210 bytes each, and their ids, 28 bytes each.
+        let acts = (100, 21_000);
+        let ids = (100, 2_800);
+        assert_eq!(spill_still_needed(3_200, &[acts]), 31 * 21_000);
+        assert_eq!(spill_still_needed(3_200, &[acts, ids]), 31 * 23_800);
+        // A store that wrote nothing yet counts for nothing; every act written: nothing more.
+        assert_eq!(spill_still_needed(3_200, &[acts, (0, 0)]), 31 * 21_000);
+        assert_eq!(spill_still_needed(100, &[acts, ids]), 0);
+        // More rows than expected (a CSV estimate too low): nothing more, not an underflow.
+        assert_eq!(spill_still_needed(50, &[acts]), 0);
+        // A billion acts, 210 bytes each: 210 GB, past a u64 of the product.
+        let billion = 1_000_000_000u64;
+        assert_eq!(
+            spill_still_needed(billion, &[(1 << 20, 210 << 20)]),
+            210 * billion - (210 << 20)
+        );
+    }
 
     #[test]
     fn the_hash_is_stable() {

@@ -19,7 +19,9 @@ use chrono::Datelike;
 use super::direct_io::SpillIo;
 use super::partition::{self, Plan, Sampler};
 use super::sink::Sink;
-use super::spill::{self, ActRow, IdHash, IdRow, Partitioned, SpillError, Spillable, Stored};
+use super::spill::{
+    self, ActRow, IdHash, IdRow, Partitioned, SpillCompression, SpillError, Spillable, Stored,
+};
 use super::{
     IdsChecked, Inputs, Origin, Prepared, RunError, RunOptions, RunSummary, assemble,
     check_counter_rows, check_counter_years, check_counters, check_manifest, group_counters,
@@ -48,6 +50,8 @@ pub struct Limits {
     pub sorted: bool,
     /// How spill files reach the disk (`--spill-io`).
     pub spill_io: SpillIo,
+    /// Whether spill files are compressed (`--spill-compression`).
+    pub spill_compression: SpillCompression,
     /// Where spill files go (`--temp-dir`): a folder of this run's is made there. `None`:
     /// in the temporary output folder beside `--out`.
     pub temp_dir: Option<PathBuf>,
@@ -57,12 +61,15 @@ pub struct Limits {
 struct SpillDir {
     path: PathBuf,
     io: SpillIo,
+    compression: SpillCompression,
 }
 
 impl SpillDir {
     /// A store of `parts` partitions spilling here.
     fn store<T: Spillable>(&self, parts: usize, budget: usize) -> Partitioned<T> {
-        Partitioned::new(&self.path, parts, budget).with_io(self.io)
+        Partitioned::new(&self.path, parts, budget)
+            .with_io(self.io)
+            .with_compression(self.compression)
     }
 
     /// The folder `name` inside this one.
@@ -70,6 +77,7 @@ impl SpillDir {
         SpillDir {
             path: self.path.join(name),
             io: self.io,
+            compression: self.compression,
         }
     }
 
@@ -166,7 +174,8 @@ pub fn run(
     started: Instant,
     log: &Log<'_>,
 ) -> Result<RunSummary, RunError> {
-    let rows = partition::estimate_rows(&inputs.acts)?;
+    let expected = partition::estimate_rows(&inputs.acts)?;
+    let rows = expected.rows;
     // An acts file that cannot be read is reported when it is read, in its turn.
     let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read);
     let act_cost = partition::act_cost(carried.unwrap_or(0));
@@ -246,6 +255,7 @@ pub fn run(
             None => staging.path().join(".spill"),
         },
         io: limits.spill_io,
+        compression: limits.spill_compression,
     };
     // Where the spill goes, and the room there (a run that fills the disk fails, exit 1).
     let parent = spill.path.parent().unwrap_or(&spill.path);
@@ -411,6 +421,17 @@ pub fn run(
     // out on the pool was no faster: the pool is busy converting the next chunk.)
     let bar = progress_bar(opts.progress, rows, "read");
     let mut beat = Heartbeat::new(log, ("read", "reading acts"), opts.log_every);
+    // Named as the user gave it: --temp-dir, or the folder of --out.
+    let spill_disk = match &limits.temp_dir {
+        Some(dir) => dir.as_path(),
+        None => staging.path().parent().unwrap_or(parent),
+    };
+    let mut room = Room {
+        dir: spill_disk,
+        expected,
+        compression: limits.spill_compression,
+        judged: false,
+    };
     std::thread::scope(|scope| -> Result<(), RunError> {
         for chunk in produce(scope, "rac-reader", 1, chunks)? {
             let chunk = chunk?;
@@ -433,6 +454,7 @@ pub fn run(
             last_year = last_year.max(years.max());
             ids.push_chunk(id_rows, id_parts)?;
             acts.push_chunk(chunk.rows, act_parts)?;
+            room.judge(acts.written(), ids.written(), log)?;
         }
         Ok(())
     })?;
@@ -496,6 +518,62 @@ pub fn run(
     // Every spill file was deleted as its partition was read; the folder goes before commit.
     spill.remove()?;
     sink.finish(read_rows, started)
+}
+
+/// Whether the acts' spill files will fit on their disk: judged once, when a
+/// [`partition::ROOM_SAMPLE`]th of the acts expected is written, from the bytes they took and
+/// the room left. A run that would fill the disk stops then, before its hours of work, rather
+/// than when the disk is full (exit 2: the configuration, its `--temp-dir`, is to change).
+/// Where the acts are counted from the size of a CSV file, the projection is only logged.
+struct Room<'p> {
+    /// The folder the spill files are in (`--temp-dir`, or the folder of `--out`).
+    dir: &'p Path,
+    expected: partition::Expected,
+    compression: SpillCompression,
+    judged: bool,
+}
+
+impl Room<'_> {
+    /// Judges the room once enough acts are written; `acts` and `ids` are the (rows, bytes)
+    /// written by their stores.
+    fn judge(&mut self, acts: (u64, u64), ids: (u64, u64), log: &Log<'_>) -> Result<(), RunError> {
+        let expected = self.expected.rows;
+        if self.judged || acts.0 == 0 || acts.0 < expected / partition::ROOM_SAMPLE {
+            return Ok(());
+        }
+        self.judged = true;
+        let Some(free) = free_bytes(self.dir) else {
+            return Ok(());
+        };
+        let needed = partition::spill_still_needed(expected, &[acts, ids]);
+        if needed <= free {
+            return Ok(());
+        }
+        let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+        let smaller = match self.compression {
+            SpillCompression::None => {
+                ", or --spill-compression lz4 (about a third of the bytes) or zstd (a fifth)"
+            }
+            SpillCompression::Lz4 => ", or --spill-compression zstd (about half of LZ4's bytes)",
+            SpillCompression::Zstd => "",
+        };
+        let message = format!(
+            "the spill files need about {} MiB more in {} ({} bytes an act so far, {expected} acts expected), which has {} MiB free: give --temp-dir a larger disk{smaller}",
+            mib(needed),
+            self.dir.display(),
+            (acts.1 + ids.1) / acts.0,
+            mib(free),
+        );
+        if self.expected.exact {
+            return Err(RunError::Usage(message));
+        }
+        log(
+            "read",
+            &format!("{message} (the acts are counted from the size of a CSV file: going on)"),
+            &[("needed_bytes", needed), ("free_bytes", free)],
+        );
+        Ok(())
+    }
 }
 
 /// Computes and writes the `parts` partitions as they are loaded, in order, logging how far
@@ -1080,5 +1158,84 @@ impl Iterator for SortedStream<'_> {
         let item = self.next_partition();
         self.failed = item.is_err();
         Some(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Judges a room in `dir` for `expected` acts after `written` (rows, bytes) of acts;
+    /// returns the outcome and the messages logged.
+    fn judge(
+        dir: &Path,
+        expected: partition::Expected,
+        written: &[(u64, u64)],
+    ) -> (Result<(), String>, Vec<String>) {
+        let logged = RefCell::new(Vec::new());
+        let log = |_: &str, message: &str, _: &[(&str, u64)]| {
+            logged.borrow_mut().push(message.to_string());
+        };
+        let mut room = Room {
+            dir,
+            expected,
+            compression: SpillCompression::Lz4,
+            judged: false,
+        };
+        let mut outcome = Ok(());
+        for &acts in written {
+            if let Err(e) = room.judge(acts, (0, 0), &log) {
+                outcome = Err(e.to_string());
+                break;
+            }
+        }
+        (outcome, logged.into_inner())
+    }
+
+    #[test]
+    fn the_room_is_judged_once_a_32nd_of_the_acts_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_bytes(dir.path()).unwrap();
+        // Twice the free space, projected from a 32nd of the acts.
+        let expected = 3_200;
+        let too_much = (100, free / 16);
+        let exact = partition::Expected {
+            rows: expected,
+            exact: true,
+        };
+        let (outcome, logged) = judge(dir.path(), exact, &[too_much]);
+        let message = outcome.unwrap_err();
+        assert!(
+            message.starts_with("the spill files need about "),
+            "{message}"
+        );
+        assert!(message.contains("3200 acts expected"), "{message}");
+        assert!(
+            message.ends_with(
+                "give --temp-dir a larger disk, or --spill-compression zstd (about half of LZ4's bytes)"
+            ),
+            "{message}"
+        );
+        assert!(logged.is_empty());
+        // Before a 32nd is written, nothing is judged; after the judgement, nothing more.
+        let (outcome, _) = judge(dir.path(), exact, &[(0, 0), (99, free)]);
+        assert!(outcome.is_ok());
+        let (outcome, _) = judge(dir.path(), exact, &[(100, 1), too_much]);
+        assert!(outcome.is_ok());
+        // Estimated acts (a CSV file): logged, and the run goes on.
+        let estimated = partition::Expected {
+            rows: expected,
+            exact: false,
+        };
+        let (outcome, logged) = judge(dir.path(), estimated, &[too_much]);
+        assert!(outcome.is_ok());
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(
+            logged[0].starts_with("the spill files need about ")
+                && logged[0]
+                    .ends_with("(the acts are counted from the size of a CSV file: going on)"),
+            "{logged:?}"
+        );
     }
 }
