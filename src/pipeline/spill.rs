@@ -52,8 +52,9 @@ fn spill_error(path: &Path, e: impl std::fmt::Display) -> SpillError {
 
 /// Whether the spill files are compressed (`--spill-compression`): each buffer of each batch,
 /// by the Arrow IPC codecs, and read back by the same reader. 10 M acts: the acts' and ids'
-/// files, 2.08 GB as they are, are 0.75 GB with LZ4 and 0.44 GB with zstd, for about 3 and 5 s
-/// more CPU ([`SpillCompression::Lz4`], [`SpillCompression::Zstd`]).
+/// files, 2.06 GB as they are, are 0.75 GB with LZ4 and 0.44 GB with zstd, for 2.6 and 5 s
+/// more CPU (three alternated runs each: 12.5–13.0 s, 13.9–14.3 s, 15.5–15.8 s); 100 M acts:
+/// 21.1, 7.7 and 4.5 GB, 144, 153 and 164 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SpillCompression {
     /// As encoded: the least CPU, about 210 bytes an act (README, Limits).
@@ -313,12 +314,13 @@ impl<T: Spillable> Partitioned<T> {
             let paths = (0..self.parts)
                 .map(|part| self.dir.join(format!("{}-{part:05}.arrows", T::NAME)))
                 .collect();
-            let files = SpillFiles::new(&self.dir, paths, T::schema(), self.io);
-            let files = files.with_compression(self.compression);
-            let files = SpillFiles {
-                written: Arc::clone(&self.written),
-                ..files
-            };
+            let files = SpillFiles::new(
+                &self.dir,
+                paths,
+                &T::schema(),
+                (self.io, self.compression),
+                Arc::clone(&self.written),
+            )?;
             self.files = Some(open_files(files)?);
         }
         self.files.as_mut().expect("opened above").send(batches)
@@ -423,12 +425,10 @@ struct SpillFiles {
     /// Their folder.
     dir: PathBuf,
     paths: Vec<PathBuf>,
-    schema: SchemaRef,
     /// Per partition, its file.
     files: Vec<Option<SpillFile>>,
-    /// The encoder of every partition's stream, made at the first batch.
-    encoder: Option<Encoder>,
-    compression: SpillCompression,
+    /// The encoder of every partition's stream.
+    encoder: Encoder,
     /// The encoded bytes of the batch being written, whatever its partition.
     encoded: Vec<u8>,
     /// The aligned buffer the files are written from.
@@ -446,25 +446,26 @@ struct Written {
 }
 
 impl SpillFiles {
-    fn new(dir: &Path, paths: Vec<PathBuf>, schema: SchemaRef, io: SpillIo) -> SpillFiles {
+    /// The files `paths` (in `dir`) of `schema`'s streams, written as `io` and `compression`
+    /// say; what they take is counted in `written`.
+    fn new(
+        dir: &Path,
+        paths: Vec<PathBuf>,
+        schema: &Schema,
+        (io, compression): (SpillIo, SpillCompression),
+        written: Arc<Written>,
+    ) -> Result<SpillFiles, SpillError> {
         let files = paths.iter().map(|_| None).collect();
-        SpillFiles {
+        Ok(SpillFiles {
             dir: dir.to_path_buf(),
             paths,
-            schema,
             files,
-            encoder: None,
-            compression: SpillCompression::None,
+            encoder: Encoder::new(schema, compression).map_err(|e| spill_error(dir, e))?,
             encoded: Vec::new(),
             scratch: Aligned::new(direct_io::TRANSFER),
             io,
-            written: Arc::default(),
-        }
-    }
-
-    fn with_compression(mut self, compression: SpillCompression) -> SpillFiles {
-        self.compression = compression;
-        self
+            written,
+        })
     }
 
     /// Runs `encode` with the shared vector as its output (empty on entry), then appends what
@@ -478,12 +479,7 @@ impl SpillFiles {
         let file = self.files[part]
             .as_mut()
             .expect("created at its first batch");
-        if self.encoder.is_none() {
-            let encoder = Encoder::new(&self.schema, self.compression);
-            self.encoder = Some(encoder.map_err(|e| spill_error(path, e))?);
-        }
-        let encoder = self.encoder.as_mut().expect("made above");
-        encode(encoder, &mut self.encoded).map_err(|e| spill_error(path, e))?;
+        encode(&mut self.encoder, &mut self.encoded).map_err(|e| spill_error(path, e))?;
         file.append(&self.encoded, &mut self.scratch)
             .map_err(|e| spill_error(path, e))?;
         let bytes = self.encoded.len() as u64;
