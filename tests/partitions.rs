@@ -1102,15 +1102,15 @@ fn progress_lines_say_how_far_the_reading_and_the_computing_are() {
     assert_eq!(computing.last().unwrap()["acts_computed"], done["computed"]);
 }
 
-/// A tmpfs of `size` mounted on `dir` while it lives (tests run as root mount one for a
-/// small disk); `None` where this process may not mount.
+/// A tmpfs mounted on `dir` with `options` (`size=512k`, `ro`) while it lives (tests run as
+/// root mount one for a small or read-only disk); `None` where this process may not mount.
 struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
-    fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
+    fn mount(dir: &Path, options: &str) -> Option<SmallDisk> {
         std::fs::create_dir_all(dir).unwrap();
         let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir)
             .output()
             .is_ok_and(|o| o.status.success());
@@ -1150,8 +1150,8 @@ fn a_spill_disk_too_small_stops_the_run_before_it_fills() {
     );
     let out = tmp.path().join("out");
     for (compression, size, advice) in [
-        ("none", "48m", "--spill-compression lz4"),
-        ("lz4", "32m", "--spill-compression zstd"),
+        ("none", "size=48m", "--spill-compression lz4"),
+        ("lz4", "size=32m", "--spill-compression zstd"),
     ] {
         let Some(disk) = SmallDisk::mount(&tmp.path().join(compression), size) else {
             eprintln!("not run: mounting a tmpfs needs root");
@@ -1192,4 +1192,47 @@ fn a_spill_disk_too_small_stops_the_run_before_it_fills() {
         assert!(!out.exists());
         assert!(names_in(&disk.0).is_empty(), "{:?}", names_in(&disk.0));
     }
+}
+
+/// An `--out` or a `--temp-dir` this run may not write (a read-only file system here;
+/// permissions alike) is a configuration error: exit 2, the folder named, nothing written.
+/// Needs a read-only disk: a tmpfs, mounted as root (whom permissions do not stop).
+#[test]
+fn a_folder_the_run_may_not_write_is_a_configuration_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("ro"), "ro,size=1m") else {
+        eprintln!("not run: mounting a tmpfs needs root");
+        return;
+    };
+    let data = tmp.path().join("data");
+    data_set(&data);
+    let ro = disk.0.display().to_string();
+    // Held in memory, or partitioned: the output folder is made before or after reading.
+    for limit in ["1G", "1M"] {
+        let out = disk.0.join("out");
+        let o = compute(&data, &out, None, &["--memory-limit", limit]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot write the output folder {ro}/out: ")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("Read-only file system"), "{stderr}");
+    }
+    let out = tmp.path().join("out");
+    let o = compute(
+        &data,
+        &out,
+        None,
+        &["--memory-limit", "1M", "--temp-dir", &ro],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--temp-dir: cannot write {ro}")),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    assert!(names_in(&disk.0).is_empty());
+    assert_eq!(names_in(tmp.path()), ["data", "ro"]);
 }

@@ -204,6 +204,19 @@ pub enum WriteError {
     NotAFolder { out: PathBuf },
     #[error("{} cannot be an output folder (it has no folder name)", .out.display())]
     BadOutPath { out: PathBuf },
+    /// The run may not write beside `out` (permissions, a read-only file system).
+    #[error(
+        "cannot write the output folder {}: {action} {}: {source}",
+        .out.display(),
+        .path.display()
+    )]
+    OutNotWritable {
+        out: PathBuf,
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// An input that changed during the run, found when its SHA-256 was taken.
     #[error("{}: {message}", .path.display())]
     Changed { path: PathBuf, message: String },
@@ -221,6 +234,7 @@ impl WriteError {
                 | WriteError::NotRacOutput { .. }
                 | WriteError::NotAFolder { .. }
                 | WriteError::BadOutPath { .. }
+                | WriteError::OutNotWritable { .. }
         )
     }
 
@@ -277,7 +291,25 @@ impl Staging {
     /// Takes the lock for `out` and creates the temporary folder (creating `out`'s parent if
     /// needed). Fails if another run holds the lock, if `out` is a file, or if `out` is a
     /// non-empty folder without a `manifest.json` (not a rac output: never deleted).
+    /// A folder this run may not write (permissions, a read-only file system) fails with
+    /// [`WriteError::OutNotWritable`]: a configuration error, as the others.
     pub fn begin(out: &Path) -> Result<Staging, WriteError> {
+        Staging::begin_writable(out).map_err(|e| match e {
+            WriteError::Io {
+                action,
+                path,
+                source,
+            } if super::is_denied(&source) => WriteError::OutNotWritable {
+                out: out.to_path_buf(),
+                action,
+                path,
+                source,
+            },
+            e => e,
+        })
+    }
+
+    fn begin_writable(out: &Path) -> Result<Staging, WriteError> {
         // `out` a symbolic link (`results/latest -> /data/2024-01`): the folder it points to
         // is the one replaced (staged beside it, on its file system), the link left as it is.
         // `results/latest/` (a slash at the end, as shells complete a folder) names `latest`.

@@ -245,6 +245,10 @@ pub fn run(
     let temp_space = match &limits.temp_dir {
         Some(dir) => Some(TempSpace::create(dir).map_err(|e| match e {
             TempError::NotAFolder(_) => RunError::Usage(e.to_string()),
+            // A folder this run may not write: the configuration is to change (exit 2).
+            TempError::Io { ref error, .. } if crate::io::is_denied(error) => {
+                RunError::Usage(e.to_string())
+            }
             TempError::Io { .. } => RunError::Spill(e.to_string()),
         })?),
         None => None,
