@@ -1102,19 +1102,30 @@ fn progress_lines_say_how_far_the_reading_and_the_computing_are() {
     assert_eq!(computing.last().unwrap()["acts_computed"], done["computed"]);
 }
 
-/// A tmpfs mounted on `dir` with `options` (`size=512k`, `ro`) while it lives (tests run as
-/// root mount one for a small or read-only disk); `None` where this process may not mount.
+/// A tmpfs mounted on `dir` with `options` (`size=512k`, `ro`) while it lives: a small or
+/// read-only disk. Only root may mount: `None` for another user (the test says it did not
+/// run); as root, a mount that fails fails the test (it would otherwise check nothing).
 struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
     fn mount(dir: &Path, options: &str) -> Option<SmallDisk> {
+        // SAFETY: a plain system call without arguments.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not run: mounting a tmpfs needs root");
+            return None;
+        }
         std::fs::create_dir_all(dir).unwrap();
-        let mounted = Command::new("mount")
+        let o = Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir)
             .output()
-            .is_ok_and(|o| o.status.success());
-        mounted.then(|| SmallDisk(dir.to_path_buf()))
+            .expect("mount runs");
+        assert!(
+            o.status.success(),
+            "mount: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Some(SmallDisk(dir.to_path_buf()))
     }
 }
 
@@ -1154,7 +1165,6 @@ fn a_spill_disk_too_small_stops_the_run_before_it_fills() {
         ("lz4", "size=32m", "--spill-compression zstd"),
     ] {
         let Some(disk) = SmallDisk::mount(&tmp.path().join(compression), size) else {
-            eprintln!("not run: mounting a tmpfs needs root");
             return;
         };
         let disk_arg = disk.0.display().to_string();
@@ -1192,6 +1202,22 @@ fn a_spill_disk_too_small_stops_the_run_before_it_fills() {
         assert!(!out.exists());
         assert!(names_in(&disk.0).is_empty(), "{:?}", names_in(&disk.0));
     }
+    // Without --temp-dir the spill goes beside --out: here a bare name, in the small disk.
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("beside"), "size=48m") else {
+        return;
+    };
+    let file = |name: &str| data.join(name).display().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_rac"))
+        .current_dir(&disk.0)
+        .args(["compute", "--acts", &file("acts.parquet")])
+        .args(["--beneficiaries", &file("beneficiaries.parquet")])
+        .args(["--out", "out", "--memory-limit", "1M"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(" MiB more in . ("), "{stderr}");
+    assert!(names_in(&disk.0).is_empty(), "{:?}", names_in(&disk.0));
 }
 
 /// An `--out` or a `--temp-dir` this run may not write (a read-only file system here;
@@ -1201,7 +1227,6 @@ fn a_spill_disk_too_small_stops_the_run_before_it_fills() {
 fn a_folder_the_run_may_not_write_is_a_configuration_error() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(disk) = SmallDisk::mount(&tmp.path().join("ro"), "ro,size=1m") else {
-        eprintln!("not run: mounting a tmpfs needs root");
         return;
     };
     let data = tmp.path().join("data");

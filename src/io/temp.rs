@@ -169,7 +169,11 @@ fn remove_leftovers(dir: &Path) -> Result<(), TempError> {
             let removed = remove_folder(&folder);
             drop(cleanup);
             drop(lock);
-            removed?;
+            match removed {
+                // Another user's, in a shared folder: theirs to remove.
+                Err(TempError::Io { ref error, .. }) if crate::io::is_denied(error) => {}
+                removed => removed?,
+            }
         }
     }
     Ok(())

@@ -501,12 +501,13 @@ mod tests {
         assert_eq!(spill_still_needed(100, &[acts, ids]), 0);
         // More rows than expected (a CSV estimate too low): nothing more, not an underflow.
         assert_eq!(spill_still_needed(50, &[acts]), 0);
-        // A billion acts, 210 bytes each: 210 GB, past a u64 of the product.
-        let billion = 1_000_000_000u64;
+        // 2^40 acts, 210 bytes each: the product of bytes and acts is past a u64.
         assert_eq!(
-            spill_still_needed(billion, &[(1 << 20, 210 << 20)]),
-            210 * billion - (210 << 20)
+            spill_still_needed(1 << 40, &[(1 << 20, 210 << 20)]),
+            (210 << 40) - (210 << 20)
         );
+        // Past a u64 itself: the most there is.
+        assert_eq!(spill_still_needed(u64::MAX, &[(1, 2)]), u64::MAX - 2);
     }
 
     #[test]

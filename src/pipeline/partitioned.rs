@@ -425,17 +425,21 @@ pub fn run(
     // out on the pool was no faster: the pool is busy converting the next chunk.)
     let bar = progress_bar(opts.progress, rows, "read");
     let mut beat = Heartbeat::new(log, ("read", "reading acts"), opts.log_every);
-    // Named as the user gave it: --temp-dir, or the folder of --out.
-    let spill_disk = match &limits.temp_dir {
-        Some(dir) => dir.as_path(),
-        None => staging.path().parent().unwrap_or(parent),
+    // Its room is read in the spill folder's parent, which exists; the folder is named as
+    // the user gave it: --temp-dir, or the folder of --out (`.` for a bare name).
+    let shown = match (&limits.temp_dir, staging.path().parent()) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        (None, _) => PathBuf::from("."),
     };
     let mut room = Room {
-        dir: spill_disk,
+        disk: parent,
+        shown: &shown,
         expected,
         compression: limits.spill_compression,
         judged: false,
     };
+    let mut accepted = 0u64;
     std::thread::scope(|scope| -> Result<(), RunError> {
         for chunk in produce(scope, "rac-reader", 1, chunks)? {
             let chunk = chunk?;
@@ -456,9 +460,11 @@ pub fn run(
                 .unzip();
             let years = chunk.rows.iter().map(|act| act.value.care_date.year());
             last_year = last_year.max(years.max());
+            accepted += chunk.rows.len() as u64;
             ids.push_chunk(id_rows, id_parts)?;
             acts.push_chunk(chunk.rows, act_parts)?;
-            room.judge(acts.written(), ids.written(), log)?;
+            let read = (read_rows, accepted);
+            room.judge(read, acts.written(), ids.written(), log)?;
         }
         Ok(())
     })?;
@@ -530,26 +536,47 @@ pub fn run(
 /// than when the disk is full (exit 2: the configuration, its `--temp-dir`, is to change).
 /// Where the acts are counted from the size of a CSV file, the projection is only logged.
 struct Room<'p> {
-    /// The folder the spill files are in (`--temp-dir`, or the folder of `--out`).
-    dir: &'p Path,
+    /// A folder on the spill files' file system.
+    disk: &'p Path,
+    /// The folder named in the message: `--temp-dir`, or the folder of `--out`.
+    shown: &'p Path,
     expected: partition::Expected,
     compression: SpillCompression,
     judged: bool,
 }
 
 impl Room<'_> {
-    /// Judges the room once enough acts are written; `acts` and `ids` are the (rows, bytes)
-    /// written by their stores.
-    fn judge(&mut self, acts: (u64, u64), ids: (u64, u64), log: &Log<'_>) -> Result<(), RunError> {
+    /// Judges the room once enough acts are written: `read` is the act rows read so far and
+    /// those of them accepted (the rejected ones are not spilled: the acts still to spill are
+    /// the expected ones in that proportion); `acts` and `ids` are the (rows, bytes) written by
+    /// their stores.
+    fn judge(
+        &mut self,
+        (read, accepted): (u64, u64),
+        acts: (u64, u64),
+        ids: (u64, u64),
+        log: &Log<'_>,
+    ) -> Result<(), RunError> {
         let expected = self.expected.rows;
-        if self.judged || acts.0 == 0 || acts.0 < expected / partition::ROOM_SAMPLE {
+        let to_spill = if read == 0 {
+            expected
+        } else {
+            u64::try_from(u128::from(expected) * u128::from(accepted) / u128::from(read))
+                .unwrap_or(u64::MAX)
+        };
+        if self.judged || acts.0 == 0 || acts.0 < to_spill / partition::ROOM_SAMPLE {
             return Ok(());
         }
         self.judged = true;
-        let Some(free) = free_bytes(self.dir) else {
+        let Some(free) = free_bytes(self.disk) else {
+            log(
+                "read",
+                "the room left on the spill files' disk cannot be read: not judged",
+                &[],
+            );
             return Ok(());
         };
-        let needed = partition::spill_still_needed(expected, &[acts, ids]);
+        let needed = partition::spill_still_needed(to_spill, &[acts, ids]);
         if needed <= free {
             return Ok(());
         }
@@ -564,7 +591,7 @@ impl Room<'_> {
         let message = format!(
             "the spill files need about {} MiB more in {} ({} bytes an act so far, {expected} acts expected), which has {} MiB free: give --temp-dir a larger disk{smaller}",
             mib(needed),
-            self.dir.display(),
+            self.shown.display(),
             (acts.1 + ids.1) / acts.0,
             mib(free),
         );
@@ -1170,26 +1197,31 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
 
-    /// Judges a room in `dir` for `expected` acts after `written` (rows, bytes) of acts;
-    /// returns the outcome and the messages logged.
+    /// A step of the reading: the (act rows read, accepted), and the (rows, bytes) of acts
+    /// written.
+    type Step = ((u64, u64), (u64, u64));
+
+    /// Judges a room in `dir` for `expected` acts after each of `steps`; returns the outcome
+    /// and the messages logged.
     fn judge(
         dir: &Path,
         expected: partition::Expected,
-        written: &[(u64, u64)],
+        steps: &[Step],
     ) -> (Result<(), String>, Vec<String>) {
         let logged = RefCell::new(Vec::new());
         let log = |_: &str, message: &str, _: &[(&str, u64)]| {
             logged.borrow_mut().push(message.to_string());
         };
         let mut room = Room {
-            dir,
+            disk: dir,
+            shown: Path::new("/scratch"),
             expected,
             compression: SpillCompression::Lz4,
             judged: false,
         };
         let mut outcome = Ok(());
-        for &acts in written {
-            if let Err(e) = room.judge(acts, (0, 0), &log) {
+        for &(read, acts) in steps {
+            if let Err(e) = room.judge(read, acts, (0, 0), &log) {
                 outcome = Err(e.to_string());
                 break;
             }
@@ -1198,22 +1230,25 @@ mod tests {
     }
 
     #[test]
-    fn the_room_is_judged_once_a_32nd_of_the_acts_is_written() {
+    fn the_room_is_judged_once_a_32nd_of_the_acts_to_spill_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let free = free_bytes(dir.path()).unwrap();
-        // Twice the free space, projected from a 32nd of the acts.
+        // A 32nd of 3 200 acts written, all read accepted: 31 times as many bytes still to
+        // come, 1.55 times the free space.
         let expected = 3_200;
-        let too_much = (100, free / 16);
+        let all = (100, 100);
+        let too_much = (100, free / 20);
         let exact = partition::Expected {
             rows: expected,
             exact: true,
         };
-        let (outcome, logged) = judge(dir.path(), exact, &[too_much]);
+        let (outcome, logged) = judge(dir.path(), exact, &[(all, too_much)]);
         let message = outcome.unwrap_err();
         assert!(
             message.starts_with("the spill files need about "),
             "{message}"
         );
+        assert!(message.contains(" MiB more in /scratch ("), "{message}");
         assert!(message.contains("3200 acts expected"), "{message}");
         assert!(
             message.ends_with(
@@ -1222,17 +1257,21 @@ mod tests {
             "{message}"
         );
         assert!(logged.is_empty());
-        // Before a 32nd is written, nothing is judged; after the judgement, nothing more.
-        let (outcome, _) = judge(dir.path(), exact, &[(0, 0), (99, free)]);
+        // Half the rows read rejected (not spilled): 1 600 acts to spill, 15 times as many
+        // bytes still to come, three quarters of the free space: it fits.
+        let (outcome, _) = judge(dir.path(), exact, &[((200, 100), too_much)]);
         assert!(outcome.is_ok());
-        let (outcome, _) = judge(dir.path(), exact, &[(100, 1), too_much]);
+        // Before a 32nd is written, nothing is judged; after the judgement, nothing more.
+        let (outcome, _) = judge(dir.path(), exact, &[(all, (0, 0)), ((99, 99), (99, free))]);
+        assert!(outcome.is_ok());
+        let (outcome, _) = judge(dir.path(), exact, &[(all, (100, 1)), (all, too_much)]);
         assert!(outcome.is_ok());
         // Estimated acts (a CSV file): logged, and the run goes on.
         let estimated = partition::Expected {
             rows: expected,
             exact: false,
         };
-        let (outcome, logged) = judge(dir.path(), estimated, &[too_much]);
+        let (outcome, logged) = judge(dir.path(), estimated, &[(all, too_much)]);
         assert!(outcome.is_ok());
         assert_eq!(logged.len(), 1, "{logged:?}");
         assert!(
@@ -1240,6 +1279,14 @@ mod tests {
                 && logged[0]
                     .ends_with("(the acts are counted from the size of a CSV file: going on)"),
             "{logged:?}"
+        );
+        // A disk whose room cannot be read: said, not judged.
+        let gone = dir.path().join("gone");
+        let (outcome, logged) = judge(&gone, exact, &[(all, too_much)]);
+        assert!(outcome.is_ok());
+        assert_eq!(
+            logged,
+            ["the room left on the spill files' disk cannot be read: not judged"]
         );
     }
 }

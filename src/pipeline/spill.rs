@@ -503,6 +503,17 @@ struct Encoder {
 
 impl Encoder {
     fn new(schema: &Schema, compression: SpillCompression) -> Result<Encoder, ArrowError> {
+        // A dictionary would be tracked across the files as if they were one stream.
+        if let Some(field) = schema
+            .fields()
+            .iter()
+            .find(|f| matches!(f.data_type(), DataType::Dictionary(..)))
+        {
+            return Err(ArrowError::IpcError(format!(
+                "spill column {} is a dictionary",
+                field.name()
+            )));
+        }
         let options = IpcWriteOptions::default().try_with_compression(compression.codec())?;
         let mut writer = StreamWriter::try_new_with_options(Vec::new(), schema, options)?;
         let schema = std::mem::take(writer.get_mut());
@@ -1328,6 +1339,17 @@ mod tests {
             let mut stored = store.finish().unwrap();
             assert_eq!(stored.spilled_rows, 20_000, "{compression:?}");
             sizes.push(spilled_bytes(dir.path(), 0) + spilled_bytes(dir.path(), 1));
+            // Each file ends with the stream's end (metadata V5: the marker, a length of 0).
+            for part in 0..2 {
+                let path = dir
+                    .path()
+                    .join(format!("{}-{part:05}.arrows", ActRow::NAME));
+                let bytes = std::fs::read(path).unwrap();
+                assert_eq!(
+                    bytes[bytes.len() - 8..],
+                    [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]
+                );
+            }
             let evens = stored.take(0).unwrap();
             let odds = stored.take(1).unwrap();
             assert!(evens.iter().eq(rows.iter().step_by(2)), "{compression:?}");
