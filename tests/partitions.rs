@@ -135,6 +135,7 @@ fn a_spilled_run_writes_the_bytes_of_an_in_memory_run() {
     let cached = tmp.path().join("cached");
     let lz4 = tmp.path().join("lz4");
     let zstd = tmp.path().join("zstd");
+    let mut spilled_bytes = Vec::new();
     for (out, io, compression) in [
         (&spilled, "direct", "none"),
         (&cached, "cached", "none"),
@@ -156,10 +157,19 @@ fn a_spilled_run_writes_the_bytes_of_an_in_memory_run() {
         let event = compute_event(&o);
         assert!(event["partitions"].as_u64().unwrap() > 4, "{event}");
         assert!(event["spilled_acts"].as_u64().unwrap() > 0, "{event}");
+        spilled_bytes.push(event["spilled_bytes"].as_u64().unwrap());
         // The spill folder is gone.
         let names = names_in(out);
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
     }
+    // The bytes of the acts' spill files, logged: the same through the cache or around it,
+    // fewer compressed (the batches are small here: LZ4 saves less than on large inputs).
+    let [direct, cached_bytes, lz4_bytes, zstd_bytes] = spilled_bytes[..] else {
+        unreachable!()
+    };
+    assert_eq!(direct, cached_bytes);
+    assert!(lz4_bytes * 3 < direct * 2, "lz4 {lz4_bytes}, none {direct}");
+    assert!(zstd_bytes < lz4_bytes, "zstd {zstd_bytes}, lz4 {lz4_bytes}");
 
     let seven = tmp.path().join("seven");
     let o = compute(

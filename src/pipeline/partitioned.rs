@@ -499,6 +499,7 @@ pub fn run(
         &[
             ("partitions", parts as u64),
             ("spilled_acts", acts.spilled_rows),
+            ("spilled_bytes", acts.spilled_bytes),
         ],
     );
     let expected = read_rows - early_rejects.len() as u64;

@@ -348,6 +348,8 @@ impl<T: Spillable> Partitioned<T> {
             buffers,
             io: self.io,
             spilled_rows: self.spilled_rows,
+            // Every file is written: the files' thread has ended.
+            spilled_bytes: self.written().1,
         })
     }
 }
@@ -591,6 +593,8 @@ pub struct Stored<T> {
     buffers: Vec<Vec<T>>,
     io: SpillIo,
     pub spilled_rows: u64,
+    /// Bytes of the spill files, as written (compressed or not).
+    pub spilled_bytes: u64,
 }
 
 impl<T: Spillable> Stored<T> {
