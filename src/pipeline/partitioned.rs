@@ -532,7 +532,7 @@ pub fn run(
 }
 
 /// Whether the acts' spill files will fit on their disk: judged once, when a
-/// [`partition::ROOM_SAMPLE`]th of the acts expected is written, from the bytes they took and
+/// [`partition::ROOM_SAMPLE`]th of the acts to spill is written, from the bytes they took and
 /// the room left. A run that would fill the disk stops then, before its hours of work, rather
 /// than when the disk is full (exit 2: the configuration, its `--temp-dir`, is to change).
 /// Where the acts are counted from the size of a CSV file, the projection is only logged.
