@@ -294,7 +294,7 @@ impl Staging {
     /// A folder this run may not write (permissions, a read-only file system) fails with
     /// [`WriteError::OutNotWritable`]: a configuration error, as the others.
     pub fn begin(out: &Path) -> Result<Staging, WriteError> {
-        Staging::begin_writable(out).map_err(|e| match e {
+        Staging::lock_and_create(out).map_err(|e| match e {
             WriteError::Io {
                 action,
                 path,
@@ -309,7 +309,8 @@ impl Staging {
         })
     }
 
-    fn begin_writable(out: &Path) -> Result<Staging, WriteError> {
+    /// [`Staging::begin`], its IO errors as they come.
+    fn lock_and_create(out: &Path) -> Result<Staging, WriteError> {
         // `out` a symbolic link (`results/latest -> /data/2024-01`): the folder it points to
         // is the one replaced (staged beside it, on its file system), the link left as it is.
         // `results/latest/` (a slash at the end, as shells complete a folder) names `latest`.
