@@ -261,7 +261,8 @@ pub fn run(
         io: limits.spill_io,
         compression: limits.spill_compression,
     };
-    // Where the spill goes, and the room there (a run that fills the disk fails, exit 1).
+    // Where the spill goes, and the room there (judged again once the acts begin to spill:
+    // [`Room`]; a run that fills the disk anyway fails, exit 1).
     let parent = spill.path.parent().unwrap_or(&spill.path);
     let free: Vec<(&str, u64)> = free_bytes(parent)
         .map(|free| ("free_bytes", free))

@@ -312,7 +312,7 @@ impl<T: Spillable> Partitioned<T> {
         if self.files.is_none() {
             std::fs::create_dir_all(&self.dir).map_err(|e| spill_error(&self.dir, e))?;
             let paths = (0..self.parts)
-                .map(|part| self.dir.join(format!("{}-{part:05}.arrows", T::NAME)))
+                .map(|part| self.dir.join(file_name::<T>(part)))
                 .collect();
             let files = SpillFiles::new(
                 &self.dir,
@@ -352,6 +352,11 @@ impl<T: Spillable> Partitioned<T> {
             spilled_bytes: self.written().1,
         })
     }
+}
+
+/// The spill file of partition `part` of a store of `T`.
+fn file_name<T: Spillable>(part: usize) -> String {
+    format!("{}-{part:05}.arrows", T::NAME)
 }
 
 /// Batches to append, with their partition.
@@ -1298,10 +1303,9 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
-    /// The bytes of partition `part`'s spill file in `dir` (acts).
-    fn spilled_bytes(dir: &Path, part: usize) -> u64 {
-        let path = dir.join(format!("{}-{part:05}.arrows", ActRow::NAME));
-        std::fs::metadata(path).unwrap().len()
+    /// The bytes of partition `part`'s spill file of acts in `dir`.
+    fn spilled(dir: &Path, part: usize) -> Vec<u8> {
+        std::fs::read(dir.join(file_name::<ActRow>(part))).unwrap()
     }
 
     #[test]
@@ -1342,13 +1346,10 @@ mod tests {
             }
             let mut stored = store.finish().unwrap();
             assert_eq!(stored.spilled_rows, 20_000, "{compression:?}");
-            sizes.push(spilled_bytes(dir.path(), 0) + spilled_bytes(dir.path(), 1));
+            let files = [spilled(dir.path(), 0), spilled(dir.path(), 1)];
+            sizes.push(files.iter().map(|bytes| bytes.len() as u64).sum::<u64>());
             // Each file ends with the stream's end (metadata V5: the marker, a length of 0).
-            for part in 0..2 {
-                let path = dir
-                    .path()
-                    .join(format!("{}-{part:05}.arrows", ActRow::NAME));
-                let bytes = std::fs::read(path).unwrap();
+            for bytes in &files {
                 assert_eq!(
                     bytes[bytes.len() - 8..],
                     [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]
