@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{compute_event, ok, rac, rac_owned};
+use common::{compute_event, events, ok, rac, rac_owned};
 
 /// A generated data set (CSV), with rows added that only a whole-input view can judge: an
 /// `act_id` reused for another patient (likely in another partition), an act of an unknown
@@ -181,7 +181,27 @@ fn a_spilled_run_writes_the_bytes_of_an_in_memory_run() {
     ok(&o, &[3]);
     assert_eq!(compute_event(&o)["partitions"], 7);
 
-    same_tables(&memory, &[&spilled, &seven, &cached, &lz4, &zstd]);
+    // Eight workers: two threads load the partitions (and search the id buckets), each its
+    // own, handed to the computing in order.
+    let two_loaders = tmp.path().join("two-loaders");
+    let args = ["--memory-limit", "1M", "--threads", "8"];
+    let o = compute(&data, &two_loaders, Some(&counters), &args);
+    ok(&o, &[3]);
+    let event = compute_event(&o);
+    assert_eq!(event["loaders"], 2, "{event}");
+    assert!(event["partitions"].as_u64().unwrap() > 4, "{event}");
+    let computed = events(&o)
+        .into_iter()
+        .find(|e| e["message"] == "partitions computed")
+        .expect("the computing's end is logged");
+    assert_eq!(computed["loaders"], 2, "{computed}");
+    assert!(computed["compute_ms"].is_u64(), "{computed}");
+    assert!(computed["loading_cpu_ms"].is_u64(), "{computed}");
+
+    same_tables(
+        &memory,
+        &[&spilled, &seven, &cached, &lz4, &zstd, &two_loaders],
+    );
     special_rows_rejected_once(&spilled);
 }
 
@@ -534,6 +554,12 @@ fn one_thread_runs_the_reading_loading_and_writing_in_line() {
     assert!(names.contains("rac-writer"), "{names:?}");
     assert!(names.contains("rac-spill"), "{names:?}");
     assert!(most > 3, "{most} threads at most");
+    // Eight workers: two loaders, each with a thread of its own.
+    let (_, names) = run("eight", "8");
+    for loader in ["rac-loader-0", "rac-loader-1"] {
+        assert!(names.contains(loader), "{names:?}");
+    }
+    assert!(!names.contains("rac-loader"), "{names:?}");
     // One worker: the main thread and the pool's one thread, never more (beside the thread
     // that waits for a stopping signal, and never works otherwise).
     let (most, names) = run("one", "1");
@@ -542,7 +568,10 @@ fn one_thread_runs_the_reading_loading_and_writing_in_line() {
     for stage in ["rac-reader", "rac-loader", "rac-writer", "rac-spill"] {
         assert!(!names.contains(stage), "{names:?}");
     }
-    same_tables(&tmp.path().join("two"), &[&tmp.path().join("one")]);
+    same_tables(
+        &tmp.path().join("two"),
+        &[&tmp.path().join("one"), &tmp.path().join("eight")],
+    );
 }
 
 /// Runs `rac` with `setup` run in the child process just before it starts rac (to set

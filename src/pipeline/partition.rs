@@ -327,20 +327,34 @@ pub fn spill_still_needed(expected: u64, stores: &[(u64, u64)]) -> u64 {
 /// generated acts: 24 s with 164 partitions, 30 s with 11).
 pub const PARTITION_TARGET: u64 = 64 << 20;
 
-/// Partitions needed so that one partition's acts take at most a quarter of the limit (one
-/// is computed while the next is loaded, beside the read buffers and the writers), and at
-/// most [`PARTITION_TARGET`] unless that needs more than [`MAX_PARTS_FOR_SPEED`] partitions.
-pub fn parts_for(rows: u64, memory_limit: u64, act_cost: u64) -> usize {
+/// Partitions needed so that the partitions held at once take at most half of the limit
+/// (one computed while `loaders` others are loaded, beside the read buffers and the
+/// writers: with one loader, a quarter of the limit each), and at most [`PARTITION_TARGET`]
+/// unless that needs more than [`MAX_PARTS_FOR_SPEED`] partitions.
+pub fn parts_for(rows: u64, memory_limit: u64, act_cost: u64, loaders: usize) -> usize {
     let need = rows.saturating_mul(act_cost);
     let for_speed = need.div_ceil(PARTITION_TARGET).min(MAX_PARTS_FOR_SPEED);
-    (parts_for_memory(rows, memory_limit, act_cost) as u64).max(for_speed) as usize
+    (parts_for_memory(rows, memory_limit, act_cost, loaders) as u64).max(for_speed) as usize
 }
 
 /// The partitions the memory limit alone asks for ([`parts_for`] without the ones asked for
 /// speed).
-pub fn parts_for_memory(rows: u64, memory_limit: u64, act_cost: u64) -> usize {
+pub fn parts_for_memory(rows: u64, memory_limit: u64, act_cost: u64, loaders: usize) -> usize {
     let need = rows.saturating_mul(act_cost);
-    need.div_ceil((memory_limit / 4).max(1)).max(1) as usize
+    let held = 2 * (loaders.max(1) as u64 + 1);
+    need.div_ceil((memory_limit / held).max(1)).max(1) as usize
+}
+
+/// Workers one partition loader keeps busy. Loading the partitions (reading their spill
+/// files, rebuilding their acts, grouping them by patient) took 3.3–3.5 s of CPU, and
+/// computing and writing them 12.5–13.0 s more (10 M acts, 2 workers, two runs, 2026-12-03:
+/// the `partitions computed` log line): a loader keeps up with about 3.7 workers.
+pub const WORKERS_PER_LOADER: usize = 4;
+
+/// The partition loaders for a pool of `workers` threads: one per [`WORKERS_PER_LOADER`]
+/// workers, rounded up. One loader is all that up to four workers need.
+pub fn loaders_for(workers: usize) -> usize {
+    workers.div_ceil(WORKERS_PER_LOADER).max(1)
 }
 
 /// The partitions to use when `wanted` need more open files than `file_limit` allows: the
@@ -376,7 +390,8 @@ pub const STREAM_PARTITION_TARGET: u64 = 16 << 20;
 pub fn parts_for_stream(rows: u64, memory_limit: u64, act_cost: u64) -> usize {
     let need = rows.saturating_mul(act_cost);
     let for_size = need.div_ceil(STREAM_PARTITION_TARGET).min(MAX_STREAM_PARTS);
-    for_size.max(parts_for(rows, memory_limit, act_cost) as u64) as usize
+    // One loader: the stream is read in order.
+    for_size.max(parts_for(rows, memory_limit, act_cost, 1) as u64) as usize
 }
 
 /// Streamed partitions asked for their size alone stop here: the beneficiaries, rights and
@@ -614,10 +629,22 @@ mod tests {
         assert!(parse_size("4X").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("0").is_err());
-        assert_eq!(parts_for(50_000, 1 << 40, ACT_COST), 1);
-        assert_eq!(parts_for(1_000_000, 1 << 40, ACT_COST), 17);
-        assert_eq!(parts_for(1_000_000, 4 * 1_100_000, ACT_COST), 1_000);
-        assert_eq!(parts_for(1_000_000_000, 1 << 40, ACT_COST), 1024);
+        assert_eq!(parts_for(50_000, 1 << 40, ACT_COST, 1), 1);
+        assert_eq!(parts_for(1_000_000, 1 << 40, ACT_COST, 1), 17);
+        assert_eq!(parts_for(1_000_000, 4 * 1_100_000, ACT_COST, 1), 1_000);
+        assert_eq!(parts_for(1_000_000_000, 1 << 40, ACT_COST, 1), 1024);
+        // Two loaders: three partitions held at once, in half of the limit (a sixth each
+        // instead of a quarter); three loaders, an eighth.
+        assert_eq!(parts_for(1_000_000, 6 * 1_100_000, ACT_COST, 1), 667);
+        assert_eq!(parts_for(1_000_000, 6 * 1_100_000, ACT_COST, 2), 1_000);
+        assert_eq!(
+            parts_for_memory(1_000_000, 8 * 1_100_000, ACT_COST, 3),
+            1_000
+        );
+        assert_eq!(parts_for(1_000_000, 1 << 40, ACT_COST, 4), 17);
+        // One loader up to four workers, then one more per four.
+        let loaders: Vec<usize> = [1, 2, 4, 5, 8, 9, 16, 64].map(loaders_for).into();
+        assert_eq!(loaders, [1, 1, 1, 2, 2, 3, 4, 16]);
         assert_eq!(act_cost(0), ACT_COST);
         // Sorted acts, streamed: partitions of 16 MiB, at most 1 024 unless memory asks more.
         assert_eq!(parts_for_stream(50_000, 1 << 40, ACT_COST), 4);
@@ -625,11 +652,11 @@ mod tests {
         assert_eq!(parts_for_stream(1_000_000_000, 1 << 40, ACT_COST), 1_024);
         assert_eq!(
             parts_for_stream(1_000_000, 4 * 1_100_000, ACT_COST),
-            parts_for(1_000_000, 4 * 1_100_000, ACT_COST)
+            parts_for(1_000_000, 4 * 1_100_000, ACT_COST, 1)
         );
         // Carried values of 150 bytes an act, held twice: 1 400 bytes an act.
         assert_eq!(act_cost(150), 1_400);
-        assert_eq!(parts_for(1_000_000, 4 * 1_100_000, act_cost(150)), 1_273);
+        assert_eq!(parts_for(1_000_000, 4 * 1_100_000, act_cost(150), 1), 1_273);
     }
 
     #[test]

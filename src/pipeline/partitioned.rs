@@ -11,6 +11,7 @@
 // FxHash: the keys are ids from our own inputs, and SipHash was ~3 % of a run.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,8 @@ use super::direct_io::SpillIo;
 use super::partition::{self, Plan, Sampler};
 use super::sink::Sink;
 use super::spill::{
-    self, ActRow, IdHash, IdRow, Partitioned, SpillCompression, SpillError, Spillable, Stored,
+    self, ActRow, IdHash, IdRow, Partitioned, SpillCompression, SpillError, Spillable, Spilled,
+    Stored,
 };
 use super::{
     IdsChecked, Inputs, Origin, Prepared, RunError, RunOptions, RunSummary, assemble,
@@ -164,8 +166,8 @@ const STREAM_CHUNK_ROWS: usize = 16_384;
 const SAMPLE_PER_PART: usize = 64;
 
 /// Computes a run whose inputs may be larger than memory: one partition (everything in
-/// memory, [`super::execute`]) when the acts fit in a quarter of the limit, else as many as
-/// needed.
+/// memory, [`super::execute`]) when the acts fit in a partition's share of the limit (a
+/// quarter with one loader, [`partition::parts_for`]), else as many as needed.
 pub fn run(
     book: &RuleBook,
     inputs: &Inputs,
@@ -179,15 +181,17 @@ pub fn run(
     // An acts file that cannot be read is reported when it is read, in its turn.
     let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read);
     let act_cost = partition::act_cost(carried.unwrap_or(0));
+    let loaders = partition::loaders_for(rayon::current_num_threads());
     let parts = match limits.parts {
         Some(parts) => parts,
         None => {
-            let wanted = partition::parts_for(rows, limits.memory, act_cost);
+            let wanted = partition::parts_for(rows, limits.memory, act_cost, loaders);
             match spill::allow_open_files(spill::files_needed(wanted)) {
                 Ok(()) => wanted,
                 // Fewer, if the partitions asked for speed are what the limit refuses.
                 Err(limit) => {
-                    let for_memory = partition::parts_for_memory(rows, limits.memory, act_cost);
+                    let for_memory =
+                        partition::parts_for_memory(rows, limits.memory, act_cost, loaders);
                     let fitted = partition::parts_within_open_files(
                         wanted,
                         for_memory,
@@ -482,7 +486,7 @@ pub fn run(
         &[("id_buckets", id_buckets as u64)],
     );
     let mut duplicates: HashSet<Origin> = HashSet::default();
-    for_each_repeat(ids.finish()?, |id, origin| {
+    for_each_repeat(ids.finish()?, loaders, |id, origin| {
         duplicates.insert(origin);
         early_rejects.push(Reject {
             file: act_files[origin.file as usize].clone(),
@@ -501,32 +505,56 @@ pub fn run(
             ("partitions", parts as u64),
             ("spilled_acts", acts.spilled_rows),
             ("spilled_bytes", acts.spilled_bytes),
+            ("loaders", loaders as u64),
         ],
     );
     let expected = read_rows - early_rejects.len() as u64;
     let mut sink = Sink::with_staging(book, opts, staging, expected, &files)?;
     sink.add_rejects(early_rejects, false);
     sink.add_rejects(other_rejects, true);
-    // With more than one worker, one thread loads the next partition while this one computes
-    // the last.
-    std::thread::scope(|scope| -> Result<(), RunError> {
-        let (duplicates, ben_files, act_files) = (&duplicates, &ben_files, &act_files);
-        let rights_known = inputs.rights.is_some();
-        let partitions = (0..parts).map(move |part| {
-            let from = Loaders {
-                small: SmallTables {
-                    bens: &mut bens,
-                    rights: &mut rights,
-                    counters: &mut counters,
-                    counters_file: inputs.counters.as_deref(),
-                },
-                acts: &mut acts,
+    // With more than one worker, loader threads load the next partitions while this one
+    // computes the last (`loaders` of them: one for up to four workers).
+    let loading = AtomicU64::new(0);
+    let context = LoadContext {
+        loading: &loading,
+        duplicates: &duplicates,
+        ben_files: &ben_files,
+        act_files: &act_files,
+        rights_known: inputs.rights.is_some(),
+        counters_file: inputs.counters.as_deref(),
+    };
+    let jobs: Vec<_> = (0..parts)
+        .map(|part| {
+            let rows = PartRows {
+                acts: acts.detach(part),
+                bens: bens.detach(part),
+                rights: rights.detach(part),
+                counters: counters.detach(part),
             };
-            load_partition(part, from, duplicates, ben_files, act_files, rights_known)
-        });
-        let loaded = produce(scope, "rac-loader", 0, partitions)?;
+            let context = &context;
+            move || load_partition(rows, context)
+        })
+        .collect();
+    let (computing, cpu) = (Instant::now(), process_cpu_ns());
+    std::thread::scope(|scope| -> Result<(), RunError> {
+        let loaded = produce_ordered(scope, "rac-loader", loaders, jobs)?;
         compute_partitions(&mut sink, loaded, parts, opts, log)
     })?;
+    // The loaders' CPU time near the phase's time times their number: they held the
+    // computing back (more workers would bring more loaders, see `partition::loaders_for`).
+    log(
+        "compute",
+        "partitions computed",
+        &[
+            ("compute_ms", computing.elapsed().as_millis() as u64),
+            ("cpu_ms", process_cpu_ns().saturating_sub(cpu) / 1_000_000),
+            (
+                "loading_cpu_ms",
+                loading.load(Ordering::Relaxed) / 1_000_000,
+            ),
+            ("loaders", loaders as u64),
+        ],
+    );
     // Every spill file was deleted as its partition was read; the folder goes before commit.
     spill.remove()?;
     sink.finish(read_rows, started)
@@ -651,20 +679,30 @@ fn id_bucket(id: &str, buckets: usize) -> usize {
 }
 
 /// Calls `f` for every id row whose id was seen before in its bucket (so, in the whole
-/// table): the second and later occurrences, in the order they were pushed. With more than
-/// one worker, one thread reads the next bucket back while this one searches the last: the
-/// run has no other work between reading and computing.
-fn for_each_repeat(mut ids: Stored<IdRow>, mut f: impl FnMut(&Id, Origin)) -> Result<(), RunError> {
+/// table): the second and later occurrences, bucket by bucket, in the order they were pushed.
+/// With more than one worker, `loaders` threads read the next buckets back and search them
+/// while this one reports the last: the run has no other work between reading and computing.
+fn for_each_repeat(
+    mut ids: Stored<IdRow>,
+    loaders: usize,
+    mut f: impl FnMut(&Id, Origin),
+) -> Result<(), RunError> {
+    let jobs: Vec<_> = (0..ids.parts())
+        .map(|bucket| {
+            let rows = ids.detach(bucket);
+            move || -> Result<Vec<IdRow>, RunError> {
+                let rows = rows.load()?;
+                let mut seen: HashSet<&str> =
+                    HashSet::with_capacity_and_hasher(rows.len(), Default::default());
+                let repeats = rows.iter().filter(|(id, _)| !seen.insert(id.as_str()));
+                Ok(repeats.cloned().collect())
+            }
+        })
+        .collect();
     std::thread::scope(|scope| -> Result<(), RunError> {
-        let buckets = (0..ids.parts()).map(move |bucket| ids.take(bucket));
-        for rows in produce(scope, "rac-ids", 0, buckets)? {
-            let rows = rows?;
-            let mut seen: HashSet<&str> =
-                HashSet::with_capacity_and_hasher(rows.len(), Default::default());
-            for (id, origin) in &rows {
-                if !seen.insert(id.as_str()) {
-                    f(id, *origin);
-                }
+        for repeats in produce_ordered(scope, "rac-ids", loaders, jobs)? {
+            for (id, origin) in repeats? {
+                f(&id, origin);
             }
         }
         Ok(())
@@ -700,6 +738,54 @@ fn produce<'scope, T: Send + 'scope, E: Send + 'scope>(
         })
         .map_err(|e| RunError::Internal(format!("cannot start the {name} thread: {e}")))?;
     Ok(Box::new(received.into_iter()))
+}
+
+/// [`produce`] on `producers` threads of `scope`, for items that can be made independently
+/// of each other (`jobs`, in their order): thread `k` makes items `k`, `k + producers`, …, and
+/// hands each to the consumer (one queue per thread, hand to hand), which receives them in
+/// the jobs' order. So at most `producers` items wait made while the consumer works on one.
+/// A thread stops after its first error, or when the receiver is dropped; the items stop
+/// at the first one missing. With one producer (or a pool of one thread) this is [`produce`].
+fn produce_ordered<'scope, T, E, J>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
+    producers: usize,
+    jobs: Vec<J>,
+) -> Result<Produced<'scope, T, E>, RunError>
+where
+    T: Send + 'scope,
+    E: Send + 'scope,
+    J: FnOnce() -> Result<T, E> + Send + 'scope,
+{
+    if producers <= 1 || super::single_threaded() {
+        return produce(scope, name, 0, jobs.into_iter().map(|job| job()));
+    }
+    let total = jobs.len();
+    let mut lanes: Vec<Vec<J>> = (0..producers).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        lanes[i % producers].push(job);
+    }
+    let mut queues = Vec::with_capacity(producers);
+    for (k, lane) in lanes.into_iter().enumerate() {
+        let (queue, received) = sync_channel(0);
+        let thread = format!("{name}-{k}");
+        std::thread::Builder::new()
+            .name(thread.clone())
+            .spawn_scoped(scope, move || {
+                for job in lane {
+                    let item = job();
+                    let failed = item.is_err();
+                    if queue.send(item).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| RunError::Internal(format!("cannot start the {thread} thread: {e}")))?;
+        queues.push(received);
+    }
+    Ok(Box::new(
+        (0..total).map_while(move |i| queues[i % producers].recv().ok()),
+    ))
 }
 
 /// A bar on stderr over `total` rows with their rate, or a hidden one.
@@ -743,46 +829,106 @@ struct SmallTables<'s> {
     counters_file: Option<&'s Path>,
 }
 
-struct Loaders<'s> {
-    small: SmallTables<'s>,
-    acts: &'s mut Stored<ActRow>,
+/// One partition's rows of the four tables, still to load ([`load_partition`]).
+struct PartRows {
+    acts: Spilled<ActRow>,
+    bens: Spilled<Sourced<Beneficiary>>,
+    rights: Spilled<RightPeriod>,
+    counters: Spilled<YearCounter>,
+}
+
+/// What every partition's loading shares.
+struct LoadContext<'s> {
+    /// CPU nanoseconds spent loading, summed over the loaders.
+    loading: &'s AtomicU64,
+    /// Act rows whose id an earlier row has (rejected in every partition).
+    duplicates: &'s HashSet<Origin>,
+    ben_files: &'s [String],
+    act_files: &'s [String],
+    rights_known: bool,
+    /// The counters' file, if given (its errors name it).
+    counters_file: Option<&'s Path>,
 }
 
 /// One partition's rows, checked and grouped by patient like an in-memory run's.
-fn load_partition(
-    part: usize,
-    from: Loaders,
-    duplicates: &HashSet<Origin>,
-    ben_files: &[String],
-    act_files: &[String],
-    rights_known: bool,
-) -> Result<Prepared, RunError> {
-    let mut rows = from.acts.take(part)?;
-    if !duplicates.is_empty() {
-        rows.retain(|r| {
-            !duplicates.contains(&Origin {
+fn load_partition(rows: PartRows, context: &LoadContext) -> Result<Prepared, RunError> {
+    let started = thread_cpu_ns();
+    let prepared = load_partition_inner(rows, context);
+    let spent = thread_cpu_ns().saturating_sub(started);
+    context.loading.fetch_add(spent, Ordering::Relaxed);
+    prepared
+}
+
+/// The CPU time this thread has used, in nanoseconds (0 where it cannot be read).
+fn thread_cpu_ns() -> u64 {
+    #[cfg(unix)]
+    return cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+    #[cfg(not(unix))]
+    return 0;
+}
+
+/// The CPU time the whole process has used, in nanoseconds (0 where it cannot be read).
+fn process_cpu_ns() -> u64 {
+    #[cfg(unix)]
+    return cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID);
+    #[cfg(not(unix))]
+    return 0;
+}
+
+#[cfg(unix)]
+fn cpu_ns(clock: libc::clockid_t) -> u64 {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a plain system call filling a struct owned here.
+    if unsafe { libc::clock_gettime(clock, &mut time) } != 0 {
+        return 0;
+    }
+    (time.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(time.tv_nsec as u64)
+}
+
+/// [`load_partition`], untimed.
+fn load_partition_inner(rows: PartRows, context: &LoadContext) -> Result<Prepared, RunError> {
+    let mut acts = rows.acts.load()?;
+    if !context.duplicates.is_empty() {
+        acts.retain(|r| {
+            !context.duplicates.contains(&Origin {
                 file: r.file as u32,
                 row: r.row,
             })
         });
     }
-    let small = from.small;
+    let small = SmallRows {
+        bens: rows.bens.load()?,
+        rights: rows.rights.load()?,
+        counters: rows.counters.load()?,
+    };
     prepare_partition(
-        part,
         small,
-        rows,
+        context.counters_file,
+        acts,
         Vec::new(),
-        ben_files,
-        act_files,
-        rights_known,
+        context.ben_files,
+        context.act_files,
+        context.rights_known,
     )
 }
 
-/// A partition's acts (without duplicate ids) with its beneficiaries, rights and counters;
-/// `act_rejects` are rows of the acts file already refused.
+/// A partition's rows of the small tables, loaded.
+struct SmallRows {
+    bens: Vec<Sourced<Beneficiary>>,
+    rights: Vec<RightPeriod>,
+    counters: Vec<YearCounter>,
+}
+
+/// A partition's acts (without duplicate ids) with its beneficiaries, rights and counters
+/// (read from `counters_file`); `act_rejects` are rows of the acts file already refused.
 fn prepare_partition(
-    part: usize,
-    from: SmallTables,
+    small: SmallRows,
+    counters_file: Option<&Path>,
     rows: Vec<ActRow>,
     act_rejects: Vec<Reject>,
     ben_files: &[String],
@@ -790,13 +936,12 @@ fn prepare_partition(
     rights_known: bool,
 ) -> Result<Prepared, RunError> {
     let mut rejects = Vec::new();
-    let beneficiaries = index_beneficiaries(from.bens.take(part)?, ben_files, &mut rejects);
+    let beneficiaries = index_beneficiaries(small.bens, ben_files, &mut rejects);
     let other_rejects = rejects.len() as u64;
     rejects.extend(act_rejects);
-    let rights = group_rights(from.rights.take(part)?);
-    let counters = from.counters.take(part)?;
-    let opening: HashMap<String, Vec<YearCounter>> = match from.counters_file {
-        Some(path) => group_counters(path, counters)?,
+    let rights = group_rights(small.rights);
+    let opening: HashMap<String, Vec<YearCounter>> = match counters_file {
+        Some(path) => group_counters(path, small.counters)?,
         None => HashMap::default(),
     };
     let base = Prepared {
@@ -1163,15 +1308,14 @@ impl SortedStream<'_> {
         self.last_rows = rows.len();
         self.next_part += 1;
         let rejects = std::mem::take(&mut self.rejects);
-        let small = SmallTables {
-            bens: &mut *self.small.bens,
-            rights: &mut *self.small.rights,
-            counters: &mut *self.small.counters,
-            counters_file: self.small.counters_file,
+        let small = SmallRows {
+            bens: self.small.bens.take(part)?,
+            rights: self.small.rights.take(part)?,
+            counters: self.small.counters.take(part)?,
         };
         prepare_partition(
-            part,
             small,
+            self.small.counters_file,
             rows,
             rejects,
             self.ben_files,
@@ -1229,6 +1373,97 @@ mod tests {
             }
         }
         (outcome, logged.into_inner())
+    }
+
+    /// Runs `f` on a pool of `threads`.
+    fn on_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    /// Jobs that return their number and the thread that ran them, after sleeping longer for
+    /// the first ones (so that later items are made first); job `fail`, if any, fails.
+    fn numbered_jobs(
+        n: usize,
+        fail: Option<usize>,
+    ) -> Vec<impl FnOnce() -> Result<(usize, String), String> + Send> {
+        (0..n)
+            .map(|i| {
+                move || {
+                    std::thread::sleep(Duration::from_millis((n - i) as u64 * 3));
+                    if Some(i) == fail {
+                        return Err(format!("job {i} failed"));
+                    }
+                    let thread = std::thread::current().name().unwrap_or("").to_string();
+                    Ok((i, thread))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn items_made_on_several_threads_come_in_the_jobs_order() {
+        let made: Vec<(usize, String)> = on_pool(4, || {
+            std::thread::scope(|scope| {
+                let items = produce_ordered(scope, "test-load", 3, numbered_jobs(10, None));
+                items.unwrap().collect::<Result<_, _>>().unwrap()
+            })
+        });
+        let order: Vec<usize> = made.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, (0..10).collect::<Vec<_>>());
+        // Job i on thread i mod 3.
+        for (i, thread) in &made {
+            assert_eq!(*thread, format!("test-load-{}", i % 3));
+        }
+        // One producer: the one thread of `produce`, in the same order.
+        let made: Vec<(usize, String)> = on_pool(4, || {
+            std::thread::scope(|scope| {
+                let items = produce_ordered(scope, "test-load", 1, numbered_jobs(4, None));
+                items.unwrap().collect::<Result<_, _>>().unwrap()
+            })
+        });
+        assert_eq!(
+            made,
+            (0..4)
+                .map(|i| (i, "test-load".to_string()))
+                .collect::<Vec<_>>()
+        );
+        // A pool of one thread: made in line, on the consumer's thread (the pool's, unnamed).
+        let made: Vec<(usize, String)> = std::thread::scope(|scope| {
+            on_pool(1, || {
+                let items = produce_ordered(scope, "test-load", 3, numbered_jobs(3, None));
+                items.unwrap().collect::<Result<_, _>>().unwrap()
+            })
+        });
+        let in_line: Vec<(usize, String)> = (0..3).map(|i| (i, String::new())).collect();
+        assert_eq!(made, in_line);
+    }
+
+    #[test]
+    fn items_stop_at_the_first_error_in_the_jobs_order() {
+        let items: Vec<Result<usize, String>> = on_pool(4, || {
+            std::thread::scope(|scope| {
+                let items = produce_ordered(scope, "test-load", 3, numbered_jobs(9, Some(4)));
+                items.unwrap().map(|item| item.map(|(i, _)| i)).collect()
+            })
+        });
+        // Items 0 to 3, the error of job 4; then the thread that failed has stopped (job 7
+        // was its next), and the items end where its next one would be.
+        assert_eq!(
+            items,
+            [
+                Ok(0),
+                Ok(1),
+                Ok(2),
+                Ok(3),
+                Err("job 4 failed".to_string()),
+                Ok(5),
+                Ok(6)
+            ]
+        );
     }
 
     #[test]

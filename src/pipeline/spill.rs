@@ -611,11 +611,40 @@ impl<T: Spillable> Stored<T> {
     /// Takes partition `part`'s rows, in the order they were pushed; its spill file is
     /// deleted.
     pub fn take(&mut self, part: usize) -> Result<Vec<T>, SpillError> {
-        let mut memory = std::mem::take(&mut self.buffers[part]);
-        let Some(path) = self.files[part].take() else {
+        self.detach(part).load()
+    }
+
+    /// Partition `part`'s rows still to read: loaded later, on any thread, with
+    /// [`Spilled::load`] (partitions load independently of each other).
+    pub fn detach(&mut self, part: usize) -> Spilled<T> {
+        Spilled {
+            memory: std::mem::take(&mut self.buffers[part]),
+            path: self.files[part].take(),
+            io: self.io,
+        }
+    }
+}
+
+/// One partition's rows of a [`Stored`] table, not read yet: its spill file (if any) and the
+/// rows still in memory.
+pub struct Spilled<T> {
+    memory: Vec<T>,
+    path: Option<PathBuf>,
+    io: SpillIo,
+}
+
+impl<T: Spillable> Spilled<T> {
+    /// The rows, in the order they were pushed; the spill file is deleted.
+    pub fn load(self) -> Result<Vec<T>, SpillError> {
+        let Spilled {
+            mut memory,
+            path,
+            io,
+        } = self;
+        let Some(path) = path else {
             return Ok(memory);
         };
-        let file = SpillReader::open(&path, self.io).map_err(|e| spill_error(&path, e))?;
+        let file = SpillReader::open(&path, io).map_err(|e| spill_error(&path, e))?;
         let reader = StreamReader::try_new(file, None).map_err(|e| spill_error(&path, e))?;
         // SAFETY: the file was written by this run, from arrays built and checked by arrow-rs,
         // in the run's own staging folder, and is read back once: checking it again (UTF-8 of

@@ -29,11 +29,18 @@ pub fn ok(o: &Output, codes: &[i32]) {
     );
 }
 
-/// The `compute` event of a run logged with `--log-format json` (partitions, spilled acts).
-pub fn compute_event(o: &Output) -> serde_json::Value {
+/// The events of a run logged with `--log-format json`, in order.
+pub fn events(o: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stderr)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect()
+}
+
+/// The `compute` event of a run logged with `--log-format json` (partitions, spilled acts).
+pub fn compute_event(o: &Output) -> serde_json::Value {
+    events(o)
+        .into_iter()
         .find(|v| v["step"] == "compute")
         .expect("a compute event")
 }
