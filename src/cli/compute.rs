@@ -39,9 +39,9 @@ pub struct ComputeArgs {
     #[arg(long, default_value = "parquet")]
     pub format: String,
     /// Worker threads (default, or 0: all cores). With N > 1 the reading, the writing of
-    /// spill files, the reading back of act ids and partitions, the writing of outputs and
-    /// the hashing of the inputs each have a thread beside the N workers (a run can use a
-    /// little more than N cores); with 1 they run in line: one core.
+    /// spill files, the writing of outputs and the hashing of the inputs each have a thread
+    /// beside the N workers, and the reading back of act ids and partitions one per four
+    /// workers (a run can use a little more than N cores); with 1 they run in line: one core.
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress output.

@@ -11,6 +11,7 @@
 //! `collect`) before they are written, so the outputs are the same bytes whatever the thread
 //! count.
 
+mod cpu;
 mod direct_io;
 mod partition;
 mod partitioned;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::Datelike;
 use rayon::prelude::*;
 
+use super::cpu;
 use super::direct_io::SpillIo;
 use super::partition::{self, Plan, Sampler};
 use super::sink::Sink;
@@ -185,6 +186,9 @@ pub fn run(
     let loaders = partition::loaders_for(rayon::current_num_threads());
     let parts = match limits.parts {
         Some(parts) => parts,
+        // Held in memory (one partition, no loader beside it) if the acts fit in a quarter
+        // of the limit, whatever the loaders; else partitions sized for them.
+        None if partition::parts_for(rows, limits.memory, act_cost, 1) <= 1 => 1,
         None => {
             let wanted = partition::parts_for(rows, limits.memory, act_cost, loaders);
             match spill::allow_open_files(spill::files_needed(wanted)) {
@@ -427,8 +431,8 @@ pub fn run(
     let mut last_year: Option<i32> = None;
     // With more than one worker, one thread reads the next chunk while this one routes the
     // last (and encodes the batches the spill thread writes). The rows stay in their chunk
-    // until they are spilled: routing them is a partition number each. (Working the numbers
-    // out on the pool was no faster: the pool is busy converting the next chunk.)
+    // until they are spilled: routing them is a partition number each (worked out on the
+    // pool only with more than one loader: `route_on_pool` below).
     let bar = progress_bar(opts.progress, rows, "read");
     let mut beat = Heartbeat::new(log, ("read", "reading acts"), opts.log_every);
     // Its room is read in the spill folder's parent, which exists; the folder is named as
@@ -449,11 +453,12 @@ pub fn run(
     // With more workers than a loader keeps busy, the partition and id bucket of each act are
     // worked out on the pool: on this thread they held the reading back (100 M acts on 2
     // workers: 14 s of its CPU in a reading of 44 s, and the rest of the reading's 82 s on
-    // the other threads). With fewer, the pool is busy converting the next chunk: on it,
-    // the reading took about as long (10 M acts, six alternated pairs: 13.6–14.1 s against
-    // 13.4–14.0 s, this thread's CPU 1.3 → 0.27 s).
+    // the other threads). With fewer, the pool is busy converting the next chunk and this
+    // thread's work is no floor: on the pool, whole runs of 10 M acts on 2 workers took
+    // 13.6–14.1 s against 13.4–14.0 s (six alternated pairs; this thread's CPU in the
+    // reading 1.3 → 0.27 s).
     let route_on_pool = loaders > 1;
-    let (reading, read_cpu, routing_cpu) = (Instant::now(), process_cpu_ns(), thread_cpu_ns());
+    let (reading, read_cpu, routing_cpu) = (Instant::now(), cpu::process_ns(), cpu::thread_ns());
     std::thread::scope(|scope| -> Result<(), RunError> {
         for chunk in produce(scope, "rac-reader", 1, chunks)? {
             let chunk = chunk?;
@@ -491,11 +496,11 @@ pub fn run(
             ("read_ms", reading.elapsed().as_millis() as u64),
             (
                 "cpu_ms",
-                process_cpu_ns().saturating_sub(read_cpu) / 1_000_000,
+                cpu::process_ns().saturating_sub(read_cpu) / 1_000_000,
             ),
             (
                 "routing_cpu_ms",
-                thread_cpu_ns().saturating_sub(routing_cpu) / 1_000_000,
+                cpu::thread_ns().saturating_sub(routing_cpu) / 1_000_000,
             ),
         ],
     );
@@ -559,7 +564,7 @@ pub fn run(
             move || load_partition(rows, context)
         })
         .collect();
-    let (computing, cpu) = (Instant::now(), process_cpu_ns());
+    let (computing, cpu, dispatch) = (Instant::now(), cpu::process_ns(), cpu::thread_ns());
     std::thread::scope(|scope| -> Result<(), RunError> {
         let loaded = produce_ordered(scope, "rac-loader", loaders, jobs)?;
         compute_partitions(&mut sink, loaded, parts, opts, log)
@@ -571,12 +576,17 @@ pub fn run(
         "partitions computed",
         &[
             ("compute_ms", computing.elapsed().as_millis() as u64),
-            ("cpu_ms", process_cpu_ns().saturating_sub(cpu) / 1_000_000),
+            ("cpu_ms", cpu::process_ns().saturating_sub(cpu) / 1_000_000),
             (
                 "loading_cpu_ms",
                 loading.load(Ordering::Relaxed) / 1_000_000,
             ),
             ("loaders", loaders as u64),
+            (
+                "dispatch_cpu_ms",
+                cpu::thread_ns().saturating_sub(dispatch) / 1_000_000,
+            ),
+            ("totals_cpu_ms", sink.totals_cpu_ms()),
         ],
     );
     // Every spill file was deleted as its partition was read; the folder goes before commit.
@@ -791,7 +801,8 @@ fn produce<'scope, T: Send + 'scope, E: Send + 'scope>(
 /// hands each to the consumer (one queue per thread, hand to hand), which receives them in
 /// the jobs' order. So at most `producers` items wait made while the consumer works on one.
 /// A thread stops after its first error, or when the receiver is dropped; the items stop
-/// at the first one missing. With one producer (or a pool of one thread) this is [`produce`].
+/// at the first one missing. With one producer (or one job, or a pool of one thread) this is
+/// [`produce`].
 fn produce_ordered<'scope, T, E, J>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     name: &str,
@@ -803,6 +814,8 @@ where
     E: Send + 'scope,
     J: FnOnce() -> Result<T, E> + Send + 'scope,
 {
+    // No thread without a job.
+    let producers = producers.min(jobs.len());
     if producers <= 1 || super::single_threaded() {
         return produce(scope, name, 0, jobs.into_iter().map(|job| job()));
     }
@@ -898,42 +911,11 @@ struct LoadContext<'s> {
 
 /// One partition's rows, checked and grouped by patient like an in-memory run's.
 fn load_partition(rows: PartRows, context: &LoadContext) -> Result<Prepared, RunError> {
-    let started = thread_cpu_ns();
+    let started = cpu::thread_ns();
     let prepared = load_partition_inner(rows, context);
-    let spent = thread_cpu_ns().saturating_sub(started);
+    let spent = cpu::thread_ns().saturating_sub(started);
     context.loading.fetch_add(spent, Ordering::Relaxed);
     prepared
-}
-
-/// The CPU time this thread has used, in nanoseconds (0 where it cannot be read).
-fn thread_cpu_ns() -> u64 {
-    #[cfg(unix)]
-    return cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID);
-    #[cfg(not(unix))]
-    return 0;
-}
-
-/// The CPU time the whole process has used, in nanoseconds (0 where it cannot be read).
-fn process_cpu_ns() -> u64 {
-    #[cfg(unix)]
-    return cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID);
-    #[cfg(not(unix))]
-    return 0;
-}
-
-#[cfg(unix)]
-fn cpu_ns(clock: libc::clockid_t) -> u64 {
-    let mut time = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a plain system call filling a struct owned here.
-    if unsafe { libc::clock_gettime(clock, &mut time) } != 0 {
-        return 0;
-    }
-    (time.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(time.tv_nsec as u64)
 }
 
 /// [`load_partition`], untimed.

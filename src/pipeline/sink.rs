@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -45,6 +47,8 @@ struct Writer {
     counters: TableWriter<YearCounter>,
     summary: Summary,
     partition: PatientTotals,
+    /// CPU nanoseconds spent on the sums ([`Sink::totals_cpu_ms`]).
+    totals_cpu: Arc<AtomicU64>,
 }
 
 /// What the writer reports at the end.
@@ -66,9 +70,15 @@ impl Stage for Writer {
             Message::Outcomes(outcomes) => {
                 // The sums beside the encoding, on the pool.
                 let (partition, summary) = (&mut self.partition, &mut self.summary);
+                let totals_cpu = &self.totals_cpu;
                 let (written, ()) = rayon::join(
                     || self.acts.write(&outcomes),
-                    || crate::report::add_to_both(partition, summary, &outcomes),
+                    || {
+                        let started = super::cpu::thread_ns();
+                        crate::report::add_to_both(partition, summary, &outcomes);
+                        let spent = super::cpu::thread_ns().saturating_sub(started);
+                        totals_cpu.fetch_add(spent, Ordering::Relaxed);
+                    },
                 );
                 written?;
             }
@@ -115,6 +125,9 @@ pub(crate) struct Sink<'a> {
     /// an error).
     bar: super::partitioned::Bar,
     inputs: InputHashes,
+    /// CPU nanoseconds the writer spent on the per-patient and summary sums: one message
+    /// after the other, on one worker at a time.
+    totals_cpu: Arc<AtomicU64>,
 }
 
 /// The input files of the run, their SHA-256 and size, for the manifest. They are hashed on a
@@ -203,7 +216,9 @@ impl<'a> Sink<'a> {
             counters: TableWriter::create(&dir, opts.format)?,
             summary: Summary::new(),
             partition: PatientTotals::new(),
+            totals_cpu: Arc::default(),
         };
+        let totals_cpu = Arc::clone(&writer.totals_cpu);
         let writer = Worker::start("rac-writer", WRITER_QUEUE, writer, stopped_early)
             .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Sink {
@@ -217,7 +232,15 @@ impl<'a> Sink<'a> {
             computed: 0,
             bar,
             inputs: InputHashes::start(files),
+            totals_cpu,
         })
+    }
+
+    /// The CPU time the writer has spent so far on the per-patient and summary sums, in ms:
+    /// sums of one message at a time, so a floor on the computing's time however many
+    /// workers.
+    pub(crate) fn totals_cpu_ms(&self) -> u64 {
+        self.totals_cpu.load(Ordering::Relaxed) / 1_000_000
     }
 
     /// Rejects found outside the partitions (while reading); `other` for rows of the
