@@ -1368,6 +1368,7 @@ impl Iterator for SortedStream<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::worker::tests::on_pool;
     use super::*;
     use std::cell::RefCell;
 
@@ -1401,15 +1402,6 @@ mod tests {
             }
         }
         (outcome, logged.into_inner())
-    }
-
-    /// Runs `f` on a pool of `threads`.
-    fn on_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(f)
     }
 
     /// Jobs that return their number and the thread that ran them, after sleeping longer for

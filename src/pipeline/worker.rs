@@ -147,7 +147,7 @@ impl<S: Stage> Drop for Worker<S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::Mutex;
 
@@ -188,7 +188,7 @@ mod tests {
     }
 
     /// Runs `f` on a pool of `threads` (one: the stage runs in line).
-    fn on_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    pub(in crate::pipeline) fn on_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
