@@ -817,6 +817,23 @@ fn parquet_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// `rac`, with the three stopping signals at their default action whatever the test runner
+/// inherited (`nohup` ignores SIGHUP, and an ignored signal stays ignored in rac).
+#[cfg(unix)]
+fn rac_with_default_signals() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rac"));
+    // SAFETY: plain system calls, async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
 /// A run stopped by `SIGTERM`, `SIGINT` or `SIGHUP` while it spills (`timeout`, `systemctl
 /// stop`, Ctrl-C) removes its temporary folder, spill files included, and its lock, ends by
 /// that signal, and leaves the previous outputs as they were. Before, they stayed beside
@@ -834,7 +851,7 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
     ok(&rac_owned(&args(&[])), &[0]);
     let before = std::fs::read(out.join("acts.parquet")).unwrap();
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rac"))
+        let mut child = rac_with_default_signals()
             .args(args(&["--memory-limit", "1M", "--threads", "1"]))
             .spawn()
             .unwrap();
@@ -852,7 +869,7 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
     let scratch_arg = scratch.display().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rac"))
+    let mut child = rac_with_default_signals()
         .args(args(&[
             "--memory-limit",
             "1M",
