@@ -738,7 +738,8 @@ fn id_bucket(id: &str, buckets: usize) -> usize {
 /// table): the second and later occurrences, in the order they were pushed. With more than
 /// one worker, `loaders` threads read the next buckets back while this one searches the
 /// last: the run has no other work between reading and computing. (Searching on the loaders
-/// instead took one thread from the reading back: 100 M acts, 4.5 → 8.4 s with one loader.)
+/// instead put the reading back and the search on one thread, one after the other: 100 M
+/// acts, 4.5 → 8.4 s with one loader.)
 fn for_each_repeat(
     mut ids: Stored<IdRow>,
     loaders: usize,
