@@ -360,7 +360,7 @@ pub fn run(
     for chunk in chunks {
         let chunk = chunk?;
         other_rejects.extend(chunk.rejects);
-        let parts = parts_of(&plan, &chunk.rows, |r| &r.value.patient_id);
+        let parts = parts_of(false, &plan, &chunk.rows, |r| &r.value.patient_id);
         bens.push_chunk(chunk.rows, parts)?;
     }
     let mut bens = bens.finish()?;
@@ -373,7 +373,7 @@ pub fn run(
             let chunk = chunk?;
             other_rejects.extend(chunk.rejects);
             let rows: Vec<RightPeriod> = chunk.rows.into_iter().map(|r| r.value).collect();
-            let parts = parts_of(&plan, &rows, |r| &r.patient_id);
+            let parts = parts_of(false, &plan, &rows, |r| &r.patient_id);
             rights.push_chunk(rows, parts)?;
         }
     }
@@ -385,7 +385,7 @@ pub fn run(
         for values in checked_counters(path)? {
             let values = values?;
             counter_years.extend(values.iter().map(|c| c.year));
-            let parts = parts_of(&plan, &values, |c| &c.patient_id);
+            let parts = parts_of(false, &plan, &values, |c| &c.patient_id);
             counters.push_chunk(values, parts)?;
         }
         counter_years.sort_unstable();
@@ -452,8 +452,8 @@ pub fn run(
     let mut accepted = 0u64;
     // With more workers than a loader keeps busy, the partition and id bucket of each act are
     // worked out on the pool: on this thread they held the reading back (100 M acts on 2
-    // workers: 14 s of its CPU in a reading of 44 s, and the rest of the reading's 82 s on
-    // the other threads). With fewer, the pool is busy converting the next chunk and this
+    // workers: 14 s of its CPU in a reading of 44 s, the rest of the reading's 82 s of CPU
+    // on the other threads). With fewer, the pool is busy converting the next chunk and this
     // thread's work is no floor: on the pool, whole runs of 10 M acts on 2 workers took
     // 13.6–14.1 s against 13.4–14.0 s (six alternated pairs; this thread's CPU in the
     // reading 1.3 → 0.27 s).
@@ -467,8 +467,8 @@ pub fn run(
             beat.beat(("acts_read", read_rows), &[("acts_expected", rows)]);
             early_rejects.extend(chunk.rejects);
             let file = chunk.file as u32;
-            let act_parts = route(route_on_pool, &chunk.rows, |act| {
-                plan.part_of(&act.value.patient_id) as u32
+            let act_parts = parts_of(route_on_pool, &plan, &chunk.rows, |act| {
+                &act.value.patient_id
             });
             let (id_rows, id_parts): (Vec<IdRow>, Vec<u32>) =
                 route_pairs(route_on_pool, &chunk.rows, |act| {
@@ -700,11 +700,14 @@ fn compute_partitions(
     Ok(())
 }
 
-/// The partition of each row, by its patient id.
-fn parts_of<T>(plan: &Plan, rows: &[T], patient_id: impl Fn(&T) -> &str) -> Vec<u32> {
-    rows.iter()
-        .map(|r| plan.part_of(patient_id(r)) as u32)
-        .collect()
+/// The partition of each row, by its patient id: worked out on the pool, or on this thread.
+fn parts_of<T: Sync>(
+    on_pool: bool,
+    plan: &Plan,
+    rows: &[T],
+    patient_id: impl Fn(&T) -> &str + Sync + Send,
+) -> Vec<u32> {
+    route(on_pool, rows, |r| plan.part_of(patient_id(r)) as u32)
 }
 
 /// `f` of each row, in order: on the pool, or on this thread.
