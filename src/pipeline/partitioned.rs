@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use super::cpu;
 use super::direct_io::SpillIo;
+use super::pages;
 use super::partition::{self, Plan, Sampler};
 use super::sink::Sink;
 use super::spill::{
@@ -180,6 +181,13 @@ pub fn run(
 ) -> Result<RunSummary, RunError> {
     let expected = partition::estimate_rows(&inputs.acts)?;
     let rows = expected.rows;
+    // Before the run's memory is touched: huge pages only where they pay (pages.rs).
+    let huge_pages_variable = std::env::var_os(pages::HUGE_PAGES_VARIABLE);
+    if pages::keep_huge_pages(rows, huge_pages_variable.as_deref()).map_err(RunError::Usage)? {
+        log("read", "transparent huge pages kept", &[("huge_pages", 1)]);
+    } else if pages::turn_off_huge_pages() {
+        log("read", "transparent huge pages off", &[("huge_pages", 0)]);
+    }
     // An acts file that cannot be read is reported when it is read, in its turn.
     let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read);
     let act_cost = partition::act_cost(carried.unwrap_or(0));
