@@ -24,20 +24,7 @@ fn compute(data: &Path, out: &Path, value: Option<&str>) -> std::process::Output
 fn a_small_run_turns_huge_pages_off_unless_the_variable_keeps_them() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let d = data.display().to_string();
-    let args = [
-        "generate",
-        "--acts",
-        "300",
-        "--patients",
-        "40",
-        "--seed",
-        "3",
-    ];
-    ok(
-        &common::rac(&[&args[..], &["--out", &d, "--format", "csv"]].concat()),
-        &[0],
-    );
+    common::generate(&data, 300, 40, 3, "csv");
     let huge_pages = |o: &std::process::Output| {
         let event = events(o)
             .into_iter()

@@ -1240,20 +1240,7 @@ impl Drop for SmallDisk {
 fn a_spill_disk_too_small_stops_the_run_before_it_fills() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let d = data.display().to_string();
-    let args = [
-        "generate",
-        "--acts",
-        "400000",
-        "--patients",
-        "40000",
-        "--seed",
-        "11",
-    ];
-    ok(
-        &rac(&[&args[..], &["--out", &d, "--format", "parquet"]].concat()),
-        &[0],
-    );
+    common::generate(&data, 400_000, 40_000, 11, "parquet");
     let out = tmp.path().join("out");
     for (compression, size, advice) in [
         ("none", "size=48m", "--spill-compression lz4"),

@@ -19,6 +19,26 @@ pub fn rac(args: &[&str]) -> Output {
         .expect("rac runs")
 }
 
+/// `rac generate` into `dir`: `acts` acts of `patients` patients, seed `seed`, in `format`.
+pub fn generate(dir: &Path, acts: u32, patients: u32, seed: u32, format: &str) {
+    let (acts, patients, seed) = (acts.to_string(), patients.to_string(), seed.to_string());
+    let d = dir.display().to_string();
+    let o = rac(&[
+        "generate",
+        "--acts",
+        &acts,
+        "--patients",
+        &patients,
+        "--seed",
+        &seed,
+        "--out",
+        &d,
+        "--format",
+        format,
+    ]);
+    ok(&o, &[0]);
+}
+
 /// Fails (with rac's stderr) unless the exit code is one of `codes`.
 pub fn ok(o: &Output, codes: &[i32]) {
     assert!(
