@@ -21,7 +21,7 @@ mod spill;
 mod worker;
 
 pub use direct_io::SpillIo;
-pub use pages::{HUGE_PAGES_FROM_ACTS, turn_off_huge_pages};
+pub use pages::turn_off_huge_pages;
 pub use partition::{default_memory_limit, parse_size};
 pub use partitioned::{Limits, run};
 pub use spill::SpillCompression;

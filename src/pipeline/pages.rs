@@ -11,7 +11,8 @@
 //! - 10 M acts, four alternated pairs: 15.6–16.7 s with huge pages (5.0–5.8 s of system time)
 //!   against 13.0–13.4 s without (1.0–1.4 s); the user time 0.6–1.4 s higher without;
 //! - 100 M acts, two alternated pairs: 137.2 and 138.6 s with against 149.1 and 144.2 s
-//!   without; the system time about the same, the user time 9.5–11.7 s higher without.
+//!   without; the system time 17.4 and 17.0 s against 24.6 and 17.6 s, the user time 9.5–11.7
+//!   s higher without.
 //!
 //! So about 3.5 s saved at the start against about 0.12 s lost per million acts: even near
 //! 30 M acts. Where huge pages come cheap (bare metal) turning them off only loses the user
