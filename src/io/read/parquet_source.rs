@@ -100,6 +100,35 @@ fn bytes_cell(bytes: &[u8]) -> Cell<'_> {
 }
 
 impl Col {
+    /// The cells of rows `start..start + out.len()`, into `out`: the column's type is matched
+    /// once, and each arm's loop is [`Col::cell`] inlined for that type.
+    fn cells_into<'c>(&'c self, start: usize, out: &mut [Cell<'c>]) {
+        macro_rules! per_type {
+            ($($pattern:pat),*) => {
+                match self {
+                    $($pattern => {
+                        for (k, slot) in out.iter_mut().enumerate() {
+                            *slot = self.cell(start + k);
+                        }
+                    })*
+                }
+            };
+        }
+        per_type!(
+            Col::Null,
+            Col::Str(_),
+            Col::Dict(..),
+            Col::Int(_),
+            Col::Float(_),
+            Col::Decimal(..),
+            Col::Date32(_),
+            Col::Date64(_),
+            Col::Bool(_),
+            Col::Bytes(_)
+        )
+    }
+
+    #[inline(always)]
     fn cell(&self, i: usize) -> Cell<'_> {
         macro_rules! typed {
             ($array:expr, $cell:expr) => {
@@ -135,14 +164,60 @@ impl Col {
     }
 }
 
-struct BatchRow<'a> {
-    cols: &'a [Col],
+/// Rows converted together: their cells are gathered a column at a time into a small table
+/// ([`CellBlock`], 256 rows of 20-odd cells: 160 KiB, in the core's cache) before the rows are
+/// read from it. Reading the batch's columns a row at a time walked some forty arrays at once
+/// (offsets, values, null bitmaps, dictionary keys), each read a cache miss (`perf`: the cell
+/// reads were a third of the reading's CPU). `cargo bench --bench read`, 256 Ki acts from
+/// Parquet on 2 cores, four alternated runs each: 120–145 ms a row at a time, 108–111 ms by
+/// blocks.
+const BLOCK_ROWS: usize = 256;
+
+/// The cells of up to [`BLOCK_ROWS`] consecutive rows of a batch, column after column.
+struct CellBlock<'a> {
+    /// The block's first row in the batch.
+    start: usize,
+    rows: usize,
+    cells: Vec<Cell<'a>>,
+}
+
+impl<'a> CellBlock<'a> {
+    fn new() -> CellBlock<'a> {
+        CellBlock {
+            start: 0,
+            rows: 0,
+            cells: Vec::new(),
+        }
+    }
+
+    /// Row `i` of the batch, the block refilled first (from `cols`, up to `end`) if it does
+    /// not hold the row.
+    fn row(&mut self, cols: &'a [Col], i: usize, end: usize) -> BlockRow<'_, 'a> {
+        if !(self.start..self.start + self.rows).contains(&i) {
+            let rows = BLOCK_ROWS.min(end - i);
+            self.cells.clear();
+            self.cells.resize(cols.len() * rows, Cell::Null);
+            for (col, out) in cols.iter().zip(self.cells.chunks_exact_mut(rows)) {
+                col.cells_into(i, out);
+            }
+            (self.start, self.rows) = (i, rows);
+        }
+        BlockRow {
+            block: self,
+            i: i - self.start,
+        }
+    }
+}
+
+/// Row `i` of a [`CellBlock`].
+struct BlockRow<'b, 'a> {
+    block: &'b CellBlock<'a>,
     i: usize,
 }
 
-impl Row for BatchRow<'_> {
+impl Row for BlockRow<'_, '_> {
     fn cell(&self, slot: usize) -> Cell<'_> {
-        self.cols[slot].cell(self.i)
+        self.block.cells[slot * self.block.rows + self.i]
     }
 }
 
@@ -505,7 +580,10 @@ impl ParquetSource {
                 (0..rows)
                     .into_par_iter()
                     .with_min_len(1024)
-                    .map(|i| convert_row(&BatchRow { cols, i }, opts, file, name, first + i as u64))
+                    .map_init(CellBlock::new, |block, i| {
+                        let row = block.row(cols, i, rows);
+                        convert_row(&row, opts, file, name, first + i as u64)
+                    })
                     .collect::<Vec<Result<Sourced<T>, Box<Reject>>>>()
             },
             || batches.next(name),
@@ -648,6 +726,54 @@ mod tests {
         let col = canonical(&floats).unwrap();
         assert_eq!(col.cell(0), Cell::Null);
         assert_eq!(col.cell(1), Cell::Float(1.5));
+    }
+
+    /// A block holds, for each row and column, the cell [`Col::cell`] reads, whatever row
+    /// the block starts on and wherever the batch ends (the last block shorter).
+    #[test]
+    fn a_block_holds_the_cells_of_its_rows() {
+        let n = BLOCK_ROWS * 2 + 37;
+        let present = |i: usize, k: usize| !i.is_multiple_of(k);
+        let texts: Vec<String> = (0..n).map(|i| format!("id{i}")).collect();
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter(
+                (0..n).map(|i| present(i, 7).then(|| texts[i].as_str())),
+            )),
+            Arc::new(DictionaryArray::<Int32Type>::from_iter(
+                (0..n).map(|i| present(i, 5).then(|| ["a", "", "c"][i % 3])),
+            )),
+            Arc::new(Int64Array::from_iter(
+                (0..n).map(|i| present(i, 3).then_some(i as i64)),
+            )),
+            Arc::new(Float64Array::from_iter(
+                (0..n).map(|i| present(i, 4).then_some(i as f64 / 2.0)),
+            )),
+            Arc::new(
+                Decimal128Array::from_iter((0..n).map(|i| present(i, 6).then_some(i as i128)))
+                    .with_precision_and_scale(12, 2)
+                    .unwrap(),
+            ),
+            Arc::new(Date32Array::from_iter(
+                (0..n).map(|i| present(i, 2).then_some(i as i32)),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                (0..n).map(|i| present(i, 9).then_some(i % 2 == 0)),
+            )),
+        ];
+        let mut cols: Vec<Col> = arrays.iter().map(|a| canonical(a).unwrap()).collect();
+        cols.push(Col::Null);
+        for first in [0, 1, BLOCK_ROWS - 1, n - 3] {
+            let mut block = CellBlock::new();
+            for i in first..n {
+                let row = block.row(&cols, i, n);
+                for (slot, col) in cols.iter().enumerate() {
+                    assert_eq!(row.cell(slot), col.cell(i), "row {i}, column {slot}");
+                }
+            }
+        }
+        // Not a sequence of defaults: the cells differ from row to row.
+        assert_eq!(cols[0].cell(8), Cell::Str("id8"));
+        assert_eq!(cols[4].cell(7), Cell::Decimal(7, 2));
     }
 
     /// Writes `batch` to `path` as Parquet with `props`.
