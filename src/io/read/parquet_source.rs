@@ -100,17 +100,13 @@ fn bytes_cell(bytes: &[u8]) -> Cell<'_> {
 }
 
 impl Col {
-    /// The cells of rows `start..start + out.len()`, into `out`: the column's type is matched
-    /// once, and each arm's loop is [`Col::cell`] inlined for that type.
-    fn cells_into<'c>(&'c self, start: usize, out: &mut [Cell<'c>]) {
+    /// Appends the cells of `rows` to `out`: the column's type is matched once, and each
+    /// arm's loop is [`Col::cell`] inlined for that type.
+    fn cells_into<'c>(&'c self, rows: std::ops::Range<usize>, out: &mut Vec<Cell<'c>>) {
         macro_rules! per_type {
             ($($pattern:pat),*) => {
                 match self {
-                    $($pattern => {
-                        for (k, slot) in out.iter_mut().enumerate() {
-                            *slot = self.cell(start + k);
-                        }
-                    })*
+                    $($pattern => out.extend(rows.map(|i| self.cell(i))),)*
                 }
             };
         }
@@ -174,6 +170,7 @@ impl Col {
 const BLOCK_ROWS: usize = 256;
 
 /// The cells of up to [`BLOCK_ROWS`] consecutive rows of a batch, column after column.
+#[derive(Default)]
 struct CellBlock<'a> {
     /// The block's first row in the batch.
     start: usize,
@@ -182,23 +179,14 @@ struct CellBlock<'a> {
 }
 
 impl<'a> CellBlock<'a> {
-    fn new() -> CellBlock<'a> {
-        CellBlock {
-            start: 0,
-            rows: 0,
-            cells: Vec::new(),
-        }
-    }
-
     /// Row `i` of the batch, the block refilled first (from `cols`, up to `end`) if it does
     /// not hold the row.
     fn row(&mut self, cols: &'a [Col], i: usize, end: usize) -> BlockRow<'_, 'a> {
         if !(self.start..self.start + self.rows).contains(&i) {
             let rows = BLOCK_ROWS.min(end - i);
             self.cells.clear();
-            self.cells.resize(cols.len() * rows, Cell::Null);
-            for (col, out) in cols.iter().zip(self.cells.chunks_exact_mut(rows)) {
-                col.cells_into(i, out);
+            for col in cols {
+                col.cells_into(i..i + rows, &mut self.cells);
             }
             (self.start, self.rows) = (i, rows);
         }
@@ -580,7 +568,7 @@ impl ParquetSource {
                 (0..rows)
                     .into_par_iter()
                     .with_min_len(1024)
-                    .map_init(CellBlock::new, |block, i| {
+                    .map_init(CellBlock::default, |block, i| {
                         let row = block.row(cols, i, rows);
                         convert_row(&row, opts, file, name, first + i as u64)
                     })
@@ -763,7 +751,7 @@ mod tests {
         let mut cols: Vec<Col> = arrays.iter().map(|a| canonical(a).unwrap()).collect();
         cols.push(Col::Null);
         for first in [0, 1, BLOCK_ROWS - 1, n - 3] {
-            let mut block = CellBlock::new();
+            let mut block = CellBlock::default();
             for i in first..n {
                 let row = block.row(&cols, i, n);
                 for (slot, col) in cols.iter().enumerate() {
