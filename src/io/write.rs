@@ -1503,6 +1503,15 @@ impl<R: Row> TableWriter<R> {
         self.rows
     }
 
+    /// Rows handed to the file so far: [`Self::rows`] but those of the Parquet row group
+    /// being filled.
+    pub fn rows_in_file(&self) -> u64 {
+        match &self.sink {
+            Sink::Parquet { pending_rows, .. } => self.rows - *pending_rows as u64,
+            Sink::Csv(_) => self.rows,
+        }
+    }
+
     /// Appends rows (encoded here, [`CHUNK_ROWS`] at a time).
     pub fn write(&mut self, rows: &[R]) -> Result<(), WriteError> {
         for chunk in rows.chunks(CHUNK_ROWS) {
@@ -2197,6 +2206,17 @@ mod tests {
             (groups, fs::read(&path).unwrap())
         };
         let (groups, whole) = write(rows.len());
+        // Before the end, the file holds the first row group only.
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer =
+            TableWriter::<Outcome>::create_carrying(dir.path(), Format::Parquet, &carried).unwrap();
+        writer.write(&rows).unwrap();
+        assert_eq!(writer.rows(), rows.len() as u64);
+        assert_eq!(writer.rows_in_file(), 3 * BLOCK_ROWS as u64);
+        // In CSV, every row written is in the file.
+        let mut writer = TableWriter::<Outcome>::create(dir.path(), Format::Csv).unwrap();
+        writer.write(&rows[..7]).unwrap();
+        assert_eq!(writer.rows_in_file(), 7);
         // The row group ends with that block, wherever the writes end.
         assert_eq!(groups, [3 * BLOCK_ROWS as i64, BLOCK_ROWS as i64 + 5]);
         for cut in [1000, 5600, BLOCK_ROWS, 3 * BLOCK_ROWS] {

@@ -415,7 +415,7 @@ pub fn run(
             counter_years: &counter_years,
             other_rejects,
             files,
-            expected: rows,
+            expected,
         };
         return stream_sorted(
             book, inputs, opts, staging, &spill, routed, repeated, order, started, log,
@@ -546,6 +546,11 @@ pub fn run(
         ],
     );
     let expected = read_rows - early_rejects.len() as u64;
+    let exact = partition::Expected {
+        rows: expected,
+        exact: true,
+    };
+    let mut room = OutputRoom::new(staging.path(), &opts.out, exact, Some(&spill.path));
     let mut sink = Sink::with_staging(book, opts, staging, expected, &files)?;
     sink.add_rejects(early_rejects, false);
     sink.add_rejects(other_rejects, true);
@@ -575,7 +580,7 @@ pub fn run(
     let (computing, cpu, dispatch) = (Instant::now(), cpu::process_ns(), cpu::thread_ns());
     std::thread::scope(|scope| -> Result<(), RunError> {
         let loaded = produce_ordered(scope, "rac-loader", loaders, jobs)?;
-        compute_partitions(&mut sink, loaded, parts, opts, log)
+        compute_partitions(&mut sink, loaded, parts, opts, &mut room, log)
     })?;
     // The loaders' CPU time near the phase's time times their number: they held the
     // computing back (more workers would bring more loaders, see `partition::loaders_for`).
@@ -679,6 +684,152 @@ impl Room<'_> {
     }
 }
 
+/// Whether the outputs will fit on the disk of `--out`: judged once, when the acts in their
+/// file are a [`partition::ROOM_SAMPLE`]th of them and at least [`OUTPUT_ROOM_MIN_ACTS`], from
+/// the bytes the outputs took so far and the room left. The
+/// spill files still to be read count as room when they are on the same disk: each is
+/// deleted as its partition is loaded. A run that would fill the disk stops then (exit 2),
+/// rather than when the disk is full, hours later (exit 1); where the acts are counted from
+/// the size of a CSV file, the projection is only logged.
+struct OutputRoom {
+    /// The staging folder: its files are the outputs written so far.
+    staging: PathBuf,
+    /// `--out`, named in the message.
+    shown: PathBuf,
+    expected: partition::Expected,
+    /// The spill folder, if the acts were spilled.
+    spill: Option<PathBuf>,
+    judged: bool,
+}
+
+/// Acts computed before the room for the outputs is judged, at least: a sample of a few row
+/// groups of `acts.parquet`, since the bytes of the other tables (written per partition) are
+/// projected by those acts.
+const OUTPUT_ROOM_MIN_ACTS: u64 = 1 << 20;
+
+impl OutputRoom {
+    fn new(
+        staging: &Path,
+        out: &Path,
+        expected: partition::Expected,
+        spill: Option<&Path>,
+    ) -> OutputRoom {
+        OutputRoom {
+            staging: staging.to_path_buf(),
+            shown: out.to_path_buf(),
+            expected,
+            spill: spill.map(Path::to_path_buf),
+            judged: false,
+        }
+    }
+
+    /// Judges the room once enough acts are in their file: `in_file` of the expected ones,
+    /// whose outputs are on disk (not yet those of the acts in the writer's queue or in the
+    /// Parquet row group it fills).
+    fn judge(&mut self, in_file: u64, log: &Log<'_>) -> Result<(), RunError> {
+        let expected = self.expected.rows;
+        if self.judged
+            || in_file < OUTPUT_ROOM_MIN_ACTS
+            || in_file < expected / partition::ROOM_SAMPLE
+            || in_file >= expected
+        {
+            return Ok(());
+        }
+        self.judged = true;
+        let Some(free) = free_bytes(&self.staging) else {
+            log(
+                "compute",
+                "the room left on the outputs' disk cannot be read: not judged",
+                &[],
+            );
+            return Ok(());
+        };
+        let written = files_bytes(&self.staging);
+        let freed = match &self.spill {
+            Some(spill) if same_disk(spill, &self.staging) => files_bytes(spill),
+            _ => 0,
+        };
+        let Some(short) = outputs_short_by(expected, in_file, written, free, freed) else {
+            log(
+                "compute",
+                "the outputs fit on their disk",
+                &[
+                    ("bytes_to_write", bytes_to_write(expected, in_file, written)),
+                    ("free_bytes", free),
+                    ("spill_bytes_to_free", freed),
+                ],
+            );
+            return Ok(());
+        };
+        let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+        let message = format!(
+            "the outputs need about {} MiB more in {} than it will have ({} bytes an act so far, {expected} acts to write, {} MiB free): give --out a larger disk",
+            mib(short),
+            self.shown.display(),
+            written / in_file,
+            mib(free),
+        );
+        if self.expected.exact {
+            return Err(RunError::Usage(message));
+        }
+        log(
+            "compute",
+            &format!("{message} (the acts are counted from the size of a CSV file: going on)"),
+            &[("short_bytes", short), ("free_bytes", free)],
+        );
+        Ok(())
+    }
+}
+
+/// The bytes the outputs would lack: `written` bytes for the first `done` of `expected` acts
+/// project the bytes still to write ([`bytes_to_write`]); the room is the `free` bytes plus
+/// the `freed` ones that the run gives back before it ends. `None` if they fit.
+fn outputs_short_by(expected: u64, done: u64, written: u64, free: u64, freed: u64) -> Option<u64> {
+    let to_write = bytes_to_write(expected, done, written);
+    let room = free.saturating_add(freed);
+    (to_write > room).then(|| to_write - room)
+}
+
+/// The bytes still to write for `expected` acts when the first `done` of them took
+/// `written` (0 when none is done).
+fn bytes_to_write(expected: u64, done: u64, written: u64) -> u64 {
+    if done == 0 {
+        return 0;
+    }
+    let bytes = u128::from(written) * u128::from(expected.saturating_sub(done)) / u128::from(done);
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
+/// The bytes of the files directly in `dir` (not of its folders); 0 if it cannot be read.
+fn files_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.metadata().ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|meta| meta.len())
+        .sum()
+}
+
+/// Whether two folders are on one file system (never, where that cannot be told).
+fn same_disk(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
 /// Computes and writes the `parts` partitions as they are loaded, in order, logging how far
 /// it is ([`Heartbeat`]).
 fn compute_partitions(
@@ -686,6 +837,7 @@ fn compute_partitions(
     loaded: impl Iterator<Item = Result<Prepared, RunError>>,
     parts: usize,
     opts: &RunOptions,
+    room: &mut OutputRoom,
     log: &Log<'_>,
 ) -> Result<(), RunError> {
     let mut beat = Heartbeat::new(log, ("compute", "computing"), opts.log_every);
@@ -695,6 +847,7 @@ fn compute_partitions(
         sink.partition(&prepared)?;
         parts_done += 1;
         computed += prepared.acts.len() as u64;
+        room.judge(sink.acts_in_file(), log)?;
         beat.beat(
             ("acts_computed", computed),
             &[
@@ -1008,8 +1161,8 @@ struct Routed<'s> {
     counter_years: &'s [i32],
     other_rejects: Vec<Reject>,
     files: Vec<(&'static str, String)>,
-    /// Act rows expected (progress bar).
-    expected: u64,
+    /// Act rows expected (progress bar, room for the outputs).
+    expected: partition::Expected,
 }
 
 /// Whether the acts are known to be sorted by `patient_id`.
@@ -1206,7 +1359,8 @@ fn stream_sorted(
     let chunks = read::open_acts(&inputs.acts, &inputs.read)?.with_chunk_rows(STREAM_CHUNK_ROWS);
     let act_files = chunks.files().to_vec();
     files.extend(act_files.iter().map(|f| ("acts", f.clone())));
-    let mut sink = Sink::with_staging(book, opts, staging, expected, &files)?;
+    let mut room = OutputRoom::new(staging.path(), &opts.out, expected, None);
+    let mut sink = Sink::with_staging(book, opts, staging, expected.rows, &files)?;
     sink.add_rejects(other_rejects, true);
     let mut stats = StreamStats::default();
     let streamed = std::thread::scope(|scope| -> Result<(), RunError> {
@@ -1231,7 +1385,7 @@ fn stream_sorted(
             last_rows: 0,
         };
         let loaded = produce(scope, "rac-loader", 0, stream)?;
-        compute_partitions(&mut sink, loaded, parts, opts, log)
+        compute_partitions(&mut sink, loaded, parts, opts, &mut room, log)
     });
     let checked = streamed.and_then(|()| match &inputs.counters {
         Some(path) => check_counter_years(path, stats.last_year, counter_years.iter().copied()),
@@ -1556,6 +1710,106 @@ mod tests {
         assert_eq!(
             logged,
             ["the room left on the spill files' disk cannot be read: not judged"]
+        );
+    }
+
+    #[test]
+    fn outputs_short_by_projects_the_bytes_still_to_write() {
+        // 100 bytes for 10 of 50 acts: 400 more.
+        assert_eq!(outputs_short_by(50, 10, 100, 399, 0), Some(1));
+        assert_eq!(outputs_short_by(50, 10, 100, 400, 0), None);
+        // Spill files given back before the end count as room.
+        assert_eq!(outputs_short_by(50, 10, 100, 300, 100), None);
+        assert_eq!(outputs_short_by(50, 10, 100, 300, 99), Some(1));
+        // Nothing done yet, or everything: nothing to project.
+        assert_eq!(outputs_short_by(50, 0, 0, 0, 0), None);
+        assert_eq!(outputs_short_by(50, 50, 100, 0, 0), None);
+        // No overflow on large figures.
+        assert_eq!(
+            outputs_short_by(u64::MAX, 1, u64::MAX, 0, 0),
+            Some(u64::MAX)
+        );
+    }
+
+    /// An [`OutputRoom`] for `expected` acts whose staging folder holds `written` bytes, and
+    /// whose spill folder, if any, `spilled` (sparse files: no disk is used).
+    fn output_room(
+        dir: &Path,
+        expected: partition::Expected,
+        written: u64,
+        spilled: Option<u64>,
+    ) -> OutputRoom {
+        let staging = dir.join("staging");
+        std::fs::create_dir_all(staging.join(".spill")).unwrap();
+        let file = std::fs::File::create(staging.join("acts.parquet")).unwrap();
+        file.set_len(written).unwrap();
+        let spill = spilled.map(|bytes| {
+            let spill = staging.join(".spill");
+            let file = std::fs::File::create(spill.join("acts-0.arrow")).unwrap();
+            file.set_len(bytes).unwrap();
+            spill
+        });
+        OutputRoom::new(&staging, Path::new("/results"), expected, spill.as_deref())
+    }
+
+    #[test]
+    fn the_room_for_the_outputs_is_judged_once_with_the_spill_files_to_be_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_bytes(dir.path()).unwrap();
+        let sample = OUTPUT_ROOM_MIN_ACTS;
+        let exact = partition::Expected {
+            rows: 32 * sample,
+            exact: true,
+        };
+        let logged = RefCell::new(Vec::new());
+        let log = |_: &str, message: &str, _: &[(&str, u64)]| {
+            logged.borrow_mut().push(message.to_string());
+        };
+        // A 32nd of the acts took a 20th of the free bytes: 31 times as many to come, 1.55
+        // times the room.
+        let mut room = output_room(dir.path(), exact, free / 20, None);
+        // Not before a 32nd of the acts (nor before OUTPUT_ROOM_MIN_ACTS).
+        room.judge(sample - 1, &log).unwrap();
+        let message = room.judge(sample, &log).unwrap_err().to_string();
+        assert!(message.starts_with("the outputs need about "), "{message}");
+        assert!(
+            message.contains(&format!(
+                " MiB more in /results than it will have ({} bytes an act so far, {} acts to write, ",
+                free / 20 / sample,
+                32 * sample
+            )),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(" MiB free): give --out a larger disk"),
+            "{message}"
+        );
+        // Once only.
+        room.judge(2 * sample, &log).unwrap();
+        // The spill files still to read, on the same disk, will be deleted before the end:
+        // with a free disk's worth of them, the outputs fit.
+        let dir = tempfile::tempdir().unwrap();
+        let mut room = output_room(dir.path(), exact, free / 20, Some(free));
+        room.judge(sample, &log).unwrap();
+        assert_eq!(
+            logged.borrow_mut().pop().as_deref(),
+            Some("the outputs fit on their disk")
+        );
+        // Acts counted from a CSV file's size: logged, and the run goes on.
+        let dir = tempfile::tempdir().unwrap();
+        let estimated = partition::Expected {
+            exact: false,
+            ..exact
+        };
+        let mut room = output_room(dir.path(), estimated, free / 20, None);
+        room.judge(sample, &log).unwrap();
+        let logged = logged.into_inner();
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(
+            logged[0].starts_with("the outputs need about ")
+                && logged[0]
+                    .ends_with("(the acts are counted from the size of a CSV file: going on)"),
+            "{logged:?}"
         );
     }
 }

@@ -49,6 +49,8 @@ struct Writer {
     partition: PatientTotals,
     /// CPU nanoseconds spent on the sums ([`Sink::totals_cpu_ms`]).
     totals_cpu: Arc<AtomicU64>,
+    /// Acts handed to their file ([`Sink::acts_in_file`]).
+    acts_in_file: Arc<AtomicU64>,
 }
 
 /// What the writer reports at the end.
@@ -81,6 +83,8 @@ impl Stage for Writer {
                     },
                 );
                 written?;
+                self.acts_in_file
+                    .store(self.acts.rows_in_file(), Ordering::Relaxed);
             }
             Message::EndPartition(closing) => {
                 let years = std::mem::take(&mut self.partition).finish(&closing);
@@ -128,6 +132,7 @@ pub(crate) struct Sink<'a> {
     /// CPU nanoseconds the writer spent on the per-patient and summary sums: one message
     /// after the other, on one worker at a time.
     totals_cpu: Arc<AtomicU64>,
+    acts_in_file: Arc<AtomicU64>,
 }
 
 /// The input files of the run, their SHA-256 and size, for the manifest. They are hashed on a
@@ -217,8 +222,10 @@ impl<'a> Sink<'a> {
             summary: Summary::new(),
             partition: PatientTotals::new(),
             totals_cpu: Arc::default(),
+            acts_in_file: Arc::default(),
         };
         let totals_cpu = Arc::clone(&writer.totals_cpu);
+        let acts_in_file = Arc::clone(&writer.acts_in_file);
         let writer = Worker::start("rac-writer", WRITER_QUEUE, writer, stopped_early)
             .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Sink {
@@ -233,6 +240,7 @@ impl<'a> Sink<'a> {
             bar,
             inputs: InputHashes::start(files),
             totals_cpu,
+            acts_in_file,
         })
     }
 
@@ -241,6 +249,13 @@ impl<'a> Sink<'a> {
     /// workers.
     pub(crate) fn totals_cpu_ms(&self) -> u64 {
         self.totals_cpu.load(Ordering::Relaxed) / 1_000_000
+    }
+
+    /// The acts the writer has handed to `acts.*` so far: the outputs on disk are theirs
+    /// (and their patients'), not yet those of the acts in its queue or in the Parquet row
+    /// group it fills.
+    pub(crate) fn acts_in_file(&self) -> u64 {
+        self.acts_in_file.load(Ordering::Relaxed)
     }
 
     /// Rejects found outside the partitions (while reading); `other` for rows of the
