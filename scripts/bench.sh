@@ -20,7 +20,7 @@
 #      else scripts/measure.py (getrusage of the child); the input files are read once first
 #      so that every run starts from a warm page cache:
 #        bare     examples/bare_read_write: read 6 columns of acts.parquet, write them (snappy)
-#        rac      rac compute ... --format parquet --quiet (all cores)
+#        rac      rac compute ... --format parquet --log-format json (all cores)
 #        rac-1t   rac compute --threads 1, rac-2t --threads 2 (with --threads-scaling)
 #        rac-sorted  rac compute on DATA-sorted/acts.parquet (with --sorted-input: the acts
 #                 sorted by patient_id once, out of core, by DuckDB in the venv; reused)
@@ -29,7 +29,9 @@
 #   5. outside the timings: the .xx5 rounding check of rac and of both peer scripts
 #      (80.15 × 70 % = 56.11), a check that the two peers agree to the cent, and (with
 #      --sorted-input) that rac wrote the same tables from the sorted acts;
-#   6. the table: wall s, rows/s, peak RSS MiB per run, the ratios and the issue's targets.
+#   6. the table: wall s, rows/s, peak RSS MiB per run, the ratios and the issue's targets;
+#      then where each rac configuration's last run spent its time, phase by phase, from its
+#      log (scripts/rac_phases.py: the reading's and the computing's wall and CPU seconds).
 #
 # Results: target/bench-results/N/ — table.txt (what is printed at the end), results.tsv,
 # env.txt (machine, versions, commit), logs/ (each run's output and timing), out/ (each run's
@@ -176,7 +178,7 @@ run_rac() {
   # Exit 3: finished with some rows rejected (rejects.csv), still a full run.
   measure "$name" "$N" "0 3" "$RAC" compute --acts "${ACTS:-$DATA/acts.parquet}" \
     --beneficiaries "$DATA/beneficiaries.parquet" --rights "$DATA/rights.parquet" \
-    --out "$RESULTS/out/$name" --format parquet --quiet ${BENCH_RAC_ARGS:-} "$@"
+    --out "$RESULTS/out/$name" --format parquet --log-format json ${BENCH_RAC_ARGS:-} "$@"
 }
 
 say "warming the page cache"
@@ -237,7 +239,7 @@ CHECKS=$RESULTS/logs/checks.log
   fi
 } > "$CHECKS" 2>&1 || { echo "a check FAILED; the end of $CHECKS:"; tail -n 30 "$CHECKS"; exit 1; }
 grep -E 'check passed|agree' "$CHECKS" | sed 's/^/   /'
-grep -h 'rejected' "$RESULTS"/logs/rac*.log | sed 's/^/   /' || true
+grep -h '"step":"done"' "$RESULTS"/logs/rac*.log | sed -e 's/.*"message":"\([^"]*\)".*/\1/' -e 's/^/   /' || true
 
 # 6. Table ----------------------------------------------------------------------------------
 echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (another load on the machine skews every number)" >> "$RESULTS/env.txt"
@@ -246,6 +248,8 @@ say "results"
   cat "$RESULTS/env.txt"
   echo
   "$PYTHON" scripts/bench_report.py "$RESULTS/results.tsv"
+  echo
+  "$PYTHON" scripts/rac_phases.py "$RESULTS"/logs/rac*.log
 } | tee "$RESULTS/table.txt"
 echo
 echo "Results in $RESULTS (table.txt, results.tsv, env.txt, logs/, out/)."
