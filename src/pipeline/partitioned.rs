@@ -657,7 +657,6 @@ impl Room<'_> {
         if needed <= free {
             return Ok(());
         }
-        let mib = |bytes: u64| bytes.div_ceil(1 << 20);
         let smaller = match self.compression {
             SpillCompression::None => {
                 ", or --spill-compression lz4 (about a third of the bytes) or zstd (a fifth)"
@@ -672,16 +671,38 @@ impl Room<'_> {
             (acts.1 + ids.1) / acts.0,
             mib(free),
         );
-        if self.expected.exact {
-            return Err(RunError::Usage(message));
-        }
-        log(
-            "read",
-            &format!("{message} (the acts are counted from the size of a CSV file: going on)"),
+        too_small(
+            self.expected,
+            ("read", message),
             &[("needed_bytes", needed), ("free_bytes", free)],
-        );
-        Ok(())
+            log,
+        )
     }
+}
+
+/// A disk judged too small for the rest of the run: the run stops (exit 2) where the acts
+/// were counted exactly; where they were estimated from the size of a CSV file, `message` is
+/// logged at `step` and the run goes on.
+fn too_small(
+    expected: partition::Expected,
+    (step, message): (&str, String),
+    fields: &[(&str, u64)],
+    log: &Log<'_>,
+) -> Result<(), RunError> {
+    if expected.exact {
+        return Err(RunError::Usage(message));
+    }
+    log(
+        step,
+        &format!("{message} (the acts are counted from the size of a CSV file: going on)"),
+        fields,
+    );
+    Ok(())
+}
+
+/// Bytes in MiB, rounded up.
+fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
 }
 
 /// Whether the outputs will fit on the disk of `--out`: judged once, when the acts in their
@@ -761,7 +782,6 @@ impl OutputRoom {
             );
             return Ok(());
         };
-        let mib = |bytes: u64| bytes.div_ceil(1 << 20);
         let message = format!(
             "the outputs need about {} MiB more in {} than it will have ({} bytes an act so far, {expected} acts to write, {} MiB free): give --out a larger disk",
             mib(short),
@@ -769,15 +789,12 @@ impl OutputRoom {
             written / in_file,
             mib(free),
         );
-        if self.expected.exact {
-            return Err(RunError::Usage(message));
-        }
-        log(
-            "compute",
-            &format!("{message} (the acts are counted from the size of a CSV file: going on)"),
+        too_small(
+            self.expected,
+            ("compute", message),
             &[("short_bytes", short), ("free_bytes", free)],
-        );
-        Ok(())
+            log,
+        )
     }
 }
 
