@@ -723,7 +723,7 @@ struct OutputRoom {
     judged: bool,
 }
 
-/// Acts computed before the room for the outputs is judged, at least: a sample of a few row
+/// Acts in `acts.*` before the room for the outputs is judged, at least: a sample of a few row
 /// groups of `acts.parquet`, since the bytes of the other tables (written per partition) are
 /// projected by those acts.
 const OUTPUT_ROOM_MIN_ACTS: u64 = 1 << 20;
@@ -1713,13 +1713,7 @@ mod tests {
         };
         let (outcome, logged) = judge(dir.path(), estimated, &[(all, too_much)]);
         assert!(outcome.is_ok());
-        assert_eq!(logged.len(), 1, "{logged:?}");
-        assert!(
-            logged[0].starts_with("the spill files need about ")
-                && logged[0]
-                    .ends_with("(the acts are counted from the size of a CSV file: going on)"),
-            "{logged:?}"
-        );
+        assert_only_estimate_logged(&logged, "the spill files need about ");
         // A disk whose room cannot be read: said, not judged.
         let gone = dir.path().join("gone");
         let (outcome, logged) = judge(&gone, exact, &[(all, too_much)]);
@@ -1820,10 +1814,14 @@ mod tests {
         };
         let mut room = output_room(dir.path(), estimated, free / 20, None);
         room.judge(sample, &log).unwrap();
-        let logged = logged.into_inner();
+        assert_only_estimate_logged(&logged.into_inner(), "the outputs need about ");
+    }
+
+    /// `logged` is one message starting with `start`, said of acts estimated from a CSV file.
+    fn assert_only_estimate_logged(logged: &[String], start: &str) {
         assert_eq!(logged.len(), 1, "{logged:?}");
         assert!(
-            logged[0].starts_with("the outputs need about ")
+            logged[0].starts_with(start)
                 && logged[0]
                     .ends_with("(the acts are counted from the size of a CSV file: going on)"),
             "{logged:?}"
