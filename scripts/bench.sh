@@ -11,7 +11,8 @@
 #                      and streams them instead of spilling); needs the peers' venv
 #
 # What it does, in order:
-#   1. cargo build --release (the rac binary and examples/bare_read_write.rs);
+#   1. cargo build --release (the rac binary, examples/bare_read_write.rs and
+#      examples/output_floor.rs);
 #   2. rac generate --acts N --seed 7 --format parquet into target/bench-data/N (reused when
 #      present and generated with the same parameters);
 #   3. unless --skip-peers, a venv in target/bench-venv with pinned polars, duckdb and pyarrow
@@ -21,6 +22,8 @@
 #      so that every run starts from a warm page cache:
 #        bare     examples/bare_read_write: read 6 columns of acts.parquet, write them (snappy)
 #        rac      rac compute ... --format parquet --log-format json (all cores)
+#        floor    examples/output_floor on rac's acts.parquet: arrow-rs encoding that table
+#                 alone with rac's settings, one thread, timed inside (not a run; its own line)
 #        rac-1t   rac compute --threads 1, rac-2t --threads 2 (with --threads-scaling)
 #        rac-sorted  rac compute on DATA-sorted/acts.parquet (with --sorted-input: the acts
 #                 sorted by patient_id once, out of core, by DuckDB in the venv; reused)
@@ -34,8 +37,8 @@
 #      log (scripts/rac_phases.py: the reading's and the computing's wall and CPU seconds).
 #
 # Results: target/bench-results/N/ — table.txt (what is printed at the end), results.tsv,
-# env.txt (machine, versions, commit), logs/ (each run's output and timing), out/ (each run's
-# outputs, replaced on every run).
+# floor.tsv, env.txt (machine, versions, commit), logs/ (each run's output and timing, this run
+# only), out/ (each run's outputs, replaced on every run).
 #
 # Environment: BENCH_DATA, BENCH_RESULTS, BENCH_VENV (folders above), BENCH_SEED (7),
 # BENCH_PATIENTS (N / 10), BENCH_RAC_ARGS (extra rac flags, e.g. --memory-limit 768M), BENCH_REPEAT (1: runs of each command; the best wall time and the
@@ -80,9 +83,10 @@ say() { printf '\n== %s\n' "$*"; }
 
 # 1. Build ----------------------------------------------------------------------------------
 say "building rac and the bare read+write baseline (release)"
-cargo build --release --quiet --bin rac --example bare_read_write
+cargo build --release --quiet --bin rac --example bare_read_write --example output_floor
 RAC=$TARGET/release/rac
 BARE=$TARGET/release/examples/bare_read_write
+FLOOR=$TARGET/release/examples/output_floor
 
 # 2. Data -----------------------------------------------------------------------------------
 STAMP="acts=$N patients=$PATIENTS seed=$SEED format=parquet"
@@ -114,8 +118,11 @@ if (( ! SKIP_PEERS )); then
 fi
 
 # 4. Runs -----------------------------------------------------------------------------------
+# This run's logs only: the phases table reads every rac*.log there.
+rm -rf "$RESULTS/logs"
 mkdir -p "$RESULTS/logs" "$RESULTS/out"
 : > "$RESULTS/results.tsv"
+rm -f "$RESULTS/floor.tsv"
 if [[ ${BENCH_TIMER:-auto} != python ]] && /usr/bin/time -v true > /dev/null 2>&1; then
   TIMER="GNU /usr/bin/time -v"
 else
@@ -188,6 +195,14 @@ say "runs ($N acts; timer: $TIMER)"
 rm -rf "$RESULTS/out/bare" && mkdir -p "$RESULTS/out/bare"
 measure bare "$N" 0 "$BARE" "$DATA/acts.parquet" "$RESULTS/out/bare/acts.parquet"
 run_rac rac
+# The floor under any run: arrow-rs encoding rac's acts.parquet alone, on one thread (best of
+# BENCH_REPEAT), then spread over the cores; not a run of the table, a line of its own.
+FLOOR_LOG=$RESULTS/logs/floor.log
+: > "$FLOOR_LOG"
+for (( i = 1; i <= REPEAT; i++ )); do "$FLOOR" "$RESULTS/out/rac/acts.parquet" >> "$FLOOR_LOG"; done
+printf '%s\t%s\n' "$(sed -n 's/.* bytes, \([0-9.]*\) s on one thread.*/\1/p' "$FLOOR_LOG" | sort -g | head -n 1)" \
+  "$(nproc)" > "$RESULTS/floor.tsv"
+printf '   %-8s %8.2f s on one thread (acts.parquet encode alone)\n' floor "$(cut -f1 "$RESULTS/floor.tsv")"
 if (( SCALING )); then
   run_rac rac-1t --threads 1
   run_rac rac-2t --threads 2
@@ -247,7 +262,7 @@ say "results"
 {
   cat "$RESULTS/env.txt"
   echo
-  "$PYTHON" scripts/bench_report.py "$RESULTS/results.tsv"
+  "$PYTHON" scripts/bench_report.py "$RESULTS/results.tsv" "$RESULTS/floor.tsv"
   echo
   "$PYTHON" scripts/rac_phases.py "$RESULTS"/logs/rac*.log
 } | tee "$RESULTS/table.txt"

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Prints the table of `scripts/bench.sh` from its results file. Standard library only.
 
-    python3 scripts/bench_report.py RESULTS.tsv
+    python3 scripts/bench_report.py RESULTS.tsv [FLOOR.tsv]
 
 RESULTS.tsv has one line per run: name, rows, wall seconds, peak RSS in KiB, CPU seconds
 (user + system; CPU s / wall s well under the cores used means the machine was busy). Names the
 report knows: bare (the arrow-rs read + write baseline), rac (all cores), rac-1t and rac-2t
 (thread scaling), rac-sorted (the acts sorted by patient), polars and duckdb (the peers). Prints
 each run, then the ratios and the issue's targets with ok / MISS.
+
+FLOOR.tsv, if given, is one line: the seconds arrow-rs took to encode rac's acts.parquet alone
+on one thread (examples/output_floor), and the cores. The floor of any run that writes that
+table is those seconds spread over the cores; the report sets each time target beside it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ LABELS = {
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     runs: dict[str, tuple[int, float, float]] = {}
     cpu: dict[str, float] = {}
@@ -82,6 +86,35 @@ def main() -> None:
     if "rac-1t" in runs and "rac-2t" in runs:
         scaling = runs["rac-1t"][1] / runs["rac-2t"][1]
         check("2 threads faster than 1, ×", scaling, ">= 1.8", scaling >= 1.8)
+    if len(sys.argv) == 3:
+        floor(sys.argv[2], runs, peers)
+
+
+def floor(path: str, runs: dict[str, tuple[int, float, float]], peers: list[str]) -> None:
+    """The time targets beside the floor of writing acts.parquet (FLOOR.tsv)."""
+    with open(path, encoding="utf-8") as f:
+        fields = f.read().split()
+    if len(fields) != 2 or not fields[0]:
+        print(f"\nfloor: {path} has no measurement")
+        return
+    one_thread, cores = float(fields[0]), int(fields[1])
+    spread = one_thread / cores
+
+    def line(label: str, value: float, note: str = "") -> None:
+        print(f"  {label:<44} {value:>8.2f}   {note}".rstrip())
+
+    print()
+    print("floor (examples/output_floor: arrow-rs encoding rac's acts.parquet alone, rac's settings)")
+    line("one thread, s", one_thread)
+    line(f"spread over {cores} cores, s", spread, "(no reading, computing or other table)")
+    budgets = []
+    if peers:
+        fastest = min(peers, key=lambda p: runs[p][1])
+        budgets.append((f"rac wall for 5× the faster peer ({fastest}), s", runs[fastest][1] / 5))
+    if "bare" in runs:
+        budgets.append(("rac wall for 2× the bare read+write, s", 2 * runs["bare"][1]))
+    for label, budget in budgets:
+        line(label, budget, "below the floor" if budget < spread else "above the floor")
 
 
 if __name__ == "__main__":
