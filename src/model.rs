@@ -296,10 +296,43 @@ pub struct YearCounter {
     pub franchise_used: Decimal,
     /// Stays already charged the 24 € flat fee (*participation forfaitaire de 24 €*), sorted.
     pub charged_stays: Vec<String>,
+    /// Hospital stays begun this year and their first day (RULES §7.5: the earliest
+    /// `care_date` of the stay's `hospital_stay` lines), sorted by stay id: a later run dates
+    /// the day-31 rate of a stay's later lines from it (SPEC §2, counters).
+    pub stay_starts: Vec<(String, NaiveDate)>,
     /// Day the PF annual cap was reached, if it was.
     pub pf_cap_reached_on: Option<NaiveDate>,
     /// Day the franchise annual cap was reached, if it was.
     pub franchise_cap_reached_on: Option<NaiveDate>,
+}
+
+/// Writes ids with a date each (a counter's [`YearCounter::stay_starts`]) as `counters.*` and
+/// the spill files hold them: `id=YYYY-MM-DD`, joined by `;`, appended to `out`.
+pub fn write_dated(out: &mut String, dated: &[(String, NaiveDate)]) {
+    use std::fmt::Write as _;
+    for (i, (id, date)) in dated.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let _ = write!(out, "{id}={}", date.format("%Y-%m-%d"));
+    }
+}
+
+/// Reads what [`write_dated`] writes (the id is what comes before the last `=`, so an id may
+/// hold one); `None` if an entry has no id or no `YYYY-MM-DD` date after it.
+pub fn parse_dated(text: &str) -> Option<Vec<(String, NaiveDate)>> {
+    text.split(';')
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (id, date) = entry.rsplit_once('=')?;
+            // chrono alone would take `2024-1-3` too.
+            if date.len() != "YYYY-MM-DD".len() {
+                return None;
+            }
+            let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+            (!id.is_empty()).then(|| (id.to_owned(), date))
+        })
+        .collect()
 }
 
 /// The computed amounts of one act (SPEC §4, `acts.*`).

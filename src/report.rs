@@ -732,6 +732,7 @@ mod tests {
                 charged_stays: vec![],
                 pf_cap_reached_on: Some(date(2024, 1, 20)),
                 franchise_cap_reached_on: None,
+                stay_starts: vec![],
             },
             YearCounter {
                 patient_id: "p9".into(),

@@ -424,6 +424,89 @@ fn counters_carry_the_caps_from_one_run_to_the_next() {
     );
 }
 
+/// SPEC §2: a month's run given the previous month's closing counters computes the month as
+/// one run over both: a long stay billed in January and February has its day 31 in February
+/// dated from its January line, the counters written as CSV or Parquet, spilled or not.
+#[test]
+fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).display().to_string();
+    let header = "act_id,patient_id,care_date,category,tariff,stay_id,setting\n";
+    let january = "A1,P1,2025-01-20,hospital_stay,100.00,S1,inpatient\n";
+    let february = "A2,P1,2025-02-19,hospital_stay,10.00,S1,inpatient\n\
+                    A3,P1,2025-02-20,consultation,30.00,,ambulatory\n";
+    for (name, text) in [
+        ("jan.csv", format!("{header}{january}")),
+        ("feb.csv", format!("{header}{february}")),
+        ("both.csv", format!("{header}{january}{february}")),
+        (
+            "b.csv",
+            "patient_id,birth_date,regime\nP1,1980-05-06,general\n".into(),
+        ),
+    ] {
+        std::fs::write(tmp.path().join(name), text).unwrap();
+    }
+    let run = |acts: &str, out: &str, extra: &[&str]| {
+        let (acts, bens, out) = (path(acts), path("b.csv"), path(out));
+        let args = [
+            &[
+                "compute",
+                "--acts",
+                &acts,
+                "--beneficiaries",
+                &bens,
+                "--out",
+                &out,
+            ][..],
+            &["--quiet"],
+            extra,
+        ]
+        .concat();
+        let o = rac(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let line = |out: &str, act: &str| {
+        read(tmp.path().join(out).join("acts.csv"))
+            .lines()
+            .find(|l| l.starts_with(&format!("{act},")))
+            .unwrap_or_else(|| panic!("{act} in {out}"))
+            .to_string()
+    };
+    run("both.csv", "both", &["--format", "csv"]);
+    let whole = line("both", "A2");
+    for format in ["csv", "parquet"] {
+        let jan = format!("jan-{format}");
+        run("jan.csv", &jan, &["--format", format]);
+        let counters = path(&format!("{jan}/counters.{format}"));
+        for extra in [&[][..], &["--partitions", "3"]] {
+            let feb = format!("feb-{format}-{}", extra.len());
+            let args = [&["--counters", &counters, "--format", "csv"][..], extra].concat();
+            run("feb.csv", &feb, &args);
+            assert_eq!(line(&feb, "A2"), whole, "{format} {extra:?}");
+            assert_eq!(line(&feb, "A3"), line("both", "A3"), "{format} {extra:?}");
+        }
+    }
+    // The rate of the day-31 line is 100 % (80 % without its January start).
+    let rate_column = read(tmp.path().join("both/acts.csv"))
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "rate")
+        .unwrap();
+    assert_eq!(whole.split(',').nth(rate_column), Some("100.00"));
+    run("feb.csv", "feb-alone", &["--format", "csv"]);
+    assert_eq!(
+        line("feb-alone", "A2").split(',').nth(rate_column),
+        Some("80.00")
+    );
+}
+
 #[test]
 fn audit_explains_each_discrepancy() {
     let tmp = tempfile::tempdir().unwrap();
@@ -652,6 +735,29 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
         assert!(stderr.contains("counters format"), "{extra:?}: {stderr}");
     }
     std::fs::write(&counters, good).unwrap();
+    // Format 1 (before `stay_starts`) still opens a run, which writes format 2.
+    std::fs::write(
+        tmp.path().join("manifest.json"),
+        r#"{"version": "0.1.0", "counters_format": 1, "rows": {"counters": 1}}"#,
+    )
+    .unwrap();
+    let o = compute(
+        &out,
+        &["--counters", counters.to_str().unwrap(), "--format", "csv"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    assert_eq!(manifest["counters_format"], 2);
+    assert!(read(out.join("counters.csv")).starts_with(
+        "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
+         franchise_cap_reached_on,stay_starts\n"
+    ));
     std::fs::remove_file(tmp.path().join("manifest.json")).unwrap();
     let o = compute(
         &out,

@@ -764,6 +764,10 @@ fn counters_csv_and_parquet() {
             charged_stays: vec!["S1".into(), "S2".into()],
             pf_cap_reached_on: Some(day(2024, 9, 3)),
             franchise_cap_reached_on: None,
+            stay_starts: vec![
+                ("S1".into(), day(2023, 12, 30)),
+                ("S2".into(), day(2024, 8, 1)),
+            ],
         },
         YearCounter {
             patient_id: "P2".into(),
@@ -776,7 +780,7 @@ fn counters_csv_and_parquet() {
     let csv = write(
         dir.path(),
         "counters.csv",
-        b"patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on\nP1,2024,50.00,12.50,S1;S2,2024-09-03,\nP2,2023,0.00,0.00,,,\n",
+        b"patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on,stay_starts\nP1,2024,50.00,12.50,S1;S2,2024-09-03,,S2=2024-08-01;S1=2023-12-30\nP2,2023,0.00,0.00,,,,\n",
     );
     assert_eq!(read_counters(&csv).unwrap(), expected);
 
@@ -802,6 +806,13 @@ fn counters_csv_and_parquet() {
             (
                 "franchise_cap_reached_on",
                 Arc::new(Date32Array::from(vec![None::<i32>, None])),
+            ),
+            (
+                "stay_starts",
+                Arc::new(StringArray::from(vec![
+                    Some("S1=2023-12-30;S2=2024-08-01"),
+                    None,
+                ])),
             ),
         ],
     );

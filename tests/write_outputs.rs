@@ -304,6 +304,7 @@ fn patients_summary_and_counters_tables() {
             charged_stays: vec![],
             pf_cap_reached_on: Some(date(2024, 2, 29)),
             franchise_cap_reached_on: None,
+            stay_starts: vec![],
         },
         YearCounter {
             patient_id: "P2".into(),
@@ -313,6 +314,10 @@ fn patients_summary_and_counters_tables() {
             charged_stays: vec!["S1".into(), "S2".into()],
             pf_cap_reached_on: None,
             franchise_cap_reached_on: None,
+            stay_starts: vec![
+                ("S1".into(), date(2024, 12, 28)),
+                ("S2".into(), date(2025, 1, 5)),
+            ],
         },
     ];
     let patients = patient_years(&outcomes, &counters);
@@ -342,9 +347,9 @@ fn patients_summary_and_counters_tables() {
     assert_eq!(
         fs::read_to_string(dir.path().join("counters.csv")).unwrap(),
         "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
-         franchise_cap_reached_on\n\
-         P1,2024,50.00,0.00,,2024-02-29,\n\
-         P2,2025,0.00,2.00,S1;S2,,\n"
+         franchise_cap_reached_on,stay_starts\n\
+         P1,2024,50.00,0.00,,2024-02-29,,\n\
+         P2,2025,0.00,2.00,S1;S2,,,S1=2024-12-28;S2=2025-01-05\n"
     );
 
     write_table(dir.path(), Format::Parquet, &patients).unwrap();
@@ -390,6 +395,10 @@ fn patients_summary_and_counters_tables() {
 
     let (batches, _) = read_parquet(&dir.path().join("counters.parquet"));
     assert_eq!(strings(&batches[0], "charged_stays"), ["", "S1;S2"]);
+    assert_eq!(
+        strings(&batches[0], "stay_starts"),
+        ["", "S1=2024-12-28;S2=2025-01-05"]
+    );
     assert_eq!(money(&batches[0], "pf_used"), [Some(5000), Some(0)]);
 }
 

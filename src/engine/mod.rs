@@ -186,6 +186,9 @@ struct YearState {
     pf_cap_reached_on: Option<NaiveDate>,
     franchise_cap_reached_on: Option<NaiveDate>,
     charged_stays: BTreeSet<String>,
+    /// First day of each stay begun this year (RULES §7.5), from the opening counters and
+    /// this run's `hospital_stay` lines.
+    stay_starts: BTreeMap<String, NaiveDate>,
 }
 
 struct Engine<'a> {
@@ -209,6 +212,10 @@ impl<'a> Engine<'a> {
             y.pf_cap_reached_on = y.pf_cap_reached_on.or(c.pf_cap_reached_on);
             y.franchise_cap_reached_on = y.franchise_cap_reached_on.or(c.franchise_cap_reached_on);
             y.charged_stays.extend(c.charged_stays.iter().cloned());
+            for (stay, start) in &c.stay_starts {
+                let first = y.stay_starts.entry(stay.clone()).or_insert(*start);
+                *first = (*first).min(*start);
+            }
         }
         Engine {
             book,
@@ -309,7 +316,7 @@ impl<'a> Engine<'a> {
 
     fn compute(&mut self, kept: &[usize]) -> Result<Vec<Outcome>, RuleError> {
         let acts = self.input.acts;
-        let stay_starts = stay_starts(kept.iter().map(|&i| &acts[i]));
+        let stay_starts = self.stay_starts(kept.iter().map(|&i| &acts[i]));
         let mut lines = Vec::with_capacity(kept.len());
         for &i in kept {
             let line = self.price_line(&acts[i], &stay_starts)?;
@@ -869,6 +876,40 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// RULES §7.5: a stay starts on the earliest `care_date` of its `hospital_stay` lines, this
+    /// run's and those of earlier runs (their start is in the opening counters), so that a stay
+    /// spread over two monthly runs has its day 31 where one run over both would put it. Each
+    /// stay's start is kept for the closing counters, under the year it falls in.
+    fn stay_starts<'b>(
+        &mut self,
+        acts: impl Iterator<Item = &'b Act>,
+    ) -> BTreeMap<&'b str, NaiveDate> {
+        let mut starts: BTreeMap<&str, NaiveDate> = BTreeMap::new();
+        for act in acts {
+            if act.category != Category::HospitalStay {
+                continue;
+            }
+            if let Some(s) = act.stay_id.as_deref() {
+                let e = starts.entry(s).or_insert(act.care_date);
+                *e = (*e).min(act.care_date);
+            }
+        }
+        for (&stay, start) in starts.iter_mut() {
+            let opened = self
+                .years
+                .values()
+                .filter_map(|y| y.stay_starts.get(stay))
+                .min();
+            if let Some(&opened) = opened {
+                *start = (*start).min(opened);
+            }
+            let kept = self.years.entry(start.year()).or_default();
+            let first = kept.stay_starts.entry(stay.to_owned()).or_insert(*start);
+            *first = (*first).min(*start);
+        }
+        starts
+    }
+
     fn closing(&self) -> Vec<YearCounter> {
         self.years
             .iter()
@@ -878,6 +919,11 @@ impl<'a> Engine<'a> {
                 pf_used: y.pf_used,
                 franchise_used: y.franchise_used,
                 charged_stays: y.charged_stays.iter().cloned().collect(),
+                stay_starts: y
+                    .stay_starts
+                    .iter()
+                    .map(|(stay, start)| (stay.clone(), *start))
+                    .collect(),
                 pf_cap_reached_on: y.pf_cap_reached_on,
                 franchise_cap_reached_on: y.franchise_cap_reached_on,
             })
@@ -892,21 +938,6 @@ enum GroupKey<'a> {
     Day(NaiveDate, &'a str),
     Stay(&'a str),
     Alone(usize),
-}
-
-/// RULES §7.5: a stay starts on the earliest `care_date` of its `hospital_stay` lines.
-fn stay_starts<'b>(acts: impl Iterator<Item = &'b Act>) -> BTreeMap<&'b str, NaiveDate> {
-    let mut starts: BTreeMap<&str, NaiveDate> = BTreeMap::new();
-    for act in acts {
-        if act.category != Category::HospitalStay {
-            continue;
-        }
-        if let Some(s) = act.stay_id.as_deref() {
-            let e = starts.entry(s).or_insert(act.care_date);
-            *e = (*e).min(act.care_date);
-        }
-    }
-    starts
 }
 
 /// Calls `f` with each parameter an act needs on its date (RULES §7.6: without one, it is

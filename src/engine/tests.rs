@@ -606,6 +606,77 @@ fn hospital_stay_flat_fee_once_per_stay_and_long_stay() {
     assert_eq!(r3[2].rate, dec!(100), "day 31 of stay t");
 }
 
+/// SPEC §2 (counters): a run given the previous month's closing counters computes its lines
+/// as one run over both months would. A long stay's day 31 is dated from its first line, which
+/// may be in an earlier run: the counters carry each stay's start.
+#[test]
+fn a_stay_over_two_runs_has_its_day_31_where_one_run_puts_it() {
+    let line = |id: &str, date: &str, tariff| {
+        let mut a = act(id, date, Category::HospitalStay, tariff);
+        a.stay_id = Some("s".into());
+        a.setting = Setting::Inpatient;
+        a
+    };
+    // Light (110 € < the flat fee's threshold): 80 %, and 100 % from day 31 (2025-02-19).
+    let (january, february) = (
+        line("a", "2025-01-20", dec!(100)),
+        line("b", "2025-02-19", dec!(10)),
+    );
+    let whole = Case::new().run(&[january.clone(), february.clone()]);
+    assert_eq!((whole[0].rate, whole[1].rate), (dec!(80), dec!(100)));
+
+    let first = Case::new().result(std::slice::from_ref(&january));
+    assert_eq!(
+        first.closing[0].stay_starts,
+        vec![("s".into(), d("2025-01-20"))]
+    );
+    let mut chained = Case::new();
+    chained.opening = first.closing.clone();
+    let second = chained.result(std::slice::from_ref(&february));
+    assert_eq!(
+        second.outcomes,
+        whole[1..],
+        "February as in one run over both months"
+    );
+    assert_eq!(second.closing[0].stay_starts, first.closing[0].stay_starts);
+    // Without the start (counters of format 1, or none): the stay seems to start in February.
+    assert_eq!(Case::new().one(february.clone()).rate, dec!(80));
+
+    // Begun in December: the previous year's counter carries it into January's run.
+    let mut december = chained.opening[0].clone();
+    december.year = 2024;
+    december.stay_starts = vec![("s".into(), d("2024-12-20"))];
+    chained.opening = vec![december];
+    let january = chained.result(std::slice::from_ref(&january));
+    assert_eq!(
+        january.outcomes[0].rate,
+        dec!(100),
+        "day 32 of a stay begun on 2024-12-20"
+    );
+    assert_eq!(
+        january
+            .closing
+            .iter()
+            .map(|c| (c.year, c.stay_starts.clone()))
+            .collect::<Vec<_>>(),
+        vec![(2024, vec![("s".into(), d("2024-12-20"))])],
+        "kept under the year it falls in, once"
+    );
+
+    // A line billed late, before the carried start, moves the start back.
+    chained.opening = first.closing;
+    let late = chained.result(&[line("c", "2025-01-10", dec!(10)), february]);
+    assert_eq!(
+        late.outcomes[1].rate,
+        dec!(100),
+        "day 41 of a stay begun on 2025-01-10"
+    );
+    assert_eq!(
+        late.closing[0].stay_starts,
+        vec![("s".into(), d("2025-01-10"))]
+    );
+}
+
 #[test]
 fn forfait_journalier_imputed_on_a_stay_without_flat_fee() {
     let mut stay = act("a", "2025-01-10", Category::HospitalStay, dec!(100));

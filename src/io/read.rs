@@ -822,8 +822,39 @@ mod tests {
                 charged_stays: vec!["S0".into(), "S1".into()],
                 pf_cap_reached_on: NaiveDate::from_ymd_opt(2024, 6, 1),
                 franchise_cap_reached_on: None,
+                // Format 1: no `stay_starts` column, no start known.
+                stay_starts: vec![],
             }]
         );
+        // Format 2: the stays' starts, sorted by stay, one each (the earliest); the id is what
+        // comes before the last `=`.
+        let header2 = format!("{}stay_starts\n", header.replace('\n', ","));
+        let starts = write(
+            dir.path(),
+            "counters2.csv",
+            format!("{header2}P1,2024,0,0,,,,S2=2024-02-01;a=b=2024-01-03;S2=2024-01-20\n")
+                .as_bytes(),
+        );
+        let day = |m, d| NaiveDate::from_ymd_opt(2024, m, d).unwrap();
+        assert_eq!(
+            read_counters(&starts).unwrap()[0].stay_starts,
+            vec![("S2".into(), day(1, 20)), ("a=b".into(), day(1, 3))]
+        );
+        for cell in ["S1=2024-02-31", "S1", "=2024-01-03", "S1=2024-1-3"] {
+            let path = write(
+                dir.path(),
+                "bad-starts.csv",
+                format!("{header2}P1,2024,0,0,,,,{cell}\n").as_bytes(),
+            );
+            match read_counters(&path) {
+                Err(ReadError::BadCounter { column, reason, .. }) => assert_eq!(
+                    (column.as_str(), reason.as_str()),
+                    ("stay_starts", "bad_date"),
+                    "{cell}"
+                ),
+                other => panic!("{cell}: {other:?}"),
+            }
+        }
         let bad = write(
             dir.path(),
             "bad.csv",

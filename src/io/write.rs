@@ -671,6 +671,8 @@ pub enum Get<R> {
     Tags(fn(&R) -> &[&'static str]),
     /// Ids, written `;`-joined (empty string if none).
     Ids(fn(&R) -> &[String]),
+    /// Ids with a date each, written `id=YYYY-MM-DD`, `;`-joined (empty string if none).
+    Dated(fn(&R) -> &[(String, NaiveDate)]),
     Int32(fn(&R) -> i32),
     Int64(fn(&R) -> i64),
     /// An amount in euros ([`MONEY`]).
@@ -687,7 +689,7 @@ pub enum Get<R> {
 impl<R> Get<R> {
     pub fn ty(&self) -> ColumnType {
         match self {
-            Get::Str(_) | Get::Tags(_) | Get::Ids(_) => ColumnType::Utf8,
+            Get::Str(_) | Get::Tags(_) | Get::Ids(_) | Get::Dated(_) => ColumnType::Utf8,
             Get::Int32(_) => ColumnType::Int32,
             Get::Int64(_) => ColumnType::Int64,
             Get::Money(_) | Get::OptMoney(_) => ColumnType::Decimal(MONEY),
@@ -881,6 +883,7 @@ static COUNTER_COLUMNS: &[Column<YearCounter>] = &[
     column!("pf_cap_reached_on", OptDate, |c| c.pf_cap_reached_on),
     column!("franchise_cap_reached_on", OptDate, |c| c
         .franchise_cap_reached_on),
+    column!("stay_starts", Dated, |c| c.stay_starts.as_slice()),
 ];
 
 impl Row for YearCounter {
@@ -1024,11 +1027,18 @@ fn join_into<'s>(out: &mut String, parts: impl Iterator<Item = &'s str>) {
     }
 }
 
+/// Writes `dated` as [`crate::model::write_dated`] does into `out` (cleared first).
+fn join_dated_into(out: &mut String, dated: &[(String, NaiveDate)]) {
+    out.clear();
+    crate::model::write_dated(out, dated);
+}
+
 /// One column's array being built, with the getter that feeds it.
 enum Builder<R: 'static> {
     Str(StringBuilder, fn(&R) -> &str),
     Tags(StringBuilder, fn(&R) -> &[&'static str]),
     Ids(StringBuilder, fn(&R) -> &[String]),
+    Dated(StringBuilder, fn(&R) -> &[(String, NaiveDate)]),
     Int32(Int32Builder, fn(&R) -> i32),
     Int64(Int64Builder, fn(&R) -> i64),
     Decimal(Decimal128Builder, fn(&R) -> Decimal, Fixed),
@@ -1049,6 +1059,7 @@ impl<R: Row> Builder<R> {
             Get::Str(get) => Builder::Str(strings(16), get),
             Get::Tags(get) => Builder::Tags(strings(32), get),
             Get::Ids(get) => Builder::Ids(strings(32), get),
+            Get::Dated(get) => Builder::Dated(strings(32), get),
             Get::Int32(get) => Builder::Int32(Int32Builder::with_capacity(rows), get),
             Get::Int64(get) => Builder::Int64(Int64Builder::with_capacity(rows), get),
             Get::Money(get) => Builder::Decimal(decimals(MONEY)?, get, MONEY),
@@ -1076,6 +1087,10 @@ impl<R: Row> Builder<R> {
                 join_into(joined, get(row).iter().map(String::as_str));
                 b.append_value(&*joined);
             }
+            Builder::Dated(b, get) => {
+                join_dated_into(joined, get(row));
+                b.append_value(&*joined);
+            }
             Builder::Int32(b, get) => b.append_value(get(row)),
             Builder::Int64(b, get) => b.append_value(get(row)),
             Builder::Decimal(b, get, ty) => b.append_value(units(column, row, get(row), *ty)?),
@@ -1093,9 +1108,10 @@ impl<R: Row> Builder<R> {
 
     fn finish(self) -> ArrayRef {
         match self {
-            Builder::Str(mut b, _) | Builder::Tags(mut b, _) | Builder::Ids(mut b, _) => {
-                Arc::new(b.finish())
-            }
+            Builder::Str(mut b, _)
+            | Builder::Tags(mut b, _)
+            | Builder::Ids(mut b, _)
+            | Builder::Dated(mut b, _) => Arc::new(b.finish()),
             Builder::Int32(mut b, _) => Arc::new(b.finish()),
             Builder::Int64(mut b, _) => Arc::new(b.finish()),
             Builder::Decimal(mut b, ..) | Builder::OptDecimal(mut b, ..) => Arc::new(b.finish()),
@@ -1286,6 +1302,7 @@ fn to_csv_carrying<R: Row>(
                 }
                 Get::Tags(get) => join_into(&mut text, get(row).iter().copied()),
                 Get::Ids(get) => join_into(&mut text, get(row).iter().map(String::as_str)),
+                Get::Dated(get) => join_dated_into(&mut text, get(row)),
                 Get::Int32(get) => {
                     let _ = write!(text, "{}", get(row));
                 }

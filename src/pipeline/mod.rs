@@ -573,9 +573,9 @@ fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
             RunError::Usage(format!("{}: not a rac manifest: {e}", manifest.display()))
         })?;
         let format = value["counters_format"].as_u64();
-        if format != Some(COUNTERS_FORMAT) {
+        if !format.is_some_and(|f| COUNTERS_FORMATS_READ.contains(&f)) {
             return Err(RunError::Usage(format!(
-                "{}: written by rac {} with counters format {:?}; this rac reads format {COUNTERS_FORMAT} — recompute the earlier period with this version",
+                "{}: written by rac {} with counters format {:?}; this rac reads formats {COUNTERS_FORMATS_READ:?} — recompute the earlier period with this version",
                 path.display(),
                 value["version"].as_str().unwrap_or("?"),
                 format
@@ -615,8 +615,13 @@ fn check_counters(path: &Path, counters: &[YearCounter]) -> Result<(), RunError>
     Ok(())
 }
 
-/// The version of the counters' layout, written in every manifest.
-pub const COUNTERS_FORMAT: u64 = 1;
+/// The version of the counters' layout, written in every manifest. Format 2 added the
+/// `stay_starts` column.
+pub const COUNTERS_FORMAT: u64 = 2;
+
+/// The counters' layouts a run accepts as opening state: format 1 is format 2 without
+/// `stay_starts` (its stays' starts are unknown, as they were to the run that wrote it).
+pub const COUNTERS_FORMATS_READ: [u64; 2] = [1, COUNTERS_FORMAT];
 
 /// Whether the run has one worker (`--threads 1`, or a one-core machine): the stages that
 /// otherwise run beside the pool (reading, loading partitions, writing) then run in line, on

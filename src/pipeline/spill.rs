@@ -1182,6 +1182,20 @@ impl Spillable for RightPeriod {
 /// Separates the stays of a counter in one text cell (stay ids never contain it).
 const STAY_SEPARATOR: char = '\u{1f}';
 
+/// Separates a stay's id from its start in a counter's `stay_starts` cell.
+const START_SEPARATOR: char = '\u{1e}';
+
+/// A stay and its start as [`YearCounter::to_batch`] writes them: the id, [`START_SEPARATOR`],
+/// the day number.
+fn stay_start(text: &str) -> (String, NaiveDate) {
+    let (stay, day) = text
+        .rsplit_once(START_SEPARATOR)
+        .expect("written with a separator");
+    let day: i32 = day.parse().expect("written as a day number");
+    let start = Date32Type::to_naive_date_opt(day).expect("written from a date");
+    (stay.to_string(), start)
+}
+
 impl Spillable for YearCounter {
     const NAME: &'static str = "counters";
 
@@ -1194,14 +1208,26 @@ impl Spillable for YearCounter {
             field("charged_stays", DataType::Utf8, false),
             field("pf_cap_reached_on", DataType::Date32, true),
             field("franchise_cap_reached_on", DataType::Date32, true),
+            field("stay_starts", DataType::Utf8, false),
         ]))
     }
 
     fn to_batch(rows: &[&Self]) -> RecordBatch {
         let mut year = Int32Builder::with_capacity(rows.len());
         let mut stays = StringBuilder::new();
+        let mut starts = StringBuilder::new();
         let mut joined = String::new();
         for c in rows {
+            joined.clear();
+            for (i, (stay, start)) in c.stay_starts.iter().enumerate() {
+                if i > 0 {
+                    joined.push(STAY_SEPARATOR);
+                }
+                joined.push_str(stay);
+                joined.push(START_SEPARATOR);
+                joined.push_str(&Date32Type::from_naive_date(*start).to_string());
+            }
+            starts.append_value(&joined);
             year.append_value(c.year);
             joined.clear();
             for (i, s) in c.charged_stays.iter().enumerate() {
@@ -1222,6 +1248,7 @@ impl Spillable for YearCounter {
                 Arc::new(stays.finish()),
                 Build::date(rows, |c| c.pf_cap_reached_on),
                 Build::date(rows, |c| c.franchise_cap_reached_on),
+                Arc::new(starts.finish()),
             ],
         )
     }
@@ -1230,7 +1257,7 @@ impl Spillable for YearCounter {
         let r = Read(b);
         let year = b.column(1).as_primitive::<Int32Type>();
         let (patient, pf, franchise, stays) = (r.text(0), r.decimal(2), r.decimal(3), r.text(4));
-        let (pf_on, franchise_on) = (r.date(5), r.date(6));
+        let (pf_on, franchise_on, starts) = (r.date(5), r.date(6), r.text(7));
         out.extend((0..b.num_rows()).map(|i| {
             YearCounter {
                 patient_id: patient(i).unwrap_or_default().to_string(),
@@ -1243,6 +1270,10 @@ impl Spillable for YearCounter {
                     .unwrap_or_default(),
                 pf_cap_reached_on: pf_on(i),
                 franchise_cap_reached_on: franchise_on(i),
+                stay_starts: starts(i)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.split(STAY_SEPARATOR).map(stay_start).collect())
+                    .unwrap_or_default(),
             }
         }));
     }
@@ -1254,6 +1285,11 @@ impl Spillable for YearCounter {
                 .charged_stays
                 .iter()
                 .map(|s| 24 + s.capacity())
+                .sum::<usize>()
+            + self
+                .stay_starts
+                .iter()
+                .map(|(s, _)| std::mem::size_of::<(String, NaiveDate)>() + s.capacity())
                 .sum::<usize>()
     }
 }
@@ -1496,6 +1532,11 @@ mod tests {
             charged_stays: vec!["S1".into(), "S2".into()],
             pf_cap_reached_on: Some(day(2024, 11, 3)),
             franchise_cap_reached_on: None,
+            // Ids holding the text format's separators (`;`, `=`) still read back.
+            stay_starts: vec![
+                ("S1".into(), day(2023, 12, 20)),
+                ("S;2=x".into(), day(2024, 1, 2)),
+            ],
         };
         let empty = YearCounter {
             patient_id: "P2".into(),

@@ -8,7 +8,7 @@ use super::ReadOptions;
 use super::values::{self, Cell, RejectReason};
 use crate::model::{
     Act, Beneficiary, Carried, Category, Id, InsuranceNature, Pathway, Regime, RightKind,
-    RightPeriod, Setting, YearCounter,
+    RightPeriod, Setting, YearCounter, parse_dated,
 };
 use chrono::NaiveDate;
 use compact_str::ToCompactString;
@@ -452,6 +452,8 @@ impl Table for YearCounter {
         col("charged_stays", Kind::Text, false),
         col("pf_cap_reached_on", Kind::Date, false),
         col("franchise_cap_reached_on", Kind::Date, false),
+        // Since counters format 2; absent from format 1 (no stay's start known).
+        col("stay_starts", Kind::Text, false),
     ];
     const ACT_ID: Option<usize> = None;
 
@@ -471,6 +473,13 @@ impl Table for YearCounter {
             .unwrap_or_default();
         charged_stays.sort_unstable();
         charged_stays.dedup();
+        let mut stay_starts = match opt_string(row, 7)? {
+            Some(joined) => parse_dated(&joined).ok_or(bad(7, RejectReason::BadDate))?,
+            None => Vec::new(),
+        };
+        // One start per stay, the earliest (a stay written twice in one row keeps its first day).
+        stay_starts.sort_unstable();
+        stay_starts.dedup_by(|later, first| later.0 == first.0);
         Ok(YearCounter {
             patient_id,
             year: year as i32,
@@ -479,6 +488,7 @@ impl Table for YearCounter {
             charged_stays,
             pf_cap_reached_on: opt_date(row, 5)?,
             franchise_cap_reached_on: opt_date(row, 6)?,
+            stay_starts,
         })
     }
 }
