@@ -306,31 +306,98 @@ pub struct YearCounter {
     pub franchise_cap_reached_on: Option<NaiveDate>,
 }
 
-/// Writes ids with a date each (a counter's [`YearCounter::stay_starts`]) as `counters.*` and
-/// the spill files hold them: `id=YYYY-MM-DD`, joined by `;`, appended to `out`.
+// ---------------------------------------------------------------------------------------------
+// A counter's lists as text (`counters.*`, and the spill files)
+//
+// Entries are joined by `;`; a stay's start is written `id=YYYY-MM-DD`. Inside an id, `\`, `;`
+// and `=` are escaped with `\`, so that any id reads back as written (counters format 2;
+// format 1 wrote ids as they were, which read back the same unless they held one of the three).
+
+/// Appends `id` to `out`, its `\`, `;` and `=` escaped.
+fn write_escaped(out: &mut String, id: &str) {
+    for c in id.chars() {
+        if matches!(c, '\\' | ';' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// Appends `ids` to `out` as a counter's `charged_stays` is written: escaped, joined by `;`.
+pub fn write_ids<'a>(out: &mut String, ids: impl IntoIterator<Item = &'a str>) {
+    for (i, id) in ids.into_iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        write_escaped(out, id);
+    }
+}
+
+/// Appends `dated` to `out` as a counter's [`YearCounter::stay_starts`] is written:
+/// `id=YYYY-MM-DD`, the id escaped, joined by `;`.
 pub fn write_dated(out: &mut String, dated: &[(String, NaiveDate)]) {
     use std::fmt::Write as _;
     for (i, (id, date)) in dated.iter().enumerate() {
         if i > 0 {
             out.push(';');
         }
-        let _ = write!(out, "{id}={}", date.format("%Y-%m-%d"));
+        write_escaped(out, id);
+        let _ = write!(out, "={}", date.format("%Y-%m-%d"));
     }
 }
 
-/// Reads what [`write_dated`] writes (the id is what comes before the last `=`, so an id may
-/// hold one); `None` if an entry has no id or no `YYYY-MM-DD` date after it.
+/// The entries of `text`, split at its unescaped `;` (empty entries skipped) and unescaped:
+/// each entry's text before its first unescaped `=` and, if `dated`, the text after it (`=`
+/// is then no separator). `None` if `text` ends in a lone `\`.
+fn entries(text: &str, dated: bool) -> Option<Vec<(String, Option<String>)>> {
+    let mut out = Vec::new();
+    let (mut id, mut after) = (String::new(), None::<String>);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\\' => chars.next()?,
+            ';' => {
+                if !id.is_empty() || after.is_some() {
+                    out.push((std::mem::take(&mut id), after.take()));
+                }
+                continue;
+            }
+            '=' if dated && after.is_none() => {
+                after = Some(String::new());
+                continue;
+            }
+            c => c,
+        };
+        after.as_mut().unwrap_or(&mut id).push(c);
+    }
+    if !id.is_empty() || after.is_some() {
+        out.push((id, after));
+    }
+    Some(out)
+}
+
+/// Reads what [`write_ids`] writes; `None` if it ends in a lone `\`.
+pub fn parse_ids(text: &str) -> Option<Vec<String>> {
+    Some(
+        entries(text, false)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect(),
+    )
+}
+
+/// Reads what [`write_dated`] writes; `None` if an entry has no id, or no `YYYY-MM-DD` date
+/// after its `=`.
 pub fn parse_dated(text: &str) -> Option<Vec<(String, NaiveDate)>> {
-    text.split(';')
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            let (id, date) = entry.rsplit_once('=')?;
+    entries(text, true)?
+        .into_iter()
+        .map(|(id, date)| {
+            let date = date?;
             // chrono alone would take `2024-1-3` too.
-            if date.len() != "YYYY-MM-DD".len() {
+            if id.is_empty() || date.len() != "YYYY-MM-DD".len() {
                 return None;
             }
-            let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-            (!id.is_empty()).then(|| (id.to_owned(), date))
+            Some((id, NaiveDate::parse_from_str(&date, "%Y-%m-%d").ok()?))
         })
         .collect()
 }
@@ -390,4 +457,49 @@ pub struct Reject {
     /// `care_before_birth`, `no_rule_at_date`, …
     pub reason: String,
     pub value: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn counter_lists_read_back_as_written_whatever_the_ids() {
+        let ids = ["S1", "a;b", "x=y", "back\\slash", "\\;=", "é"];
+        let mut text = String::new();
+        write_ids(&mut text, ids);
+        assert_eq!(text, "S1;a\\;b;x\\=y;back\\\\slash;\\\\\\;\\=;é");
+        assert_eq!(parse_ids(&text).unwrap(), ids);
+
+        let dated: Vec<(String, NaiveDate)> = (1..)
+            .zip(ids)
+            .map(|(d, id)| (id.to_string(), day(2024, 1, d)))
+            .collect();
+        text.clear();
+        write_dated(&mut text, &dated);
+        assert!(
+            text.starts_with("S1=2024-01-01;a\\;b=2024-01-02;x\\=y=2024-01-03;"),
+            "{text}"
+        );
+        assert_eq!(parse_dated(&text).unwrap(), dated);
+
+        // As format 1 wrote them: ids unescaped (an `=` in a charged stay is no separator),
+        // empty entries skipped.
+        assert_eq!(parse_ids("S2;;x=y").unwrap(), ["S2", "x=y"]);
+        assert_eq!(parse_ids("").unwrap(), Vec::<String>::new());
+        assert_eq!(parse_ids("S1\\"), None);
+        for bad in [
+            "S1",
+            "=2024-01-01",
+            "S1=2024-1-1",
+            "S1=2024-02-30",
+            "S1=2024-01-01\\",
+        ] {
+            assert_eq!(parse_dated(bad), None, "{bad}");
+        }
+    }
 }

@@ -426,7 +426,8 @@ fn counters_carry_the_caps_from_one_run_to_the_next() {
 
 /// SPEC §2: a month's run given the previous month's closing counters computes the month as
 /// one run over both: a long stay billed in January and February has its day 31 in February
-/// dated from its January line, the counters written as CSV or Parquet, spilled or not.
+/// dated from its January line, the counters written as CSV or Parquet, the second run in
+/// memory or partitioned.
 #[test]
 fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
     let tmp = tempfile::tempdir().unwrap();

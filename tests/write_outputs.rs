@@ -316,7 +316,7 @@ fn patients_summary_and_counters_tables() {
             franchise_cap_reached_on: None,
             stay_starts: vec![
                 ("S1".into(), date(2024, 12, 28)),
-                ("S2".into(), date(2025, 1, 5)),
+                ("S;3".into(), date(2025, 1, 5)),
             ],
         },
     ];
@@ -349,7 +349,7 @@ fn patients_summary_and_counters_tables() {
         "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
          franchise_cap_reached_on,stay_starts\n\
          P1,2024,50.00,0.00,,2024-02-29,,\n\
-         P2,2025,0.00,2.00,S1;S2,,,S1=2024-12-28;S2=2025-01-05\n"
+         P2,2025,0.00,2.00,S1;S2,,,S1=2024-12-28;S\\;3=2025-01-05\n"
     );
 
     write_table(dir.path(), Format::Parquet, &patients).unwrap();
@@ -397,7 +397,7 @@ fn patients_summary_and_counters_tables() {
     assert_eq!(strings(&batches[0], "charged_stays"), ["", "S1;S2"]);
     assert_eq!(
         strings(&batches[0], "stay_starts"),
-        ["", "S1=2024-12-28;S2=2025-01-05"]
+        ["", "S1=2024-12-28;S\\;3=2025-01-05"]
     );
     assert_eq!(money(&batches[0], "pf_used"), [Some(5000), Some(0)]);
 }

@@ -212,9 +212,10 @@ impl<'a> Engine<'a> {
             y.pf_cap_reached_on = y.pf_cap_reached_on.or(c.pf_cap_reached_on);
             y.franchise_cap_reached_on = y.franchise_cap_reached_on.or(c.franchise_cap_reached_on);
             y.charged_stays.extend(c.charged_stays.iter().cloned());
+        }
+        for c in input.opening {
             for (stay, start) in &c.stay_starts {
-                let first = y.stay_starts.entry(stay.clone()).or_insert(*start);
-                *first = (*first).min(*start);
+                keep_stay_start(&mut years, stay, *start);
             }
         }
         Engine {
@@ -327,6 +328,10 @@ impl<'a> Engine<'a> {
         for k in 0..lines.len() {
             self.participation(&mut lines, k)?;
             self.franchise(&mut lines, k)?;
+        }
+        // Kept for the closing counters once the lines are computed (not for rejected ones).
+        for (stay, start) in stay_starts {
+            keep_stay_start(&mut self.years, stay, start);
         }
         Ok(lines.iter_mut().map(|l| self.finish(l)).collect())
     }
@@ -878,12 +883,8 @@ impl<'a> Engine<'a> {
 
     /// RULES §7.5: a stay starts on the earliest `care_date` of its `hospital_stay` lines, this
     /// run's and those of earlier runs (their start is in the opening counters), so that a stay
-    /// spread over two monthly runs has its day 31 where one run over both would put it. Each
-    /// stay's start is kept for the closing counters, under the year it falls in.
-    fn stay_starts<'b>(
-        &mut self,
-        acts: impl Iterator<Item = &'b Act>,
-    ) -> BTreeMap<&'b str, NaiveDate> {
+    /// spread over two monthly runs has its day 31 where one run over both would put it.
+    fn stay_starts<'b>(&self, acts: impl Iterator<Item = &'b Act>) -> BTreeMap<&'b str, NaiveDate> {
         let mut starts: BTreeMap<&str, NaiveDate> = BTreeMap::new();
         for act in acts {
             if act.category != Category::HospitalStay {
@@ -895,17 +896,10 @@ impl<'a> Engine<'a> {
             }
         }
         for (&stay, start) in starts.iter_mut() {
-            let opened = self
-                .years
-                .values()
-                .filter_map(|y| y.stay_starts.get(stay))
-                .min();
-            if let Some(&opened) = opened {
+            // One year holds a stay's start ([`keep_stay_start`]).
+            if let Some(&opened) = self.years.values().find_map(|y| y.stay_starts.get(stay)) {
                 *start = (*start).min(opened);
             }
-            let kept = self.years.entry(start.year()).or_default();
-            let first = kept.stay_starts.entry(stay.to_owned()).or_insert(*start);
-            *first = (*first).min(*start);
         }
         starts
     }
@@ -929,6 +923,26 @@ impl<'a> Engine<'a> {
             })
             .collect()
     }
+}
+
+/// Keeps `start` as `stay`'s first day unless an earlier one is known, under the year that day
+/// falls in and no other (a line billed late can move a start into the year before).
+fn keep_stay_start(years: &mut BTreeMap<i32, YearState>, stay: &str, start: NaiveDate) {
+    let known = || years.values().filter_map(|y| y.stay_starts.get(stay));
+    let first = known().fold(start, |a, &b| a.min(b));
+    let in_place = years
+        .get(&first.year())
+        .and_then(|y| y.stay_starts.get(stay))
+        == Some(&first);
+    if in_place && known().count() == 1 {
+        // The common case: nothing to move, nothing allocated.
+        return;
+    }
+    for year in years.values_mut() {
+        year.stay_starts.remove(stay);
+    }
+    let kept = years.entry(first.year()).or_default();
+    kept.stay_starts.insert(stay.to_owned(), first);
 }
 
 /// A flat-fee group (RULES §4): ambulatory lines by practitioner and day, inpatient lines by

@@ -665,7 +665,7 @@ fn a_stay_over_two_runs_has_its_day_31_where_one_run_puts_it() {
 
     // A line billed late, before the carried start, moves the start back.
     chained.opening = first.closing;
-    let late = chained.result(&[line("c", "2025-01-10", dec!(10)), february]);
+    let late = chained.result(&[line("c", "2025-01-10", dec!(10)), february.clone()]);
     assert_eq!(
         late.outcomes[1].rate,
         dec!(100),
@@ -675,6 +675,27 @@ fn a_stay_over_two_runs_has_its_day_31_where_one_run_puts_it() {
         late.closing[0].stay_starts,
         vec![("s".into(), d("2025-01-10"))]
     );
+    // Billed late into the year before: the start moves to that year's counter, and out of
+    // the later one.
+    let previous = chained.result(&[line("d", "2024-12-28", dec!(10)), february]);
+    assert_eq!(
+        previous.outcomes[1].rate,
+        dec!(100),
+        "day 54 of a stay begun on 2024-12-28"
+    );
+    let starts = |r: &PatientResult| {
+        r.closing
+            .iter()
+            .map(|c| (c.year, c.stay_starts.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        starts(&previous),
+        vec![(2024, vec![("s".into(), d("2024-12-28"))]), (2025, vec![])]
+    );
+    // And a run opening with those counters leaves them so.
+    chained.opening = previous.closing.clone();
+    assert_eq!(starts(&chained.result(&[])), starts(&previous));
 }
 
 #[test]

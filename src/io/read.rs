@@ -678,7 +678,9 @@ pub fn read_rights(path: &Path, opts: &ReadOptions) -> Result<Loaded<RightPeriod
 /// Reads opening counters, as written by an earlier run (`counters.csv` or
 /// `counters.parquet`): `patient_id`, `year`, `pf_used`, `franchise_used` (required),
 /// `charged_stays` (`;`-joined stay ids, returned sorted and deduplicated),
-/// `pf_cap_reached_on`, `franchise_cap_reached_on`. Any bad row is a
+/// `pf_cap_reached_on`, `franchise_cap_reached_on`, `stay_starts` (`;`-joined
+/// `stay_id=YYYY-MM-DD`, sorted by stay, the earliest of each; absent from counters format 1):
+/// the text form of [`crate::model::parse_ids`] and [`crate::model::parse_dated`]. Any bad row is a
 /// [`ReadError::BadCounter`]: the state must be exact.
 pub fn read_counters(path: &Path) -> Result<Vec<YearCounter>, ReadError> {
     let loaded = Chunks::<YearCounter>::open(path, &ReadOptions::default())?.collect_all()?;
@@ -826,18 +828,22 @@ mod tests {
                 stay_starts: vec![],
             }]
         );
-        // Format 2: the stays' starts, sorted by stay, one each (the earliest); the id is what
-        // comes before the last `=`.
+        // Format 2: the stays' starts, sorted by stay, one each (the earliest).
         let header2 = format!("{}stay_starts\n", header.replace('\n', ","));
         let starts = write(
             dir.path(),
             "counters2.csv",
-            format!("{header2}P1,2024,0,0,,,,S2=2024-02-01;a=b=2024-01-03;S2=2024-01-20\n")
-                .as_bytes(),
+            format!(
+                "{header2}P1,2024,0,0,S\\;1;S2,,,S2=2024-02-01;a\\=b=2024-01-03;S2=2024-01-20\n"
+            )
+            .as_bytes(),
         );
         let day = |m, d| NaiveDate::from_ymd_opt(2024, m, d).unwrap();
+        let read = read_counters(&starts).unwrap();
+        // Ids escaped as the writer escapes them (`\;`, `\=`) read back whole.
+        assert_eq!(read[0].charged_stays, ["S2", "S;1"]);
         assert_eq!(
-            read_counters(&starts).unwrap()[0].stay_starts,
+            read[0].stay_starts,
             vec![("S2".into(), day(1, 20)), ("a=b".into(), day(1, 3))]
         );
         for cell in ["S1=2024-02-31", "S1", "=2024-01-03", "S1=2024-1-3"] {

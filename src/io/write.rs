@@ -669,9 +669,11 @@ pub enum Get<R> {
     Str(fn(&R) -> &str),
     /// Rule ids or flags, written `;`-joined (empty string if none).
     Tags(fn(&R) -> &[&'static str]),
-    /// Ids, written `;`-joined (empty string if none).
+    /// Ids, written as [`crate::model::write_ids`] does: `;`-joined, escaped (empty string if
+    /// none).
     Ids(fn(&R) -> &[String]),
-    /// Ids with a date each, written `id=YYYY-MM-DD`, `;`-joined (empty string if none).
+    /// Ids with a date each, written as [`crate::model::write_dated`] does: `id=YYYY-MM-DD`,
+    /// `;`-joined, escaped (empty string if none).
     Dated(fn(&R) -> &[(String, NaiveDate)]),
     Int32(fn(&R) -> i32),
     Int64(fn(&R) -> i64),
@@ -1027,6 +1029,12 @@ fn join_into<'s>(out: &mut String, parts: impl Iterator<Item = &'s str>) {
     }
 }
 
+/// Writes `ids` as [`crate::model::write_ids`] does into `out` (cleared first).
+fn join_ids_into(out: &mut String, ids: &[String]) {
+    out.clear();
+    crate::model::write_ids(out, ids.iter().map(String::as_str));
+}
+
 /// Writes `dated` as [`crate::model::write_dated`] does into `out` (cleared first).
 fn join_dated_into(out: &mut String, dated: &[(String, NaiveDate)]) {
     out.clear();
@@ -1084,7 +1092,7 @@ impl<R: Row> Builder<R> {
                 b.append_value(&*joined);
             }
             Builder::Ids(b, get) => {
-                join_into(joined, get(row).iter().map(String::as_str));
+                join_ids_into(joined, get(row));
                 b.append_value(&*joined);
             }
             Builder::Dated(b, get) => {
@@ -1301,7 +1309,7 @@ fn to_csv_carrying<R: Row>(
                     continue;
                 }
                 Get::Tags(get) => join_into(&mut text, get(row).iter().copied()),
-                Get::Ids(get) => join_into(&mut text, get(row).iter().map(String::as_str)),
+                Get::Ids(get) => join_ids_into(&mut text, get(row)),
                 Get::Dated(get) => join_dated_into(&mut text, get(row)),
                 Get::Int32(get) => {
                     let _ = write!(text, "{}", get(row));

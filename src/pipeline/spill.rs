@@ -1179,23 +1179,6 @@ impl Spillable for RightPeriod {
     }
 }
 
-/// Separates the stays of a counter in one text cell (stay ids never contain it).
-const STAY_SEPARATOR: char = '\u{1f}';
-
-/// Separates a stay's id from its start in a counter's `stay_starts` cell.
-const START_SEPARATOR: char = '\u{1e}';
-
-/// A stay and its start as [`YearCounter::to_batch`] writes them: the id, [`START_SEPARATOR`],
-/// the day number.
-fn stay_start(text: &str) -> (String, NaiveDate) {
-    let (stay, day) = text
-        .rsplit_once(START_SEPARATOR)
-        .expect("written with a separator");
-    let day: i32 = day.parse().expect("written as a day number");
-    let start = Date32Type::to_naive_date_opt(day).expect("written from a date");
-    (stay.to_string(), start)
-}
-
 impl Spillable for YearCounter {
     const NAME: &'static str = "counters";
 
@@ -1217,26 +1200,15 @@ impl Spillable for YearCounter {
         let mut stays = StringBuilder::new();
         let mut starts = StringBuilder::new();
         let mut joined = String::new();
+        // The lists as `counters.*` writes them: escaped, they read back whatever the ids.
         for c in rows {
-            joined.clear();
-            for (i, (stay, start)) in c.stay_starts.iter().enumerate() {
-                if i > 0 {
-                    joined.push(STAY_SEPARATOR);
-                }
-                joined.push_str(stay);
-                joined.push(START_SEPARATOR);
-                joined.push_str(&Date32Type::from_naive_date(*start).to_string());
-            }
-            starts.append_value(&joined);
             year.append_value(c.year);
             joined.clear();
-            for (i, s) in c.charged_stays.iter().enumerate() {
-                if i > 0 {
-                    joined.push(STAY_SEPARATOR);
-                }
-                joined.push_str(s);
-            }
+            crate::model::write_ids(&mut joined, c.charged_stays.iter().map(String::as_str));
             stays.append_value(&joined);
+            joined.clear();
+            crate::model::write_dated(&mut joined, &c.stay_starts);
+            starts.append_value(&joined);
         }
         batch(
             Self::schema(),
@@ -1265,14 +1237,12 @@ impl Spillable for YearCounter {
                 pf_used: pf(i).expect("not null"),
                 franchise_used: franchise(i).expect("not null"),
                 charged_stays: stays(i)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.split(STAY_SEPARATOR).map(str::to_string).collect())
+                    .map(|s| crate::model::parse_ids(s).expect("written by write_ids"))
                     .unwrap_or_default(),
                 pf_cap_reached_on: pf_on(i),
                 franchise_cap_reached_on: franchise_on(i),
                 stay_starts: starts(i)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.split(STAY_SEPARATOR).map(stay_start).collect())
+                    .map(|s| crate::model::parse_dated(s).expect("written by write_dated"))
                     .unwrap_or_default(),
             }
         }));
@@ -1529,13 +1499,13 @@ mod tests {
             year: 2024,
             pf_used: dec!(50.00),
             franchise_used: dec!(12.5),
-            charged_stays: vec!["S1".into(), "S2".into()],
+            // Ids holding the text form's separators and escape (`;`, `=`, `\`) read back.
+            charged_stays: vec!["S1".into(), "S;2=x\\".into()],
             pf_cap_reached_on: Some(day(2024, 11, 3)),
             franchise_cap_reached_on: None,
-            // Ids holding the text format's separators (`;`, `=`) still read back.
             stay_starts: vec![
                 ("S1".into(), day(2023, 12, 20)),
-                ("S;2=x".into(), day(2024, 1, 2)),
+                ("S;2=x\\\u{1f}".into(), day(2024, 1, 2)),
             ],
         };
         let empty = YearCounter {

@@ -8,7 +8,7 @@ use super::ReadOptions;
 use super::values::{self, Cell, RejectReason};
 use crate::model::{
     Act, Beneficiary, Carried, Category, Id, InsuranceNature, Pathway, Regime, RightKind,
-    RightPeriod, Setting, YearCounter, parse_dated,
+    RightPeriod, Setting, YearCounter, parse_dated, parse_ids,
 };
 use chrono::NaiveDate;
 use compact_str::ToCompactString;
@@ -462,15 +462,10 @@ impl Table for YearCounter {
         let year = opt_int(row, 1, 1, 9999)?.ok_or(bad(1, RejectReason::MissingValue))?;
         let pf_used = req_amount(row, 2, opts, false)?;
         let franchise_used = req_amount(row, 3, opts, false)?;
-        let mut charged_stays: Vec<String> = opt_string(row, 4)?
-            .map(|joined| {
-                joined
-                    .split(';')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut charged_stays = match opt_string(row, 4)? {
+            Some(joined) => parse_ids(&joined).ok_or(bad(4, RejectReason::UnknownValue))?,
+            None => Vec::new(),
+        };
         charged_stays.sort_unstable();
         charged_stays.dedup();
         let mut stay_starts = match opt_string(row, 7)? {
