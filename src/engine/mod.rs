@@ -407,6 +407,21 @@ impl<'a> Engine<'a> {
         }
 
         let long_stay = self.is_long_stay(act, stay_starts, snap)?;
+        if act.category == Category::HospitalStay
+            && let Some(stay) = act.stay_id.as_deref()
+            && let Some(&start) = stay_starts.get(stay)
+        {
+            // Until the lines are computed, the years hold the opening counters' starts only.
+            let opened = self
+                .years
+                .values()
+                .any(|y| y.stay_starts.get(stay) == Some(&start));
+            let day = (act.care_date - start).num_days() + 1;
+            self.note(&line, || {
+                let whence = if opened { " (opening counters)" } else { "" };
+                format!("stay {stay} began on {start}{whence}: this line starts on its day {day} (RULES §7.5)")
+            });
+        }
         let rate_param = self.rate_param(&line, long_stay);
         line.rate = line.get(rate_param)?;
         line.amo_gross = line.amount_at(line.fraction(rate_param)?);

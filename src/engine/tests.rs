@@ -638,6 +638,16 @@ fn a_stay_over_two_runs_has_its_day_31_where_one_run_puts_it() {
         whole[1..],
         "February as in one run over both months"
     );
+    let input = PatientInput {
+        beneficiary: &chained.beneficiary,
+        acts: std::slice::from_ref(&february),
+        rights: &[],
+        rights_known: false,
+        opening: &chained.opening,
+    };
+    let (_, trace) = explain_patient(&RuleBook::builtin(), &input, "b");
+    let said = "stay s began on 2025-01-20 (opening counters): this line starts on its day 31";
+    assert!(trace.iter().any(|t| t.starts_with(said)), "{trace:?}");
     assert_eq!(second.closing[0].stay_starts, first.closing[0].stay_starts);
     // Without the start (counters of format 1, or none): the stay seems to start in February.
     assert_eq!(Case::new().one(february.clone()).rate, dec!(80));
