@@ -45,17 +45,27 @@ fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
 }
 
-#[test]
-fn demo_data_set_matches_the_golden_outputs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let o = compute(&out, &["--format", "csv"]);
+/// Fails with what the run printed unless it exited 0.
+fn assert_ok(o: &Output) {
     assert_eq!(
         o.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// The `manifest.json` a run wrote in `out`.
+fn manifest_of(out: impl AsRef<Path>) -> serde_json::Value {
+    serde_json::from_str(&read(out.as_ref().join("manifest.json"))).unwrap()
+}
+
+#[test]
+fn demo_data_set_matches_the_golden_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = compute(&out, &["--format", "csv"]);
+    assert_ok(&o);
     for table in ["acts", "patients", "summary", "counters"] {
         assert_eq!(
             read(out.join(format!("{table}.csv"))),
@@ -67,8 +77,7 @@ fn demo_data_set_matches_the_golden_outputs() {
         read(out.join("rejects.csv")),
         "file,row,act_id,column,reason,value\n"
     );
-    let manifest: serde_json::Value =
-        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    let manifest: serde_json::Value = manifest_of(&out);
     assert_eq!(manifest["rows"]["read"], 49);
     assert_eq!(manifest["rows"]["computed"], 49);
     assert_eq!(manifest["rows"]["rejected"], 0);
@@ -105,8 +114,7 @@ fn manifest_names_each_input_with_its_size_and_sha256_on_every_path() {
             "{extra:?}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let manifest: serde_json::Value =
-            serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+        let manifest: serde_json::Value = manifest_of(&out);
         let inputs = manifest["inputs"].as_array().unwrap();
         let expected = [
             ("beneficiaries", demo("beneficiaries.csv")),
@@ -195,8 +203,7 @@ fn rejected_rows_give_exit_code_3_and_are_all_accounted_for() {
         ]
     );
     assert!(rejects.contains(",50,A0101,act_id,duplicate_act_id,A0101"));
-    let manifest: serde_json::Value =
-        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    let manifest: serde_json::Value = manifest_of(&out);
     assert_eq!(manifest["rows"]["read"], 54);
     assert_eq!(manifest["rows"]["computed"], 49);
     assert_eq!(manifest["rows"]["rejected"], 5);
@@ -464,12 +471,7 @@ fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
         ]
         .concat();
         let o = rac(&args);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert_ok(&o);
     };
     let line = |out: &str, act: &str| {
         read(tmp.path().join(out).join("acts.csv"))
@@ -526,12 +528,7 @@ fn audit_explains_each_discrepancy() {
         "csv",
         "--quiet",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let d = read(out.join("discrepancies.csv"));
     assert_eq!(
         d,
@@ -572,12 +569,7 @@ fn a_run_killed_midway_leaves_the_previous_outputs_and_the_next_run_proceeds() {
         "--out",
         data.to_str().unwrap(),
     ]);
-    assert_eq!(
-        g.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&g.stderr)
-    );
+    assert_ok(&g);
     let out = tmp.path().join("out");
     let args = |out: &Path| {
         vec![
@@ -626,12 +618,7 @@ fn a_run_killed_midway_leaves_the_previous_outputs_and_the_next_run_proceeds() {
         .args(args(&out))
         .output()
         .unwrap();
-    assert_eq!(
-        again.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    assert_ok(&again);
     assert_eq!(
         std::fs::read(out.join("acts.parquet")).unwrap(),
         before[0].1
@@ -653,12 +640,7 @@ fn counters_repeated_or_cut_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let first = tmp.path().join("first");
     let o = compute(&first, &["--format", "csv"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let counters = first.join("counters.csv");
     let text = read(&counters);
     let rows: Vec<&str> = text.lines().collect();
@@ -668,12 +650,7 @@ fn counters_repeated_or_cut_are_refused() {
     for extra in [&[][..], &["--partitions", "3"]] {
         let args = [&["--counters", counters.to_str().unwrap()][..], extra].concat();
         let o = compute(&out, &args);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert_ok(&o);
     }
     // Repeated: found by the rows' count beside the manifest, and without it (a copy
     // elsewhere) by the rows themselves; cut: by the count.
@@ -746,14 +723,8 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
         &out,
         &["--counters", counters.to_str().unwrap(), "--format", "csv"],
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let manifest: serde_json::Value =
-        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    assert_ok(&o);
+    let manifest: serde_json::Value = manifest_of(&out);
     assert_eq!(manifest["counters_format"], 2);
     assert!(read(out.join("counters.csv")).starts_with(
         "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
@@ -818,17 +789,11 @@ fn audit_of_a_real_open_damir_month_through_the_cli() {
         out.to_str().unwrap(),
         "--quiet",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let md = read(out.join("discrepancies.md"));
     assert!(md.contains("94 lines read"), "{md}");
     assert!(md.contains("rac reproduces 83 to the cent, explains 8 more, and cannot explain 3"));
-    let manifest: serde_json::Value =
-        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    let manifest: serde_json::Value = manifest_of(&out);
     assert_eq!(manifest["profile"], "damir");
     // compute refuses aggregated lines, with a usage error.
     let c = rac(&[
@@ -868,8 +833,7 @@ fn snds_extract_through_the_cli() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("PRS_NAT_REF = 8888 not mapped (1 lines"));
-    let manifest: serde_json::Value =
-        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    let manifest: serde_json::Value = manifest_of(&out);
     let rows = &manifest["rows"];
     assert_eq!(
         rows["read"].as_u64().unwrap(),
@@ -936,8 +900,7 @@ fn bad_rows_are_rejected_with_file_row_and_column_and_never_lost() {
             "{file}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let manifest: serde_json::Value =
-            serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+        let manifest: serde_json::Value = manifest_of(&out);
         let rows = &manifest["rows"];
         assert_eq!(
             rows["read"].as_u64().unwrap(),
@@ -982,12 +945,7 @@ fn unreadable_files_exit_1_with_the_file_named_and_nothing_written() {
     }
     // A header alone is a valid, empty month.
     let (o, out, _tmp) = compute_bad(&bad("acts_header_only.csv"));
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(read(out.join("acts.csv")).lines().count(), 1);
 }
 
