@@ -726,6 +726,21 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
     assert_ok(&o);
     let manifest: serde_json::Value = manifest_of(&out);
     assert_eq!(manifest["counters_format"], 2);
+    // A format-2 manifest beside a file without `stay_starts`: changed since, refused (exit 1)
+    // rather than read as format 1, held in memory or partitioned.
+    std::fs::write(
+        tmp.path().join("manifest.json"),
+        r#"{"version": "0.2.0", "counters_format": 2, "rows": {"counters": 1}}"#,
+    )
+    .unwrap();
+    for extra in [&[][..], &["--partitions", "3"]] {
+        let args = [&["--counters", counters.to_str().unwrap()][..], extra].concat();
+        let o = compute(&tmp.path().join("refused"), &args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(stderr.contains("counters.csv"), "{extra:?}: {stderr}");
+        assert!(stderr.contains("stay_starts"), "{extra:?}: {stderr}");
+    }
     assert!(read(out.join("counters.csv")).starts_with(
         "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
          franchise_cap_reached_on,stay_starts\n"

@@ -651,6 +651,23 @@ pub fn carried_columns(path: &Path) -> Result<Vec<String>, ReadError> {
     Ok(carried)
 }
 
+/// Fails with [`ReadError::MissingColumn`] unless every file of `path` has a column `column`
+/// (an optional column a file must hold all the same, e.g. the counters' `stay_starts` when
+/// the manifest beside them says the format that writes it).
+pub fn require_column(path: &Path, column: &str) -> Result<(), ReadError> {
+    for path in resolve(path)? {
+        let file = path.display().to_string();
+        let source = Source::open(&path, &file, &[], &[], ChunkSize { rows: 1, bytes: 1 })?;
+        if !source.names().iter().any(|name| name == column) {
+            return Err(ReadError::MissingColumn {
+                file,
+                column: column.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Streams the acts of `path` chunk by chunk (see [`Chunks`]).
 pub fn open_acts(path: &Path, opts: &ReadOptions) -> Result<Chunks<Act>, ReadError> {
     Chunks::open(path, opts)

@@ -564,7 +564,8 @@ fn check_counter_years(
 }
 
 /// Issue 4: counters are state; those written by another version of the format, or next to a
-/// manifest that says so, are refused rather than misread. Returns the number of counter rows
+/// manifest that says so, or without a column their format writes, are refused rather than
+/// misread. Returns the number of counter rows
 /// the manifest says its run wrote, if there is one.
 fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
     let manifest = path.with_file_name("manifest.json");
@@ -580,6 +581,11 @@ fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
                 value["version"].as_str().unwrap_or("?"),
                 format
             )));
+        }
+        // Format 2 always writes `stay_starts`: a file without it was changed since (read as
+        // format 1, its stays' starts would be lost without a word).
+        if format >= Some(2) {
+            read::require_column(path, "stay_starts")?;
         }
         return Ok(value["rows"]["counters"].as_u64());
     }
