@@ -2,8 +2,8 @@
 //! table rac writes, with nothing computed. Reads a finished `acts.parquet` (every column)
 //! into memory, then encodes it again to Parquet with rac's own settings
 //! ([`rac::io::write::parquet_properties`] for the acts table), on one thread, and times that
-//! encoding only. `scripts/bench.sh` runs it on rac's output as the "floor: acts.parquet
-//! encode" line.
+//! encoding only. `scripts/bench.sh` runs it on rac's output and prints its `floor` line and
+//! section.
 //!
 //! ```text
 //! cargo build --release --example output_floor

@@ -407,7 +407,9 @@ impl<'a> Engine<'a> {
         }
 
         let long_stay = self.is_long_stay(act, stay_starts, snap)?;
-        if act.category == Category::HospitalStay
+        // Only when explaining this act: the lookup below is for the trace alone.
+        if self.target == Some(act.act_id.as_str())
+            && act.category == Category::HospitalStay
             && let Some(stay) = act.stay_id.as_deref()
             && let Some(&start) = stay_starts.get(stay)
         {
