@@ -246,6 +246,18 @@ fn a_bad_memory_limit_or_spill_compression_is_a_usage_error() {
         assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains(flag));
     }
+    // The values it takes, named; `auto` first.
+    let o = compute(
+        tmp.path(),
+        &tmp.path().join("out"),
+        None,
+        &["--spill-compression", "gzip"],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("[possible values: auto, none, lz4, zstd]"),
+        "{stderr}"
+    );
     assert!(!tmp.path().join("out").exists());
 }
 

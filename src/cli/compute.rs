@@ -63,9 +63,11 @@ pub struct ComputeArgs {
     #[arg(long, default_value = "direct", value_parser = ["direct", "cached"])]
     pub spill_io: String,
     /// Compress the spill files: `lz4` makes them about a third of their size, `zstd` about a
-    /// fifth, for more CPU (100 M acts: 6 % and 14 % more time; 10 M: 10 % and 20 %). For a
-    /// spill disk too small for about 210 bytes an act (a billion acts: 210 GB), or a slow one.
-    #[arg(long, default_value = "none", value_parser = pipeline::SpillCompression::NAMES)]
+    /// fifth, for more CPU (100 M acts: 6 % and 14 % more time; 10 M: 10 % and 20 %). `auto`:
+    /// as they are (about 210 bytes an act; a billion acts: 210 GB) where the spill disk has
+    /// room for them, else the least compression that fits (projected from the first acts,
+    /// and logged). `none` for a slow disk too (compressing costs CPU, not reading).
+    #[arg(long, default_value = "auto", value_parser = pipeline::SpillCompression::CHOICES)]
     pub spill_compression: String,
     /// Folder for the spill files (a local scratch disk, when --out is on a slow or small
     /// one): the run makes a folder of its own there, removed when it ends, and removes those
@@ -312,8 +314,8 @@ fn execute_logged(
                     _ => pipeline::SpillIo::Direct,
                 },
                 temp_dir: temp_dir.clone(),
-                spill_compression: pipeline::SpillCompression::parse(&args.spill_compression)
-                    .unwrap_or_default(),
+                // `auto` (None) or a name clap checked.
+                spill_compression: pipeline::SpillCompression::parse(&args.spill_compression),
             };
             let opts = run_opts(serde_json::json!({"profile": "canonical"}));
             let event = |step: &str, message: &str, counts: &[(&str, u64)]| {

@@ -305,6 +305,32 @@ pub fn estimate_rows(path: &Path) -> Result<Expected, ReadError> {
     Ok(Expected { rows: total, exact })
 }
 
+/// Spill bytes an act takes at most as it is, with its id's copy (about 210 in all for
+/// generated acts, ids of 12 bytes), besides its carried values: a spill disk with this much
+/// room per act needs no sample to keep the spill files as they are
+/// (`--spill-compression auto`).
+pub const SPILL_BOUND_PER_ACT: u64 = 1_024;
+
+/// Acts encoded to project the spill files' bytes (`--spill-compression auto`): the first
+/// ones of the first acts file.
+pub const SPILL_SAMPLE_ROWS: usize = 16_384;
+
+/// A projected spill's margin, in percent: a run's batches (a partition's share of a read
+/// buffer) are smaller than the sample's one batch, and compress a little worse; the acts
+/// further on may be wider.
+pub const SPILL_MARGIN_PERCENT: u64 = 125;
+
+/// `--spill-compression auto`: the first of `projected` (the spill files' bytes for each
+/// compression, from the least CPU to the fewest bytes) that fits in `free` bytes with the
+/// [`SPILL_MARGIN_PERCENT`] margin, if one does.
+pub fn fitting<C: Copy>(projected: &[(C, u64)], free: u64) -> Option<C> {
+    let with_margin = |bytes: u64| u128::from(bytes) * u128::from(SPILL_MARGIN_PERCENT) / 100;
+    projected
+        .iter()
+        .find(|&&(_, bytes)| with_margin(bytes) <= u128::from(free))
+        .map(|&(choice, _)| choice)
+}
+
 /// The spill files are judged once this share of the acts expected is on disk (a 32nd):
 /// enough batches for their size per act, early enough to stop before the disk fills.
 pub const ROOM_SAMPLE: u64 = 32;
@@ -416,6 +442,22 @@ mod tests {
         let path = root.join(path);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn fitting_takes_the_first_way_that_fits_with_its_margin() {
+        let projected = [("none", 800), ("lz4", 400), ("zstd", 200)];
+        // 800 bytes take 1 000 with the margin of 25 %.
+        assert_eq!(SPILL_MARGIN_PERCENT, 125);
+        assert_eq!(fitting(&projected, 1_000), Some("none"));
+        assert_eq!(fitting(&projected, 999), Some("lz4"));
+        assert_eq!(fitting(&projected, 500), Some("lz4"));
+        assert_eq!(fitting(&projected, 499), Some("zstd"));
+        assert_eq!(fitting(&projected, 250), Some("zstd"));
+        assert_eq!(fitting(&projected, 249), None);
+        assert_eq!(fitting::<&str>(&[], u64::MAX), None);
+        // No overflow on huge projections.
+        assert_eq!(fitting(&[("none", u64::MAX)], u64::MAX), None);
     }
 
     #[test]

@@ -55,8 +55,9 @@ pub struct Limits {
     pub sorted: bool,
     /// How spill files reach the disk (`--spill-io`).
     pub spill_io: SpillIo,
-    /// Whether spill files are compressed (`--spill-compression`).
-    pub spill_compression: SpillCompression,
+    /// Whether spill files are compressed (`--spill-compression`); `None` (`auto`): as
+    /// little as the spill disk's room allows ([`auto_compression`]).
+    pub spill_compression: Option<SpillCompression>,
     /// Where spill files go (`--temp-dir`): a folder of this run's is made there. `None`:
     /// in the temporary output folder beside `--out`.
     pub temp_dir: Option<PathBuf>,
@@ -189,8 +190,8 @@ pub fn run(
         log("read", "transparent huge pages off", &[("huge_pages", 0)]);
     }
     // An acts file that cannot be read is reported when it is read, in its turn.
-    let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read);
-    let act_cost = partition::act_cost(carried.unwrap_or(0));
+    let carried = partition::carried_bytes_per_act(&inputs.acts, &inputs.read).unwrap_or(0);
+    let act_cost = partition::act_cost(carried);
     let loaders = partition::loaders_for(rayon::current_num_threads());
     let parts = match limits.parts {
         Some(parts) => parts,
@@ -270,26 +271,44 @@ pub fn run(
         })?),
         None => None,
     };
-    let spill = SpillDir {
-        path: match &temp_space {
-            Some(space) => space.path().join("spill"),
-            None => staging.path().join(".spill"),
-        },
-        io: limits.spill_io,
-        compression: limits.spill_compression,
+    let spill_path = match &temp_space {
+        Some(space) => space.path().join("spill"),
+        None => staging.path().join(".spill"),
     };
     // Where the spill goes, and the room there (judged again once the acts begin to spill:
     // [`Room`]; a run that fills the disk anyway fails, exit 1).
-    let parent = spill.path.parent().unwrap_or(&spill.path);
-    let free: Vec<(&str, u64)> = free_bytes(parent)
-        .map(|free| ("free_bytes", free))
-        .into_iter()
-        .collect();
+    let parent = spill_path.parent().unwrap_or(&spill_path);
+    let free = free_bytes(parent);
+    let free_field: Vec<(&str, u64)> = free.map(|free| ("free_bytes", free)).into_iter().collect();
     log(
         "read",
-        &format!("spill files in {}", spill.path.display()),
-        &free,
+        &format!("spill files in {}", spill_path.display()),
+        &free_field,
     );
+    // The disk is named as the user gave it: --temp-dir, or the folder of --out (`.` for a
+    // bare name); its room is read in the spill folder's parent, which exists.
+    let shown = match (&limits.temp_dir, staging.path().parent()) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        (None, _) => PathBuf::from("."),
+    };
+    let compression = match limits.spill_compression {
+        Some(given) => given,
+        // Acts declared sorted are streamed: only the small tables spill.
+        None if limits.sorted => SpillCompression::None,
+        None => {
+            let room = SpillRoom {
+                free,
+                shown: &shown,
+            };
+            auto_compression(inputs, rows, carried, room, log)
+        }
+    };
+    let spill = SpillDir {
+        path: spill_path.clone(),
+        io: limits.spill_io,
+        compression,
+    };
     // While reading, the rows held for one table at a time take at most a sixth of the limit
     // (their vectors' capacity counted; one read chunk, if a chunk alone is more), and no more
     // than READ_BUFFER_MAX; the act ids a quarter of that. Beside them, two sets of their
@@ -443,18 +462,11 @@ pub fn run(
     // pool only with more than one loader: `route_on_pool` below).
     let bar = progress_bar(opts.progress, rows, "read");
     let mut beat = Heartbeat::new(log, ("read", "reading acts"), opts.log_every);
-    // Its room is read in the spill folder's parent, which exists; the folder is named as
-    // the user gave it: --temp-dir, or the folder of --out (`.` for a bare name).
-    let shown = match (&limits.temp_dir, staging.path().parent()) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        (None, _) => PathBuf::from("."),
-    };
     let mut room = Room {
         disk: parent,
         shown: &shown,
         expected,
-        compression: limits.spill_compression,
+        compression,
         judged: false,
     };
     let mut accepted = 0u64;
@@ -678,6 +690,106 @@ impl Room<'_> {
             log,
         )
     }
+}
+
+/// The spill disk's room, for [`auto_compression`]: its free bytes (if they could be read),
+/// and the folder named for it.
+struct SpillRoom<'a> {
+    free: Option<u64>,
+    shown: &'a Path,
+}
+
+/// `--spill-compression auto`: the spill files as they are where their disk has room for
+/// them, else compressed, as little as fits ([`partition::fitting`]; zstd when nothing does,
+/// and the run stops at its room check). A disk with [`partition::SPILL_BOUND_PER_ACT`] bytes
+/// an act (and the carried values) needs no projection; else the expected acts' spill is
+/// projected from the first ones of the first acts file, encoded each way, and the choice
+/// logged. A disk whose room cannot be read, or a sample that cannot be read (the reading
+/// reports it in its turn), keeps the files as they are.
+fn auto_compression(
+    inputs: &Inputs,
+    rows: u64,
+    carried_bytes: u64,
+    room: SpillRoom<'_>,
+    log: &Log<'_>,
+) -> SpillCompression {
+    let Some(free) = room.free else {
+        return SpillCompression::None;
+    };
+    let bound = partition::SPILL_BOUND_PER_ACT + partition::CARRIED_COPIES * carried_bytes;
+    if rows.saturating_mul(bound) <= free {
+        return SpillCompression::None;
+    }
+    let Some((sampled, bytes)) = spill_sample(&inputs.acts, &inputs.read) else {
+        return SpillCompression::None;
+    };
+    let projected: Vec<(SpillCompression, u64)> = SpillCompression::ALL
+        .into_iter()
+        .zip(bytes)
+        .map(|(compression, bytes)| {
+            let total = u128::from(bytes) * u128::from(rows) / u128::from(sampled);
+            (compression, u64::try_from(total).unwrap_or(u64::MAX))
+        })
+        .collect();
+    let (chosen, decision) = match partition::fitting(&projected, free) {
+        Some(SpillCompression::None) => (SpillCompression::None, "kept as they are".to_string()),
+        Some(chosen) => (chosen, format!("compressed with {}", chosen.name())),
+        // The room check stops the run once the first acts are written, if they are as wide.
+        None => (
+            SpillCompression::Zstd,
+            "compressed with zstd, and still short of room".to_string(),
+        ),
+    };
+    let mib_of = |c: SpillCompression| mib(projected[c as usize].1);
+    log(
+        "read",
+        &format!(
+            "spill files projected at about {} MiB as they are ({} MiB with lz4, {} with zstd; {rows} acts expected), {} MiB free in {}: {decision} (--spill-compression auto)",
+            mib_of(SpillCompression::None),
+            mib_of(SpillCompression::Lz4),
+            mib_of(SpillCompression::Zstd),
+            mib(free),
+            room.shown.display(),
+        ),
+        &[
+            ("free_bytes", free),
+            ("projected_bytes", projected[chosen as usize].1),
+        ],
+    );
+    chosen
+}
+
+/// The acts read first from the first acts file (at most [`partition::SPILL_SAMPLE_ROWS`]),
+/// and the bytes they and their ids take in spill files for each of
+/// [`SpillCompression::ALL`]; `None` if there are none or they cannot be read.
+fn spill_sample(acts: &Path, opts: &ReadOptions) -> Option<(u64, [u64; 3])> {
+    let file = read::resolve(acts).ok()?.into_iter().next()?;
+    let mut chunks = read::open_acts(&file, opts)
+        .ok()?
+        .with_chunk_rows(partition::SPILL_SAMPLE_ROWS);
+    let chunk = chunks.next()?.ok()?;
+    if chunk.rows.is_empty() {
+        return None;
+    }
+    let acts: Vec<&ActRow> = chunk.rows.iter().collect();
+    let ids: Vec<IdRow> = chunk
+        .rows
+        .iter()
+        .map(|r| {
+            let origin = Origin {
+                file: r.file as u32,
+                row: r.row,
+            };
+            (r.value.act_id.clone(), origin)
+        })
+        .collect();
+    let ids: Vec<&IdRow> = ids.iter().collect();
+    let mut bytes = [0u64; 3];
+    for (slot, compression) in bytes.iter_mut().zip(SpillCompression::ALL) {
+        *slot = spill::batch_bytes(&acts, compression).ok()?
+            + spill::batch_bytes(&ids, compression).ok()?;
+    }
+    Some((acts.len() as u64, bytes))
 }
 
 /// A disk judged too small for the rest of the run: the run stops (exit 2) where the acts
@@ -1666,6 +1778,103 @@ mod tests {
                 Ok(5),
                 Ok(6)
             ]
+        );
+    }
+
+    #[test]
+    fn auto_compression_keeps_the_spill_files_as_they_are_where_they_fit_else_compresses_them_as_little_as_fits()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::generate::GenerateOptions {
+            acts: 20_000,
+            patients: 2_000,
+            ..Default::default()
+        };
+        let files = crate::generate::generate(&opts, dir.path()).unwrap().files;
+        let inputs = Inputs {
+            acts: files[0].clone(),
+            beneficiaries: files[1].clone(),
+            rights: None,
+            counters: None,
+            read: ReadOptions::default(),
+        };
+        // The sample: its acts and ids, each way (README: about 210 bytes an act as they are,
+        // a third of that with LZ4, a fifth with zstd).
+        let (sampled, bytes) = spill_sample(&inputs.acts, &inputs.read).unwrap();
+        assert_eq!(sampled, partition::SPILL_SAMPLE_ROWS as u64);
+        let [none, lz4, zstd] = bytes.map(|b| b / sampled);
+        assert!((150..=300).contains(&none), "{none} bytes an act");
+        assert!(lz4 * 2 < none && zstd < lz4, "{none}, {lz4}, {zstd}");
+
+        let choose = |rows: u64, free: Option<u64>, acts: &Path| {
+            let logged = RefCell::new(Vec::new());
+            let log = |_: &str, message: &str, _: &[(&str, u64)]| {
+                logged.borrow_mut().push(message.to_string());
+            };
+            let inputs = Inputs {
+                acts: acts.to_path_buf(),
+                ..inputs.clone()
+            };
+            let room = SpillRoom {
+                free,
+                shown: Path::new("/scratch"),
+            };
+            let chosen = auto_compression(&inputs, rows, 0, room, &log);
+            (chosen, logged.into_inner())
+        };
+        let rows = 1_000_000;
+        // The free bytes at which each way just fits, its margin included.
+        let fits = |k: usize| bytes[k] * rows / sampled * partition::SPILL_MARGIN_PERCENT / 100;
+        let acts = inputs.acts.as_path();
+        // Room for the bound: nothing sampled, nothing said.
+        let roomy = Some(rows * partition::SPILL_BOUND_PER_ACT);
+        assert_eq!(choose(rows, roomy, acts), (SpillCompression::None, vec![]));
+        // Under the bound, room for the files as they are: kept, and said.
+        let (chosen, logged) = choose(rows, Some(fits(0)), acts);
+        assert_eq!(chosen, SpillCompression::None);
+        assert_eq!(logged.len(), 1);
+        let message = &logged[0];
+        assert!(
+            message.starts_with("spill files projected at about "),
+            "{message}"
+        );
+        assert!(
+            message.contains(" MiB free in /scratch: kept as they are"),
+            "{message}"
+        );
+        assert!(message.contains("1000000 acts expected"), "{message}");
+        // A byte short of that: LZ4, down to its own bytes.
+        for free in [fits(0) - 1, fits(1)] {
+            let (chosen, logged) = choose(rows, Some(free), acts);
+            assert_eq!(chosen, SpillCompression::Lz4);
+            assert!(
+                logged[0].contains(": compressed with lz4 ("),
+                "{}",
+                logged[0]
+            );
+        }
+        // Then zstd; and zstd still when nothing fits (the room check then stops the run).
+        let (chosen, logged) = choose(rows, Some(fits(1) - 1), acts);
+        assert_eq!(chosen, SpillCompression::Zstd);
+        assert!(
+            logged[0].contains(": compressed with zstd ("),
+            "{}",
+            logged[0]
+        );
+        let (chosen, logged) = choose(rows, Some(fits(2) - 1), acts);
+        assert_eq!(chosen, SpillCompression::Zstd);
+        assert!(
+            logged[0].contains(": compressed with zstd, and still short of room ("),
+            "{}",
+            logged[0]
+        );
+        // A room that cannot be read, or acts that cannot: as they are, nothing said (the
+        // reading reports the acts in its turn).
+        assert_eq!(choose(rows, None, acts), (SpillCompression::None, vec![]));
+        let gone = dir.path().join("gone.parquet");
+        assert_eq!(
+            choose(rows, Some(0), &gone),
+            (SpillCompression::None, vec![])
         );
     }
 

@@ -67,17 +67,28 @@ pub enum SpillCompression {
 }
 
 impl SpillCompression {
-    /// Every value, as `--spill-compression` spells it.
+    /// Every value, from the least CPU to the fewest bytes.
+    pub const ALL: [SpillCompression; 3] = [
+        SpillCompression::None,
+        SpillCompression::Lz4,
+        SpillCompression::Zstd,
+    ];
+
+    /// Every value, as `--spill-compression` spells it (in the order of [`Self::ALL`]).
     pub const NAMES: [&'static str; 3] = ["none", "lz4", "zstd"];
+
+    /// What `--spill-compression` takes: `auto` (the least compression the spill disk's room
+    /// allows), or one of [`Self::NAMES`].
+    pub const CHOICES: [&'static str; 4] = ["auto", Self::NAMES[0], Self::NAMES[1], Self::NAMES[2]];
+
+    /// As `--spill-compression` spells it.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 
     /// The value spelled `name` (one of [`SpillCompression::NAMES`]).
     pub fn parse(name: &str) -> Option<SpillCompression> {
-        match name {
-            "none" => Some(SpillCompression::None),
-            "lz4" => Some(SpillCompression::Lz4),
-            "zstd" => Some(SpillCompression::Zstd),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
     fn codec(self) -> Option<CompressionType> {
@@ -544,6 +555,19 @@ impl Encoder {
     fn end(out: &mut Vec<u8>) {
         out.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
     }
+}
+
+/// Bytes `rows` take in a spill file compressed as `compression`: one batch's message (a
+/// file's schema message left out). How a run projects its spill files before it writes any
+/// (`--spill-compression auto`).
+pub fn batch_bytes<T: Spillable>(
+    rows: &[&T],
+    compression: SpillCompression,
+) -> Result<u64, ArrowError> {
+    let mut encoder = Encoder::new(&T::schema(), compression)?;
+    let mut out = Vec::new();
+    encoder.batch(&T::to_batch(rows), &mut out)?;
+    Ok(out.len() as u64)
 }
 
 impl Stage for SpillFiles {
