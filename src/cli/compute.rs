@@ -66,7 +66,7 @@ pub struct ComputeArgs {
     /// fifth, for more CPU (100 M acts: 6 % and 14 % more time; 10 M: 10 % and 20 %). `auto`:
     /// as they are (about 210 bytes an act; a billion acts: 210 GB) where the spill disk has
     /// room for them, else the least compression that fits (projected from the first acts,
-    /// and logged). `none` for a slow disk too (compressing costs CPU, not reading).
+    /// and logged). On a slow spill disk, `lz4` writes and reads fewer bytes.
     #[arg(long, default_value = "auto", value_parser = pipeline::SpillCompression::CHOICES)]
     pub spill_compression: String,
     /// Folder for the spill files (a local scratch disk, when --out is on a slow or small
@@ -97,6 +97,20 @@ pub struct ComputeArgs {
     /// the order they first appear; empty where a file lacks one. Canonical profile only.
     #[arg(long)]
     pub keep_columns: bool,
+}
+
+/// `--spill-compression`: `None` for `auto` (decided by the run), else the one named.
+fn spill_compression(name: &str) -> Result<Option<pipeline::SpillCompression>, Failure> {
+    if name == "auto" {
+        return Ok(None);
+    }
+    pipeline::SpillCompression::parse(name)
+        .map(Some)
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--spill-compression {name}: auto, none, lz4 or zstd"
+            ))
+        })
 }
 
 /// `--temp-dir` (or `RAC_TEMP_DIR`), checked: an existing folder that is not `--out`, nor in
@@ -314,8 +328,7 @@ fn execute_logged(
                     _ => pipeline::SpillIo::Direct,
                 },
                 temp_dir: temp_dir.clone(),
-                // `auto` (None) or a name clap checked.
-                spill_compression: pipeline::SpillCompression::parse(&args.spill_compression),
+                spill_compression: spill_compression(&args.spill_compression)?,
             };
             let opts = run_opts(serde_json::json!({"profile": "canonical"}));
             let event = |step: &str, message: &str, counts: &[(&str, u64)]| {

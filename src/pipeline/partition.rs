@@ -305,29 +305,28 @@ pub fn estimate_rows(path: &Path) -> Result<Expected, ReadError> {
     Ok(Expected { rows: total, exact })
 }
 
-/// Spill bytes an act takes at most as it is, with its id's copy (about 210 in all for
-/// generated acts, ids of 12 bytes), besides its carried values: a spill disk with this much
-/// room per act needs no sample to keep the spill files as they are
-/// (`--spill-compression auto`).
+/// Spill bytes an act and its id take as they are, generously (about 210 for generated
+/// acts with ids of 12 bytes, 290 in the small batches of a tiny `--memory-limit`), besides
+/// its carried values: a spill disk with this much room per act expected is not looked at
+/// further (`--spill-compression auto`).
 pub const SPILL_BOUND_PER_ACT: u64 = 1_024;
 
 /// Acts encoded to project the spill files' bytes (`--spill-compression auto`): the first
-/// ones of the first acts file.
+/// ones of the acts input.
 pub const SPILL_SAMPLE_ROWS: usize = 16_384;
 
-/// A projected spill's margin, in percent: a run's batches (a partition's share of a read
-/// buffer) are smaller than the sample's one batch, and compress a little worse; the acts
-/// further on may be wider.
-pub const SPILL_MARGIN_PERCENT: u64 = 125;
+/// A projected spill is taken at this percentage of itself (`--spill-compression auto`): the
+/// acts further on may be wider than the first ones, and the small tables spill beside them.
+pub const SPILL_PROJECTION_PERCENT: u64 = 125;
 
 /// `--spill-compression auto`: the first of `projected` (the spill files' bytes for each
-/// compression, from the least CPU to the fewest bytes) that fits in `free` bytes with the
-/// [`SPILL_MARGIN_PERCENT`] margin, if one does.
+/// compression, from the least CPU to the fewest bytes) that fits in `free` bytes at
+/// [`SPILL_PROJECTION_PERCENT`], if one does.
 pub fn fitting<C: Copy>(projected: &[(C, u64)], free: u64) -> Option<C> {
-    let with_margin = |bytes: u64| u128::from(bytes) * u128::from(SPILL_MARGIN_PERCENT) / 100;
+    let taken = |bytes: u64| u128::from(bytes) * u128::from(SPILL_PROJECTION_PERCENT) / 100;
     projected
         .iter()
-        .find(|&&(_, bytes)| with_margin(bytes) <= u128::from(free))
+        .find(|&&(_, bytes)| taken(bytes) <= u128::from(free))
         .map(|&(choice, _)| choice)
 }
 
@@ -445,10 +444,10 @@ mod tests {
     }
 
     #[test]
-    fn fitting_takes_the_first_way_that_fits_with_its_margin() {
+    fn fitting_takes_the_first_way_that_fits_at_the_projection_percent() {
         let projected = [("none", 800), ("lz4", 400), ("zstd", 200)];
-        // 800 bytes take 1 000 with the margin of 25 %.
-        assert_eq!(SPILL_MARGIN_PERCENT, 125);
+        // 800 bytes are taken at 1 000.
+        assert_eq!(SPILL_PROJECTION_PERCENT, 125);
         assert_eq!(fitting(&projected, 1_000), Some("none"));
         assert_eq!(fitting(&projected, 999), Some("lz4"));
         assert_eq!(fitting(&projected, 500), Some("lz4"));

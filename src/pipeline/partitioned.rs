@@ -292,22 +292,12 @@ pub fn run(
         (None, Some(dir)) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         (None, _) => PathBuf::from("."),
     };
-    let compression = match limits.spill_compression {
-        Some(given) => given,
-        // Acts declared sorted are streamed: only the small tables spill.
-        None if limits.sorted => SpillCompression::None,
-        None => {
-            let room = SpillRoom {
-                free,
-                shown: &shown,
-            };
-            auto_compression(inputs, rows, carried, room, log)
-        }
-    };
-    let spill = SpillDir {
+    // `auto` is decided once the acts are known not to be sorted (below); until then, and for
+    // sorted ones (only the small tables spill), the files are as they are.
+    let mut spill = SpillDir {
         path: spill_path.clone(),
         io: limits.spill_io,
-        compression,
+        compression: limits.spill_compression.unwrap_or_default(),
     };
     // While reading, the rows held for one table at a time take at most a sixth of the limit
     // (their vectors' capacity counted; one read chunk, if a chunk alone is more), and no more
@@ -380,6 +370,18 @@ pub fn run(
         &[("partitions", parts as u64)],
     );
 
+    if repeated.is_none() && limits.spill_compression.is_none() {
+        let room = SpillRoom {
+            free: free_bytes(parent),
+            shown: &shown,
+        };
+        let stores = SpillStores {
+            parts,
+            budget,
+            carried,
+        };
+        spill.compression = auto_compression(inputs, expected, stores, room, log);
+    }
     let mut bens = spill.store::<Sourced<Beneficiary>>(parts, budget);
     let chunks = Chunks::<Beneficiary>::open(&inputs.beneficiaries, &inputs.read)?;
     let ben_files = chunks.files().to_vec();
@@ -449,7 +451,7 @@ pub fn run(
     // Acts, and their ids routed by a hash of the id.
     let mut acts = spill.store::<ActRow>(parts, budget);
     // An id row is an eighth of an act row: as many buckets as partitions would be small.
-    let id_buckets = parts.div_ceil(8);
+    let id_buckets = id_buckets(parts);
     let mut ids = spill.store::<IdRow>(id_buckets, budget / 4);
     let chunks = read::open_acts(&inputs.acts, &inputs.read)?;
     let act_files = chunks.files().to_vec();
@@ -466,7 +468,7 @@ pub fn run(
         disk: parent,
         shown: &shown,
         expected,
-        compression,
+        compression: spill.compression,
         judged: false,
     };
     let mut accepted = 0u64;
@@ -692,6 +694,12 @@ impl Room<'_> {
     }
 }
 
+/// The act-id buckets for `parts` partitions: an id row is an eighth of an act row, so as
+/// many buckets as partitions would be small.
+fn id_buckets(parts: usize) -> usize {
+    parts.div_ceil(8)
+}
+
 /// The spill disk's room, for [`auto_compression`]: its free bytes (if they could be read),
 /// and the folder named for it.
 struct SpillRoom<'a> {
@@ -699,81 +707,104 @@ struct SpillRoom<'a> {
     shown: &'a Path,
 }
 
+/// How the acts will be spilled, for [`auto_compression`]: into `parts` partitions (and their
+/// [`id_buckets`]), from read buffers of `budget` bytes (the ids' a quarter of it), the acts
+/// carrying `carried` bytes of values each.
+struct SpillStores {
+    parts: usize,
+    budget: usize,
+    carried: u64,
+}
+
 /// `--spill-compression auto`: the spill files as they are where their disk has room for
-/// them, else compressed, as little as fits ([`partition::fitting`]; zstd when nothing does,
-/// and the run stops at its room check). A disk with [`partition::SPILL_BOUND_PER_ACT`] bytes
-/// an act (and the carried values) needs no projection; else the expected acts' spill is
-/// projected from the first ones of the first acts file, encoded each way, and the choice
-/// logged. A disk whose room cannot be read, or a sample that cannot be read (the reading
-/// reports it in its turn), keeps the files as they are.
+/// them, else compressed, as little as fits ([`partition::fitting`]); zstd when nothing
+/// does, and the room check judges the run on the first acts written ([`Room`]). A disk with
+/// [`partition::SPILL_BOUND_PER_ACT`] bytes an act (and the carried values) is not looked at
+/// further; on a shorter one the acts' and their ids' spill is projected from the first acts
+/// ([`spill_projection`]) and the choice logged. A disk whose room cannot be read, or acts
+/// that cannot be (the reading reports them in its turn), keep the files as they are.
 fn auto_compression(
     inputs: &Inputs,
-    rows: u64,
-    carried_bytes: u64,
+    expected: partition::Expected,
+    stores: SpillStores,
     room: SpillRoom<'_>,
     log: &Log<'_>,
 ) -> SpillCompression {
     let Some(free) = room.free else {
         return SpillCompression::None;
     };
-    let bound = partition::SPILL_BOUND_PER_ACT + partition::CARRIED_COPIES * carried_bytes;
+    let rows = expected.rows;
+    let bound = partition::SPILL_BOUND_PER_ACT + stores.carried;
     if rows.saturating_mul(bound) <= free {
         return SpillCompression::None;
     }
-    let Some((sampled, bytes)) = spill_sample(&inputs.acts, &inputs.read) else {
+    let Some(bytes) = spill_projection(&inputs.acts, &inputs.read, rows, &stores) else {
         return SpillCompression::None;
     };
-    let projected: Vec<(SpillCompression, u64)> = SpillCompression::ALL
-        .into_iter()
-        .zip(bytes)
-        .map(|(compression, bytes)| {
-            let total = u128::from(bytes) * u128::from(rows) / u128::from(sampled);
-            (compression, u64::try_from(total).unwrap_or(u64::MAX))
-        })
-        .collect();
+    let projected: Vec<(SpillCompression, u64)> =
+        SpillCompression::ALL.into_iter().zip(bytes).collect();
     let (chosen, decision) = match partition::fitting(&projected, free) {
         Some(SpillCompression::None) => (SpillCompression::None, "kept as they are".to_string()),
         Some(chosen) => (chosen, format!("compressed with {}", chosen.name())),
-        // The room check stops the run once the first acts are written, if they are as wide.
         None => (
             SpillCompression::Zstd,
-            "compressed with zstd, and still short of room".to_string(),
+            "compressed with zstd, which may still not fit: the room check judges the run on the first acts written".to_string(),
         ),
     };
-    let mib_of = |c: SpillCompression| mib(projected[c as usize].1);
+    let [none, lz4, zstd] = bytes.map(mib);
+    let counted = if expected.exact {
+        ""
+    } else {
+        ", estimated from the size of a CSV file"
+    };
     log(
         "read",
         &format!(
-            "spill files projected at about {} MiB as they are ({} MiB with lz4, {} with zstd; {rows} acts expected), {} MiB free in {}: {decision} (--spill-compression auto)",
-            mib_of(SpillCompression::None),
-            mib_of(SpillCompression::Lz4),
-            mib_of(SpillCompression::Zstd),
+            "spill files projected at about {none} MiB as they are ({lz4} MiB with lz4, {zstd} with zstd; {rows} acts expected{counted}), {} MiB free in {}: {decision} (--spill-compression auto)",
             mib(free),
             room.shown.display(),
         ),
         &[
             ("free_bytes", free),
-            ("projected_bytes", projected[chosen as usize].1),
+            (
+                "projected_bytes",
+                projected.iter().find(|p| p.0 == chosen).map_or(0, |p| p.1),
+            ),
         ],
     );
     chosen
 }
 
-/// The acts read first from the first acts file (at most [`partition::SPILL_SAMPLE_ROWS`]),
-/// and the bytes they and their ids take in spill files for each of
-/// [`SpillCompression::ALL`]; `None` if there are none or they cannot be read.
-fn spill_sample(acts: &Path, opts: &ReadOptions) -> Option<(u64, [u64; 3])> {
-    let file = read::resolve(acts).ok()?.into_iter().next()?;
-    let mut chunks = read::open_acts(&file, opts)
-        .ok()?
-        .with_chunk_rows(partition::SPILL_SAMPLE_ROWS);
-    let chunk = chunks.next()?.ok()?;
-    if chunk.rows.is_empty() {
+/// Rows of each batch a store writes, about: the rows it holds when it spills (a budget's
+/// worth of rows of `row_bytes`, or one read chunk if that is more), spread over its `parts`.
+fn batch_rows(budget: usize, row_bytes: usize, parts: usize) -> usize {
+    let held = (budget / row_bytes.max(1)).max(read::DEFAULT_CHUNK_ROWS);
+    (held / parts.max(1)).max(1)
+}
+
+/// The bytes the spill files of `rows` acts and their ids would take, for each of
+/// [`SpillCompression::ALL`]: the first acts of the input (up to
+/// [`partition::SPILL_SAMPLE_ROWS`], across its files) encoded in batches of the rows each
+/// partition's will hold ([`batch_rows`]: the smaller the batches, the more bytes an act),
+/// scaled to `rows`. `None` if no act can be read.
+fn spill_projection(
+    acts: &Path,
+    opts: &ReadOptions,
+    rows: u64,
+    stores: &SpillStores,
+) -> Option<[u64; 3]> {
+    let mut sample: Vec<ActRow> = Vec::new();
+    let chunks = read::open_acts(acts, opts).ok()?;
+    for chunk in chunks.with_chunk_rows(partition::SPILL_SAMPLE_ROWS) {
+        sample.extend(chunk.ok()?.rows);
+        if sample.len() >= partition::SPILL_SAMPLE_ROWS {
+            break;
+        }
+    }
+    if sample.is_empty() {
         return None;
     }
-    let acts: Vec<&ActRow> = chunk.rows.iter().collect();
-    let ids: Vec<IdRow> = chunk
-        .rows
+    let ids: Vec<IdRow> = sample
         .iter()
         .map(|r| {
             let origin = Origin {
@@ -783,13 +814,26 @@ fn spill_sample(acts: &Path, opts: &ReadOptions) -> Option<(u64, [u64; 3])> {
             (r.value.act_id.clone(), origin)
         })
         .collect();
-    let ids: Vec<&IdRow> = ids.iter().collect();
-    let mut bytes = [0u64; 3];
-    for (slot, compression) in bytes.iter_mut().zip(SpillCompression::ALL) {
-        *slot = spill::batch_bytes(&acts, compression).ok()?
-            + spill::batch_bytes(&ids, compression).ok()?;
+    let act_refs: Vec<&ActRow> = sample.iter().collect();
+    let id_refs: Vec<&IdRow> = ids.iter().collect();
+    let act_bytes = sample.iter().map(|r| r.mem_bytes()).sum::<usize>() / sample.len();
+    let id_bytes = ids.iter().map(|r| r.mem_bytes()).sum::<usize>() / ids.len();
+    let acts_batch = batch_rows(stores.budget, act_bytes, stores.parts);
+    let ids_batch = batch_rows(stores.budget / 4, id_bytes, id_buckets(stores.parts));
+    let scaled = |bytes: u64, sampled: usize| {
+        let total = u128::from(bytes) * u128::from(rows) / sampled as u128;
+        u64::try_from(total).unwrap_or(u64::MAX)
+    };
+    let mut projected = [0u64; 3];
+    for (slot, compression) in projected.iter_mut().zip(SpillCompression::ALL) {
+        // At most 64 batches of each: what a run's batches take, not a whole run's worth.
+        let acts = &act_refs[..act_refs.len().min(64 * acts_batch)];
+        let ids = &id_refs[..id_refs.len().min(64 * ids_batch)];
+        let act_bytes = spill::spill_bytes(acts, acts_batch, compression).ok()?;
+        let id_bytes = spill::spill_bytes(ids, ids_batch, compression).ok()?;
+        *slot = scaled(act_bytes, acts.len()).saturating_add(scaled(id_bytes, ids.len()));
     }
-    Some((acts.len() as u64, bytes))
+    Some(projected)
 }
 
 /// A disk judged too small for the rest of the run: the run stops (exit 2) where the acts
@@ -1798,15 +1842,31 @@ mod tests {
             counters: None,
             read: ReadOptions::default(),
         };
-        // The sample: its acts and ids, each way (README: about 210 bytes an act as they are,
-        // a third of that with LZ4, a fifth with zstd).
-        let (sampled, bytes) = spill_sample(&inputs.acts, &inputs.read).unwrap();
-        assert_eq!(sampled, partition::SPILL_SAMPLE_ROWS as u64);
-        let [none, lz4, zstd] = bytes.map(|b| b / sampled);
+        // A read buffer of 32 MiB (or one read chunk) spread over the partitions, or the
+        // chunk alone over the 500 partitions of a 1 MiB limit.
+        assert_eq!(batch_rows(32 << 20, 350, 164), 95_869 / 164);
+        assert_eq!(batch_rows((1 << 20) / 6, 350, 500), 65_536 / 500);
+        assert_eq!(batch_rows(0, 0, 0), 65_536);
+        let rows = 1_000_000;
+        let stores = |parts, budget| SpillStores {
+            parts,
+            budget,
+            carried: 0,
+        };
+        // README: about 210 bytes an act and its id as they are, a third of that with LZ4,
+        // a fifth with zstd.
+        let projected = spill_projection(&inputs.acts, &inputs.read, rows, &stores(4, 32 << 20));
+        let projected = projected.unwrap();
+        let [none, lz4, zstd] = projected.map(|bytes| bytes / rows);
         assert!((150..=300).contains(&none), "{none} bytes an act");
         assert!(lz4 * 2 < none && zstd < lz4, "{none}, {lz4}, {zstd}");
+        // Small batches take more bytes an act, compressed more so.
+        let tiny = spill_projection(&inputs.acts, &inputs.read, rows, &stores(500, 174_762));
+        let tiny = tiny.unwrap();
+        assert!(tiny[0] > projected[0], "{tiny:?} {projected:?}");
+        assert!(tiny[1] * 10 > projected[1] * 13, "{tiny:?} {projected:?}");
 
-        let choose = |rows: u64, free: Option<u64>, acts: &Path| {
+        let choose = |expected: partition::Expected, free: Option<u64>, acts: &Path| {
             let logged = RefCell::new(Vec::new());
             let log = |_: &str, message: &str, _: &[(&str, u64)]| {
                 logged.borrow_mut().push(message.to_string());
@@ -1819,33 +1879,35 @@ mod tests {
                 free,
                 shown: Path::new("/scratch"),
             };
-            let chosen = auto_compression(&inputs, rows, 0, room, &log);
+            let chosen = auto_compression(&inputs, expected, stores(4, 32 << 20), room, &log);
             (chosen, logged.into_inner())
         };
-        let rows = 1_000_000;
-        // The free bytes at which each way just fits, its margin included.
-        let fits = |k: usize| bytes[k] * rows / sampled * partition::SPILL_MARGIN_PERCENT / 100;
+        let exact = partition::Expected { rows, exact: true };
+        // The free bytes at which each way just fits, taken at 125 %.
+        let fits = |k: usize| projected[k] * partition::SPILL_PROJECTION_PERCENT / 100;
         let acts = inputs.acts.as_path();
-        // Room for the bound: nothing sampled, nothing said.
+        // Room for the bound: nothing projected, nothing said.
         let roomy = Some(rows * partition::SPILL_BOUND_PER_ACT);
-        assert_eq!(choose(rows, roomy, acts), (SpillCompression::None, vec![]));
+        assert_eq!(choose(exact, roomy, acts), (SpillCompression::None, vec![]));
         // Under the bound, room for the files as they are: kept, and said.
-        let (chosen, logged) = choose(rows, Some(fits(0)), acts);
+        let (chosen, logged) = choose(exact, Some(fits(0)), acts);
         assert_eq!(chosen, SpillCompression::None);
         assert_eq!(logged.len(), 1);
         let message = &logged[0];
+        let start = format!(
+            "spill files projected at about {} MiB as they are ({} MiB with lz4, {} with zstd; 1000000 acts expected), ",
+            mib(projected[0]),
+            mib(projected[1]),
+            mib(projected[2]),
+        );
+        assert!(message.starts_with(&start), "{message}");
         assert!(
-            message.starts_with("spill files projected at about "),
+            message.ends_with(" MiB free in /scratch: kept as they are (--spill-compression auto)"),
             "{message}"
         );
-        assert!(
-            message.contains(" MiB free in /scratch: kept as they are"),
-            "{message}"
-        );
-        assert!(message.contains("1000000 acts expected"), "{message}");
         // A byte short of that: LZ4, down to its own bytes.
         for free in [fits(0) - 1, fits(1)] {
-            let (chosen, logged) = choose(rows, Some(free), acts);
+            let (chosen, logged) = choose(exact, Some(free), acts);
             assert_eq!(chosen, SpillCompression::Lz4);
             assert!(
                 logged[0].contains(": compressed with lz4 ("),
@@ -1853,27 +1915,35 @@ mod tests {
                 logged[0]
             );
         }
-        // Then zstd; and zstd still when nothing fits (the room check then stops the run).
-        let (chosen, logged) = choose(rows, Some(fits(1) - 1), acts);
+        // Then zstd; and zstd still when nothing fits, said.
+        let (chosen, logged) = choose(exact, Some(fits(1) - 1), acts);
         assert_eq!(chosen, SpillCompression::Zstd);
         assert!(
             logged[0].contains(": compressed with zstd ("),
             "{}",
             logged[0]
         );
-        let (chosen, logged) = choose(rows, Some(fits(2) - 1), acts);
+        let (chosen, logged) = choose(exact, Some(fits(2) - 1), acts);
         assert_eq!(chosen, SpillCompression::Zstd);
         assert!(
-            logged[0].contains(": compressed with zstd, and still short of room ("),
+            logged[0].contains(": compressed with zstd, which may still not fit: "),
+            "{}",
+            logged[0]
+        );
+        // Acts counted from a CSV file's size: said.
+        let estimated = partition::Expected { rows, exact: false };
+        let (_, logged) = choose(estimated, Some(fits(1)), acts);
+        assert!(
+            logged[0].contains("1000000 acts expected, estimated from the size of a CSV file)"),
             "{}",
             logged[0]
         );
         // A room that cannot be read, or acts that cannot: as they are, nothing said (the
         // reading reports the acts in its turn).
-        assert_eq!(choose(rows, None, acts), (SpillCompression::None, vec![]));
+        assert_eq!(choose(exact, None, acts), (SpillCompression::None, vec![]));
         let gone = dir.path().join("gone.parquet");
         assert_eq!(
-            choose(rows, Some(0), &gone),
+            choose(exact, Some(0), &gone),
             (SpillCompression::None, vec![])
         );
     }

@@ -83,7 +83,11 @@ impl SpillCompression {
 
     /// As `--spill-compression` spells it.
     pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
+        match self {
+            SpillCompression::None => Self::NAMES[0],
+            SpillCompression::Lz4 => Self::NAMES[1],
+            SpillCompression::Zstd => Self::NAMES[2],
+        }
     }
 
     /// The value spelled `name` (one of [`SpillCompression::NAMES`]).
@@ -557,17 +561,22 @@ impl Encoder {
     }
 }
 
-/// Bytes `rows` take in a spill file compressed as `compression`: one batch's message (a
-/// file's schema message left out). How a run projects its spill files before it writes any
-/// (`--spill-compression auto`).
-pub fn batch_bytes<T: Spillable>(
+/// Bytes `rows` take in spill files compressed as `compression`, in batches of `batch_rows`
+/// (their messages; a file's schema message left out). How a run projects its spill files
+/// before it writes any (`--spill-compression auto`).
+pub fn spill_bytes<T: Spillable>(
     rows: &[&T],
+    batch_rows: usize,
     compression: SpillCompression,
 ) -> Result<u64, ArrowError> {
     let mut encoder = Encoder::new(&T::schema(), compression)?;
-    let mut out = Vec::new();
-    encoder.batch(&T::to_batch(rows), &mut out)?;
-    Ok(out.len() as u64)
+    let (mut out, mut bytes) = (Vec::new(), 0u64);
+    for batch in rows.chunks(batch_rows.max(1)) {
+        out.clear();
+        encoder.batch(&T::to_batch(batch), &mut out)?;
+        bytes += out.len() as u64;
+    }
+    Ok(bytes)
 }
 
 impl Stage for SpillFiles {
@@ -1365,6 +1374,18 @@ mod tests {
     /// The bytes of partition `part`'s spill file of acts in `dir`.
     fn spilled(dir: &Path, part: usize) -> Vec<u8> {
         std::fs::read(dir.join(file_name::<ActRow>(part))).unwrap()
+    }
+
+    #[test]
+    fn compressions_are_spelled_and_read_back_in_one_order() {
+        let names: Vec<&str> = SpillCompression::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names, SpillCompression::NAMES);
+        assert_eq!(SpillCompression::CHOICES, ["auto", "none", "lz4", "zstd"]);
+        for c in SpillCompression::ALL {
+            assert_eq!(SpillCompression::parse(c.name()), Some(c));
+        }
+        assert_eq!(SpillCompression::parse("auto"), None);
+        assert_eq!(SpillCompression::default(), SpillCompression::None);
     }
 
     #[test]
