@@ -1330,26 +1330,9 @@ fn auto_compression_fits_the_spill_files_on_a_disk_too_small_for_them_as_they_ar
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     common::generate(&data, 200_000, 20_000, 12, "parquet");
-    let file = |name: &str| data.join(name).display().to_string();
-    let run = |out: &Path, extra: &[&str]| {
-        let mut args: Vec<String> = [
-            "compute",
-            "--acts",
-            &file("acts.parquet"),
-            "--beneficiaries",
-            &file("beneficiaries.parquet"),
-            "--rights",
-            &file("rights.parquet"),
-            "--out",
-            &out.display().to_string(),
-            "--log-format",
-            "json",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        rac_owned(&args)
-    };
+    let acts = data.join("acts.parquet");
+    let run =
+        |out: &Path, extra: &[&str]| rac_owned(&common::compute_args(&acts, &data, out, extra));
     let large = tmp.path().join("large");
     let o = run(&large, &[]);
     ok(&o, &[0]);

@@ -81,21 +81,26 @@ pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
 }
 
 /// The arguments of `rac compute` on `acts`, with the beneficiaries and rights (if there are)
-/// that `rac generate --format csv` wrote in `data`, into `out`, logged as JSON; then `extra`.
+/// that `rac generate` wrote in `data` (Parquet for Parquet acts if `data` has them, else
+/// CSV), into `out`, logged as JSON; then `extra`.
 pub fn compute_args(acts: &Path, data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let p = |path: &Path| path.display().to_string();
+    let ext = match acts.extension() {
+        Some(ext) if ext == "parquet" && data.join("beneficiaries.parquet").exists() => "parquet",
+        _ => "csv",
+    };
     let mut args = vec![
         "compute".to_string(),
         "--acts".into(),
         p(acts),
         "--beneficiaries".into(),
-        p(&data.join("beneficiaries.csv")),
+        p(&data.join(format!("beneficiaries.{ext}"))),
         "--out".into(),
         p(out),
         "--log-format".into(),
         "json".into(),
     ];
-    let rights = data.join("rights.csv");
+    let rights = data.join(format!("rights.{ext}"));
     if rights.exists() {
         args.extend(["--rights".into(), p(&rights)]);
     }
