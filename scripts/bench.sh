@@ -32,7 +32,8 @@
 #   5. outside the timings: the .xx5 rounding check of rac and of both peer scripts
 #      (80.15 × 70 % = 56.11), a check that the two peers agree to the cent, and (with
 #      --sorted-input) that rac wrote the same tables from the sorted acts;
-#   6. the table: wall s, rows/s, peak RSS MiB per run, the ratios and the issue's targets;
+#   6. the table: wall s, rows/s, peak RSS MiB, CPU s and the CPU s the host took back
+#      (steal) per run, the ratios and the issue's targets;
 #      then where each rac configuration's last run spent its time, phase by phase, from its
 #      log (scripts/rac_phases.py: the reading's and the computing's wall and CPU seconds).
 #
@@ -140,16 +141,25 @@ fi
   if (( ! SKIP_PEERS )); then echo "peers: $("$PEER_PY" -c 'import polars, duckdb, pyarrow, sys; print(f"python {sys.version.split()[0]}, polars {polars.__version__}, duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}")')"; fi
 } > "$RESULTS/env.txt"
 
+# CPU seconds the host took back from this VM so far (`steal` in /proc/stat, every CPU; empty
+# where there is none): a run that lost some was slowed by another load, not by itself.
+stolen_s() {
+  [[ -r /proc/stat ]] || return 0
+  awk -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" '/^cpu / { printf "%.2f", $9 / hz }' /proc/stat
+}
+
 # measure NAME ROWS OK_CODES COMMAND...: runs COMMAND REPEAT times, appends
-# "NAME ROWS best_wall max_rss_kib cpu_s_of_the_best_run" to results.tsv.
+# "NAME ROWS best_wall max_rss_kib cpu_s_of_the_best_run stolen_s_of_the_best_run" to
+# results.tsv.
 measure() {
   local name=$1 rows=$2 ok_codes=$3
   shift 3
   local log=$RESULTS/logs/$name.log timing=$RESULTS/logs/$name.time code wall rss cpu
-  local best='' best_cpu='' peak=0 i
+  local best='' best_cpu='' best_stolen='' peak=0 i before stolen
   printf '   %-8s ' "$name"
   for (( i = 1; i <= REPEAT; i++ )); do
     code=0
+    before=$(stolen_s)
     if [[ $TIMER == GNU* ]]; then
       local start end
       start=$(date +%s.%N)
@@ -164,17 +174,21 @@ measure() {
       rss=$(cut -f2 "$timing")
       cpu=$(cut -f4 "$timing")
     fi
+    stolen=$(awk -v a="$before" -v b="$(stolen_s)" 'BEGIN { if (a != "" && b != "") printf "%.2f", b - a }')
     if [[ " $ok_codes " != *" $code "* ]]; then
       echo "FAILED (exit $code); the end of $log:"
       tail -n 20 "$log" | sed 's/^/     /'
       exit 1
     fi
-    if [[ -z $best ]] || awk -v a="$wall" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$wall best_cpu=$cpu; fi
+    if [[ -z $best ]] || awk -v a="$wall" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+      best=$wall best_cpu=$cpu best_stolen=$stolen
+    fi
     if (( rss > peak )); then peak=$rss; fi
   done
-  printf '%8.2f s  %8.1f MiB peak  %7.2f s CPU%s\n' "$best" "$(awk -v k="$peak" 'BEGIN { print k / 1024 }')" "$best_cpu" \
+  printf '%8.2f s  %8.1f MiB peak  %7.2f s CPU%s%s\n' "$best" "$(awk -v k="$peak" 'BEGIN { print k / 1024 }')" "$best_cpu" \
+    "${best_stolen:+  ($best_stolen s stolen by the host)}" \
     "$([[ $code != 0 ]] && echo "  (exit $code)" || true)$( (( REPEAT > 1 )) && echo "  (best of $REPEAT)" || true)"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$rows" "$best" "$peak" "$best_cpu" >> "$RESULTS/results.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rows" "$best" "$peak" "$best_cpu" "$best_stolen" >> "$RESULTS/results.tsv"
 }
 
 # run_rac NAME [ARGS...]: rac compute on $ACTS (the generated acts unless set).

@@ -34,19 +34,27 @@ def main() -> None:
         sys.exit(__doc__)
     runs: dict[str, tuple[int, float, float]] = {}
     cpu: dict[str, float] = {}
+    # CPU seconds the host took back during the run (a sixth column; empty where unknown,
+    # absent from results written before it was measured).
+    stolen: dict[str, str] = {}
     with open(sys.argv[1], encoding="utf-8") as f:
         for line in f:
             if line.strip():
-                name, rows, wall, rss_kib, cpu_s = line.rstrip("\n").split("\t")
+                name, rows, wall, rss_kib, cpu_s, *rest = line.rstrip("\n").split("\t")
                 runs[name] = (int(rows), float(wall), int(rss_kib) / 1024)
                 cpu[name] = float(cpu_s)
+                stolen[name] = f"{float(rest[0]):.2f}" if rest and rest[0] else "-"
 
-    print(f"{'run':<28} {'rows':>12} {'wall s':>9} {'rows/s':>13} {'peak RSS MiB':>13} {'CPU s':>8}")
+    print(
+        f"{'run':<28} {'rows':>12} {'wall s':>9} {'rows/s':>13} {'peak RSS MiB':>13}"
+        f" {'CPU s':>8} {'stolen s':>9}"
+    )
     for name, (rows, wall, rss) in runs.items():
         print(
             f"{LABELS.get(name, name):<28} {rows:>12,} {wall:>9.2f} {rows / wall:>13,.0f}"
-            f" {rss:>13,.1f} {cpu[name]:>8.2f}"
+            f" {rss:>13,.1f} {cpu[name]:>8.2f} {stolen[name]:>9}"
         )
+    print("  (stolen: CPU seconds the host took back from this VM during the run, `steal` in /proc/stat)")
     print()
 
     def check(label: str, value: float, target: str, ok: bool) -> None:
