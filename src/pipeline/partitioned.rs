@@ -1905,31 +1905,30 @@ mod tests {
             message.ends_with(" MiB free in /scratch: kept as they are (--spill-compression auto)"),
             "{message}"
         );
-        // A byte short of that: LZ4, down to its own bytes.
-        for free in [fits(0) - 1, fits(1)] {
+        // A byte short of that: LZ4, down to its own bytes; then zstd; and zstd still when
+        // nothing fits, said.
+        for (free, way, said) in [
+            (
+                fits(0) - 1,
+                SpillCompression::Lz4,
+                ": compressed with lz4 (",
+            ),
+            (fits(1), SpillCompression::Lz4, ": compressed with lz4 ("),
+            (
+                fits(1) - 1,
+                SpillCompression::Zstd,
+                ": compressed with zstd (",
+            ),
+            (
+                fits(2) - 1,
+                SpillCompression::Zstd,
+                ": compressed with zstd, which may still not fit: ",
+            ),
+        ] {
             let (chosen, logged) = choose(exact, Some(free), acts);
-            assert_eq!(chosen, SpillCompression::Lz4);
-            assert!(
-                logged[0].contains(": compressed with lz4 ("),
-                "{}",
-                logged[0]
-            );
+            assert_eq!(chosen, way, "{free}");
+            assert!(logged[0].contains(said), "{free}: {}", logged[0]);
         }
-        // Then zstd; and zstd still when nothing fits, said.
-        let (chosen, logged) = choose(exact, Some(fits(1) - 1), acts);
-        assert_eq!(chosen, SpillCompression::Zstd);
-        assert!(
-            logged[0].contains(": compressed with zstd ("),
-            "{}",
-            logged[0]
-        );
-        let (chosen, logged) = choose(exact, Some(fits(2) - 1), acts);
-        assert_eq!(chosen, SpillCompression::Zstd);
-        assert!(
-            logged[0].contains(": compressed with zstd, which may still not fit: "),
-            "{}",
-            logged[0]
-        );
         // Acts counted from a CSV file's size: said.
         let estimated = partition::Expected { rows, exact: false };
         let (_, logged) = choose(estimated, Some(fits(1)), acts);
