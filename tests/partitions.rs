@@ -1246,7 +1246,7 @@ impl Drop for SmallDisk {
 /// written there: exit 2 (its `--temp-dir` is to change), the room needed and what to do, and
 /// nothing written, rather than exit 1 when the disk is full, after most of the work. The
 /// disks hold the first two read chunks of acts (65 536 each) and their ids, not the 400 000
-/// acts: about 287 bytes an act as encoded and 157 with LZ4 (in 1 MiB of memory, 500
+/// acts: about 270 bytes an act as encoded and 156 with LZ4 (in 1 MiB of memory, 500
 /// partitions of small batches). Needs small disks: tmpfs, mounted as root.
 #[test]
 fn a_spill_disk_too_small_stops_the_run_before_it_fills() {

@@ -64,7 +64,7 @@ pub struct ComputeArgs {
     pub spill_io: String,
     /// Compress the spill files: `lz4` makes them about a third of their size, `zstd` about a
     /// fifth, for more CPU (100 M acts: 6 % and 14 % more time; 10 M: 10 % and 20 %). `auto`:
-    /// as they are (about 210 bytes an act; a billion acts: 210 GB) where the spill disk has
+    /// as they are (about 190 bytes an act; a billion acts: 190 GB) where the spill disk has
     /// room for them, else the least compression that fits (projected from the first acts,
     /// and logged). On a slow spill disk, `lz4` writes and reads fewer bytes.
     #[arg(long, default_value = "auto", value_parser = pipeline::SpillCompression::CHOICES)]

@@ -305,8 +305,8 @@ pub fn estimate_rows(path: &Path) -> Result<Expected, ReadError> {
     Ok(Expected { rows: total, exact })
 }
 
-/// Spill bytes an act and its id take as they are, generously (about 210 for generated
-/// acts with ids of 12 bytes, 290 in the small batches of a tiny `--memory-limit`), besides
+/// Spill bytes an act and its id take as they are, generously (about 190 for generated
+/// acts with ids of 12 bytes, 270 in the small batches of a tiny `--memory-limit`), besides
 /// its carried values: a spill disk with this much room per act expected is not looked at
 /// further (`--spill-compression auto`).
 pub const SPILL_BOUND_PER_ACT: u64 = 1_024;

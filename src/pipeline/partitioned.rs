@@ -1853,7 +1853,7 @@ mod tests {
             budget,
             carried: 0,
         };
-        // README: about 210 bytes an act and its id as they are, a third of that with LZ4,
+        // README: about 190 bytes an act and its id as they are, a third of that with LZ4,
         // a fifth with zstd.
         let projected = spill_projection(&inputs.acts, &inputs.read, rows, &stores(4, 32 << 20));
         let projected = projected.unwrap();
