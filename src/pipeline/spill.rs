@@ -927,19 +927,17 @@ impl Spillable for ActRow {
             care_date.append_value(days(a.care_date));
             end_date.append_option(a.end_date.map(days));
             category.append_value(a.category as u8);
+            // Whole cents; an act with another amount keeps all three whole beside them (the
+            // cents columns then only say which are present).
             let amounts = [Some(a.tariff), a.billed, a.recorded_amo];
             let in_cents = amounts.map(|amount| amount.map(cents_of));
-            if in_cents.iter().all(|c| !matches!(c, Some(None))) {
-                let [t, b, r] = in_cents.map(Option::flatten);
-                tariff.append_value(t.unwrap_or_default());
-                billed.append_option(b);
-                recorded.append_option(r);
+            let [t, b, r] = in_cents.map(|cents| cents.map(|c| c.unwrap_or(0)));
+            tariff.append_value(t.unwrap_or_default());
+            billed.append_option(b);
+            recorded.append_option(r);
+            if in_cents.iter().flatten().all(Option::is_some) {
                 wide.append_null();
             } else {
-                let [t, b, r] = amounts.map(|amount| amount.map(|_| 0));
-                tariff.append_value(t.unwrap_or_default());
-                billed.append_option(b);
-                recorded.append_option(r);
                 wide.append_value(pack_wide(amounts));
             }
             quantity.append_value(a.quantity);
@@ -999,9 +997,12 @@ impl Spillable for ActRow {
         let amount = |i, k| {
             let cents = b.column(i).as_primitive::<Int64Type>();
             move |row: usize| {
-                (!cents.is_null(row)).then(|| match wide.is_null(row) {
-                    true => Decimal::new(cents.value(row), 2),
-                    false => unpack_wide(wide.value(row), k),
+                (!cents.is_null(row)).then(|| {
+                    if wide.is_null(row) {
+                        Decimal::new(cents.value(row), 2)
+                    } else {
+                        unpack_wide(wide.value(row), k)
+                    }
                 })
             }
         };
