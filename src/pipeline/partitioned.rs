@@ -452,7 +452,7 @@ pub fn run(
     let mut acts = spill.store::<ActRow>(parts, budget);
     // An id row is an eighth of an act row: as many buckets as partitions would be small.
     let id_buckets = id_buckets(parts);
-    let mut ids = spill.store::<IdRow>(id_buckets, budget / 4);
+    let mut ids = spill.store::<IdRow>(id_buckets, id_budget(budget));
     let chunks = read::open_acts(&inputs.acts, &inputs.read)?;
     let act_files = chunks.files().to_vec();
     files.extend(act_files.iter().map(|f| ("acts", f.clone())));
@@ -700,6 +700,11 @@ fn id_buckets(parts: usize) -> usize {
     parts.div_ceil(8)
 }
 
+/// The act ids' read buffer beside the acts' `budget`: a quarter of it.
+fn id_budget(budget: usize) -> usize {
+    budget / 4
+}
+
 /// The spill disk's room, for [`auto_compression`]: its free bytes (if they could be read),
 /// and the folder named for it.
 struct SpillRoom<'a> {
@@ -816,10 +821,10 @@ fn spill_projection(
         .collect();
     let act_refs: Vec<&ActRow> = sample.iter().collect();
     let id_refs: Vec<&IdRow> = ids.iter().collect();
-    let act_bytes = sample.iter().map(|r| r.mem_bytes()).sum::<usize>() / sample.len();
-    let id_bytes = ids.iter().map(|r| r.mem_bytes()).sum::<usize>() / ids.len();
-    let acts_batch = batch_rows(stores.budget, act_bytes, stores.parts);
-    let ids_batch = batch_rows(stores.budget / 4, id_bytes, id_buckets(stores.parts));
+    let act_mem = sample.iter().map(|r| r.mem_bytes()).sum::<usize>() / sample.len();
+    let id_mem = ids.iter().map(|r| r.mem_bytes()).sum::<usize>() / ids.len();
+    let acts_batch = batch_rows(stores.budget, act_mem, stores.parts);
+    let ids_batch = batch_rows(id_budget(stores.budget), id_mem, id_buckets(stores.parts));
     let scaled = |bytes: u64, sampled: usize| {
         let total = u128::from(bytes) * u128::from(rows) / sampled as u128;
         u64::try_from(total).unwrap_or(u64::MAX)
