@@ -459,6 +459,13 @@ pub struct Reject {
     pub value: String,
 }
 
+impl Reject {
+    /// The order of `rejects.csv`: by file, row, then column.
+    pub fn order(&self, other: &Reject) -> std::cmp::Ordering {
+        (&self.file, self.row, &self.column).cmp(&(&other.file, other.row, &other.column))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,6 +238,140 @@ fn a_spilled_run_writes_the_bytes_of_an_in_memory_run() {
     special_rows_rejected_once(&spilled);
 }
 
+/// A run may reject most of its acts (here, a beneficiaries file that lacks most patients):
+/// the rejects held past their share of the memory limit are sorted into files, merged at the
+/// end, and `rejects.csv` is the same bytes as in a run that holds them all.
+#[test]
+fn rejects_past_their_budget_are_sorted_in_files_and_merged_into_the_bytes_of_a_held_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    // Two beneficiaries in 50 (the first kept, repeated at the end, and the refused row): most
+    // acts' patients unknown.
+    let bens_path = data.join("beneficiaries.csv");
+    let bens = std::fs::read_to_string(&bens_path).unwrap();
+    let lines: Vec<&str> = bens.lines().collect();
+    let kept: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 50 < 2 || *i + 2 >= lines.len())
+        .map(|(_, l)| *l)
+        .collect();
+    std::fs::write(&bens_path, kept.join("\n") + "\n").unwrap();
+
+    let held = tmp.path().join("held");
+    let o = compute(&data, &held, None, &[]);
+    ok(&o, &[3]);
+    assert_eq!(compute_event(&o)["partitions"], serde_json::Value::Null);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(held.join("manifest.json")).unwrap())
+            .unwrap();
+    let rejected = manifest["rows"]["rejected"].as_u64().unwrap();
+    assert!(rejected > 5_000, "{manifest}");
+    assert_eq!(
+        manifest["rows"]["computed"].as_u64().unwrap() + rejected,
+        6003
+    );
+    assert_eq!(manifest["rows"]["rejected_other_rows"], 2);
+    let text = std::fs::read_to_string(held.join("rejects.csv")).unwrap();
+    assert_eq!(text.lines().count() as u64, rejected + 2 + 1);
+    for reason in [
+        "duplicate_act_id",
+        "care_date,bad_date",
+        "duplicate_patient_id",
+        "birth_date,bad_date",
+    ] {
+        assert_eq!(text.matches(reason).count(), 1, "{reason}");
+    }
+
+    // A 1 MiB budget (the least) under `--memory-limit 1M`: about 5 900 rejects of some 200
+    // bytes each are more.
+    let mut outs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(format!("spilled-{threads}"));
+        let args = ["--memory-limit", "1M", "--threads", threads];
+        let o = compute(&data, &out, None, &args);
+        ok(&o, &[3]);
+        let computed = events(&o)
+            .into_iter()
+            .find(|e| e["message"] == "partitions computed")
+            .expect("the computing's end is logged");
+        assert!(
+            computed["reject_files"].as_u64().unwrap() >= 1,
+            "{computed}"
+        );
+        let names = names_in(&out);
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        outs.push(out);
+    }
+    same_tables(&held, &outs.iter().map(|o| o.as_path()).collect::<Vec<_>>());
+    assert_eq!(
+        names_in(tmp.path()),
+        ["data", "held", "spilled-1", "spilled-2"]
+    );
+}
+
+/// Beneficiaries that are not the acts' patients (here none: a header alone) place no
+/// boundary among them: the acts' own patients do, in either order of the acts. Before, every
+/// act went to one partition, whatever the memory limit.
+#[test]
+fn acts_of_patients_missing_from_the_beneficiaries_are_spread_over_the_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    let bens_path = data.join("beneficiaries.csv");
+    let bens = std::fs::read_to_string(&bens_path).unwrap();
+    std::fs::write(&bens_path, bens.lines().next().unwrap().to_string() + "\n").unwrap();
+    for sorted in [false, true] {
+        if sorted {
+            sort_acts(&data);
+        }
+        let held = tmp.path().join(format!("held-{sorted}"));
+        ok(&compute(&data, &held, None, &[]), &[3]);
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(held.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(manifest["rows"]["rejected"], 6003);
+        let out = tmp.path().join(format!("tiny-{sorted}"));
+        let o = compute(
+            &data,
+            &out,
+            None,
+            &["--memory-limit", "1M", "--threads", "2"],
+        );
+        ok(&o, &[3]);
+        let event = compute_event(&o);
+        let streamed = event["message"] == "streaming sorted acts";
+        assert_eq!(streamed, sorted, "{event}");
+        // In no order, the first acts tell: none of their patients is a beneficiary. Sorted,
+        // the first pass saw every act's patient.
+        let sampled = events(&o).into_iter().find(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("sampling the acts' patients")
+        });
+        match sampled {
+            Some(e) => {
+                assert!(!sorted);
+                assert!(e["acts_judged"].as_u64().unwrap() > 5_000, "{e}");
+                assert_eq!(e["patients_missing"], e["acts_judged"], "{e}");
+            }
+            None => assert!(sorted),
+        }
+        let parts = event["partitions"].as_u64().unwrap();
+        assert!(parts > 4, "{event}");
+        let computed = events(&o)
+            .into_iter()
+            .find(|e| e["message"] == "partitions computed")
+            .expect("the computing's end is logged");
+        // About 6 000 acts over the partitions: none holds a third of them.
+        let largest = computed["largest_partition_acts"].as_u64().unwrap();
+        assert!(largest * 3 < 6_003, "{parts} partitions: {computed}");
+        same_tables(&held, &[&out]);
+    }
+}
+
 #[test]
 fn a_bad_memory_limit_or_spill_compression_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();

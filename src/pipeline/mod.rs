@@ -16,6 +16,7 @@ mod direct_io;
 mod pages;
 mod partition;
 mod partitioned;
+mod rejects;
 mod sink;
 mod spill;
 mod worker;
@@ -728,8 +729,7 @@ impl State {
         self.closing
             .sort_by(|a, b| (&a.patient_id, a.year).cmp(&(&b.patient_id, b.year)));
         self.rejects.extend(prepared.rejects.iter().cloned());
-        self.rejects
-            .sort_by(|a, b| (&a.file, a.row, &a.column).cmp(&(&b.file, b.row, &b.column)));
+        self.rejects.sort_by(Reject::order);
     }
 }
 

@@ -22,6 +22,7 @@ use super::cpu;
 use super::direct_io::SpillIo;
 use super::pages;
 use super::partition::{self, Plan, Sampler};
+use super::rejects::{self, RejectStore};
 use super::sink::Sink;
 use super::spill::{
     self, ActRow, IdHash, IdRow, Partitioned, SpillCompression, SpillError, Spillable, Spilled,
@@ -166,8 +167,13 @@ const READ_BUFFER_MAX: u64 = 32 << 20;
 /// was slower there (four runs each, user CPU 34 vs 30 s).
 const STREAM_CHUNK_ROWS: usize = 16_384;
 
-/// Ids kept per partition to place the boundaries.
+/// Ids kept per partition to place the boundaries (from the beneficiaries, and as many from
+/// the acts).
 const SAMPLE_PER_PART: usize = 64;
+
+/// The first acts whose patients are looked up among the beneficiaries' sample: where more
+/// than a quarter of them are not there, the acts' patients are sampled too.
+const ACT_HEAD_ROWS: usize = 1 << 16;
 
 /// Computes a run whose inputs may be larger than memory: one partition (everything in
 /// memory, [`super::execute`]) when the acts fit in a partition's share of the limit (a
@@ -275,6 +281,15 @@ pub fn run(
         Some(space) => space.path().join("spill"),
         None => staging.path().join(".spill"),
     };
+    // Rejects past their share of the limit are sorted into files beside the spill's (the
+    // folder stays until `rejects.csv` is written, after the spill folder is gone).
+    let mut rejects = RejectStore::spilling(
+        spill_path.with_file_name(match &temp_space {
+            Some(_) => "rejects",
+            None => ".rejects",
+        }),
+        rejects::budget(limits.memory),
+    );
     // Where the spill goes, and the room there (judged again once the acts begin to spill:
     // [`Room`]; a run that fills the disk anyway fails, exit 1).
     let parent = spill_path.parent().unwrap_or(&spill_path);
@@ -305,8 +320,8 @@ pub fn run(
     // encoded batches at most: one being written by the spill thread, one waiting for it.
     let budget = (limits.memory / 6).min(READ_BUFFER_MAX) as usize;
     let mut files: Vec<(&'static str, String)> = Vec::new();
-    let mut early_rejects: Vec<Reject> = Vec::new();
-    let mut other_rejects: Vec<Reject> = Vec::new();
+    // Rejected act rows so far (the rows of the other files are counted by the store).
+    let mut rejected_acts = 0u64;
 
     // Acts sorted by patient (declared, or found so by a first pass that stops at the first
     // row out of order) are streamed instead of spilled.
@@ -320,7 +335,20 @@ pub fn run(
     // Should it fail, they are read first, so that their error is reported before the acts',
     // as in a run held in memory.
     let beat = Heartbeat::new(log, ("read", "first pass over the acts"), opts.log_every);
-    let repeated = match first_pass(inputs, &spill, parts, budget, order, beat, bar) {
+    // The acts' patients place boundaries too when the beneficiaries are not theirs (from the
+    // ids of a file of another month alone, one partition held 9.7 M of a run's 10 M acts).
+    let mut act_patients = Sampler::new(parts * SAMPLE_PER_PART);
+    let mut head = Vec::new();
+    let first = first_pass(
+        inputs,
+        &spill,
+        (parts, budget),
+        order,
+        (&mut act_patients, &mut head),
+        beat,
+        bar,
+    );
+    let repeated = match first {
         Ok(repeated) => repeated,
         Err(error) => return Err(small_tables_error(inputs).unwrap_or(error)),
     };
@@ -362,7 +390,27 @@ pub fn run(
             sampler.add(&r.value.patient_id);
         }
     }
-    let plan = Plan::from_sample(sampler, parts);
+    let plan = match &repeated {
+        // Sorted: the first pass sampled every act's patient.
+        Some(_) => Plan::from_sample(sampler.join(act_patients), parts),
+        None => {
+            let (judged, missing) = sampler.misses(head.iter().map(Id::as_str));
+            drop(head);
+            if missing * 4 > judged {
+                log(
+                    "read",
+                    "the first acts' patients are mostly not among the beneficiaries: sampling the acts' patients too",
+                    &[("acts_judged", judged), ("patients_missing", missing)],
+                );
+                match sample_act_patients(inputs, parts * SAMPLE_PER_PART) {
+                    Ok(acts) => Plan::from_sample(sampler.join(acts), parts),
+                    Err(error) => return Err(small_tables_error(inputs).unwrap_or(error)),
+                }
+            } else {
+                Plan::from_sample(sampler, parts)
+            }
+        }
+    };
     let parts = plan.parts();
     log(
         "read",
@@ -388,7 +436,8 @@ pub fn run(
     files.extend(ben_files.iter().map(|f| ("beneficiaries", f.clone())));
     for chunk in chunks {
         let chunk = chunk?;
-        other_rejects.extend(chunk.rejects);
+        let n = chunk.rejects.len() as u64;
+        rejects.add(chunk.rejects, n)?;
         let parts = parts_of(false, &plan, &chunk.rows, |r| &r.value.patient_id);
         bens.push_chunk(chunk.rows, parts)?;
     }
@@ -400,7 +449,8 @@ pub fn run(
         files.extend(chunks.files().iter().map(|f| ("rights", f.clone())));
         for chunk in chunks {
             let chunk = chunk?;
-            other_rejects.extend(chunk.rejects);
+            let n = chunk.rejects.len() as u64;
+            rejects.add(chunk.rejects, n)?;
             let rows: Vec<RightPeriod> = chunk.rows.into_iter().map(|r| r.value).collect();
             let parts = parts_of(false, &plan, &rows, |r| &r.patient_id);
             rights.push_chunk(rows, parts)?;
@@ -434,7 +484,7 @@ pub fn run(
             },
             ben_files: &ben_files,
             counter_years: &counter_years,
-            other_rejects,
+            rejects,
             files,
             expected,
         };
@@ -487,7 +537,8 @@ pub fn run(
             read_rows += chunk.read;
             bar.inc(chunk.read);
             beat.beat(("acts_read", read_rows), &[("acts_expected", rows)]);
-            early_rejects.extend(chunk.rejects);
+            rejected_acts += chunk.rejects.len() as u64;
+            rejects.add(chunk.rejects, 0)?;
             let file = chunk.file as u32;
             let act_parts = parts_of(route_on_pool, &plan, &chunk.rows, |act| {
                 &act.value.patient_id
@@ -539,14 +590,16 @@ pub fn run(
     let mut duplicates: HashSet<Origin> = HashSet::default();
     for_each_repeat(ids.finish()?, loaders, |id, origin| {
         duplicates.insert(origin);
-        early_rejects.push(Reject {
+        rejected_acts += 1;
+        let reject = Reject {
             file: act_files[origin.file as usize].clone(),
             row: origin.row,
             act_id: id.to_string(),
             column: "act_id".into(),
             reason: "duplicate_act_id".into(),
             value: id.to_string(),
-        });
+        };
+        Ok(rejects.add([reject], 0)?)
     })?;
 
     log(
@@ -559,15 +612,13 @@ pub fn run(
             ("loaders", loaders as u64),
         ],
     );
-    let expected = read_rows - early_rejects.len() as u64;
+    let expected = read_rows - rejected_acts;
     let exact = partition::Expected {
         rows: expected,
         exact: true,
     };
     let mut room = OutputRoom::new(staging.path(), &opts.out, exact, Some(&spill.path));
-    let mut sink = Sink::with_staging(book, opts, staging, expected, &files)?;
-    sink.add_rejects(early_rejects, false);
-    sink.add_rejects(other_rejects, true);
+    let mut sink = Sink::with_staging(book, opts, staging, expected, &files, rejects)?;
     // With more than one worker, loader threads load the next partitions while this one
     // computes the last (`loaders` of them: one for up to four workers).
     let loading = AtomicU64::new(0);
@@ -592,7 +643,7 @@ pub fn run(
         })
         .collect();
     let (computing, cpu, dispatch) = (Instant::now(), cpu::process_ns(), cpu::thread_ns());
-    std::thread::scope(|scope| -> Result<(), RunError> {
+    let largest = std::thread::scope(|scope| -> Result<u64, RunError> {
         let loaded = produce_ordered(scope, "rac-loader", loaders, jobs)?;
         compute_partitions(&mut sink, loaded, parts, opts, &mut room, log)
     })?;
@@ -614,6 +665,8 @@ pub fn run(
                 cpu::thread_ns().saturating_sub(dispatch) / 1_000_000,
             ),
             ("totals_cpu_ms", sink.totals_cpu_ms()),
+            ("largest_partition_acts", largest),
+            ("reject_files", sink.reject_files()),
         ],
     );
     // Every spill file was deleted as its partition was read; the folder goes before commit.
@@ -1009,7 +1062,7 @@ fn same_disk(a: &Path, b: &Path) -> bool {
 }
 
 /// Computes and writes the `parts` partitions as they are loaded, in order, logging how far
-/// it is ([`Heartbeat`]).
+/// it is ([`Heartbeat`]). Returns the most act rows a partition held (computed or rejected).
 fn compute_partitions(
     sink: &mut Sink,
     loaded: impl Iterator<Item = Result<Prepared, RunError>>,
@@ -1017,14 +1070,16 @@ fn compute_partitions(
     opts: &RunOptions,
     room: &mut OutputRoom,
     log: &Log<'_>,
-) -> Result<(), RunError> {
+) -> Result<u64, RunError> {
     let mut beat = Heartbeat::new(log, ("compute", "computing"), opts.log_every);
-    let (mut parts_done, mut computed) = (0u64, 0u64);
+    let (mut parts_done, mut computed, mut largest) = (0u64, 0u64, 0u64);
     for prepared in loaded {
         let prepared = prepared?;
         sink.partition(&prepared)?;
         parts_done += 1;
         computed += prepared.acts.len() as u64;
+        let rejected = prepared.rejects.len() as u64 - prepared.other_rejects;
+        largest = largest.max(prepared.acts.len() as u64 + rejected);
         room.judge(sink.acts_in_file(), log)?;
         beat.beat(
             ("acts_computed", computed),
@@ -1036,7 +1091,7 @@ fn compute_partitions(
         // Freed here, on the computing thread (while the next partition loads).
         drop(prepared);
     }
-    Ok(())
+    Ok(largest)
 }
 
 /// The partition of each row, by its patient id: worked out on the pool, or on this thread.
@@ -1085,7 +1140,7 @@ fn id_bucket(id: &str, buckets: usize) -> usize {
 fn for_each_repeat(
     mut ids: Stored<IdRow>,
     loaders: usize,
-    mut f: impl FnMut(&Id, Origin),
+    mut f: impl FnMut(&Id, Origin) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
     let jobs: Vec<_> = (0..ids.parts())
         .map(|bucket| {
@@ -1100,7 +1155,7 @@ fn for_each_repeat(
                 HashSet::with_capacity_and_hasher(rows.len(), Default::default());
             for (id, origin) in &rows {
                 if !seen.insert(id.as_str()) {
-                    f(id, *origin);
+                    f(id, *origin)?;
                 }
             }
         }
@@ -1337,7 +1392,8 @@ struct Routed<'s> {
     loaders: SmallTables<'s>,
     ben_files: &'s [String],
     counter_years: &'s [i32],
-    other_rejects: Vec<Reject>,
+    /// The rejects so far: rows of the beneficiaries and rights files.
+    rejects: RejectStore,
     files: Vec<(&'static str, String)>,
     /// Act rows expected (progress bar, room for the outputs).
     expected: partition::Expected,
@@ -1360,12 +1416,16 @@ enum Order {
 /// detected (on acts in no particular order that is within the first chunk; the partitioned
 /// path then reads and judges every row) and fails when it was declared. The rows it reads
 /// are not judged here: the stream rejects those that are not valid acts.
+/// `act_patients` samples the patients of every act it reads (all of them when it returns
+/// their hashes); `head` gets the patients of the first [`ACT_HEAD_ROWS`] acts (read on past
+/// a row out of order for them, until a chunk fails to read: the reading reports it in its
+/// turn).
 fn first_pass(
     inputs: &Inputs,
     spill: &SpillDir,
-    parts: usize,
-    budget: usize,
+    (parts, budget): (usize, usize),
     order: Order,
+    (act_patients, head): (&mut Sampler, &mut Vec<Id>),
     mut beat: Heartbeat,
     bar: Bar,
 ) -> Result<Option<HashSet<IdHash>>, RunError> {
@@ -1384,15 +1444,16 @@ fn first_pass(
     // above the message. Its own folder: a pass given up leaves no file behind.
     let dir = spill.sub("first-pass");
     let mut hashes = dir.store::<IdHash>(buckets, budget);
-    let chunks = Chunks::<ActKey>::open(&inputs.acts, &inputs.read)?;
+    let mut chunks = Chunks::<ActKey>::open(&inputs.acts, &inputs.read)?;
     let files = chunks.files().to_vec();
     let mut last: Option<(Id, usize, u64)> = None;
     let mut read_rows = 0;
-    for chunk in chunks {
+    while let Some(chunk) = chunks.next() {
         let chunk = chunk?;
         bar.inc(chunk.read);
         read_rows += chunk.read;
-        for r in chunk.rows {
+        let mut rows = chunk.rows.into_iter();
+        while let Some(r) = rows.next() {
             let ActKey { act_id, patient_id } = r.value;
             if let Some(last) = &last
                 && patient_id < last.0
@@ -1403,7 +1464,18 @@ fn first_pass(
                 }
                 drop(hashes);
                 dir.remove()?;
+                let ids = std::iter::once(patient_id).chain(rows.map(|r| r.value.patient_id));
+                let later = chunks.map_while(Result::ok).flat_map(|chunk| chunk.rows);
+                let later = later.map(|r| r.value.patient_id);
+                let room = ACT_HEAD_ROWS.saturating_sub(head.len());
+                head.extend(ids.chain(later).take(room));
                 return Ok(None);
+            }
+            if last.as_ref().is_none_or(|last| last.0 != patient_id) {
+                act_patients.add(&patient_id);
+            }
+            if head.len() < ACT_HEAD_ROWS {
+                head.push(patient_id.clone());
             }
             last = Some((patient_id, r.file, r.row));
             let hash = partition::stable_hash(act_id.as_bytes());
@@ -1420,6 +1492,18 @@ fn first_pass(
         repeated.extend(bucket.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
     }
     Ok(Some(repeated))
+}
+
+/// A sample of `k` of the acts' patients ([`Sampler`]), from a pass over their `patient_id`
+/// column alone.
+fn sample_act_patients(inputs: &Inputs, k: usize) -> Result<Sampler, RunError> {
+    let mut sampler = Sampler::new(k);
+    for chunk in Chunks::<PatientKey>::open(&inputs.acts, &inputs.read)? {
+        for r in &chunk?.rows {
+            sampler.add(&r.value.patient_id);
+        }
+    }
+    Ok(sampler)
 }
 
 /// The counters of `path`, chunk by chunk, checked: the manifest beside them first, then each
@@ -1518,7 +1602,7 @@ fn stream_sorted(
         loaders,
         ben_files,
         counter_years,
-        other_rejects,
+        rejects,
         mut files,
         expected,
     } = routed;
@@ -1538,10 +1622,9 @@ fn stream_sorted(
     let act_files = chunks.files().to_vec();
     files.extend(act_files.iter().map(|f| ("acts", f.clone())));
     let mut room = OutputRoom::new(staging.path(), &opts.out, expected, None);
-    let mut sink = Sink::with_staging(book, opts, staging, expected.rows, &files)?;
-    sink.add_rejects(other_rejects, true);
+    let mut sink = Sink::with_staging(book, opts, staging, expected.rows, &files, rejects)?;
     let mut stats = StreamStats::default();
-    let streamed = std::thread::scope(|scope| -> Result<(), RunError> {
+    let streamed = std::thread::scope(|scope| -> Result<u64, RunError> {
         let received = produce(scope, "rac-reader", 1, chunks)?;
         let stream = SortedStream {
             chunks: received,
@@ -1565,13 +1648,22 @@ fn stream_sorted(
         let loaded = produce(scope, "rac-loader", 0, stream)?;
         compute_partitions(&mut sink, loaded, parts, opts, &mut room, log)
     });
-    let checked = streamed.and_then(|()| match &inputs.counters {
-        Some(path) => check_counter_years(path, stats.last_year, counter_years.iter().copied()),
-        None => Ok(()),
+    let checked = streamed.and_then(|largest| match &inputs.counters {
+        Some(path) => check_counter_years(path, stats.last_year, counter_years.iter().copied())
+            .map(|()| largest),
+        None => Ok(largest),
     });
     // On an error the sink is dropped: its writer is waited for, then the staging folder is
     // removed (the previous outputs stay as they were).
-    checked?;
+    let largest = checked?;
+    log(
+        "compute",
+        "partitions computed",
+        &[
+            ("largest_partition_acts", largest),
+            ("reject_files", sink.reject_files()),
+        ],
+    );
     spill.remove()?;
     sink.finish(stats.read, started)
 }

@@ -15,11 +15,12 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::rejects::RejectStore;
 use super::worker::{Stage, Worker};
 use super::{COUNTERS_FORMAT, Prepared, RunError, RunOptions, RunSummary, State, for_each_chunk};
 use crate::audit::{self, Discrepancy};
 use crate::io::write::{self, Staging, TableWriter, WriteError};
-use crate::model::{Act, Outcome, Reject, YearCounter};
+use crate::model::{Act, Outcome, YearCounter};
 use crate::report::{PatientTotals, PatientYear, Summary, Totals};
 use crate::rules::RuleBook;
 
@@ -121,9 +122,7 @@ pub(crate) struct Sink<'a> {
     writer: Worker<Writer>,
     staging: Staging,
     found: Vec<Discrepancy>,
-    rejects: Vec<Reject>,
-    /// Rejected rows of the beneficiaries and rights files.
-    other_rejects: u64,
+    rejects: RejectStore,
     computed: u64,
     /// Cleared from the terminal however the sink ends (finished, or dropped on
     /// an error).
@@ -203,7 +202,7 @@ impl<'a> Sink<'a> {
         files: &[(&'static str, String)],
     ) -> Result<Sink<'a>, RunError> {
         let staging = Staging::begin(&opts.out)?;
-        Sink::with_staging(book, opts, staging, total, files)
+        Sink::with_staging(book, opts, staging, total, files, RejectStore::held())
     }
 
     pub(crate) fn with_staging(
@@ -212,6 +211,7 @@ impl<'a> Sink<'a> {
         staging: Staging,
         total: u64,
         files: &[(&'static str, String)],
+        rejects: RejectStore,
     ) -> Result<Sink<'a>, RunError> {
         let dir = staging.path().to_path_buf();
         let bar = super::partitioned::progress_bar(opts.progress, total, "compute+write");
@@ -234,8 +234,7 @@ impl<'a> Sink<'a> {
             writer,
             staging,
             found: Vec::new(),
-            rejects: Vec::new(),
-            other_rejects: 0,
+            rejects,
             computed: 0,
             bar,
             inputs: InputHashes::start(files),
@@ -251,20 +250,16 @@ impl<'a> Sink<'a> {
         self.totals_cpu.load(Ordering::Relaxed) / 1_000_000
     }
 
+    /// The files the rejects held past their budget were sorted into so far.
+    pub(crate) fn reject_files(&self) -> u64 {
+        self.rejects.runs() as u64
+    }
+
     /// The acts the writer has handed to `acts.*` so far: the outputs on disk are theirs
     /// (and their patients'), not yet those of the acts in its queue or in the Parquet row
     /// group it fills.
     pub(crate) fn acts_in_file(&self) -> u64 {
         self.acts_in_file.load(Ordering::Relaxed)
-    }
-
-    /// Rejects found outside the partitions (while reading); `other` for rows of the
-    /// beneficiaries and rights files.
-    pub(crate) fn add_rejects(&mut self, rejects: Vec<Reject>, other: bool) {
-        if other {
-            self.other_rejects += rejects.len() as u64;
-        }
-        self.rejects.extend(rejects);
     }
 
     /// Computes one partition (patients of a range of ids, after the previous partition's)
@@ -293,13 +288,13 @@ impl<'a> Sink<'a> {
         self.writer
             .send(Message::EndPartition(std::mem::take(&mut state.closing)))?;
         self.computed += state.computed;
-        self.other_rejects += prepared.other_rejects;
-        self.rejects.append(&mut state.rejects);
+        self.rejects
+            .add(std::mem::take(&mut state.rejects), prepared.other_rejects)?;
         Ok(())
     }
 
     /// Writes the rest, the manifest last, and commits the folder.
-    pub(crate) fn finish(mut self, read: u64, started: Instant) -> Result<RunSummary, RunError> {
+    pub(crate) fn finish(self, read: u64, started: Instant) -> Result<RunSummary, RunError> {
         self.bar.finish_and_clear();
         let dir = self.staging.path().to_path_buf();
         let format = self.opts.format;
@@ -311,21 +306,20 @@ impl<'a> Sink<'a> {
         } = self.writer.finish()?;
         let summary_rows = summary.rows();
         write::write_table(&dir, format, &summary_rows)?;
-        self.rejects
-            .sort_by(|a, b| (&a.file, a.row, &a.column).cmp(&(&b.file, b.row, &b.column)));
-        write::write_rejects_csv(&dir, &self.rejects)?;
+        let (rejected, other_rejected) = (self.rejects.len(), self.rejects.other());
+        self.rejects.write(&dir)?;
         let audit_section = match self.opts.audit {
             Some(_) => audit::write(&dir, format, &self.found)?,
             None => json!(null),
         };
 
         let inputs = self.inputs.finish()?;
-        let rejected_acts = self.rejects.len() as u64 - self.other_rejects;
+        let rejected_acts = rejected - other_rejected;
         let summary = RunSummary {
             read,
             computed: self.computed,
             rejected: rejected_acts,
-            other_rejected: self.other_rejects,
+            other_rejected,
             discrepancies: self.opts.audit.map(|_| self.found.len() as u64),
             totals,
             summary: summary_rows,
