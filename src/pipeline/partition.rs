@@ -1,14 +1,17 @@
 //! How a run is cut into partitions of patients that fit in memory.
 //!
-//! Partitions are ranges of `patient_id`, not hash buckets: their boundaries come from
-//! samples of the beneficiaries' ids and of the acts' patients, taken by a stable hash (the
+//! Partitions are ranges of `patient_id`, not hash buckets: their boundaries come from a
+//! sample of the beneficiaries' ids or, when the acts' patients are known to be sampled
+//! (sorted acts) or found not to be the beneficiaries, of those, taken by a stable hash (the
 //! ids with the smallest hashes, whatever the order of the file), so that they hold about as
-//! many patients each, even when the beneficiaries are not the acts' patients. Because
+//! many patients each. Because
 //! they are ranges, processing them in order writes every output in `patient_id` order, the
 //! same bytes as a run that held everything in memory, whatever the number of partitions,
 //! the memory limit or the thread count.
 
 use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashSet as HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -88,12 +91,14 @@ impl Plan {
     }
 }
 
-/// Keeps the `k` ids with the smallest stable hashes (a bottom-k sample): the same sample
-/// whatever the order in which the ids are seen.
+/// Keeps the `k` distinct ids with the smallest stable hashes (a bottom-k sample): the same
+/// sample whatever the order in which the ids are seen, and however often each is.
 #[derive(Debug)]
 pub struct Sampler {
     k: usize,
     heap: BinaryHeap<(u64, Id)>,
+    /// The ids in `heap`: an id seen again (an act's patient) takes no second place.
+    held: HashSet<Id>,
 }
 
 impl Sampler {
@@ -101,46 +106,24 @@ impl Sampler {
         Sampler {
             k: k.max(1),
             heap: BinaryHeap::new(),
+            held: HashSet::default(),
         }
-    }
-
-    /// Both samples, for [`Plan::from_sample`]: each keeps its `k` ids, so that either places
-    /// half the boundaries at least, whatever the other's ids.
-    pub fn join(mut self, other: Sampler) -> Sampler {
-        self.k += other.k;
-        self.heap.extend(other.heap);
-        self
-    }
-
-    /// Of `ids` (repeats counted), how many this sample can judge, and how many of those it
-    /// does not hold. An id whose hash is within the sample's (any id while it holds fewer
-    /// than `k`) was added if and only if the sample holds it: the share of acts whose patient
-    /// is not among the beneficiaries is estimated from any acts, whatever their order.
-    pub fn misses<'i>(&self, ids: impl Iterator<Item = &'i str>) -> (u64, u64) {
-        let top = self.heap.peek().filter(|_| self.heap.len() >= self.k);
-        let held: std::collections::HashSet<&str> =
-            self.heap.iter().map(|(_, id)| id.as_str()).collect();
-        let (mut judged, mut missing) = (0, 0);
-        for id in ids {
-            if let Some((h, top)) = top
-                && (stable_hash(id.as_bytes()), id) > (*h, top.as_str())
-            {
-                continue;
-            }
-            judged += 1;
-            missing += u64::from(!held.contains(id));
-        }
-        (judged, missing)
     }
 
     pub fn add(&mut self, id: &str) {
         let h = stable_hash(id.as_bytes());
         if self.heap.len() < self.k {
-            self.heap.push((h, Id::from(id)));
+            if self.held.insert(Id::from(id)) {
+                self.heap.push((h, Id::from(id)));
+            }
         } else if let Some(top) = self.heap.peek()
             && (h, id) < (top.0, top.1.as_str())
+            && !self.held.contains(id)
         {
-            self.heap.pop();
+            if let Some((_, out)) = self.heap.pop() {
+                self.held.remove(&out);
+            }
+            self.held.insert(Id::from(id));
             self.heap.push((h, Id::from(id)));
         }
     }
@@ -656,56 +639,19 @@ mod tests {
     }
 
     #[test]
-    fn joined_samples_place_boundaries_among_the_ids_of_each() {
-        let sample = |prefix: &str| {
-            let mut sampler = Sampler::new(400);
-            (0..10_000).for_each(|i| sampler.add(&format!("{prefix}{i:06}")));
-            sampler
-        };
-        let acts_per_part = |plan: &Plan| {
-            let mut counts = vec![0; plan.parts()];
-            (0..10_000).for_each(|i| counts[plan.part_of(&format!("P{i:06}"))] += 1);
-            counts
-        };
-        // Beneficiaries of other patients (ids all below the acts'): alone, they put every act
-        // in the last partition.
-        let alone = Plan::from_sample(sample("B"), 8);
-        assert_eq!(acts_per_part(&alone)[7], 10_000);
-        // With the acts' patients, these fall in half of the partitions, about evenly (and
-        // those below the least sampled, in the one before).
-        let joined = Plan::from_sample(sample("B").join(sample("P")), 8);
-        assert_eq!(joined.parts(), 8);
-        let counts = acts_per_part(&joined);
-        assert_eq!(counts[..3], [0; 3], "{counts:?}");
-        assert!(counts[3] < 200, "{counts:?}");
-        for c in &counts[4..] {
-            assert!((2_000..=3_000).contains(c), "unbalanced: {counts:?}");
+    fn an_id_seen_again_takes_no_second_place_in_the_sample() {
+        // Acts' patients: each id ten times, in no order.
+        let mut acts = Sampler::new(400);
+        for round in 0..10 {
+            for i in 0..10_000 {
+                acts.add(&format!("P{:06}", (i * 7_919 + round) % 10_000));
+            }
         }
-        // Beneficiaries that are the acts' patients: the same ranges as either sample alone.
-        let same = Plan::from_sample(sample("P").join(sample("P")), 8);
-        assert_eq!(same, Plan::from_sample(sample("P"), 8));
-    }
-
-    #[test]
-    fn misses_are_judged_on_the_ids_within_the_sample_s_hashes() {
-        let ids = |prefix: &str| -> Vec<String> {
-            (0..10_000).map(|i| format!("{prefix}{i:06}")).collect()
-        };
-        let mut bens = Sampler::new(100);
-        ids("P").iter().for_each(|id| bens.add(id));
-        // The beneficiaries themselves: those of the sample judged, none missing.
-        let all = ids("P");
-        assert_eq!(bens.misses(all.iter().map(String::as_str)), (100, 0));
-        // Others: about as many judged, every one missing.
-        let others = ids("Q");
-        let (judged, missing) = bens.misses(others.iter().map(String::as_str));
-        assert!((50..=200).contains(&judged), "{judged}");
-        assert_eq!(missing, judged);
-        // Repeats count; a sample short of `k` ids (here none) judges every id.
-        let mut few = Sampler::new(100);
-        few.add("P1");
-        assert_eq!(few.misses(["P1", "X", "X"].into_iter()), (3, 2));
-        assert_eq!(Sampler::new(10).misses(["A"].into_iter()), (1, 1));
+        let mut once = Sampler::new(400);
+        (0..10_000).for_each(|i| once.add(&format!("P{i:06}")));
+        assert_eq!(acts.heap.len(), 400);
+        assert_eq!(acts.held.len(), 400);
+        assert_eq!(Plan::from_sample(acts, 8), Plan::from_sample(once, 8));
     }
 
     #[test]

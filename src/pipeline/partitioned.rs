@@ -167,12 +167,11 @@ const READ_BUFFER_MAX: u64 = 32 << 20;
 /// was slower there (four runs each, user CPU 34 vs 30 s).
 const STREAM_CHUNK_ROWS: usize = 16_384;
 
-/// Ids kept per partition to place the boundaries (from the beneficiaries, and as many from
-/// the acts).
+/// Ids kept per partition to place the boundaries.
 const SAMPLE_PER_PART: usize = 64;
 
-/// The first acts whose patients are looked up among the beneficiaries' sample: where more
-/// than a quarter of them are not there, the acts' patients are sampled too.
+/// The first acts whose patients are looked up among the beneficiaries: where more than a
+/// quarter of them are not there, the acts' patients place the boundaries.
 const ACT_HEAD_ROWS: usize = 1 << 16;
 
 /// Computes a run whose inputs may be larger than memory: one partition (everything in
@@ -335,9 +334,12 @@ pub fn run(
     // Should it fail, they are read first, so that their error is reported before the acts',
     // as in a run held in memory.
     let beat = Heartbeat::new(log, ("read", "first pass over the acts"), opts.log_every);
-    // The acts' patients place boundaries too when the beneficiaries are not theirs (from the
-    // ids of a file of another month alone, one partition held 9.7 M of a run's 10 M acts).
-    let mut act_patients = Sampler::new(parts * SAMPLE_PER_PART);
+    // The acts' patients place the boundaries when sorted acts give them all, or when the
+    // beneficiaries are not theirs (from the ids of a file of another month, one partition
+    // held 9.7 M of a run's 10 M acts). Sized for the streamed partitions, smaller.
+    let sample =
+        parts.max(partition::parts_for_stream(rows, limits.memory, act_cost)) * SAMPLE_PER_PART;
+    let mut act_patients = Sampler::new(sample);
     let mut head = Vec::new();
     let first = first_pass(
         inputs,
@@ -385,31 +387,44 @@ pub fn run(
         &[("acts_expected", rows), ("partitions", parts as u64)],
     );
     let mut sampler = Sampler::new(parts * SAMPLE_PER_PART);
+    // The first acts' patients (unsorted acts), found among the beneficiaries or not.
+    let mut found: HashMap<Id, (u64, bool)> = HashMap::default();
+    if repeated.is_none() {
+        for id in head.drain(..) {
+            found.entry(id).or_default().0 += 1;
+        }
+    }
+    drop(head);
     for chunk in Chunks::<PatientKey>::open(&inputs.beneficiaries, &inputs.read)? {
         for r in &chunk?.rows {
             sampler.add(&r.value.patient_id);
-        }
-    }
-    let plan = match &repeated {
-        // Sorted: the first pass sampled every act's patient.
-        Some(_) => Plan::from_sample(sampler.join(act_patients), parts),
-        None => {
-            let (judged, missing) = sampler.misses(head.iter().map(Id::as_str));
-            drop(head);
-            if missing * 4 > judged {
-                log(
-                    "read",
-                    "the first acts' patients are mostly not among the beneficiaries: sampling the acts' patients too",
-                    &[("acts_judged", judged), ("patients_missing", missing)],
-                );
-                match sample_act_patients(inputs, parts * SAMPLE_PER_PART) {
-                    Ok(acts) => Plan::from_sample(sampler.join(acts), parts),
-                    Err(error) => return Err(small_tables_error(inputs).unwrap_or(error)),
-                }
-            } else {
-                Plan::from_sample(sampler, parts)
+            if let Some((_, seen)) = found.get_mut(r.value.patient_id.as_str()) {
+                *seen = true;
             }
         }
+    }
+    let judged: u64 = found.values().map(|(acts, _)| acts).sum();
+    let missing: u64 = found
+        .values()
+        .filter(|(_, seen)| !seen)
+        .map(|(acts, _)| acts)
+        .sum();
+    drop(found);
+    let plan = match &repeated {
+        // Sorted: the first pass sampled every act's patient.
+        Some(_) => Plan::from_sample(act_patients, parts),
+        None if missing * 4 > judged => {
+            log(
+                "read",
+                "the first acts' patients are mostly not among the beneficiaries: partitions placed by the acts' patients",
+                &[("acts_judged", judged), ("patients_missing", missing)],
+            );
+            match sample_act_patients(inputs, parts * SAMPLE_PER_PART) {
+                Ok(acts) => Plan::from_sample(acts, parts),
+                Err(error) => return Err(small_tables_error(inputs).unwrap_or(error)),
+            }
+        }
+        None => Plan::from_sample(sampler, parts),
     };
     let parts = plan.parts();
     log(
@@ -587,7 +602,7 @@ pub fn run(
         "looking for repeated act ids",
         &[("id_buckets", id_buckets as u64)],
     );
-    let mut duplicates: HashSet<Origin> = HashSet::default();
+    let mut duplicates = RowSet::default();
     for_each_repeat(ids.finish()?, loaders, |id, origin| {
         duplicates.insert(origin);
         rejected_acts += 1;
@@ -1294,12 +1309,51 @@ struct PartRows {
     counters: Spilled<YearCounter>,
 }
 
+/// Rows of the acts files, a bit each: the rows rejected as duplicates, until the partitions
+/// are computed. A hash set took 16 bytes and more a row (the same 10 M-act file read twice:
+/// 962 MiB peak RSS, one copy alone 428 MiB); a bit a row of each file read (1.2 MiB for
+/// 10 M) is bounded whatever the count of duplicates.
+#[derive(Debug, Default)]
+struct RowSet {
+    /// Per file, bit `row % 64` of word `row / 64`.
+    files: Vec<Vec<u64>>,
+    rows: u64,
+}
+
+impl RowSet {
+    fn insert(&mut self, origin: Origin) {
+        let file = origin.file as usize;
+        if self.files.len() <= file {
+            self.files.resize_with(file + 1, Vec::new);
+        }
+        let words = &mut self.files[file];
+        let (word, bit) = ((origin.row / 64) as usize, origin.row % 64);
+        if words.len() <= word {
+            words.resize(word + 1, 0);
+        }
+        self.rows += u64::from(words[word] & (1 << bit) == 0);
+        words[word] |= 1 << bit;
+    }
+
+    fn contains(&self, origin: Origin) -> bool {
+        let (word, bit) = ((origin.row / 64) as usize, origin.row % 64);
+        self.files
+            .get(origin.file as usize)
+            .and_then(|words| words.get(word))
+            .is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+}
+
 /// What every partition's loading shares.
 struct LoadContext<'s> {
     /// CPU nanoseconds spent loading, summed over the loaders.
     loading: &'s AtomicU64,
     /// Act rows whose id an earlier row has (rejected in every partition).
-    duplicates: &'s HashSet<Origin>,
+    duplicates: &'s RowSet,
     ben_files: &'s [String],
     act_files: &'s [String],
     rights_known: bool,
@@ -1321,7 +1375,7 @@ fn load_partition_inner(rows: PartRows, context: &LoadContext) -> Result<Prepare
     let mut acts = rows.acts.load()?;
     if !context.duplicates.is_empty() {
         acts.retain(|r| {
-            !context.duplicates.contains(&Origin {
+            !context.duplicates.contains(Origin {
                 file: r.file as u32,
                 row: r.row,
             })
@@ -1404,7 +1458,8 @@ struct Routed<'s> {
 enum Order {
     /// `--sorted`: the first pass checks it, and a row out of order fails the run there.
     Declared,
-    /// Unknown: the first pass checks it, and stops at the first row out of order.
+    /// Unknown: the first pass checks it, and stops at the first row out of order (reading on
+    /// only for the patients of the first [`ACT_HEAD_ROWS`] acts).
     Detect,
 }
 
@@ -1416,7 +1471,7 @@ enum Order {
 /// detected (on acts in no particular order that is within the first chunk; the partitioned
 /// path then reads and judges every row) and fails when it was declared. The rows it reads
 /// are not judged here: the stream rejects those that are not valid acts.
-/// `act_patients` samples the patients of every act it reads (all of them when it returns
+/// `act_patients` samples the patients of the acts in order (all of them when it returns
 /// their hashes); `head` gets the patients of the first [`ACT_HEAD_ROWS`] acts (read on past
 /// a row out of order for them, until a chunk fails to read: the reading reports it in its
 /// turn).
@@ -2042,6 +2097,42 @@ mod tests {
             choose(exact, Some(0), &gone),
             (SpillCompression::None, vec![])
         );
+    }
+
+    #[test]
+    fn a_row_set_holds_the_rows_inserted_and_no_other() {
+        let origin = |file, row| Origin { file, row };
+        let mut set = RowSet::default();
+        assert!(set.is_empty());
+        assert!(!set.contains(origin(0, 0)));
+        let rows = [
+            (2, 1),
+            (2, 63),
+            (2, 64),
+            (0, 1_000_003),
+            (2, 1),
+            (5, 100_007),
+        ];
+        for (file, row) in rows {
+            set.insert(origin(file, row));
+        }
+        assert_eq!(set.rows, 5);
+        for (file, row) in rows {
+            assert!(set.contains(origin(file, row)), "{file} {row}");
+        }
+        for (file, row) in [
+            (2, 0),
+            (2, 2),
+            (2, 62),
+            (2, 65),
+            (0, 1),
+            (1, 1),
+            (9, 1),
+            (0, 1_000_002),
+        ] {
+            assert!(!set.contains(origin(file, row)), "{file} {row}");
+        }
+        assert!(!set.is_empty());
     }
 
     #[test]

@@ -307,7 +307,8 @@ impl<'a> Sink<'a> {
         let summary_rows = summary.rows();
         write::write_table(&dir, format, &summary_rows)?;
         let (rejected, other_rejected) = (self.rejects.len(), self.rejects.other());
-        self.rejects.write(&dir)?;
+        let written = self.rejects.write(&dir)?;
+        debug_assert_eq!(written, rejected);
         let audit_section = match self.opts.audit {
             Some(_) => audit::write(&dir, format, &self.found)?,
             None => json!(null),
