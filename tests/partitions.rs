@@ -376,6 +376,50 @@ fn acts_of_patients_missing_from_the_beneficiaries_are_spread_over_the_partition
     }
 }
 
+/// A folder holding the same acts file twice (a copy left beside the month's file): every row
+/// of the second copy is a duplicate, rejected, and the tables are those of one copy, spilled
+/// or not.
+#[test]
+fn the_same_acts_read_twice_compute_as_one_copy_with_the_second_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_set(&data);
+    let folder = tmp.path().join("acts");
+    std::fs::create_dir(&folder).unwrap();
+    for name in ["a.csv", "b.csv"] {
+        std::fs::copy(data.join("acts.csv"), folder.join(name)).unwrap();
+    }
+    let once = tmp.path().join("once");
+    ok(&compute(&data, &once, None, &[]), &[3]);
+    for (name, extra) in [
+        ("held", &[][..]),
+        ("spilled", &["--memory-limit", "1M", "--threads", "2"][..]),
+    ] {
+        let out = tmp.path().join(name);
+        let o = rac_owned(&common::compute_args(&folder, &data, &out, extra));
+        ok(&o, &[3]);
+        for table in TABLES.iter().filter(|t| **t != "rejects.csv") {
+            assert!(
+                std::fs::read(out.join(table)).unwrap() == std::fs::read(once.join(table)).unwrap(),
+                "{name}: {table}"
+            );
+        }
+        let rejects = std::fs::read_to_string(out.join("rejects.csv")).unwrap();
+        let second = rejects.lines().filter(|l| l.contains("b.csv,")).count();
+        // Each row of b.csv: 6 002 duplicates (the bad-date row is rejected as such again).
+        assert_eq!(rejects.matches("b.csv,").count(), second);
+        assert_eq!(second, 6_003, "{name}");
+        assert_eq!(
+            rejects
+                .lines()
+                .filter(|l| l.contains("b.csv,") && l.contains("duplicate_act_id"))
+                .count(),
+            6_002,
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn a_bad_memory_limit_or_spill_compression_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();
