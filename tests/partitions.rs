@@ -398,6 +398,8 @@ fn the_same_acts_read_twice_compute_as_one_copy_with_the_second_rejected() {
         let out = tmp.path().join(name);
         let o = rac_owned(&common::compute_args(&folder, &data, &out, extra));
         ok(&o, &[3]);
+        let parts = compute_event(&o)["partitions"].as_u64();
+        assert_eq!(parts.is_some_and(|p| p > 4), name == "spilled", "{parts:?}");
         for table in TABLES.iter().filter(|t| **t != "rejects.csv") {
             assert!(
                 std::fs::read(out.join(table)).unwrap() == std::fs::read(once.join(table)).unwrap(),

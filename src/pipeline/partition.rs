@@ -62,13 +62,41 @@ fn prefix(id: &[u8]) -> u64 {
 impl Plan {
     /// Cuts the ids seen by `sampler` into (at most) `parts` ranges of about as many ids.
     pub fn from_sample(sampler: Sampler, parts: usize) -> Plan {
-        let mut ids: Vec<Id> = sampler.heap.into_iter().map(|(_, id)| id).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = sampler.sorted();
         let parts = parts.clamp(1, ids.len().max(1));
-        let mut boundaries: Vec<Id> = (1..parts)
-            .map(|j| ids[j * ids.len() / parts].clone())
-            .collect();
+        Plan::new(
+            (1..parts)
+                .map(|j| ids[j * ids.len() / parts].clone())
+                .collect(),
+        )
+    }
+
+    /// This plan, with each range that holds more than twice its share of `other`'s ids (a
+    /// sample of another table's, planned in `parts` ranges) cut into ranges of about a share:
+    /// a range is then crowded by neither table. Ranges within their share stay as they are.
+    pub fn split_crowded(self, other: Sampler, parts: usize) -> Plan {
+        let ids = other.sorted();
+        let share = ids.len().div_ceil(parts.max(1)).max(1);
+        let mut boundaries = Vec::with_capacity(self.boundaries.len());
+        let mut start = 0;
+        for j in 0..=self.boundaries.len() {
+            let end = match self.boundaries.get(j) {
+                Some(b) => start + ids[start..].partition_point(|id| id < b),
+                None => ids.len(),
+            };
+            let n = end - start;
+            if n > 2 * share {
+                let pieces = n.div_ceil(share);
+                boundaries.extend((1..pieces).map(|p| ids[start + p * n / pieces].clone()));
+            }
+            boundaries.extend(self.boundaries.get(j).cloned());
+            start = end;
+        }
+        Plan::new(boundaries)
+    }
+
+    /// The plan of these first ids (in order; repeats are dropped).
+    fn new(mut boundaries: Vec<Id>) -> Plan {
         boundaries.dedup();
         let prefixes = boundaries.iter().map(|b| prefix(b.as_bytes())).collect();
         Plan {
@@ -108,6 +136,13 @@ impl Sampler {
             heap: BinaryHeap::new(),
             held: HashSet::default(),
         }
+    }
+
+    /// The ids kept, in order.
+    fn sorted(self) -> Vec<Id> {
+        let mut ids: Vec<Id> = self.heap.into_iter().map(|(_, id)| id).collect();
+        ids.sort_unstable();
+        ids
     }
 
     pub fn add(&mut self, id: &str) {
@@ -652,6 +687,36 @@ mod tests {
         assert_eq!(acts.heap.len(), 400);
         assert_eq!(acts.held.len(), 400);
         assert_eq!(Plan::from_sample(acts, 8), Plan::from_sample(once, 8));
+    }
+
+    #[test]
+    fn ranges_crowded_with_another_table_s_ids_are_cut_and_the_others_kept() {
+        let sample = |prefix: &str, n: usize| {
+            let mut sampler = Sampler::new(400);
+            (0..n).for_each(|i| sampler.add(&format!("{prefix}{i:06}")));
+            sampler
+        };
+        let count = |plan: &Plan, prefix: &str, n: usize| {
+            let mut counts = vec![0; plan.parts()];
+            (0..n).for_each(|i| counts[plan.part_of(&format!("{prefix}{i:06}"))] += 1);
+            counts
+        };
+        // Beneficiaries sampled like the acts' patients: nothing to cut.
+        let acts = Plan::from_sample(sample("P", 10_000), 8);
+        assert_eq!(acts.clone().split_crowded(sample("P", 10_000), 8), acts);
+        // Beneficiaries of other ids, all below the acts': the first range held them all; it
+        // is cut, and the acts' ranges stay.
+        assert_eq!(count(&acts, "B", 10_000)[0], 10_000);
+        let split = acts.clone().split_crowded(sample("B", 10_000), 8);
+        assert_eq!(split.parts(), 8 + 7);
+        for c in count(&split, "B", 10_000) {
+            assert!(c <= 2_000, "{c}");
+        }
+        let acts_counts = count(&split, "P", 10_000);
+        assert_eq!(acts_counts[..7], [0; 7], "{acts_counts:?}");
+        assert_eq!(acts_counts[7..], count(&acts, "P", 10_000)[..]);
+        // No other ids: nothing to cut.
+        assert_eq!(acts.clone().split_crowded(Sampler::new(10), 8), acts);
     }
 
     #[test]

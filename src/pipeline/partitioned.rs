@@ -170,8 +170,8 @@ const STREAM_CHUNK_ROWS: usize = 16_384;
 /// Ids kept per partition to place the boundaries.
 const SAMPLE_PER_PART: usize = 64;
 
-/// The first acts whose patients are looked up among the beneficiaries: where more than a
-/// quarter of them are not there, the acts' patients place the boundaries.
+/// The first acts whose patients are looked up among the beneficiaries: where those not
+/// there would fill more than a partition's share, the acts' patients place the boundaries.
 const ACT_HEAD_ROWS: usize = 1 << 16;
 
 /// Computes a run whose inputs may be larger than memory: one partition (everything in
@@ -410,17 +410,41 @@ pub fn run(
         .map(|(acts, _)| acts)
         .sum();
     drop(found);
+    // The acts' patients place the boundaries when sampled; ranges crowded with beneficiaries
+    // (ids in other ranges than the acts') are then cut further, if the open files allow.
+    let by_acts = |acts: Sampler, sampler: Sampler| {
+        let plan = Plan::from_sample(acts, parts);
+        let split = plan.clone().split_crowded(sampler, parts);
+        if split.parts() == plan.parts() {
+            return split;
+        }
+        match spill::allow_open_files(spill::files_needed(split.parts())) {
+            Ok(()) => split,
+            Err(limit) => {
+                log(
+                    "read",
+                    "too few open files allowed to cut the ranges crowded with beneficiaries",
+                    &[
+                        ("partitions", split.parts() as u64),
+                        ("open_file_limit", limit),
+                    ],
+                );
+                plan
+            }
+        }
+    };
     let plan = match &repeated {
         // Sorted: the first pass sampled every act's patient.
-        Some(_) => Plan::from_sample(act_patients, parts),
-        None if missing * 4 > judged => {
+        Some(_) => by_acts(act_patients, sampler),
+        // Acts of unknown patients would fill more than a partition's share.
+        None if missing * parts as u64 > judged => {
             log(
                 "read",
-                "the first acts' patients are mostly not among the beneficiaries: partitions placed by the acts' patients",
+                "the first acts' patients are not all among the beneficiaries: partitions placed by the acts' patients",
                 &[("acts_judged", judged), ("patients_missing", missing)],
             );
             match sample_act_patients(inputs, parts * SAMPLE_PER_PART) {
-                Ok(acts) => Plan::from_sample(acts, parts),
+                Ok(acts) => by_acts(acts, sampler),
                 Err(error) => return Err(small_tables_error(inputs).unwrap_or(error)),
             }
         }
@@ -1310,9 +1334,10 @@ struct PartRows {
 }
 
 /// Rows of the acts files, a bit each: the rows rejected as duplicates, until the partitions
-/// are computed. A hash set took 16 bytes and more a row (the same 10 M-act file read twice:
-/// 962 MiB peak RSS, one copy alone 428 MiB); a bit a row of each file read (1.2 MiB for
-/// 10 M) is bounded whatever the count of duplicates.
+/// are computed. A hash set took 16 bytes and more a duplicate (the same 10 M-act file read
+/// twice: 962 MiB peak RSS, one copy alone 428 MiB); a bit a row of each file, up to its last
+/// duplicate (1.2–2.4 MiB for 10 M rows, the vector grown by doubling), is bounded whatever
+/// the count of duplicates.
 #[derive(Debug, Default)]
 struct RowSet {
     /// Per file, bit `row % 64` of word `row / 64`.

@@ -85,8 +85,8 @@ impl RejectStore {
     ) -> Result<(), SpillError> {
         self.other += other;
         for reject in rejects {
-            // Grown by a quarter, not doubled: its spare room stays a small part of the budget
-            // (kept between spills, reused).
+            // Grown by a quarter, not doubled: its spare room (not counted, kept between spills
+            // and reused) stays a small part of the budget.
             if self.held.len() == self.held.capacity() {
                 self.held.reserve_exact(self.held.capacity() / 4 + 64);
             }
@@ -158,6 +158,11 @@ impl RejectStore {
         while self.runs.len() > MERGE_WIDTH {
             let level = std::mem::take(&mut self.runs);
             for group in level.chunks(MERGE_WIDTH) {
+                if let [run] = group {
+                    // A last group of one run: as it is.
+                    self.runs.push(run.clone());
+                    continue;
+                }
                 let path = self.next_path();
                 let mut out = create(&path)?;
                 merge(group, |reject| {
@@ -388,7 +393,7 @@ mod tests {
         for (budget, files) in [(usize::MAX, 0..=0), (1 << 30, 0..=0), (200_000, 2..=8)]
             .into_iter()
             .chain([(8_000, MERGE_WIDTH + 1..=usize::MAX)])
-            // A run a reject: merged in two levels (79 groups, then 2).
+            // A run a reject: merged in two levels (79 groups, the last of 8; then 2).
             .chain([(1, 5_000..=5_000)])
         {
             let folder = tmp.path().join(format!("runs-{budget}"));
