@@ -8,12 +8,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 
 use crate::engine::round_cents;
-use crate::io::write::{Column, Format, Get, Row, WriteError, write_table};
+use crate::io::write::{Column, Format, Get, Row, TableWriter, WriteError};
 use crate::model::{Act, Outcome, Situation};
 use crate::rules::{Param, RuleBook, Scalar};
 
@@ -223,64 +223,242 @@ impl Row for Discrepancy {
     }
 }
 
-/// Count and total difference by explanation (the cause is the part before `:`).
-pub fn by_cause(found: &[Discrepancy]) -> BTreeMap<String, (u64, Decimal)> {
-    let mut causes: BTreeMap<String, (u64, Decimal)> = BTreeMap::new();
-    for d in found {
-        let e = causes.entry(d.explanation.clone()).or_default();
-        e.0 += 1;
-        e.1 += d.difference;
-    }
-    causes
+/// Lines of the report's "First lines" table.
+const FIRST_LINES: usize = 50;
+
+/// Discrepancies held before they are encoded into their table: a run keeps no more than
+/// this many, however many it finds (every act's, when every recorded amount is off).
+pub const HELD_ROWS: usize = 1 << 16;
+
+/// What the report and the manifest say of the discrepancies: how many, their total
+/// difference, count and total by explanation, and the first lines. Its size does not grow
+/// with the number of discrepancies (but for the explanations' kinds).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub count: u64,
+    pub total: Decimal,
+    /// Count and total difference by explanation.
+    pub causes: BTreeMap<String, (u64, Decimal)>,
+    /// The first [`FIRST_LINES`] discrepancies, in the order found.
+    pub first: Vec<Discrepancy>,
 }
 
-/// The human-readable report: causes by count, then the first lines.
-pub fn markdown(found: &[Discrepancy]) -> String {
-    let mut out = String::from("# rac audit: discrepancies\n\n");
-    let total: Decimal = found.iter().map(|d| d.difference).sum();
-    let _ = writeln!(
-        out,
-        "{} act(s) differ from the recorded amount; total difference {total} €.\n",
-        found.len()
-    );
-    let mut causes: Vec<(String, (u64, Decimal))> = by_cause(found).into_iter().collect();
-    causes.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
-    out.push_str("| explanation | acts | total difference (€) |\n|---|---:|---:|\n");
-    for (cause, (n, sum)) in &causes {
-        let _ = writeln!(out, "| {cause} | {n} | {sum} |");
+impl Tally {
+    /// The tally of `found`.
+    pub fn of(found: &[Discrepancy]) -> Tally {
+        let mut tally = Tally::default();
+        found.iter().for_each(|d| tally.add(d));
+        tally
     }
-    out.push_str("\n## First lines\n\n| act_id | recorded | computed | difference | explanation |\n|---|---:|---:|---:|---|\n");
-    for d in found.iter().take(50) {
+
+    /// Counts one more discrepancy.
+    pub fn add(&mut self, d: &Discrepancy) {
+        self.count += 1;
+        self.total += d.difference;
+        match self.causes.get_mut(d.explanation.as_str()) {
+            Some(cause) => {
+                cause.0 += 1;
+                cause.1 += d.difference;
+            }
+            None => {
+                self.causes.insert(d.explanation.clone(), (1, d.difference));
+            }
+        }
+        if self.first.len() < FIRST_LINES {
+            self.first.push(d.clone());
+        }
+    }
+
+    /// The human-readable report: causes by count, then the first lines.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("# rac audit: discrepancies\n\n");
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
-            d.act_id, d.recorded_amo, d.amo_paid, d.difference, d.explanation
+            "{} act(s) differ from the recorded amount; total difference {} €.\n",
+            self.count, self.total
         );
+        let mut causes: Vec<(&String, &(u64, Decimal))> = self.causes.iter().collect();
+        causes.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(b.0)));
+        out.push_str("| explanation | acts | total difference (€) |\n|---|---:|---:|\n");
+        for (cause, (n, sum)) in causes {
+            let _ = writeln!(out, "| {cause} | {n} | {sum} |");
+        }
+        out.push_str("\n## First lines\n\n| act_id | recorded | computed | difference | explanation |\n|---|---:|---:|---:|---|\n");
+        for d in &self.first {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                d.act_id, d.recorded_amo, d.amo_paid, d.difference, d.explanation
+            );
+        }
+        out
     }
-    out
+
+    /// The manifest's audit section.
+    fn section(&self) -> serde_json::Value {
+        let causes: serde_json::Map<String, serde_json::Value> = self
+            .causes
+            .iter()
+            .map(|(k, (n, sum))| {
+                (
+                    k.clone(),
+                    serde_json::json!({"acts": n, "difference": sum.to_string()}),
+                )
+            })
+            .collect();
+        serde_json::json!({"discrepancies": self.count, "by_explanation": causes})
+    }
 }
 
-/// Writes `discrepancies.*` and `discrepancies.md`; returns the manifest's audit section.
-pub fn write(
-    dir: &Path,
-    format: Format,
-    found: &[Discrepancy],
-) -> Result<serde_json::Value, WriteError> {
-    write_table(dir, format, found)?;
-    let md = dir.join("discrepancies.md");
-    std::fs::write(&md, markdown(found)).map_err(|source| WriteError::Io {
-        action: "cannot write",
-        path: md.clone(),
-        source,
-    })?;
-    let causes: serde_json::Map<String, serde_json::Value> = by_cause(found)
-        .into_iter()
-        .map(|(k, (n, sum))| {
-            (
-                k,
-                serde_json::json!({"acts": n, "difference": sum.to_string()}),
-            )
+/// Count and total difference by explanation.
+pub fn by_cause(found: &[Discrepancy]) -> BTreeMap<String, (u64, Decimal)> {
+    Tally::of(found).causes
+}
+
+/// `discrepancies.*`, written as the discrepancies are found (in outcome order), and
+/// `discrepancies.md` at the end: at most [`HELD_ROWS`] of them are held at a time, and the
+/// table is the same bytes as the one [`crate::io::write::write_table`] writes of them all.
+pub struct Report {
+    table: TableWriter<Discrepancy>,
+    held: Vec<Discrepancy>,
+    tally: Tally,
+    md: PathBuf,
+}
+
+impl Report {
+    /// Creates `<dir>/discrepancies.<ext>`; `discrepancies.md` is written by [`Self::finish`].
+    pub fn create(dir: &Path, format: Format) -> Result<Report, WriteError> {
+        Ok(Report {
+            table: TableWriter::create(dir, format)?,
+            held: Vec::new(),
+            tally: Tally::default(),
+            md: dir.join("discrepancies.md"),
         })
-        .collect();
-    Ok(serde_json::json!({"discrepancies": found.len(), "by_explanation": causes}))
+    }
+
+    /// Adds discrepancies found after the previous ones.
+    pub fn extend(&mut self, found: Vec<Discrepancy>) -> Result<(), WriteError> {
+        found.iter().for_each(|d| self.tally.add(d));
+        if self.held.is_empty() && found.len() >= HELD_ROWS {
+            return self.table.write(&found);
+        }
+        self.held.extend(found);
+        if self.held.len() >= HELD_ROWS {
+            self.table.write(&self.held)?;
+            self.held.clear();
+        }
+        Ok(())
+    }
+
+    /// Discrepancies found so far.
+    pub fn count(&self) -> u64 {
+        self.tally.count
+    }
+
+    /// Discrepancies held, not yet encoded.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Writes the rest and `discrepancies.md`; returns the manifest's audit section.
+    pub fn finish(mut self) -> Result<serde_json::Value, WriteError> {
+        self.table.write(&self.held)?;
+        self.table.finish()?;
+        std::fs::write(&self.md, self.tally.markdown()).map_err(|source| WriteError::Io {
+            action: "cannot write",
+            path: self.md.clone(),
+            source,
+        })?;
+        Ok(self.tally.section())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::write::write_table;
+
+    /// `n` discrepancies of three kinds, the differences of several scales.
+    fn found(n: usize) -> Vec<Discrepancy> {
+        (0..n)
+            .map(|i| Discrepancy {
+                act_id: format!("A{i:07}"),
+                patient_id: format!("P{:05}", i / 7),
+                recorded_amo: Decimal::new(2_000 + i as i64 % 900, 2),
+                amo_paid: Decimal::new(1_800, 2),
+                difference: Decimal::new(200 + i as i64 % 900, 2),
+                explanation: ["pf_not_deducted", "rate_differs:60", "unexplained"][i % 7 % 3]
+                    .to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_report_streamed_in_any_chunks_holds_a_chunk_at_most_and_writes_the_bytes_of_one_write() {
+        let all = found(2 * HELD_ROWS + 12_345);
+        for format in [Format::Csv, Format::Parquet] {
+            let whole = tempfile::tempdir().unwrap();
+            write_table(whole.path(), format, &all).unwrap();
+            let table = format!("discrepancies.{}", format.extension());
+
+            let streamed = tempfile::tempdir().unwrap();
+            let mut report = Report::create(streamed.path(), format).unwrap();
+            // Chunks of one row, of a few thousand, and one larger than the held rows.
+            let mut rest = &all[..];
+            for size in [1, 3_000, HELD_ROWS + 1, 7, 40_000].into_iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, after) = rest.split_at(size.min(rest.len()));
+                report.extend(chunk.to_vec()).unwrap();
+                assert!(report.held() < HELD_ROWS, "{} held", report.held());
+                rest = after;
+            }
+            assert_eq!(report.count(), all.len() as u64);
+            let section = report.finish().unwrap();
+
+            let read = |dir: &tempfile::TempDir, name: &str| std::fs::read(dir.path().join(name));
+            assert_eq!(
+                read(&streamed, &table).unwrap(),
+                read(&whole, &table).unwrap()
+            );
+            let md = String::from_utf8(read(&streamed, "discrepancies.md").unwrap()).unwrap();
+            assert_eq!(md, Tally::of(&all).markdown());
+            assert_eq!(section["discrepancies"], all.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_tally_counts_and_sums_by_explanation_and_keeps_the_first_fifty_lines() {
+        let all = found(1_000);
+        let tally = Tally::of(&all);
+        let of = |cause: &str| {
+            let matching: Vec<&Discrepancy> =
+                all.iter().filter(|d| d.explanation == cause).collect();
+            (
+                matching.len() as u64,
+                matching.iter().map(|d| d.difference).sum::<Decimal>(),
+            )
+        };
+        assert_eq!(tally.causes.len(), 3);
+        for cause in ["pf_not_deducted", "rate_differs:60", "unexplained"] {
+            assert!(of(cause).0 > 0, "{cause}");
+            assert_eq!(tally.causes[cause], of(cause), "{cause}");
+        }
+        assert_eq!(tally.count, 1_000);
+        // 200 + i % 900 cents for i in 0..1000: 1000 × 2 € + (0..900 + 0..100) cents.
+        assert_eq!(tally.total, Decimal::new(200_000 + 404_550 + 4_950, 2));
+        assert_eq!(tally.first, all[..50]);
+        let md = tally.markdown();
+        assert!(
+            md.contains("1000 act(s) differ from the recorded amount; total difference 6095.00 €."),
+            "{md}"
+        );
+        assert_eq!(md.lines().filter(|l| l.starts_with("| A")).count(), 50);
+        assert!(md.contains(&format!(
+            "| unexplained | {} | {} |",
+            of("unexplained").0,
+            of("unexplained").1
+        )));
+    }
 }

@@ -1,6 +1,7 @@
 //! The outputs of a run being written: each partition's outcomes, patient-years and closing
-//! counters stream into the writers as the partition finishes; the summary, the rejects, the
-//! audit and the manifest are written at the end, then everything is committed atomically.
+//! counters stream into the writers as the partition finishes, and the audit's discrepancies
+//! into their table; the summary, the rejects, the audit's report and the manifest are
+//! written at the end, then everything is committed atomically.
 //!
 //! The tables are encoded on a writer thread fed through a short queue, so that encoding one
 //! chunk of outcomes overlaps computing the next; the rows reach it in order, so the bytes do
@@ -18,7 +19,7 @@ use serde_json::json;
 use super::rejects::RejectStore;
 use super::worker::{Stage, Worker};
 use super::{COUNTERS_FORMAT, Prepared, RunError, RunOptions, RunSummary, State, for_each_chunk};
-use crate::audit::{self, Discrepancy};
+use crate::audit;
 use crate::io::write::{self, Staging, TableWriter, WriteError};
 use crate::model::{Act, Outcome, YearCounter};
 use crate::report::{PatientTotals, PatientYear, Summary, Totals};
@@ -121,7 +122,8 @@ pub(crate) struct Sink<'a> {
     /// for the writer's thread before the folder is removed.
     writer: Worker<Writer>,
     staging: Staging,
-    found: Vec<Discrepancy>,
+    /// `rac audit`'s discrepancies, written as they are found.
+    audit: Option<audit::Report>,
     rejects: RejectStore,
     computed: u64,
     /// Cleared from the terminal however the sink ends (finished, or dropped on
@@ -228,12 +230,16 @@ impl<'a> Sink<'a> {
         let acts_in_file = Arc::clone(&writer.acts_in_file);
         let writer = Worker::start("rac-writer", WRITER_QUEUE, writer, stopped_early)
             .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
+        let audit = match opts.audit {
+            Some(_) => Some(audit::Report::create(&dir, opts.format)?),
+            None => None,
+        };
         Ok(Sink {
             book,
             opts,
             writer,
             staging,
-            found: Vec::new(),
+            audit,
             rejects,
             computed: 0,
             bar,
@@ -271,16 +277,16 @@ impl<'a> Sink<'a> {
             let outcomes = state.absorb(prepared, chunk, results);
             self.bar
                 .inc(chunk.iter().map(|p| p.acts.len() as u64).sum());
-            if let Some((compare, tolerance)) = self.opts.audit {
+            if let (Some((compare, tolerance)), Some(report)) = (self.opts.audit, &mut self.audit) {
                 let index: HashMap<&str, &Act> = chunk
                     .iter()
                     .flat_map(|p| prepared.acts_of(p))
                     .filter(|a| a.recorded_amo.is_some())
                     .map(|a| (a.act_id.as_str(), a))
                     .collect();
-                self.found.extend(audit::discrepancies(
+                report.extend(audit::discrepancies(
                     book, &outcomes, &index, compare, tolerance,
-                ));
+                ))?;
             }
             self.writer.send(Message::Outcomes(outcomes))
         })?;
@@ -309,8 +315,9 @@ impl<'a> Sink<'a> {
         let (rejected, other_rejected) = (self.rejects.len(), self.rejects.other());
         let written = self.rejects.write(&dir)?;
         debug_assert_eq!(written, rejected);
-        let audit_section = match self.opts.audit {
-            Some(_) => audit::write(&dir, format, &self.found)?,
+        let discrepancies = self.audit.as_ref().map(audit::Report::count);
+        let audit_section = match self.audit {
+            Some(report) => report.finish()?,
             None => json!(null),
         };
 
@@ -321,7 +328,7 @@ impl<'a> Sink<'a> {
             computed: self.computed,
             rejected: rejected_acts,
             other_rejected,
-            discrepancies: self.opts.audit.map(|_| self.found.len() as u64),
+            discrepancies,
             totals,
             summary: summary_rows,
             out: self.opts.out.clone(),
