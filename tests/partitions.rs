@@ -376,6 +376,82 @@ fn acts_of_patients_missing_from_the_beneficiaries_are_spread_over_the_partition
     }
 }
 
+/// A folder of two acts files, the second of patients not among the beneficiaries (ids past
+/// theirs): the first acts of each file are judged, not only the first file's 65 536, so the
+/// acts' patients place the boundaries and the second file's acts are spread over the
+/// partitions instead of filling the last one.
+#[test]
+fn a_later_acts_file_of_unknown_patients_is_spread_over_the_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.display().to_string();
+    let args = [
+        "generate",
+        "--acts",
+        "70000",
+        "--patients",
+        "7000",
+        "--seed",
+        "5",
+    ];
+    ok(
+        &rac(&[&args[..], &["--out", &d, "--format", "csv"]].concat()),
+        &[0],
+    );
+    let acts = std::fs::read_to_string(data.join("acts.csv")).unwrap();
+    let folder = tmp.path().join("acts");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.csv"), &acts).unwrap();
+    // 10 000 acts of other ids and patients ("ZP…", after every beneficiary's "P…").
+    let mut other = acts.lines().next().unwrap().to_string() + "\n";
+    for line in acts.lines().skip(1).take(10_000) {
+        let (act, rest) = line.split_once(',').unwrap();
+        other.push_str(&format!("X{act},Z{rest}\n"));
+    }
+    std::fs::write(folder.join("b.csv"), other).unwrap();
+
+    let held = tmp.path().join("held");
+    ok(
+        &rac_owned(&common::compute_args(&folder, &data, &held, &[])),
+        &[3],
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(held.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["rows"]["read"], 80_000);
+    assert_eq!(manifest["rows"]["rejected"], 10_000);
+
+    let out = tmp.path().join("tiny");
+    let extra = ["--memory-limit", "1M", "--threads", "2"];
+    let o = rac_owned(&common::compute_args(&folder, &data, &out, &extra));
+    ok(&o, &[3]);
+    let placed = events(&o)
+        .into_iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("placed by the acts' patients")
+        })
+        .expect("the second file's first acts are judged");
+    // Half the 65 536 judged acts from each file (the second has 10 000), the second's
+    // patients all missing.
+    assert_eq!(placed["acts_judged"], 32_768 + 10_000, "{placed}");
+    assert_eq!(placed["patients_missing"], 10_000, "{placed}");
+    let parts = compute_event(&o)["partitions"].as_u64().unwrap();
+    assert!(parts > 8, "{parts}");
+    let computed = events(&o)
+        .into_iter()
+        .find(|e| e["message"] == "partitions computed")
+        .expect("the computing's end is logged");
+    // Before, the 10 000 acts of the second file were all in the last partition. Now about
+    // 800 at most (the first file alone: 627 at most over 294 partitions, patients' acts
+    // being unevenly many).
+    let largest = computed["largest_partition_acts"].as_u64().unwrap();
+    assert!(largest < 2_500, "{parts} partitions: {computed}");
+    same_tables(&held, &[&out]);
+}
+
 /// A folder holding the same acts file twice (a copy left beside the month's file): every row
 /// of the second copy is a duplicate, rejected, and the tables are those of one copy, spilled
 /// or not.

@@ -549,6 +549,13 @@ impl<T: Record> Chunks<T> {
         self
     }
 
+    /// Starts the iteration at file `index` of [`Self::files`] (the rows keep their file's
+    /// index).
+    pub fn starting_at(mut self, index: usize) -> Chunks<T> {
+        self.next = index.min(self.paths.len());
+        self
+    }
+
     /// The files of the table, in reading order.
     pub fn files(&self) -> &[String] {
         &self.files

@@ -170,9 +170,21 @@ const STREAM_CHUNK_ROWS: usize = 16_384;
 /// Ids kept per partition to place the boundaries.
 const SAMPLE_PER_PART: usize = 64;
 
-/// The first acts whose patients are looked up among the beneficiaries: where those not
-/// there would fill more than a partition's share, the acts' patients place the boundaries.
+/// The first acts whose patients are looked up among the beneficiaries (shared equally by
+/// the acts files judged, [`head_files`]): where those not there would fill more than a
+/// partition's share, the acts' patients place the boundaries.
 const ACT_HEAD_ROWS: usize = 1 << 16;
+
+/// The acts files whose first acts are judged, at most: a file of other patients among
+/// twelve monthly ones shows, but a thousand small files are not all opened.
+const HEAD_FILES: usize = 64;
+
+/// The acts files whose first acts are judged: every one up to [`HEAD_FILES`], else that
+/// many spread evenly over them (the first always).
+fn head_files(files: usize) -> Vec<usize> {
+    let judged = files.clamp(1, HEAD_FILES);
+    (0..judged).map(|i| i * files / judged).collect()
+}
 
 /// Computes a run whose inputs may be larger than memory: one partition (everything in
 /// memory, [`super::execute`]) when the acts fit in a partition's share of the limit (a
@@ -1484,7 +1496,7 @@ enum Order {
     /// `--sorted`: the first pass checks it, and a row out of order fails the run there.
     Declared,
     /// Unknown: the first pass checks it, and stops at the first row out of order (reading on
-    /// only for the patients of the first [`ACT_HEAD_ROWS`] acts).
+    /// only for the patients of the first acts of each file, [`ACT_HEAD_ROWS`] in all).
     Detect,
 }
 
@@ -1497,9 +1509,10 @@ enum Order {
 /// path then reads and judges every row) and fails when it was declared. The rows it reads
 /// are not judged here: the stream rejects those that are not valid acts.
 /// `act_patients` samples the patients of the acts in order (all of them when it returns
-/// their hashes); `head` gets the patients of the first [`ACT_HEAD_ROWS`] acts (read on past
-/// a row out of order for them, until a chunk fails to read: the reading reports it in its
-/// turn).
+/// their hashes); `head` gets the patients of the first acts of each file of [`head_files`],
+/// [`ACT_HEAD_ROWS`] in all, when it returns `None` (the first file's read on past a row out
+/// of order, the others' read apart; a file that fails to read gives what it read before:
+/// the reading reports it in its turn).
 fn first_pass(
     inputs: &Inputs,
     spill: &SpillDir,
@@ -1526,6 +1539,8 @@ fn first_pass(
     let mut hashes = dir.store::<IdHash>(buckets, budget);
     let mut chunks = Chunks::<ActKey>::open(&inputs.acts, &inputs.read)?;
     let files = chunks.files().to_vec();
+    let judged = head_files(files.len());
+    let per_file = ACT_HEAD_ROWS / judged.len();
     let mut last: Option<(Id, usize, u64)> = None;
     let mut read_rows = 0;
     while let Some(chunk) = chunks.next() {
@@ -1544,17 +1559,28 @@ fn first_pass(
                 }
                 drop(hashes);
                 dir.remove()?;
-                let ids = std::iter::once(patient_id).chain(rows.map(|r| r.value.patient_id));
+                let ids = std::iter::once((r.file, patient_id))
+                    .chain(rows.map(|r| (r.file, r.value.patient_id)));
                 let later = chunks.map_while(Result::ok).flat_map(|chunk| chunk.rows);
-                let later = later.map(|r| r.value.patient_id);
-                let room = ACT_HEAD_ROWS.saturating_sub(head.len());
-                head.extend(ids.chain(later).take(room));
+                let later = later.map(|r| (r.file, r.value.patient_id));
+                let first = ids.chain(later).take_while(|(file, _)| *file == 0);
+                let room = per_file.saturating_sub(head.len());
+                head.extend(first.map(|(_, id)| id).take(room));
+                for &file in &judged[1..] {
+                    let chunks = Chunks::<PatientKey>::open(&inputs.acts, &inputs.read)?;
+                    let mut chunks = chunks.starting_at(file).with_chunk_rows(per_file);
+                    // A chunk never spans two files: an empty file gives the next one's.
+                    if let Some(Ok(chunk)) = chunks.next() {
+                        let rows = chunk.rows.into_iter().filter(|r| r.file == file);
+                        head.extend(rows.map(|r| r.value.patient_id));
+                    }
+                }
                 return Ok(None);
             }
             if last.as_ref().is_none_or(|last| last.0 != patient_id) {
                 act_patients.add(&patient_id);
             }
-            if head.len() < ACT_HEAD_ROWS {
+            if r.file == 0 && head.len() < per_file {
                 head.push(patient_id.clone());
             }
             last = Some((patient_id, r.file, r.row));
