@@ -2151,6 +2151,19 @@ mod tests {
     }
 
     #[test]
+    fn every_acts_file_is_judged_up_to_sixty_four_then_as_many_spread_over_them() {
+        assert_eq!(head_files(0), [0]);
+        assert_eq!(head_files(1), [0]);
+        assert_eq!(head_files(12), (0..12).collect::<Vec<_>>());
+        assert_eq!(head_files(64), (0..64).collect::<Vec<_>>());
+        let spread = head_files(1_000);
+        assert_eq!(spread.len(), 64);
+        assert_eq!(spread[..4], [0, 15, 31, 46]);
+        assert_eq!(spread[63], 984);
+        assert!(spread.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
     fn a_row_set_holds_the_rows_inserted_and_no_other() {
         let origin = |file, row| Origin { file, row };
         let mut set = RowSet::default();
