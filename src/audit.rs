@@ -226,8 +226,9 @@ impl Row for Discrepancy {
 /// Lines of the report's "First lines" table.
 const FIRST_LINES: usize = 50;
 
-/// Discrepancies held before they are encoded into their table: a run keeps no more than
-/// this many, however many it finds (every act's, when every recorded amount is off).
+/// Discrepancies held, at most, before they are encoded into their table (which then holds
+/// up to a row group's encoded rows): a run keeps no more, however many it finds (every
+/// act's, when every recorded amount is off).
 pub const HELD_ROWS: usize = 1 << 16;
 
 /// What the report and the manifest say of the discrepancies: how many, their total
@@ -315,20 +316,30 @@ pub fn by_cause(found: &[Discrepancy]) -> BTreeMap<String, (u64, Decimal)> {
     Tally::of(found).causes
 }
 
-/// `discrepancies.*`, written as the discrepancies are found (in outcome order), and
-/// `discrepancies.md` at the end: at most [`HELD_ROWS`] of them are held at a time, and the
-/// table is the same bytes as the one [`crate::io::write::write_table`] writes of them all.
-pub struct Report {
+/// `rac audit`'s outputs: `discrepancies.*`, written as the discrepancies are found (in
+/// outcome order, fewer than [`HELD_ROWS`] held before they are encoded), and
+/// `discrepancies.md` at the end. The table is the same bytes as the one
+/// [`crate::io::write::write_table`] writes of them all.
+pub struct DiscrepancyWriter {
+    compare: Compare,
+    tolerance: Decimal,
     table: TableWriter<Discrepancy>,
     held: Vec<Discrepancy>,
     tally: Tally,
     md: PathBuf,
 }
 
-impl Report {
-    /// Creates `<dir>/discrepancies.<ext>`; `discrepancies.md` is written by [`Self::finish`].
-    pub fn create(dir: &Path, format: Format) -> Result<Report, WriteError> {
-        Ok(Report {
+impl DiscrepancyWriter {
+    /// Creates `<dir>/discrepancies.<ext>` for an audit comparing `compare` within
+    /// `tolerance`; `discrepancies.md` is written by [`Self::finish`].
+    pub fn create(
+        dir: &Path,
+        format: Format,
+        (compare, tolerance): (Compare, Decimal),
+    ) -> Result<DiscrepancyWriter, WriteError> {
+        Ok(DiscrepancyWriter {
+            compare,
+            tolerance,
             table: TableWriter::create(dir, format)?,
             held: Vec::new(),
             tally: Tally::default(),
@@ -336,18 +347,28 @@ impl Report {
         })
     }
 
+    /// Audits `outcomes` (after the previous ones; `acts` their acts with a recorded amount).
+    pub fn audit(
+        &mut self,
+        book: &RuleBook,
+        outcomes: &[Outcome],
+        acts: &ActIndex,
+    ) -> Result<(), WriteError> {
+        let found = discrepancies(book, outcomes, acts, self.compare, self.tolerance);
+        self.extend(found)
+    }
+
     /// Adds discrepancies found after the previous ones.
     pub fn extend(&mut self, found: Vec<Discrepancy>) -> Result<(), WriteError> {
         found.iter().for_each(|d| self.tally.add(d));
-        if self.held.is_empty() && found.len() >= HELD_ROWS {
-            return self.table.write(&found);
+        if self.held.len() + found.len() < HELD_ROWS {
+            self.held.extend(found);
+            return Ok(());
         }
-        self.held.extend(found);
-        if self.held.len() >= HELD_ROWS {
-            self.table.write(&self.held)?;
-            self.held.clear();
-        }
-        Ok(())
+        // The bytes do not depend on where the rows are cut.
+        self.table.write(&self.held)?;
+        self.held.clear();
+        self.table.write(&found)
     }
 
     /// Discrepancies found so far.
@@ -378,8 +399,138 @@ mod tests {
     use super::*;
     use crate::io::write::write_table;
 
-    /// `n` discrepancies of three kinds, the differences of several scales.
-    fn found(n: usize) -> Vec<Discrepancy> {
+    /// The report as written before the discrepancies were streamed (all of them held),
+    /// kept as the reference: its table, `discrepancies.md` and the manifest's section.
+    fn write_held(dir: &Path, format: Format, found: &[Discrepancy]) -> serde_json::Value {
+        write_table(dir, format, found).unwrap();
+        let mut causes: BTreeMap<String, (u64, Decimal)> = BTreeMap::new();
+        for d in found {
+            let e = causes.entry(d.explanation.clone()).or_default();
+            e.0 += 1;
+            e.1 += d.difference;
+        }
+        let mut md = String::from("# rac audit: discrepancies\n\n");
+        let total: Decimal = found.iter().map(|d| d.difference).sum();
+        let _ = writeln!(
+            md,
+            "{} act(s) differ from the recorded amount; total difference {total} €.\n",
+            found.len()
+        );
+        let mut sorted: Vec<(&String, &(u64, Decimal))> = causes.iter().collect();
+        sorted.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(b.0)));
+        md.push_str("| explanation | acts | total difference (€) |\n|---|---:|---:|\n");
+        for (cause, (n, sum)) in sorted {
+            let _ = writeln!(md, "| {cause} | {n} | {sum} |");
+        }
+        md.push_str("\n## First lines\n\n| act_id | recorded | computed | difference | explanation |\n|---|---:|---:|---:|---|\n");
+        for d in found.iter().take(50) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                d.act_id, d.recorded_amo, d.amo_paid, d.difference, d.explanation
+            );
+        }
+        std::fs::write(dir.join("discrepancies.md"), md).unwrap();
+        let causes: serde_json::Map<String, serde_json::Value> = causes
+            .into_iter()
+            .map(|(k, (n, sum))| {
+                (
+                    k,
+                    serde_json::json!({"acts": n, "difference": sum.to_string()}),
+                )
+            })
+            .collect();
+        serde_json::json!({"discrepancies": found.len(), "by_explanation": causes})
+    }
+
+    /// `n` discrepancies of five explanations, their differences of scales 0 to 2, some
+    /// negative (a xorshift from `seed`).
+    fn random(n: usize, seed: u64) -> Vec<Discrepancy> {
+        let mut x = seed;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|i| {
+                let sign = if next() % 3 == 0 { -1 } else { 1 };
+                let difference =
+                    Decimal::new(sign * (next() % 100_000 + 1) as i64, (next() % 3) as u32);
+                let recorded_amo = Decimal::new((next() % 100_000) as i64, (next() % 3) as u32);
+                let explanation = [
+                    "pf_not_deducted",
+                    "rate_differs:60",
+                    "rate_differs:65",
+                    "flat_fee_missing",
+                    "unexplained",
+                ];
+                Discrepancy {
+                    act_id: format!("A{i:07}"),
+                    patient_id: format!("P{:05}", i / 3),
+                    recorded_amo,
+                    amo_paid: recorded_amo - difference,
+                    difference,
+                    explanation: explanation[(next() % 5) as usize].to_string(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_report_streamed_in_any_chunks_holds_less_than_a_chunk_and_writes_the_bytes_of_a_held_one()
+    {
+        let read =
+            |dir: &tempfile::TempDir, name: &str| std::fs::read(dir.path().join(name)).unwrap();
+        for (n, seed) in [
+            (0, 1),
+            (1, 2),
+            (50, 3),
+            (51, 4),
+            (1_000, 5),
+            (2 * HELD_ROWS + 3, 6),
+        ] {
+            let all = random(n, seed);
+            for format in [Format::Csv, Format::Parquet] {
+                let held = tempfile::tempdir().unwrap();
+                let expected = write_held(held.path(), format, &all);
+                let table = format!("discrepancies.{}", format.extension());
+                // Whole; small and large chunks ending on a part of one; a chunk of exactly
+                // the rows held first.
+                for chunks in [
+                    vec![n.max(1)],
+                    vec![1, 17, 5_000, HELD_ROWS + 9],
+                    vec![HELD_ROWS, 3],
+                ] {
+                    let streamed = tempfile::tempdir().unwrap();
+                    let settings = (Compare::Paid, Decimal::ZERO);
+                    let mut writer =
+                        DiscrepancyWriter::create(streamed.path(), format, settings).unwrap();
+                    let mut rest = &all[..];
+                    for &size in chunks.iter().cycle() {
+                        if rest.is_empty() {
+                            break;
+                        }
+                        let (chunk, after) = rest.split_at(size.min(rest.len()));
+                        writer.extend(chunk.to_vec()).unwrap();
+                        assert!(writer.held() < HELD_ROWS, "{} held", writer.held());
+                        rest = after;
+                    }
+                    assert_eq!(writer.count(), n as u64);
+                    let section = writer.finish().unwrap();
+                    let case = format!("{n} rows, {format}, chunks {chunks:?}");
+                    assert_eq!(section.to_string(), expected.to_string(), "{case}");
+                    for name in [&table, "discrepancies.md"] {
+                        assert!(read(&streamed, name) == read(&held, name), "{name}: {case}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `n` discrepancies of three explanations cycling by `i % 7 % 3`.
+    fn cycling(n: usize) -> Vec<Discrepancy> {
         (0..n)
             .map(|i| Discrepancy {
                 act_id: format!("A{i:07}"),
@@ -387,50 +538,15 @@ mod tests {
                 recorded_amo: Decimal::new(2_000 + i as i64 % 900, 2),
                 amo_paid: Decimal::new(1_800, 2),
                 difference: Decimal::new(200 + i as i64 % 900, 2),
-                explanation: ["pf_not_deducted", "rate_differs:60", "unexplained"][i % 7 % 3]
+                explanation: ["pf_not_deducted", "unexplained", "rate_differs:60"][i % 7 % 3]
                     .to_string(),
             })
             .collect()
     }
 
     #[test]
-    fn a_report_streamed_in_any_chunks_holds_a_chunk_at_most_and_writes_the_bytes_of_one_write() {
-        let all = found(2 * HELD_ROWS + 12_345);
-        for format in [Format::Csv, Format::Parquet] {
-            let whole = tempfile::tempdir().unwrap();
-            write_table(whole.path(), format, &all).unwrap();
-            let table = format!("discrepancies.{}", format.extension());
-
-            let streamed = tempfile::tempdir().unwrap();
-            let mut report = Report::create(streamed.path(), format).unwrap();
-            // Chunks of one row, of a few thousand, and one larger than the held rows.
-            let mut rest = &all[..];
-            for size in [1, 3_000, HELD_ROWS + 1, 7, 40_000].into_iter().cycle() {
-                if rest.is_empty() {
-                    break;
-                }
-                let (chunk, after) = rest.split_at(size.min(rest.len()));
-                report.extend(chunk.to_vec()).unwrap();
-                assert!(report.held() < HELD_ROWS, "{} held", report.held());
-                rest = after;
-            }
-            assert_eq!(report.count(), all.len() as u64);
-            let section = report.finish().unwrap();
-
-            let read = |dir: &tempfile::TempDir, name: &str| std::fs::read(dir.path().join(name));
-            assert_eq!(
-                read(&streamed, &table).unwrap(),
-                read(&whole, &table).unwrap()
-            );
-            let md = String::from_utf8(read(&streamed, "discrepancies.md").unwrap()).unwrap();
-            assert_eq!(md, Tally::of(&all).markdown());
-            assert_eq!(section["discrepancies"], all.len() as u64);
-        }
-    }
-
-    #[test]
     fn a_tally_counts_and_sums_by_explanation_and_keeps_the_first_fifty_lines() {
-        let all = found(1_000);
+        let all = cycling(1_000);
         let tally = Tally::of(&all);
         let of = |cause: &str| {
             let matching: Vec<&Discrepancy> =
@@ -440,10 +556,14 @@ mod tests {
                 matching.iter().map(|d| d.difference).sum::<Decimal>(),
             )
         };
+        // i % 7 in {0, 3, 6}: 143 + 143 + 142; in {1, 4} and in {2, 5}: 143 + 143 each.
         assert_eq!(tally.causes.len(), 3);
-        for cause in ["pf_not_deducted", "rate_differs:60", "unexplained"] {
-            assert!(of(cause).0 > 0, "{cause}");
-            assert_eq!(tally.causes[cause], of(cause), "{cause}");
+        for (cause, n) in [
+            ("pf_not_deducted", 428),
+            ("unexplained", 286),
+            ("rate_differs:60", 286),
+        ] {
+            assert_eq!(tally.causes[cause], (n, of(cause).1), "{cause}");
         }
         assert_eq!(tally.count, 1_000);
         // 200 + i % 900 cents for i in 0..1000: 1000 × 2 € + (0..900 + 0..100) cents.
@@ -455,10 +575,26 @@ mod tests {
             "{md}"
         );
         assert_eq!(md.lines().filter(|l| l.starts_with("| A")).count(), 50);
-        assert!(md.contains(&format!(
-            "| unexplained | {} | {} |",
-            of("unexplained").0,
-            of("unexplained").1
-        )));
+        // By count, then by name where two have as many.
+        let causes: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("| pf") || l.starts_with("| rate") || l.starts_with("| unex"))
+            .collect();
+        let line = |cause: &str| format!("| {cause} | {} | {} |", of(cause).0, of(cause).1);
+        assert_eq!(
+            causes,
+            [
+                line("pf_not_deducted"),
+                line("rate_differs:60"),
+                line("unexplained")
+            ]
+        );
+        let section = tally.section();
+        assert_eq!(section["discrepancies"], 1_000);
+        assert_eq!(section["by_explanation"]["unexplained"]["acts"], 286);
+        assert_eq!(
+            section["by_explanation"]["unexplained"]["difference"],
+            of("unexplained").1.to_string()
+        );
     }
 }

@@ -121,9 +121,10 @@ pub(crate) struct Sink<'a> {
     /// worker. Declared before the staging folder, so that a sink dropped on an error waits
     /// for the writer's thread before the folder is removed.
     writer: Worker<Writer>,
+    /// `rac audit`'s discrepancies, written as they are found (before the staging folder,
+    /// as the writer).
+    audit: Option<audit::DiscrepancyWriter>,
     staging: Staging,
-    /// `rac audit`'s discrepancies, written as they are found.
-    audit: Option<audit::Report>,
     rejects: RejectStore,
     computed: u64,
     /// Cleared from the terminal however the sink ends (finished, or dropped on
@@ -231,15 +232,19 @@ impl<'a> Sink<'a> {
         let writer = Worker::start("rac-writer", WRITER_QUEUE, writer, stopped_early)
             .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
         let audit = match opts.audit {
-            Some(_) => Some(audit::Report::create(&dir, opts.format)?),
+            Some(settings) => Some(audit::DiscrepancyWriter::create(
+                &dir,
+                opts.format,
+                settings,
+            )?),
             None => None,
         };
         Ok(Sink {
             book,
             opts,
             writer,
-            staging,
             audit,
+            staging,
             rejects,
             computed: 0,
             bar,
@@ -277,16 +282,14 @@ impl<'a> Sink<'a> {
             let outcomes = state.absorb(prepared, chunk, results);
             self.bar
                 .inc(chunk.iter().map(|p| p.acts.len() as u64).sum());
-            if let (Some((compare, tolerance)), Some(report)) = (self.opts.audit, &mut self.audit) {
+            if let Some(audit) = &mut self.audit {
                 let index: HashMap<&str, &Act> = chunk
                     .iter()
                     .flat_map(|p| prepared.acts_of(p))
                     .filter(|a| a.recorded_amo.is_some())
                     .map(|a| (a.act_id.as_str(), a))
                     .collect();
-                report.extend(audit::discrepancies(
-                    book, &outcomes, &index, compare, tolerance,
-                ))?;
+                audit.audit(book, &outcomes, &index)?;
             }
             self.writer.send(Message::Outcomes(outcomes))
         })?;
@@ -315,7 +318,7 @@ impl<'a> Sink<'a> {
         let (rejected, other_rejected) = (self.rejects.len(), self.rejects.other());
         let written = self.rejects.write(&dir)?;
         debug_assert_eq!(written, rejected);
-        let discrepancies = self.audit.as_ref().map(audit::Report::count);
+        let discrepancies = self.audit.as_ref().map(audit::DiscrepancyWriter::count);
         let audit_section = match self.audit {
             Some(report) => report.finish()?,
             None => json!(null),
