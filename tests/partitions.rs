@@ -452,6 +452,96 @@ fn a_later_acts_file_of_unknown_patients_is_spread_over_the_partitions() {
     same_tables(&held, &[&out]);
 }
 
+/// One acts file whose later rows are of patients not among the beneficiaries (ids past
+/// theirs): its first acts are all of known patients, so the beneficiaries place the
+/// boundaries and the later acts all fall in the last partition. That partition, far fuller
+/// than planned, is cut by its acts' patients before it is loaded, instead of being held whole.
+#[test]
+fn a_partition_far_fuller_than_planned_is_cut_before_it_is_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.display().to_string();
+    let args = [
+        "generate",
+        "--acts",
+        "70000",
+        "--patients",
+        "7000",
+        "--seed",
+        "5",
+    ];
+    ok(
+        &rac(&[&args[..], &["--out", &d, "--format", "csv"]].concat()),
+        &[0],
+    );
+    // The same file, followed by 10 000 acts of other ids and patients ("ZP…", after every
+    // beneficiary's "P…").
+    let mut acts = std::fs::read_to_string(data.join("acts.csv")).unwrap();
+    let tail: String = acts
+        .lines()
+        .skip(1)
+        .take(10_000)
+        .map(|line| {
+            let (act, rest) = line.split_once(',').unwrap();
+            format!("X{act},Z{rest}\n")
+        })
+        .collect();
+    acts.push_str(&tail);
+    let folder = tmp.path().join("acts");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.csv"), &acts).unwrap();
+
+    let held = tmp.path().join("held");
+    ok(
+        &rac_owned(&common::compute_args(&folder, &data, &held, &[])),
+        &[3],
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(held.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["rows"]["read"], 80_000);
+    assert_eq!(manifest["rows"]["rejected"], 10_000);
+
+    let out = tmp.path().join("tiny");
+    let extra = ["--memory-limit", "1M", "--threads", "2"];
+    let o = rac_owned(&common::compute_args(&folder, &data, &out, &extra));
+    ok(&o, &[3]);
+    let logged = events(&o);
+    // The first 65 536 acts are all of known patients: the beneficiaries place the boundaries.
+    assert!(
+        !logged.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("placed by the acts' patients")),
+        "the acts judged are all of known patients"
+    );
+    let cuts: Vec<_> = logged
+        .iter()
+        .filter(|e| {
+            e["message"] == "a partition holds more acts than planned: cut by its acts' patients"
+        })
+        .collect();
+    assert_eq!(cuts.len(), 1, "{cuts:?}");
+    let cut = cuts[0];
+    let planned = cut["acts_planned"].as_u64().unwrap();
+    let cut_acts = cut["acts"].as_u64().unwrap();
+    // The last partition: its share of the first 70 000 acts and the 10 000 others.
+    assert!(
+        cut_acts > 10_000 && cut_acts < 10_000 + 2 * planned,
+        "{cut}"
+    );
+    assert_eq!(cut["pieces"], cut_acts.div_ceil(planned), "{cut}");
+    let parts = compute_event(&o)["partitions"].as_u64().unwrap();
+    let computed = logged
+        .iter()
+        .find(|e| e["message"] == "partitions computed")
+        .expect("the computing's end is logged");
+    // Before, the last partition was loaded whole (10 000 acts and more).
+    let largest = computed["largest_partition_acts"].as_u64().unwrap();
+    assert!(largest < 4 * planned, "{parts} partitions: {computed}");
+    same_tables(&held, &[&out]);
+}
+
 /// A folder holding the same acts file twice (a copy left beside the month's file): every row
 /// of the second copy is a duplicate, rejected, and the tables are those of one copy, spilled
 /// or not.

@@ -2,7 +2,9 @@
 //! partitions (ranges of `patient_id`, see [`super::partition`]), held in memory up to a
 //! budget and spilled to Arrow IPC files past it; the partitions are then computed one at a
 //! time, in id order, each with only its own rows in memory, and their rows streamed into
-//! the outputs. The outputs are the bytes an in-memory run writes.
+//! the outputs. The outputs are the bytes an in-memory run writes. A partition that turns
+//! out far fuller than planned is cut into smaller ranges before it is loaded
+//! ([`cut_partition`]).
 //!
 //! Duplicate `act_id`s may sit in two partitions (two patients): the ids are also routed by a
 //! hash of the id, and each of those buckets finds its duplicates (the first row in file and
@@ -653,11 +655,45 @@ pub fn run(
         Ok(rejects.add([reject], 0)?)
     })?;
 
+    // Partitions far fuller than planned (a file's later rows of other patients than its
+    // first ones and the beneficiaries') are cut, so that none is loaded whole.
+    let share = acts.spilled_rows.div_ceil(parts as u64).max(1);
+    let mut cuts = 0u64;
+    let mut part_rows = Vec::with_capacity(parts);
+    for part in 0..parts {
+        let rows = PartRows {
+            acts: acts.detach(part),
+            bens: bens.detach(part),
+            rights: rights.detach(part),
+            counters: counters.detach(part),
+        };
+        match pieces_for(rows.acts.rows(), share) {
+            Some(pieces) if rows.acts.on_disk() => {
+                let dir = spill.sub(&format!("cut-{part:05}"));
+                let cut = cut_partition(rows, pieces, &dir, budget)?;
+                log(
+                    "read",
+                    "a partition holds more acts than planned: cut by its acts' patients",
+                    &[
+                        ("partition", part as u64),
+                        ("acts", cut.iter().map(|r| r.acts.rows()).sum()),
+                        ("acts_planned", share),
+                        ("pieces", cut.len() as u64),
+                    ],
+                );
+                cuts += 1;
+                part_rows.extend(cut);
+            }
+            _ => part_rows.push(rows),
+        }
+    }
+    let parts = part_rows.len();
     log(
         "compute",
         "computing and writing",
         &[
             ("partitions", parts as u64),
+            ("partitions_cut", cuts),
             ("spilled_acts", acts.spilled_rows),
             ("spilled_bytes", acts.spilled_bytes),
             ("loaders", loaders as u64),
@@ -681,14 +717,9 @@ pub fn run(
         rights_known: inputs.rights.is_some(),
         counters_file: inputs.counters.as_deref(),
     };
-    let jobs: Vec<_> = (0..parts)
-        .map(|part| {
-            let rows = PartRows {
-                acts: acts.detach(part),
-                bens: bens.detach(part),
-                rights: rights.detach(part),
-                counters: counters.detach(part),
-            };
+    let jobs: Vec<_> = part_rows
+        .into_iter()
+        .map(|rows| {
             let context = &context;
             move || load_partition(rows, context)
         })
@@ -1345,6 +1376,80 @@ struct PartRows {
     counters: Spilled<YearCounter>,
 }
 
+/// A partition is cut when it holds more than this many times its share of the acts.
+const CUT_SHARES: u64 = 2;
+
+/// Below this many acts a partition is not cut, however full: it takes little memory.
+const CUT_MIN_ACTS: u64 = 1024;
+
+/// Most pieces a partition is cut into (a spill file each, open at once).
+const CUT_MAX_PIECES: u64 = 256;
+
+/// The pieces a partition of `acts` is cut into, `share` the acts planned for one: `None`
+/// when it is within [`CUT_SHARES`] shares, or small.
+fn pieces_for(acts: u64, share: u64) -> Option<usize> {
+    (acts > CUT_SHARES * share && acts >= CUT_MIN_ACTS)
+        .then(|| acts.div_ceil(share.max(1)).min(CUT_MAX_PIECES) as usize)
+}
+
+/// A partition's rows, routed again into at most `pieces` partitions by ranges of its acts'
+/// patients (sampled from its acts, read a batch at a time), spilled into `dir`: in id order,
+/// as the partition's own rows would have been computed. A partition of a single patient
+/// stays whole.
+fn cut_partition(
+    rows: PartRows,
+    pieces: usize,
+    dir: &SpillDir,
+    budget: usize,
+) -> Result<Vec<PartRows>, RunError> {
+    // Fewer pieces where the open-file limit refuses as many spill files.
+    let mut pieces = pieces;
+    if let Err(limit) = spill::allow_open_files(spill::files_needed(pieces)) {
+        while pieces > 1 && spill::files_needed(pieces) > limit {
+            pieces -= 1;
+        }
+    }
+    let mut sampler = Sampler::new(pieces * SAMPLE_PER_PART);
+    rows.acts.scan(|acts| {
+        for act in acts {
+            sampler.add(&act.value.patient_id);
+        }
+    })?;
+    let plan = Plan::from_sample(sampler, pieces);
+    if plan.parts() <= 1 {
+        return Ok(vec![rows]);
+    }
+    let mut acts = route_again(rows.acts, &plan, dir, budget, |r| &r.value.patient_id)?;
+    let mut bens = route_again(rows.bens, &plan, dir, budget, |r| &r.value.patient_id)?;
+    let mut rights = route_again(rows.rights, &plan, dir, budget, |r| &r.patient_id)?;
+    let mut counters = route_again(rows.counters, &plan, dir, budget, |r| &r.patient_id)?;
+    Ok((0..plan.parts())
+        .map(|part| PartRows {
+            acts: acts.detach(part),
+            bens: bens.detach(part),
+            rights: rights.detach(part),
+            counters: counters.detach(part),
+        })
+        .collect())
+}
+
+/// One table's rows of a partition, routed by `plan` into spill files in `dir`, a batch at a
+/// time.
+fn route_again<T: Spillable>(
+    rows: Spilled<T>,
+    plan: &Plan,
+    dir: &SpillDir,
+    budget: usize,
+    patient_id: impl Fn(&T) -> &str + Sync + Send,
+) -> Result<Stored<T>, RunError> {
+    let mut store = dir.store::<T>(plan.parts(), budget);
+    rows.drain(|chunk: Vec<T>| -> Result<(), RunError> {
+        let parts = parts_of(false, plan, &chunk, &patient_id);
+        Ok(store.push_chunk(chunk, parts)?)
+    })?;
+    Ok(store.finish_on_disk()?)
+}
+
 /// Rows of the acts files, a bit each: the rows rejected as duplicates, until the partitions
 /// are computed. A hash set took 16 bytes and more a duplicate (the same 10 M-act file read
 /// twice: 962 MiB peak RSS, one copy alone 428 MiB); a bit a row of each file, up to its last
@@ -1913,6 +2018,21 @@ mod tests {
     use super::super::worker::tests::on_pool;
     use super::*;
     use std::cell::RefCell;
+
+    #[test]
+    fn a_partition_past_twice_its_share_and_a_thousand_acts_is_cut_in_shares() {
+        // Within two shares, or under 1 024 acts: whole.
+        assert_eq!(pieces_for(2_000, 1_000), None);
+        assert_eq!(pieces_for(1_023, 100), None);
+        assert_eq!(pieces_for(0, 0), None);
+        // Past both: a share a piece, rounded up.
+        assert_eq!(pieces_for(2_001, 1_000), Some(3));
+        assert_eq!(pieces_for(1_024, 100), Some(11));
+        assert_eq!(pieces_for(10_183, 239), Some(43));
+        // At most 256 pieces (a spill file each, open at once).
+        assert_eq!(pieces_for(9_700_000, 61_000), Some(160));
+        assert_eq!(pieces_for(10_000_000, 1), Some(256));
+    }
 
     /// A step of the reading: the (act rows read, accepted), and the (rows, bytes) of acts
     /// written.

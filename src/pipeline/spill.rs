@@ -152,6 +152,8 @@ pub struct Partitioned<T: Spillable> {
     written: Arc<Written>,
     /// Rows sent to disk so far (written, or being written).
     pub spilled_rows: u64,
+    /// Rows pushed so far, per partition.
+    counts: Vec<u64>,
 }
 
 /// Rows and the partition of each.
@@ -195,6 +197,7 @@ impl<T: Spillable> Partitioned<T> {
             compression: SpillCompression::default(),
             written: Arc::default(),
             spilled_rows: 0,
+            counts: vec![0; parts],
         }
     }
 
@@ -225,7 +228,9 @@ impl<T: Spillable> Partitioned<T> {
         // What the row holds beyond its slot, and the slots the vectors grow by.
         self.buffered += row.mem_bytes() - std::mem::size_of::<T>();
         self.loose.rows.push(row);
-        self.loose.parts.push(self.part(part));
+        let part = self.part(part);
+        self.loose.parts.push(part);
+        self.counts[part as usize] += 1;
         self.buffered += self.loose.slots() - before;
         self.pending += 1;
         if self.buffered > self.budget {
@@ -244,6 +249,7 @@ impl<T: Spillable> Partitioned<T> {
         }
         for &part in &parts {
             self.part(part as usize);
+            self.counts[part as usize] += 1;
         }
         let chunk = Chunk { rows, parts };
         let bytes = chunk.slots()
@@ -342,6 +348,15 @@ impl<T: Spillable> Partitioned<T> {
         self.files.as_mut().expect("opened above").send(batches)
     }
 
+    /// [`Partitioned::finish`], with every row on disk: what was still held goes to the files
+    /// too (rows routed again, [`Spilled::drain`], are held once more only while routed).
+    pub fn finish_on_disk(mut self) -> Result<Stored<T>, SpillError> {
+        if self.pending > 0 {
+            self.spill()?;
+        }
+        self.finish()
+    }
+
     /// Ends the writing. When anything went to disk, the rest goes too, so that partitions are
     /// processed with only their own rows in memory; else the rows move to their partitions.
     pub fn finish(mut self) -> Result<Stored<T>, SpillError> {
@@ -362,6 +377,7 @@ impl<T: Spillable> Partitioned<T> {
         Ok(Stored {
             files,
             buffers,
+            counts: std::mem::take(&mut self.counts),
             io: self.io,
             spilled_rows: self.spilled_rows,
             // Every file is written: the files' thread has ended.
@@ -630,6 +646,8 @@ impl Stage for SpillFiles {
 pub struct Stored<T> {
     files: Vec<Option<PathBuf>>,
     buffers: Vec<Vec<T>>,
+    /// Rows of each partition (in its file and its buffer).
+    counts: Vec<u64>,
     io: SpillIo,
     pub spilled_rows: u64,
     /// Bytes of the spill files, as written (compressed or not).
@@ -654,6 +672,7 @@ impl<T: Spillable> Stored<T> {
         Spilled {
             memory: std::mem::take(&mut self.buffers[part]),
             path: self.files[part].take(),
+            rows: std::mem::take(&mut self.counts[part]),
             io: self.io,
         }
     }
@@ -664,30 +683,84 @@ impl<T: Spillable> Stored<T> {
 pub struct Spilled<T> {
     memory: Vec<T>,
     path: Option<PathBuf>,
+    /// Rows in the file and in `memory`.
+    rows: u64,
     io: SpillIo,
 }
 
+/// The batches of a spill file, in order.
+fn spill_batches(
+    path: &Path,
+    io: SpillIo,
+) -> Result<impl Iterator<Item = Result<RecordBatch, SpillError>>, SpillError> {
+    let file = SpillReader::open(path, io).map_err(|e| spill_error(path, e))?;
+    let reader = StreamReader::try_new(file, None).map_err(|e| spill_error(path, e))?;
+    // SAFETY: the file was written by this run, from arrays built and checked by arrow-rs,
+    // in the run's own staging folder: checking it again (UTF-8 of every string, every
+    // offset) would only repeat what was checked when it was built. DataFusion reads its
+    // spill files the same way (apache/datafusion#15320).
+    let reader = unsafe { reader.with_skip_validation(true) };
+    Ok(reader.map(move |batch| batch.map_err(|e| spill_error(path, e))))
+}
+
 impl<T: Spillable> Spilled<T> {
+    /// Rows of the partition.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Whether some of the rows are in a file.
+    pub fn on_disk(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// Reads the rows a batch at a time, in order, without taking them: `f` sees each
+    /// batch's rows, then the rows held in memory. The file stays.
+    pub fn scan(&self, mut f: impl FnMut(&[T])) -> Result<(), SpillError> {
+        if let Some(path) = &self.path {
+            let mut rows = Vec::new();
+            for batch in spill_batches(path, self.io)? {
+                T::from_batch(&batch?, &mut rows);
+                f(&rows);
+                rows.clear();
+            }
+        }
+        f(&self.memory);
+        Ok(())
+    }
+
+    /// The rows a batch at a time, in order (those held in memory last), handed to `f`: no
+    /// more than a batch is read at once. The file is deleted once read.
+    pub fn drain<E: From<SpillError>>(
+        self,
+        mut f: impl FnMut(Vec<T>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if let Some(path) = &self.path {
+            for batch in spill_batches(path, self.io)? {
+                let mut rows = Vec::new();
+                T::from_batch(&batch?, &mut rows);
+                f(rows)?;
+            }
+            std::fs::remove_file(path).map_err(|e| spill_error(path, e))?;
+        }
+        if !self.memory.is_empty() {
+            f(self.memory)?;
+        }
+        Ok(())
+    }
+
     /// The rows, in the order they were pushed; the spill file is deleted.
     pub fn load(self) -> Result<Vec<T>, SpillError> {
         let Spilled {
             mut memory,
             path,
             io,
+            ..
         } = self;
         let Some(path) = path else {
             return Ok(memory);
         };
-        let file = SpillReader::open(&path, io).map_err(|e| spill_error(&path, e))?;
-        let reader = StreamReader::try_new(file, None).map_err(|e| spill_error(&path, e))?;
-        // SAFETY: the file was written by this run, from arrays built and checked by arrow-rs,
-        // in the run's own staging folder, and is read back once: checking it again (UTF-8 of
-        // every string, every offset) would only repeat what was checked when it was built.
-        // DataFusion reads its spill files the same way (apache/datafusion#15320).
-        let reader = unsafe { reader.with_skip_validation(true) };
-        let batches = reader
-            .collect::<Result<Vec<RecordBatch>, _>>()
-            .map_err(|e| spill_error(&path, e))?;
+        let batches = spill_batches(&path, io)?.collect::<Result<Vec<RecordBatch>, _>>()?;
         // Sized once: the rows are large, growing the vector would copy them again.
         let spilled: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let mut rows = Vec::with_capacity(spilled + memory.len());
@@ -1625,6 +1698,82 @@ mod tests {
                 let rows: Vec<u64> = stored.take(part).unwrap().iter().map(|r| r.1.row).collect();
                 let expect: Vec<u64> = (1..=12).filter(|r| r % 3 == part as u64).collect();
                 assert_eq!(rows, expect, "budget {budget}, partition {part}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_partition_is_counted_scanned_and_drained_a_batch_at_a_time_in_push_order() {
+        let row = std::mem::size_of::<IdRow>() + 4;
+        // Spilled at every push, every few rows, and never (all held, or all on disk).
+        for (budget, on_disk) in [
+            (1, false),
+            (5 * row, false),
+            (1 << 20, false),
+            (1 << 20, true),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = Partitioned::<IdRow>::new(dir.path(), 3, budget);
+            let (rows, parts) = id_rows(1, 4);
+            store.push_chunk(rows, parts).unwrap();
+            let (rows, parts) = id_rows(5, 2);
+            for (r, p) in rows.into_iter().zip(parts) {
+                store.push(p as usize, r).unwrap();
+            }
+            let (rows, parts) = id_rows(7, 6);
+            store.push_chunk(rows, parts).unwrap();
+            let mut stored = if on_disk {
+                store.finish_on_disk().unwrap()
+            } else {
+                store.finish().unwrap()
+            };
+            let spilled = budget != 1 << 20 || on_disk;
+            assert_eq!(stored.spilled_rows, if spilled { 12 } else { 0 });
+            for part in 0..3 {
+                let what = format!("budget {budget}, on disk {on_disk}, partition {part}");
+                let expect: Vec<u64> = (1..=12).filter(|r| r % 3 == part as u64).collect();
+                let spilled_part = stored.detach(part);
+                assert_eq!(spilled_part.rows(), 4, "{what}");
+                assert_eq!(spilled_part.on_disk(), spilled, "{what}");
+                // Scanned twice: the file stays.
+                for _ in 0..2 {
+                    let mut seen = Vec::new();
+                    spilled_part
+                        .scan(|rows| seen.extend(rows.iter().map(|r| r.1.row)))
+                        .unwrap();
+                    assert_eq!(seen, expect, "{what}");
+                }
+                let mut batches = Vec::new();
+                spilled_part
+                    .drain(|rows| -> Result<(), SpillError> {
+                        batches.push(rows.iter().map(|r| r.1.row).collect::<Vec<_>>());
+                        Ok(())
+                    })
+                    .unwrap();
+                assert_eq!(batches.concat(), expect, "{what}");
+                // A batch per spill that holds rows of the partition: at a budget of one
+                // byte, each chunk and each single row spilled (rows 5 and 6 are of
+                // partitions 2 and 0).
+                let expected_batches = match (budget, spilled) {
+                    (1, _) => [3, 2, 3][part],
+                    (_, false) => 1,
+                    _ => batches.len(),
+                };
+                assert_eq!(batches.len(), expected_batches, "{what}");
+                assert!(batches.iter().all(|b| !b.is_empty()), "{what}");
+                let left = std::fs::read_dir(dir.path())
+                    .map(|d| {
+                        d.filter(|e| {
+                            e.as_ref()
+                                .unwrap()
+                                .file_name()
+                                .to_string_lossy()
+                                .ends_with(&format!("{part:05}.arrows"))
+                        })
+                        .count()
+                    })
+                    .unwrap_or(0);
+                assert_eq!(left, 0, "{what}: the file is deleted once drained");
             }
         }
     }
