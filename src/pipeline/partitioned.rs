@@ -670,6 +670,7 @@ pub fn run(
         match pieces_for(rows.acts.rows(), share) {
             Some(pieces) if rows.acts.on_disk() => {
                 let dir = spill.sub(&format!("cut-{part:05}"));
+                let cutting = Instant::now();
                 let cut = cut_partition(rows, pieces, &dir, budget)?;
                 log(
                     "read",
@@ -679,6 +680,7 @@ pub fn run(
                         ("acts", cut.iter().map(|r| r.acts.rows()).sum()),
                         ("acts_planned", share),
                         ("pieces", cut.len() as u64),
+                        ("cut_ms", cutting.elapsed().as_millis() as u64),
                     ],
                 );
                 cuts += 1;
@@ -1410,11 +1412,11 @@ fn cut_partition(
         }
     }
     let mut sampler = Sampler::new(pieces * SAMPLE_PER_PART);
-    rows.acts.scan(|acts| {
-        for act in acts {
-            sampler.add(&act.value.patient_id);
-        }
-    })?;
+    rows.acts.scan_text(
+        "patient_id",
+        |act| &act.value.patient_id,
+        |id| sampler.add(id),
+    )?;
     let plan = Plan::from_sample(sampler, pieces);
     if plan.parts() <= 1 {
         return Ok(vec![rows]);

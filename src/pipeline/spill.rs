@@ -688,13 +688,14 @@ pub struct Spilled<T> {
     io: SpillIo,
 }
 
-/// The batches of a spill file, in order.
+/// The batches of a spill file, in order (only the `projection` columns, if given).
 fn spill_batches(
     path: &Path,
     io: SpillIo,
+    projection: Option<Vec<usize>>,
 ) -> Result<impl Iterator<Item = Result<RecordBatch, SpillError>>, SpillError> {
     let file = SpillReader::open(path, io).map_err(|e| spill_error(path, e))?;
-    let reader = StreamReader::try_new(file, None).map_err(|e| spill_error(path, e))?;
+    let reader = StreamReader::try_new(file, projection).map_err(|e| spill_error(path, e))?;
     // SAFETY: the file was written by this run, from arrays built and checked by arrow-rs,
     // in the run's own staging folder: checking it again (UTF-8 of every string, every
     // offset) would only repeat what was checked when it was built. DataFusion reads its
@@ -714,18 +715,26 @@ impl<T: Spillable> Spilled<T> {
         self.path.is_some()
     }
 
-    /// Reads the rows a batch at a time, in order, without taking them: `f` sees each
-    /// batch's rows, then the rows held in memory. The file stays.
-    pub fn scan(&self, mut f: impl FnMut(&[T])) -> Result<(), SpillError> {
+    /// Reads one text column of the rows (`column` in the file, `value` of a row held in
+    /// memory), in order, without taking them: `f` sees each value. Only that column is
+    /// decoded; the file stays.
+    pub fn scan_text(
+        &self,
+        column: &str,
+        value: impl Fn(&T) -> &str,
+        mut f: impl FnMut(&str),
+    ) -> Result<(), SpillError> {
         if let Some(path) = &self.path {
-            let mut rows = Vec::new();
-            for batch in spill_batches(path, self.io)? {
-                T::from_batch(&batch?, &mut rows);
-                f(&rows);
-                rows.clear();
+            let index = T::schema()
+                .index_of(column)
+                .map_err(|e| spill_error(path, e))?;
+            for batch in spill_batches(path, self.io, Some(vec![index]))? {
+                let batch = batch?;
+                let texts = batch.column(0).as_string::<i32>();
+                texts.iter().flatten().for_each(&mut f);
             }
         }
-        f(&self.memory);
+        self.memory.iter().for_each(|row| f(value(row)));
         Ok(())
     }
 
@@ -736,7 +745,7 @@ impl<T: Spillable> Spilled<T> {
         mut f: impl FnMut(Vec<T>) -> Result<(), E>,
     ) -> Result<(), E> {
         if let Some(path) = &self.path {
-            for batch in spill_batches(path, self.io)? {
+            for batch in spill_batches(path, self.io, None)? {
                 let mut rows = Vec::new();
                 T::from_batch(&batch?, &mut rows);
                 f(rows)?;
@@ -760,7 +769,7 @@ impl<T: Spillable> Spilled<T> {
         let Some(path) = path else {
             return Ok(memory);
         };
-        let batches = spill_batches(&path, io)?.collect::<Result<Vec<RecordBatch>, _>>()?;
+        let batches = spill_batches(&path, io, None)?.collect::<Result<Vec<RecordBatch>, _>>()?;
         // Sized once: the rows are large, growing the vector would copy them again.
         let spilled: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let mut rows = Vec::with_capacity(spilled + memory.len());
@@ -1736,12 +1745,13 @@ mod tests {
                 assert_eq!(spilled_part.rows(), 4, "{what}");
                 assert_eq!(spilled_part.on_disk(), spilled, "{what}");
                 // Scanned twice: the file stays.
+                let ids: Vec<String> = expect.iter().map(|r| format!("A{r}")).collect();
                 for _ in 0..2 {
                     let mut seen = Vec::new();
                     spilled_part
-                        .scan(|rows| seen.extend(rows.iter().map(|r| r.1.row)))
+                        .scan_text("act_id", |r| r.0.as_str(), |id| seen.push(id.to_string()))
                         .unwrap();
-                    assert_eq!(seen, expect, "{what}");
+                    assert_eq!(seen, ids, "{what}");
                 }
                 let mut batches = Vec::new();
                 spilled_part
