@@ -542,6 +542,126 @@ fn a_partition_far_fuller_than_planned_is_cut_before_it_is_loaded() {
     same_tables(&held, &[&out]);
 }
 
+/// One acts file whose later rows are more acts of the patients with the highest ids (known
+/// ones), with opening counters: the partitions of those ids, far fuller than planned, are
+/// cut into pieces of about as many acts, and every table (counters included) is the bytes of
+/// a held run.
+#[test]
+fn partitions_crowded_with_known_patients_are_cut_into_the_bytes_of_a_held_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.display().to_string();
+    let args = [
+        "generate",
+        "--acts",
+        "70000",
+        "--patients",
+        "7000",
+        "--seed",
+        "6",
+    ];
+    ok(
+        &rac(&[&args[..], &["--out", &d, "--format", "csv"]].concat()),
+        &[0],
+    );
+    let mut acts = std::fs::read_to_string(data.join("acts.csv")).unwrap();
+    let mut patients: Vec<&str> = acts
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(1).unwrap())
+        .collect();
+    patients.sort_unstable();
+    patients.dedup();
+    // The last 5 % of the patients by id: their acts five times more, under other ids.
+    let last = patients[patients.len() * 19 / 20].to_string();
+    let mut tail = String::new();
+    for copy in 0..5 {
+        for line in acts.lines().skip(1) {
+            let (act, rest) = line.split_once(',').unwrap();
+            if rest.split(',').next().unwrap() >= last.as_str() {
+                tail.push_str(&format!("X{copy}{act},{rest}\n"));
+            }
+        }
+    }
+    let added = tail.lines().count() as u64;
+    assert!(added > 10_000, "{added}");
+    acts.push_str(&tail);
+    let folder = tmp.path().join("acts");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.csv"), &acts).unwrap();
+
+    // Opening counters: those a first run of the generated acts closed with.
+    let first = tmp.path().join("first");
+    ok(
+        &rac_owned(&common::compute_args(
+            &data.join("acts.csv"),
+            &data,
+            &first,
+            &["--format", "csv"],
+        )),
+        &[0, 3],
+    );
+    let counters = first.join("counters.csv").display().to_string();
+
+    let held = tmp.path().join("held");
+    let extra = ["--counters", counters.as_str()];
+    ok(
+        &rac_owned(&common::compute_args(&folder, &data, &held, &extra)),
+        &[0, 3],
+    );
+    let out = tmp.path().join("tiny");
+    let extra = [
+        "--counters",
+        counters.as_str(),
+        "--memory-limit",
+        "1M",
+        "--threads",
+        "2",
+    ];
+    let o = rac_owned(&common::compute_args(&folder, &data, &out, &extra));
+    ok(&o, &[0, 3]);
+    let logged = events(&o);
+    let cuts: Vec<_> = logged
+        .iter()
+        .filter(|e| {
+            e["message"] == "a partition holds more acts than planned: cut by its acts' patients"
+        })
+        .collect();
+    assert!(cuts.len() >= 2, "{cuts:?}");
+    let planned = cuts[0]["acts_planned"].as_u64().unwrap();
+    for cut in &cuts {
+        assert!(cut["pieces"].as_u64().unwrap() >= 2, "{cut}");
+    }
+    let computed = logged
+        .iter()
+        .find(|e| e["message"] == "partitions computed")
+        .expect("the computing's end is logged");
+    // Without the cut, 1 872. Now no more than a partition too small to cut (under 1 024
+    // acts), two shares, or the acts of the heaviest patient (not cut).
+    let mut per_patient: std::collections::HashMap<&str, u64> = Default::default();
+    for line in acts.lines().skip(1) {
+        *per_patient
+            .entry(line.split(',').nth(1).unwrap())
+            .or_default() += 1;
+    }
+    let heaviest = per_patient.values().copied().max().unwrap();
+    let largest = computed["largest_partition_acts"].as_u64().unwrap();
+    let bound = heaviest.max(1023).max(2 * planned);
+    assert!(
+        largest <= bound,
+        "{planned} planned, heaviest patient {heaviest}: {computed}"
+    );
+    assert_eq!(
+        compute_event(&o)["partitions_cut"].as_u64().unwrap(),
+        cuts.len() as u64
+    );
+    same_tables(&held, &[&out]);
+    assert_eq!(
+        std::fs::read(held.join("counters.parquet")).unwrap(),
+        std::fs::read(out.join("counters.parquet")).unwrap()
+    );
+}
+
 /// A folder holding the same acts file twice (a copy left beside the month's file): every row
 /// of the second copy is a duplicate, rejected, and the tables are those of one copy, spilled
 /// or not.

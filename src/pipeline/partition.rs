@@ -71,6 +71,37 @@ impl Plan {
         )
     }
 
+    /// Cuts the ids seen by `sampler` into (at most) `parts` ranges of about as much weight
+    /// each, `weight` of a sampled id being the rows it stands for (its acts): ranges of
+    /// as many acts, whatever how many each patient has. An id heavier than a range's share
+    /// takes a range alone (fewer ranges, then).
+    pub fn from_weighted_sample(
+        sampler: Sampler,
+        parts: usize,
+        weight: impl Fn(&str) -> u64,
+    ) -> Plan {
+        let ids = sampler.sorted();
+        let weights: Vec<u64> = ids.iter().map(|id| weight(id)).collect();
+        let total: u64 = weights.iter().sum();
+        let parts = parts.clamp(1, ids.len().max(1)) as u64;
+        let mut boundaries = Vec::with_capacity(parts as usize);
+        let mut before = 0u64;
+        let mut next = 1u64;
+        // An id opens the next range when its middle is past that range's start: it goes
+        // to the range it weighs most in (a heavy id after light ones opens one of its own).
+        let past = |before: u64, w: u64, next: u64| (2 * before + w) * parts >= 2 * next * total;
+        for (id, &w) in ids.iter().zip(&weights) {
+            if before > 0 && next < parts && past(before, w, next) {
+                boundaries.push(id.clone());
+                while next < parts && past(before, w, next) {
+                    next += 1;
+                }
+            }
+            before += w;
+        }
+        Plan::new(boundaries)
+    }
+
     /// This plan, with each range that holds more than twice its share of `other`'s ids (a
     /// sample of another table's, planned in `parts` ranges) cut into ranges of about a share:
     /// a range is then crowded by neither table. Ranges within their share stay as they are.
@@ -136,6 +167,16 @@ impl Sampler {
             heap: BinaryHeap::new(),
             held: HashSet::default(),
         }
+    }
+
+    /// Whether as many ids were seen as it keeps (some may have been left out).
+    pub fn is_full(&self) -> bool {
+        self.heap.len() >= self.k
+    }
+
+    /// The ids kept, in no order.
+    pub fn ids(&self) -> impl Iterator<Item = &Id> {
+        self.held.iter()
     }
 
     /// The ids kept, in order.
@@ -638,6 +679,42 @@ mod tests {
                 proptest::prop_assert!(prefix(&a) <= prefix(&b));
             }
         }
+    }
+
+    #[test]
+    fn weighted_ranges_hold_about_as_much_weight_each_and_a_heavy_id_its_own() {
+        let sampled = |n: usize| {
+            let mut sampler = Sampler::new(n);
+            for i in 0..n {
+                sampler.add(&format!("P{i:02}"));
+            }
+            sampler
+        };
+        let boundaries = |plan: &Plan| -> Vec<String> {
+            plan.boundaries.iter().map(|b| b.to_string()).collect()
+        };
+        // Ten ids of one act each: two ranges of five.
+        let even = Plan::from_weighted_sample(sampled(10), 2, |_| 1);
+        assert_eq!(boundaries(&even), ["P05"]);
+        // The last of ten weighs 91: alone in the second range (by count, P05 would cut).
+        let heavy_last =
+            Plan::from_weighted_sample(sampled(10), 2, |id| if id == "P09" { 91 } else { 1 });
+        assert_eq!(boundaries(&heavy_last), ["P09"]);
+        // The second of eight weighs 60 (of 66): a range before it, it alone, the rest;
+        // the four ranges asked for are three.
+        let heavy_second =
+            Plan::from_weighted_sample(sampled(8), 4, |id| if id == "P01" { 60 } else { 1 });
+        assert_eq!(boundaries(&heavy_second), ["P01", "P02"]);
+        // Weights 1, 2, 3, 4 (10): three ranges of about 3.3 each.
+        let rising = Plan::from_weighted_sample(sampled(4), 3, |id| match id {
+            "P00" => 1,
+            "P01" => 2,
+            "P02" => 3,
+            _ => 4,
+        });
+        assert_eq!(boundaries(&rising), ["P02", "P03"]);
+        // A single id: one range.
+        assert_eq!(Plan::from_weighted_sample(sampled(1), 4, |_| 9).parts(), 1);
     }
 
     #[test]

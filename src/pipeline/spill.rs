@@ -715,6 +715,14 @@ impl<T: Spillable> Spilled<T> {
         self.path.is_some()
     }
 
+    /// Bytes of the spill file (0 without one, or if it cannot be read).
+    pub fn file_bytes(&self) -> u64 {
+        self.path
+            .as_ref()
+            .and_then(|path| std::fs::metadata(path).ok())
+            .map_or(0, |m| m.len())
+    }
+
     /// Reads one text column of the rows (`column` in the file, `value` of a row held in
     /// memory), in order, without taking them: `f` sees each value. Only that column is
     /// decoded; the file stays.
@@ -1764,10 +1772,13 @@ mod tests {
                 // A batch per spill that holds rows of the partition: at a budget of one
                 // byte, each chunk and each single row spilled (rows 5 and 6 are of
                 // partitions 2 and 0).
+                // At five rows' bytes: rows 1–5 spilled when row 5's vector grew past the
+                // budget, then row 6 before the last chunk, then that chunk. All held, or all
+                // sent to disk at the end: one batch.
                 let expected_batches = match (budget, spilled) {
                     (1, _) => [3, 2, 3][part],
-                    (_, false) => 1,
-                    _ => batches.len(),
+                    (b, true) if b == 5 * row => [3, 2, 2][part],
+                    _ => 1,
                 };
                 assert_eq!(batches.len(), expected_batches, "{what}");
                 assert!(batches.iter().all(|b| !b.is_empty()), "{what}");
