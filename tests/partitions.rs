@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{compute_event, events, ok, rac, rac_owned};
@@ -376,14 +376,8 @@ fn acts_of_patients_missing_from_the_beneficiaries_are_spread_over_the_partition
     }
 }
 
-/// A folder of two acts files, the second of patients not among the beneficiaries (ids past
-/// theirs): the first acts of each file are judged, not only the first file's 65 536, so the
-/// acts' patients place the boundaries and the second file's acts are spread over the
-/// partitions instead of filling the last one.
-#[test]
-fn a_later_acts_file_of_unknown_patients_is_spread_over_the_partitions() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+/// `rac generate` of 70 000 acts of 7 000 patients as CSV into `data`, with `seed`.
+fn generated_70k(data: &Path, seed: &str) -> PathBuf {
     let d = data.display().to_string();
     let args = [
         "generate",
@@ -392,12 +386,24 @@ fn a_later_acts_file_of_unknown_patients_is_spread_over_the_partitions() {
         "--patients",
         "7000",
         "--seed",
-        "5",
+        seed,
+        "--out",
+        &d,
+        "--format",
+        "csv",
     ];
-    ok(
-        &rac(&[&args[..], &["--out", &d, "--format", "csv"]].concat()),
-        &[0],
-    );
+    ok(&rac(&args), &[0]);
+    data.to_path_buf()
+}
+
+/// A folder of two acts files, the second of patients not among the beneficiaries (ids past
+/// theirs): the first acts of each file are judged, not only the first file's 65 536, so the
+/// acts' patients place the boundaries and the second file's acts are spread over the
+/// partitions instead of filling the last one.
+#[test]
+fn a_later_acts_file_of_unknown_patients_is_spread_over_the_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = generated_70k(&tmp.path().join("data"), "5");
     let acts = std::fs::read_to_string(data.join("acts.csv")).unwrap();
     let folder = tmp.path().join("acts");
     std::fs::create_dir(&folder).unwrap();
@@ -459,21 +465,7 @@ fn a_later_acts_file_of_unknown_patients_is_spread_over_the_partitions() {
 #[test]
 fn a_partition_far_fuller_than_planned_is_cut_before_it_is_loaded() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let d = data.display().to_string();
-    let args = [
-        "generate",
-        "--acts",
-        "70000",
-        "--patients",
-        "7000",
-        "--seed",
-        "5",
-    ];
-    ok(
-        &rac(&[&args[..], &["--out", &d, "--format", "csv"]].concat()),
-        &[0],
-    );
+    let data = generated_70k(&tmp.path().join("data"), "5");
     // The same file, followed by 10 000 acts of other ids and patients ("ZP…", after every
     // beneficiary's "P…").
     let mut acts = std::fs::read_to_string(data.join("acts.csv")).unwrap();
@@ -549,21 +541,7 @@ fn a_partition_far_fuller_than_planned_is_cut_before_it_is_loaded() {
 #[test]
 fn partitions_crowded_with_known_patients_are_cut_into_the_bytes_of_a_held_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let d = data.display().to_string();
-    let args = [
-        "generate",
-        "--acts",
-        "70000",
-        "--patients",
-        "7000",
-        "--seed",
-        "6",
-    ];
-    ok(
-        &rac(&[&args[..], &["--out", &d, "--format", "csv"]].concat()),
-        &[0],
-    );
+    let data = generated_70k(&tmp.path().join("data"), "6");
     let mut acts = std::fs::read_to_string(data.join("acts.csv")).unwrap();
     let mut patients: Vec<&str> = acts
         .lines()

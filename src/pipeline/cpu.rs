@@ -47,6 +47,11 @@ mod tests {
         }
         let (spent, spent_by_all) = (thread_ns() - thread, process_ns() - process);
         assert!(spent >= 10_000_000, "{spent} ns");
-        assert!(spent_by_all >= spent, "{spent_by_all} < {spent}");
+        // The process clock sums its threads' times as the scheduler last accounted them, which
+        // may lag the calling thread's own clock by a tick: a millisecond of slack.
+        assert!(
+            spent_by_all + 1_000_000 >= spent,
+            "{spent_by_all} < {spent}"
+        );
     }
 }

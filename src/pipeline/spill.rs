@@ -1692,6 +1692,18 @@ mod tests {
             .unzip()
     }
 
+    /// Pushes id rows 1–12: 1–4 as a chunk, 5 and 6 one at a time, 7–12 as a chunk.
+    fn push_twelve(store: &mut Partitioned<IdRow>) {
+        let (rows, parts) = id_rows(1, 4);
+        store.push_chunk(rows, parts).unwrap();
+        let (rows, parts) = id_rows(5, 2);
+        for (r, p) in rows.into_iter().zip(parts) {
+            store.push(p as usize, r).unwrap();
+        }
+        let (rows, parts) = id_rows(7, 6);
+        store.push_chunk(rows, parts).unwrap();
+    }
+
     #[test]
     fn chunks_and_single_rows_come_back_in_push_order_whatever_the_budget() {
         // Bytes of one id row's slot and partition: budgets that spill at every push, every
@@ -1700,14 +1712,7 @@ mod tests {
         for budget in [1, 5 * row, 1 << 20] {
             let dir = tempfile::tempdir().unwrap();
             let mut store = Partitioned::<IdRow>::new(dir.path(), 3, budget);
-            let (rows, parts) = id_rows(1, 4);
-            store.push_chunk(rows, parts).unwrap();
-            let (rows, parts) = id_rows(5, 2);
-            for (r, p) in rows.into_iter().zip(parts) {
-                store.push(p as usize, r).unwrap();
-            }
-            let (rows, parts) = id_rows(7, 6);
-            store.push_chunk(rows, parts).unwrap();
+            push_twelve(&mut store);
             store.push_chunk(Vec::new(), Vec::new()).unwrap();
             let mut stored = store.finish().unwrap();
             assert_eq!(stored.spilled_rows, if budget == 1 << 20 { 0 } else { 12 });
@@ -1731,14 +1736,7 @@ mod tests {
         ] {
             let dir = tempfile::tempdir().unwrap();
             let mut store = Partitioned::<IdRow>::new(dir.path(), 3, budget);
-            let (rows, parts) = id_rows(1, 4);
-            store.push_chunk(rows, parts).unwrap();
-            let (rows, parts) = id_rows(5, 2);
-            for (r, p) in rows.into_iter().zip(parts) {
-                store.push(p as usize, r).unwrap();
-            }
-            let (rows, parts) = id_rows(7, 6);
-            store.push_chunk(rows, parts).unwrap();
+            push_twelve(&mut store);
             let mut stored = if on_disk {
                 store.finish_on_disk().unwrap()
             } else {
