@@ -396,6 +396,42 @@ fn generated_70k(data: &Path, seed: &str) -> PathBuf {
     data.to_path_buf()
 }
 
+/// In `dir`: the 70 000 generated acts in one file `acts/a.csv`, followed by `tail` acts of
+/// other ids and patients ("X…" ids, "XX…" past 70 000; "ZP…" patients, after every
+/// beneficiary's "P…": rejected, and all in the last partition), and a held run of them in
+/// `held`. Returns (data, acts folder, held).
+fn crowded_last_partition(dir: &Path, tail: usize) -> (PathBuf, PathBuf, PathBuf) {
+    let data = generated_70k(&dir.join("data"), "5");
+    let mut acts = std::fs::read_to_string(data.join("acts.csv")).unwrap();
+    let others: String = acts
+        .lines()
+        .skip(1)
+        .cycle()
+        .take(tail)
+        .enumerate()
+        .map(|(i, line)| {
+            let (act, rest) = line.split_once(',').unwrap();
+            format!("{}{act},Z{rest}\n", "X".repeat(1 + i / 70_000))
+        })
+        .collect();
+    acts.push_str(&others);
+    let folder = dir.join("acts");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.csv"), &acts).unwrap();
+
+    let held = dir.join("held");
+    ok(
+        &rac_owned(&common::compute_args(&folder, &data, &held, &[])),
+        &[3],
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(held.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["rows"]["read"], 70_000 + tail);
+    assert_eq!(manifest["rows"]["rejected"], tail);
+    (data, folder, held)
+}
+
 /// A folder of two acts files, the second of patients not among the beneficiaries (ids past
 /// theirs): the first acts of each file are judged, not only the first file's 65 536, so the
 /// acts' patients place the boundaries and the second file's acts are spread over the
@@ -465,34 +501,7 @@ fn a_later_acts_file_of_unknown_patients_is_spread_over_the_partitions() {
 #[test]
 fn a_partition_far_fuller_than_planned_is_cut_before_it_is_loaded() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = generated_70k(&tmp.path().join("data"), "5");
-    // The same file, followed by 10 000 acts of other ids and patients ("ZP…", after every
-    // beneficiary's "P…").
-    let mut acts = std::fs::read_to_string(data.join("acts.csv")).unwrap();
-    let tail: String = acts
-        .lines()
-        .skip(1)
-        .take(10_000)
-        .map(|line| {
-            let (act, rest) = line.split_once(',').unwrap();
-            format!("X{act},Z{rest}\n")
-        })
-        .collect();
-    acts.push_str(&tail);
-    let folder = tmp.path().join("acts");
-    std::fs::create_dir(&folder).unwrap();
-    std::fs::write(folder.join("a.csv"), &acts).unwrap();
-
-    let held = tmp.path().join("held");
-    ok(
-        &rac_owned(&common::compute_args(&folder, &data, &held, &[])),
-        &[3],
-    );
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(held.join("manifest.json")).unwrap())
-            .unwrap();
-    assert_eq!(manifest["rows"]["read"], 80_000);
-    assert_eq!(manifest["rows"]["rejected"], 10_000);
+    let (data, folder, held) = crowded_last_partition(tmp.path(), 10_000);
 
     let out = tmp.path().join("tiny");
     let extra = ["--memory-limit", "1M", "--threads", "2"];
@@ -1687,6 +1696,56 @@ impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
     }
+}
+
+/// A partition far fuller than planned whose second copy would not fit on the spill disk is
+/// loaded whole rather than cut (logged, with the bytes needed and free): the same tables as a
+/// held run. 100 000 acts of unknown patients after the 70 000 make that partition about
+/// 16 MB uncompressed. On a disk of 47 MiB the spill fits (from 43 MiB), and cutting the
+/// partition would fill it midway (exit 1 without the check, up to 49 MiB). The pieces held in
+/// memory until the cut ends are not written beside the partition, so the check, which counts
+/// the whole copy and an eighth, also declines cuts that would have fit (from 50 to 55 MiB
+/// here; cut from 56). Needs a small disk: tmpfs, mounted as root.
+#[test]
+fn a_crowded_partition_is_loaded_whole_when_the_spill_disk_has_no_room_to_cut_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, folder, held) = crowded_last_partition(tmp.path(), 100_000);
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("disk"), "size=47m") else {
+        return;
+    };
+    let out = tmp.path().join("tiny");
+    let disk_arg = disk.0.display().to_string();
+    let extra = [
+        "--memory-limit",
+        "1M",
+        "--threads",
+        "2",
+        "--temp-dir",
+        &disk_arg,
+        "--spill-compression",
+        "none",
+    ];
+    let o = rac_owned(&common::compute_args(&folder, &data, &out, &extra));
+    ok(&o, &[3]);
+    let logged = events(&o);
+    let whole: Vec<_> = logged
+        .iter()
+        .filter(|e| {
+            e["message"]
+                == "a partition holds more acts than planned, but the spill disk has no room to cut it: loaded whole"
+        })
+        .collect();
+    assert_eq!(whole.len(), 1, "{logged:?}");
+    let (needed, free) = (
+        whole[0]["bytes_needed"].as_u64().unwrap(),
+        whole[0]["free_bytes"].as_u64().unwrap(),
+    );
+    assert!(free < needed + needed / 8, "{}", whole[0]);
+    assert!(whole[0]["acts"].as_u64().unwrap() > 100_000, "{}", whole[0]);
+    let compute = compute_event(&o);
+    assert_eq!(compute["partitions_cut"], 0, "{compute}");
+    same_tables(&held, &[&out]);
+    assert!(names_in(&disk.0).is_empty(), "{:?}", names_in(&disk.0));
 }
 
 /// A spill disk too small for the acts' spill files stops the run once a 32nd of the acts is
