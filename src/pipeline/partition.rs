@@ -700,7 +700,7 @@ mod tests {
         let heavy_last =
             Plan::from_weighted_sample(sampled(10), 2, |id| if id == "P09" { 91 } else { 1 });
         assert_eq!(boundaries(&heavy_last), ["P09"]);
-        // The second of eight weighs 60 (of 66): a range before it, it alone, the rest;
+        // The second of eight weighs 60 (of 67): a range before it, it alone, the rest;
         // the four ranges asked for are three.
         let heavy_second =
             Plan::from_weighted_sample(sampled(8), 4, |id| if id == "P01" { 60 } else { 1 });

@@ -669,14 +669,12 @@ pub fn run(
         };
         match pieces_for(rows.acts.rows(), share) {
             Some(pieces) if rows.acts.on_disk() => {
-                // The pieces are written before the partition's files are deleted: a second
-                // copy, for a moment, on the spill disk.
                 let copy = rows.acts.file_bytes()
                     + rows.bens.file_bytes()
                     + rows.rights.file_bytes()
                     + rows.counters.file_bytes();
                 let free = free_bytes(&spill.path);
-                if free.is_some_and(|free| free < copy + copy / 8) {
+                if let Some(needed) = no_room_to_cut(copy, free) {
                     log(
                         "read",
                         "a partition holds more acts than planned, but the spill disk has no room to cut it: loaded whole",
@@ -684,7 +682,7 @@ pub fn run(
                             ("partition", part as u64),
                             ("acts", rows.acts.rows()),
                             ("acts_planned", share),
-                            ("bytes_needed", copy),
+                            ("bytes_needed", needed),
                             ("free_bytes", free.unwrap_or(0)),
                         ],
                     );
@@ -1098,9 +1096,9 @@ impl OutputRoom {
             );
             return Ok(());
         };
-        let written = files_bytes(&self.staging);
+        let written = files_bytes(&self.staging, false);
         let freed = match &self.spill {
-            Some(spill) if same_disk(spill, &self.staging) => files_bytes(spill),
+            Some(spill) if same_disk(spill, &self.staging) => files_bytes(spill, true),
             _ => 0,
         };
         let Some(short) = outputs_short_by(expected, in_file, written, free, freed) else {
@@ -1150,16 +1148,20 @@ fn bytes_to_write(expected: u64, done: u64, written: u64) -> u64 {
     u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
-/// The bytes of the files directly in `dir` (not of its folders); 0 if it cannot be read.
-fn files_bytes(dir: &Path) -> u64 {
+/// The bytes of the files in `dir`, and with `nested` of those in its folders too (the spill
+/// folder's cut partitions, in `cut-NNNNN`; not the staging folder's spill folder); 0 for
+/// what cannot be read.
+fn files_bytes(dir: &Path, nested: bool) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
         .filter_map(Result::ok)
-        .filter_map(|entry| entry.metadata().ok())
-        .filter(std::fs::Metadata::is_file)
-        .map(|meta| meta.len())
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_file() => meta.len(),
+            Ok(meta) if nested && meta.is_dir() => files_bytes(&entry.path(), true),
+            _ => 0,
+        })
         .sum()
 }
 
@@ -1433,6 +1435,15 @@ fn pieces_for(acts: u64, share: u64) -> Option<usize> {
 /// patients (sampled from its acts, read a batch at a time), spilled into `dir`: in id order,
 /// as the partition's own rows would have been computed. A partition of a single patient
 /// stays whole.
+/// The bytes a cut needs on the spill disk if it has fewer `free` (`None`: enough, or not
+/// known): the pieces are written before the partition's files, of `copy` bytes, are deleted,
+/// so a second copy stands beside the first for a moment, and an eighth more for the pieces'
+/// smaller batches (each with its own header).
+fn no_room_to_cut(copy: u64, free: Option<u64>) -> Option<u64> {
+    let needed = copy.saturating_add(copy / 8);
+    free.is_some_and(|free| free < needed).then_some(needed)
+}
+
 fn cut_partition(
     rows: PartRows,
     pieces: usize,
@@ -2071,6 +2082,19 @@ mod tests {
     use std::cell::RefCell;
 
     #[test]
+    fn a_cut_needs_room_for_a_second_copy_and_an_eighth() {
+        // 800 bytes of files: 900 needed beside them.
+        assert_eq!(no_room_to_cut(800, Some(899)), Some(900));
+        assert_eq!(no_room_to_cut(800, Some(900)), None);
+        assert_eq!(no_room_to_cut(800, Some(1 << 40)), None);
+        // The room cannot be read: cut (the disk full, if it comes, fails the run with exit 1).
+        assert_eq!(no_room_to_cut(800, None), None);
+        // Nothing on disk needs nothing.
+        assert_eq!(no_room_to_cut(0, Some(0)), None);
+        assert_eq!(no_room_to_cut(u64::MAX, Some(u64::MAX - 1)), Some(u64::MAX));
+    }
+
+    #[test]
     fn a_partition_past_twice_its_share_and_a_thousand_acts_is_cut_in_shares() {
         // Within two shares, or under 1 024 acts: whole.
         assert_eq!(pieces_for(2_000, 1_000), None);
@@ -2455,10 +2479,17 @@ mod tests {
         std::fs::create_dir_all(staging.join(".spill")).unwrap();
         let file = std::fs::File::create(staging.join("acts.parquet")).unwrap();
         file.set_len(written).unwrap();
+        // Half in the spill folder, half in a cut partition's folder within it.
         let spill = spilled.map(|bytes| {
             let spill = staging.join(".spill");
-            let file = std::fs::File::create(spill.join("acts-0.arrow")).unwrap();
-            file.set_len(bytes).unwrap();
+            std::fs::create_dir(spill.join("cut-00003")).unwrap();
+            for (name, len) in [
+                ("acts-00000.arrows", bytes / 2),
+                ("cut-00003/acts-00001.arrows", bytes - bytes / 2),
+            ] {
+                let file = std::fs::File::create(spill.join(name)).unwrap();
+                file.set_len(len).unwrap();
+            }
             spill
         });
         OutputRoom::new(&staging, Path::new("/results"), expected, spill.as_deref())
@@ -2499,7 +2530,8 @@ mod tests {
         // Once only.
         room.judge(2 * sample, &log).unwrap();
         // The spill files still to read, on the same disk, will be deleted before the end:
-        // with a free disk's worth of them, the outputs fit.
+        // with a free disk's worth of them, the outputs fit (not with half of them, those in a
+        // cut partition's folder left out: 1.55 times the free bytes to write, 1.5 of room).
         let dir = tempfile::tempdir().unwrap();
         let mut room = output_room(dir.path(), exact, free / 20, Some(free));
         room.judge(sample, &log).unwrap();
