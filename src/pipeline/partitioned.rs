@@ -669,10 +669,10 @@ pub fn run(
         };
         match pieces_for(rows.acts.rows(), share) {
             Some(pieces) if rows.acts.on_disk() => {
-                let copy = rows.acts.file_bytes()
-                    + rows.bens.file_bytes()
-                    + rows.rights.file_bytes()
-                    + rows.counters.file_bytes();
+                let copy = rows.acts.bytes()
+                    + rows.bens.bytes()
+                    + rows.rights.bytes()
+                    + rows.counters.bytes();
                 let free = free_bytes(&spill.path);
                 if let Some(needed) = no_room_to_cut(copy, free) {
                     log(
@@ -1465,6 +1465,9 @@ fn cut_partition(
     // 85 569 by patients).
     let plan = if sampler.is_full() {
         Plan::from_sample(sampler, pieces)
+    } else if sampler.ids().nth(1).is_none() {
+        // One patient: no second read to count their acts.
+        return Ok(vec![rows]);
     } else {
         let mut weights: HashMap<Id, u64> = sampler.ids().map(|id| (id.clone(), 0)).collect();
         rows.acts.scan_text(
@@ -2092,6 +2095,67 @@ mod tests {
         // Nothing on disk needs nothing.
         assert_eq!(no_room_to_cut(0, Some(0)), None);
         assert_eq!(no_room_to_cut(u64::MAX, Some(u64::MAX - 1)), Some(u64::MAX));
+    }
+
+    /// A crowded partition of one patient's acts comes back whole, its file kept; one of two
+    /// patients (every one sampled) is cut between them, by their acts.
+    #[test]
+    fn a_partition_of_one_patient_is_not_cut_and_one_of_two_is_cut_between_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = SpillDir {
+            path: dir.path().to_path_buf(),
+            io: SpillIo::Cached,
+            compression: SpillCompression::None,
+        };
+        let day = chrono::NaiveDate::from_ymd_opt(2024, 3, 4).unwrap();
+        for (patients, expected) in [(1, vec![2_000]), (2, vec![1_500, 500])] {
+            let from = spill.sub(&format!("from-{patients}"));
+            let mut acts = from.store::<ActRow>(1, 1 << 10);
+            for i in 0..2_000u64 {
+                let patient = if patients == 2 && i % 4 == 3 {
+                    "P2"
+                } else {
+                    "P1"
+                };
+                let act = Act::new(
+                    &format!("A{i:05}"),
+                    patient,
+                    day,
+                    crate::model::Category::Consultation,
+                    rust_decimal::Decimal::ONE,
+                );
+                acts.push(
+                    0,
+                    Sourced {
+                        file: 0,
+                        row: i + 1,
+                        value: act,
+                    },
+                )
+                .unwrap();
+            }
+            let rows = PartRows {
+                acts: acts.finish_on_disk().unwrap().detach(0),
+                bens: from.store(1, 1 << 10).finish().unwrap().detach(0),
+                rights: from.store(1, 1 << 10).finish().unwrap().detach(0),
+                counters: from.store(1, 1 << 10).finish().unwrap().detach(0),
+            };
+            let bytes = rows.acts.bytes();
+            let cut =
+                cut_partition(rows, 3, &spill.sub(&format!("cut-{patients}")), 1 << 10).unwrap();
+            let sizes: Vec<u64> = cut.iter().map(|piece| piece.acts.rows()).collect();
+            assert_eq!(sizes, expected);
+            if patients == 1 {
+                assert!(cut[0].acts.on_disk());
+                assert_eq!(cut[0].acts.bytes(), bytes, "the file kept as it was");
+            }
+            for (piece, patient) in cut.into_iter().zip(["P1", "P2"]) {
+                let acts = piece.acts.load().unwrap();
+                assert!(acts.iter().all(|a| a.value.patient_id == patient));
+                // In the order they were pushed.
+                assert!(acts.windows(2).all(|w| w[0].row < w[1].row));
+            }
+        }
     }
 
     #[test]

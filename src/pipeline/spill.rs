@@ -715,12 +715,16 @@ impl<T: Spillable> Spilled<T> {
         self.path.is_some()
     }
 
-    /// Bytes of the spill file (0 without one, or if it cannot be read).
-    pub fn file_bytes(&self) -> u64 {
-        self.path
+    /// Bytes of the rows written out again: those of the spill file (0 without one, or if it
+    /// cannot be read) and the bytes the rows held in memory take there (more than encoded).
+    pub fn bytes(&self) -> u64 {
+        let file = self
+            .path
             .as_ref()
             .and_then(|path| std::fs::metadata(path).ok())
-            .map_or(0, |m| m.len())
+            .map_or(0, |m| m.len());
+        let held: usize = self.memory.iter().map(T::mem_bytes).sum();
+        file + held as u64
     }
 
     /// Reads one text column of the rows (`column` in the file, `value` of a row held in
@@ -1750,6 +1754,27 @@ mod tests {
                 let spilled_part = stored.detach(part);
                 assert_eq!(spilled_part.rows(), 4, "{what}");
                 assert_eq!(spilled_part.on_disk(), spilled, "{what}");
+                // What a cut writes again: the file's bytes, or at least the held rows' own.
+                let file = std::fs::read_dir(dir.path())
+                    .unwrap()
+                    .map(|e| e.unwrap())
+                    .find(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.starts_with(IdRow::NAME)
+                            && name.ends_with(&format!("{part:05}.arrows"))
+                    })
+                    .map(|e| e.metadata().unwrap().len());
+                match file {
+                    Some(len) => {
+                        assert!(spilled && len > 0, "{what}");
+                        assert_eq!(spilled_part.bytes(), len, "{what}");
+                    }
+                    None => assert!(
+                        !spilled && spilled_part.bytes() >= 4 * std::mem::size_of::<IdRow>() as u64,
+                        "{what}: {}",
+                        spilled_part.bytes()
+                    ),
+                }
                 // Scanned twice: the file stays.
                 let ids: Vec<String> = expect.iter().map(|r| format!("A{r}")).collect();
                 for _ in 0..2 {
