@@ -1431,10 +1431,6 @@ fn pieces_for(acts: u64, share: u64) -> Option<usize> {
         .then(|| acts.div_ceil(share.max(1)).min(CUT_MAX_PIECES) as usize)
 }
 
-/// A partition's rows, routed again into at most `pieces` partitions by ranges of its acts'
-/// patients (sampled from its acts, read a batch at a time), spilled into `dir`: in id order,
-/// as the partition's own rows would have been computed. A partition of a single patient
-/// stays whole.
 /// The bytes a cut needs on the spill disk if it has fewer `free` (`None`: enough, or not
 /// known): the pieces are written before the partition's files, of `copy` bytes, are deleted,
 /// so a second copy stands beside the first for a moment, and an eighth more for the pieces'
@@ -1444,6 +1440,10 @@ fn no_room_to_cut(copy: u64, free: Option<u64>) -> Option<u64> {
     free.is_some_and(|free| free < needed).then_some(needed)
 }
 
+/// A partition's rows, routed again into at most `pieces` partitions by ranges of its acts'
+/// patients (sampled from its acts, read a batch at a time), spilled into `dir`: in id order,
+/// as the partition's own rows would have been computed. A partition of a single patient
+/// stays whole.
 fn cut_partition(
     rows: PartRows,
     pieces: usize,
