@@ -236,6 +236,39 @@ fn unreadable_input_exits_1_and_leaves_previous_outputs() {
 }
 
 #[test]
+fn a_csv_with_a_quote_never_closed_exits_1_and_leaves_previous_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    assert_eq!(compute(&out, &["--format", "csv"]).status.code(), Some(0));
+    let before = read(out.join("acts.csv"));
+    // The demo's acts with a stray quote opening the fifth row's act_id: the rows after it
+    // were read into that field, and the run went on without them (exit 0).
+    let text = read(demo("acts.csv"));
+    let mut lines: Vec<&str> = text.lines().collect();
+    let stray = format!("\"{}", lines[5]);
+    lines[5] = &stray;
+    let acts = tmp.path().join("acts.csv");
+    std::fs::write(&acts, lines.join("\n") + "\n").unwrap();
+    let beneficiaries = demo("beneficiaries.csv");
+    for command in ["compute", "validate"] {
+        let mut args = vec![command, "--acts", acts.to_str().unwrap()];
+        args.extend(["--beneficiaries", &beneficiaries]);
+        if command == "compute" {
+            args.extend(["--out", out.to_str().unwrap()]);
+        }
+        let o = rac(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{command}: {stderr}");
+        let expected = format!(
+            "rac: {}: row 5, column act_id: a quote opens this field and is never closed",
+            acts.display()
+        );
+        assert!(stderr.contains(&expected), "{command}: {stderr}");
+    }
+    assert_eq!(read(out.join("acts.csv")), before);
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");

@@ -427,6 +427,33 @@ fn gzip_files_are_read_and_a_file_without_the_columns_is_refused() {
 }
 
 #[test]
+fn a_quote_never_closed_fails_the_file_naming_its_row_and_column() {
+    // The sample with a stray quote at the start of its third line's first field: every later
+    // line was read into that field, and left out of the report.
+    let text = std::fs::read_to_string(sample()).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(';').collect();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert!(lines.len() > 10);
+    lines[3].insert(0, '"');
+    let broken = lines.join("\n") + "\n";
+    let error = audit_damir_reader("broken.csv", broken.as_bytes(), &RuleBook::builtin())
+        .unwrap_err()
+        .to_string();
+    let expected = format!(
+        "broken.csv: row 3, column {}: a quote opens this field and is never closed",
+        header[0]
+    );
+    assert!(error.starts_with(&expected), "{error}");
+    // Closed after the field, the same lines give the same report.
+    let original = text.lines().nth(3).unwrap();
+    let (first, rest) = original.split_once(';').unwrap();
+    lines[3] = format!("\"{first}\";{rest}");
+    let closed = lines.join("\n") + "\n";
+    let closed = audit_damir_reader("closed.csv", closed.as_bytes(), &RuleBook::builtin()).unwrap();
+    assert_eq!(closed.totals(), report().totals());
+}
+
+#[test]
 fn the_totals_add_up() {
     let r = report();
     let t = r.totals();

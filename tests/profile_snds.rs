@@ -352,3 +352,28 @@ fn a_quantity_past_the_canonical_range_is_rejected() {
     assert!(x.acts.iter().all(|a| a.act_id != first));
     assert!(extract().acts.iter().any(|a| a.act_id == first));
 }
+
+#[test]
+fn a_quote_never_closed_fails_the_table_naming_its_row_and_column() {
+    // A stray quote at the start of claim 1001's first line's PRS_NAT_REF: every later line
+    // of the table was read into that field, and lost.
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let prestations = tmp.path().join("ER_PRS_F.csv");
+    let text = std::fs::read_to_string(&prestations).unwrap();
+    let line = "AAA;1;1980;0;2025-01-15;;;1110;1;1;;30;21;";
+    assert!(text.lines().nth(1).unwrap().starts_with(line));
+    let stray = line.replace(";;;1110;", ";;;\"1110;");
+    std::fs::write(&prestations, text.replacen(line, &stray, 1)).unwrap();
+    let error = read_snds_acts(tmp.path()).unwrap_err().to_string();
+    let expected = format!(
+        "{}: row 1, column PRS_NAT_REF: a quote opens this field and is never closed",
+        prestations.display()
+    );
+    assert!(error.starts_with(&expected), "{error}");
+}

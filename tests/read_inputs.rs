@@ -285,6 +285,43 @@ fn empty_missing_and_unknown_files() {
     ));
 }
 
+/// A stray quote at a field's start: csv-core reads every later line into that field, to the
+/// end of the file. Those rows were lost without a reject or an error (`A3`–`A5` below became
+/// part of `A2`'s code, and the run said 2 acts read).
+#[test]
+fn a_quote_never_closed_fails_the_file_naming_its_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "act_id,patient_id,care_date,category,tariff,code\n\
+                A1,P1,2024-06-10,consultation,30,ab\"c\n\
+                A2,P1,2024-06-10,consultation,30,\"abc\n\
+                A3,P1,2024-06-10,consultation,30,x\n\
+                A4,P1,2024-06-10,consultation,30,x\n";
+    let plain = write(dir.path(), "stray.csv", text.as_bytes());
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    let gz = write(dir.path(), "stray.csv.gz", &encoder.finish().unwrap());
+    for path in [plain, gz] {
+        match read_acts(&path, &opts()) {
+            Err(error @ ReadError::UnclosedQuote { .. }) => {
+                let message = error.to_string();
+                let expected = format!("{}: row 2, column code: a quote opens", path.display());
+                assert!(message.starts_with(&expected), "{message}");
+            }
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
+    // The same quote closed: four acts, `A1`'s stray quote a plain byte of its code.
+    let closed = text.replace("\"abc\n", "\"abc\"\n");
+    let loaded = read_acts(&write(dir.path(), "closed.csv", closed.as_bytes()), &opts()).unwrap();
+    check_counts(&loaded);
+    let codes: Vec<_> = loaded
+        .rows
+        .iter()
+        .map(|a| a.value.code.as_deref())
+        .collect();
+    assert_eq!(codes, [Some("ab\"c"), Some("abc"), Some("x"), Some("x")]);
+}
+
 #[test]
 fn csv_gz_multi_member() {
     let dir = tempfile::tempdir().unwrap();

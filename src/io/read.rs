@@ -37,7 +37,7 @@
 //! Files are read in chunks ([`Chunks`], 65 536 rows by default) whose rows are converted in
 //! parallel (rayon); numbers and dates are parsed from bytes without allocating.
 
-mod csv_source;
+pub(crate) mod csv_source;
 mod parquet_source;
 mod records;
 mod values;
@@ -156,6 +156,15 @@ pub enum ReadError {
     /// A CSV the parser gave up on.
     #[error("{file}: unreadable CSV: {message}")]
     Csv { file: String, message: String },
+    /// A quoted field still open at the end of a CSV file: the parser, lenient, would have
+    /// read every line after its opening quote as its value, and those rows would be lost
+    /// without a trace.
+    #[error("{file}: {}", csv_source::unclosed_quote(*.row, .column))]
+    UnclosedQuote {
+        file: String,
+        row: u64,
+        column: String,
+    },
     /// Not a Parquet file, or a corrupt or truncated one.
     #[error("{file}: corrupt or unreadable Parquet file: {message}")]
     Parquet { file: String, message: String },
@@ -212,6 +221,7 @@ impl ReadError {
             | ReadError::Io { file, .. }
             | ReadError::Empty { file }
             | ReadError::Csv { file, .. }
+            | ReadError::UnclosedQuote { file, .. }
             | ReadError::Parquet { file, .. }
             | ReadError::MissingColumn { file, .. }
             | ReadError::UnsupportedType { file, .. }

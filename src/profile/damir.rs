@@ -39,6 +39,7 @@ use serde_json::{Value, json};
 use crate::engine::category::{is_daily_fee, subject_to_pathway};
 use crate::engine::round_cents;
 use crate::engine::situation::{exempts_daily_fee, keeps_drug_rate};
+use crate::io::read::csv_source::{QuoteScan, field_name, unclosed_quote};
 use crate::model::{Category, InsuranceNature, Pathway, Situation};
 use crate::rules::{Param, RuleBook, Scalar, Snapshot};
 
@@ -302,7 +303,7 @@ pub fn audit_damir_reader_with(
         .delimiter(b';')
         .has_headers(true)
         .flexible(true)
-        .from_reader(reader);
+        .from_reader(QuoteScan::new(reader, b';'));
     let csv_err = |source| ProfileError::Csv {
         path: name.to_string(),
         source,
@@ -334,8 +335,10 @@ pub fn audit_damir_reader_with(
     let mut act_rates = (0u64, 0u64);
     let mut record = csv::StringRecord::new();
     let mut number = 0u64;
+    let mut last_fields = 0;
     while csv.read_record(&mut record).map_err(csv_err)? {
         number += 1;
+        last_fields = record.len();
         let fields = Fields {
             index: &index,
             record: &record,
@@ -357,6 +360,15 @@ pub fn audit_damir_reader_with(
         if options.keep_reproduced || line.verdict != Verdict::Reproduced {
             lines.push(line);
         }
+    }
+    if csv.get_ref().swallowed_lines() {
+        // Open in the last field of the last line: it ran to the end.
+        let names: Vec<&str> = headers.iter().collect();
+        let field = field_name(&names, last_fields.saturating_sub(1));
+        return Err(ProfileError::Invalid {
+            path: name.to_string(),
+            message: unclosed_quote(number, &field),
+        });
     }
     let findings = auditor
         .findings

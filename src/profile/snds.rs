@@ -80,6 +80,7 @@ use rust_decimal::Decimal;
 
 use crate::engine::category::{FranchiseKind, bears_pf, franchise_kind, in_pal_group};
 use crate::io::read::QUANTITY_RANGE;
+use crate::io::read::csv_source::{QuoteScan, field_name, unclosed_quote};
 use crate::model::{
     Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, Reject, RightKind,
     RightPeriod, Setting,
@@ -318,8 +319,10 @@ pub fn read_snds_acts(path: &Path) -> Result<SndsExtract, ProfileError> {
 /// One table file, opened with its separator sniffed and its columns indexed (upper case).
 struct Table {
     name: String,
-    reader: csv::Reader<Box<dyn Read>>,
+    reader: csv::Reader<QuoteScan<Box<dyn Read>>>,
     index: HashMap<String, usize>,
+    /// The header's names, as written.
+    names: Vec<String>,
 }
 
 impl Table {
@@ -345,7 +348,10 @@ impl Table {
             .delimiter(delimiter)
             .has_headers(true)
             .flexible(true)
-            .from_reader(Box::new(buffered) as Box<dyn Read>);
+            .from_reader(QuoteScan::new(
+                Box::new(buffered) as Box<dyn Read>,
+                delimiter,
+            ));
         let headers = reader
             .headers()
             .map_err(|source| ProfileError::Csv {
@@ -358,10 +364,12 @@ impl Table {
             .enumerate()
             .map(|(i, h)| (h.trim().trim_start_matches('\u{feff}').to_uppercase(), i))
             .collect();
+        let names = headers.iter().map(str::to_string).collect();
         Ok(Table {
             name,
             reader,
             index,
+            names,
         })
     }
 
@@ -388,7 +396,7 @@ impl Table {
         mut f: impl FnMut(u64, &Row) -> Result<(), ProfileError>,
     ) -> Result<(), ProfileError> {
         let mut record = csv::StringRecord::new();
-        let mut number = 0;
+        let (mut number, mut last_fields) = (0, 0usize);
         loop {
             let more =
                 self.reader
@@ -398,8 +406,17 @@ impl Table {
                         source,
                     })?;
             if !more {
+                if self.reader.get_ref().swallowed_lines() {
+                    // Open in the last field of the last row: it ran to the end.
+                    let field = field_name(&self.names, last_fields.saturating_sub(1));
+                    return Err(ProfileError::Invalid {
+                        path: self.name.clone(),
+                        message: unclosed_quote(number, &field),
+                    });
+                }
                 return Ok(());
             }
+            last_fields = record.len();
             number += 1;
             let row = Row {
                 index: &self.index,

@@ -15,9 +15,12 @@ use std::path::Path;
 /// Size of the read buffers.
 const BUFFER: usize = 1 << 18;
 
+/// The bytes of a CSV file, as its parser reads them, followed by [`QuoteScan`].
+type Input = QuoteScan<BufReader<Box<dyn Read + Send>>>;
+
 /// An open CSV file, positioned after its header.
 pub struct CsvSource {
-    reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
+    reader: csv::Reader<Input>,
     /// For each column of the table, then each carried column, its field index in the file.
     fields: Vec<Option<usize>>,
     /// The header's column names, in file order.
@@ -29,6 +32,8 @@ pub struct CsvSource {
     records: Vec<ByteRecord>,
     /// Data rows read so far.
     row: u64,
+    /// Fields of the last record read.
+    last_fields: usize,
     done: bool,
 }
 
@@ -60,6 +65,134 @@ fn sniff_delimiter(head: &[u8]) -> u8 {
     } else {
         b','
     }
+}
+
+/// Where the parser is in the quoting of a CSV file, as csv-core reads it (RFC 4180,
+/// leniently: a quote opens a quoted field only at a field's first byte; elsewhere it is a
+/// plain byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    /// Not in a quoted field.
+    Outside,
+    /// Between a field's opening quote and the next quote.
+    Quoted,
+    /// Just past a quote in a quoted field: a second quote is an escaped one, else the field's
+    /// quoting is closed.
+    QuoteInQuoted,
+}
+
+/// Reads through to `inner`, following the quoting of the bytes that pass, so as to tell,
+/// at the end of the file, a quoted field never closed. csv-core takes such a field to run
+/// to the end of the file: the rows after a stray opening quote are read as its value and
+/// vanish, with nothing to say so. The scan jumps from quote to quote (`memchr`): a quote
+/// opens a field where the byte before it ends a field or a line (or it is the file's first).
+pub(crate) struct QuoteScan<R> {
+    inner: R,
+    delimiter: u8,
+    state: Quoting,
+    /// The last byte scanned (a line end before the first).
+    last: u8,
+    /// A line end was scanned in the quoted field last opened.
+    broken: bool,
+    /// Bytes came after a line end in the quoted field last opened: the lines after its own.
+    spans: bool,
+}
+
+impl<R> QuoteScan<R> {
+    pub(crate) fn new(inner: R, delimiter: u8) -> QuoteScan<R> {
+        QuoteScan {
+            inner,
+            delimiter,
+            state: Quoting::Outside,
+            last: b'\n',
+            broken: false,
+            spans: false,
+        }
+    }
+
+    /// At the end of the input: whether a quoted field is still open and holds lines after its
+    /// own, the rows that would be lost in it. It is then the last field of the last record.
+    /// (One open on the file's last line holds that line's end at most: its row is read,
+    /// and judged, with that value.)
+    pub(crate) fn swallowed_lines(&self) -> bool {
+        self.state == Quoting::Quoted && self.spans
+    }
+
+    fn scan(&mut self, bytes: &[u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.state {
+                Quoting::Outside => {
+                    let Some(at) = memchr::memchr(b'"', &bytes[i..]) else {
+                        break;
+                    };
+                    let quote = i + at;
+                    let before = if quote == 0 {
+                        self.last
+                    } else {
+                        bytes[quote - 1]
+                    };
+                    if before == self.delimiter || matches!(before, b'\r' | b'\n') {
+                        self.state = Quoting::Quoted;
+                        (self.broken, self.spans) = (false, false);
+                    }
+                    i = quote + 1;
+                }
+                Quoting::Quoted => {
+                    let found = memchr::memchr3(b'"', b'\n', b'\r', &bytes[i..]);
+                    // Bytes before the next quote or line end, after a line end.
+                    let skipped = found.unwrap_or(bytes.len() - i) > 0;
+                    self.spans |= self.broken && skipped;
+                    let Some(at) = found else {
+                        break;
+                    };
+                    if bytes[i + at] == b'"' {
+                        self.spans |= self.broken;
+                        self.state = Quoting::QuoteInQuoted;
+                    } else {
+                        self.broken = true;
+                    }
+                    i += at + 1;
+                }
+                Quoting::QuoteInQuoted => {
+                    if bytes[i] == b'"' {
+                        self.state = Quoting::Quoted;
+                        i += 1;
+                    } else {
+                        // Closed: the byte after it is read as outside any quotes.
+                        self.state = Quoting::Outside;
+                    }
+                }
+            }
+        }
+        if let Some(&last) = bytes.last() {
+            self.last = last;
+        }
+    }
+}
+
+impl<R: Read> Read for QuoteScan<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.scan(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// What is wrong with a CSV file whose quote opened in `row`'s `column` is never closed
+/// ([`QuoteScan`]), after the file's name.
+pub(crate) fn unclosed_quote(row: u64, column: &str) -> String {
+    format!(
+        "row {row}, column {column}: a quote opens this field and is never closed: every line after it, to the end of the file, would be read as its value (a stray `\"`; a quote inside a field is written `\"\"`, in a field between quotes)"
+    )
+}
+
+/// The name of field `field` of a header of `names`, or its number past them.
+pub(crate) fn field_name(names: &[impl AsRef<str>], field: usize) -> String {
+    names.get(field).map_or_else(
+        || format!("{} (past the header's {} columns)", field + 1, names.len()),
+        |name| name.as_ref().to_string(),
+    )
 }
 
 fn csv_error(file: &str, error: csv::Error) -> ReadError {
@@ -118,7 +251,7 @@ impl CsvSource {
             .flexible(true)
             .delimiter(delimiter)
             .buffer_capacity(BUFFER)
-            .from_reader(input);
+            .from_reader(QuoteScan::new(input, delimiter));
         let mut header = ByteRecord::new();
         if !reader
             .read_byte_record(&mut header)
@@ -151,6 +284,7 @@ impl CsvSource {
             delimiter,
             records: Vec::new(),
             row: 0,
+            last_fields: 0,
             done: false,
         })
     }
@@ -180,6 +314,7 @@ impl CsvSource {
             match self.reader.read_byte_record(&mut self.records[count]) {
                 Ok(true) => {
                     bytes += self.records[count].as_slice().len();
+                    self.last_fields = self.records[count].len();
                     count += 1;
                 }
                 Ok(false) => {
@@ -191,6 +326,14 @@ impl CsvSource {
                     return Err(csv_error(name, error));
                 }
             }
+        }
+        if self.done && self.reader.get_ref().swallowed_lines() {
+            // The quote is open in the last field of the last record: it runs to the end.
+            return Err(ReadError::UnclosedQuote {
+                file: name.to_string(),
+                row: self.row + count as u64,
+                column: field_name(&self.names, self.last_fields.saturating_sub(1)),
+            });
         }
         if count == 0 {
             return Ok(None);
@@ -251,6 +394,85 @@ fn bad_row<T: Table>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a quote left open at the end of `text` swallowed lines, scanned whole and a
+    /// byte at a time.
+    fn swallowed(text: &str, delimiter: u8) -> bool {
+        let mut whole = QuoteScan::new(std::io::empty(), delimiter);
+        whole.scan(text.as_bytes());
+        let mut bytewise = QuoteScan::new(std::io::empty(), delimiter);
+        for byte in text.as_bytes() {
+            bytewise.scan(std::slice::from_ref(byte));
+        }
+        assert_eq!(
+            whole.swallowed_lines(),
+            bytewise.swallowed_lines(),
+            "{text:?}"
+        );
+        whole.swallowed_lines()
+    }
+
+    /// What csv-core reads of `text`: the last field of the last record, if any.
+    fn last_field(text: &str) -> Option<String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        records
+            .last()
+            .and_then(|r| r.iter().next_back().map(str::to_string))
+    }
+
+    #[test]
+    fn a_quote_left_open_over_later_lines_is_told_from_every_closed_one() {
+        // Closed: quoted fields with delimiters, line breaks and escaped quotes; a quote in
+        // an unquoted field; bytes after a closing quote; CRLF; empty lines; no final newline;
+        // a file opening with a quoted field.
+        for closed in [
+            "a,b\n1,2\n",
+            "a,b\n\"1,x\",\"y\"\"z\"\n",
+            "a,b\n\"multi\nline\",2\n",
+            "a,b\n\"multi\r\n\"\"line\"\"\",2\n3,4\n",
+            "a,b\nab\"c,2\n",
+            "a,b\n\"ab\"c,2\n",
+            "a,b\n\"ab\"c\"d,2\n",
+            "a,b\r\n\"1\",\"2\"\r\n\r\n",
+            "a,b\n\"\",\"\"",
+            "a,b\n1,\"\"\"\"",
+            "\"a\",b\n1,2",
+            "",
+        ] {
+            assert!(!swallowed(closed, b','), "{closed:?}");
+        }
+        // Open on the last line: that row alone, with what follows the quote (its line end).
+        for (own_line, field) in [
+            ("a,b\n1,\"", ""),
+            ("a,b\n1,\"30\n", "30\n"),
+            ("a,b\n1,\"x\"\"\r\n\n\n", "x\"\r\n\n\n"),
+            ("a,b\n\"multi\nline\",2\n3,\"4", "4"),
+        ] {
+            assert!(!swallowed(own_line, b','), "{own_line:?}");
+            assert_eq!(last_field(own_line).as_deref(), Some(field), "{own_line:?}");
+        }
+        // Open over later lines, whatever they hold: csv-core reads them as the last field of
+        // the last record (they are lost).
+        for (open, field) in [
+            ("a,b,c\n1,2,3\n4,5,\"6\n7,8,9\n", "6\n7,8,9\n"),
+            ("a,b\n\"1,2\n3,4\n", "1,2\n3,4\n"),
+            ("a,b\n1,\"x\n\"\"\n", "x\n\"\n"),
+            ("a,b\n1,\"\r\n\"\"", "\r\n\""),
+            // A quote inside an unquoted field opens nothing; one at a field's start does.
+            ("a,b\nab\"c,\"abc\nx,y\n", "abc\nx,y\n"),
+            ("a,b\r\n1,2\r\n\"x,y\r\nz\r\n", "x,y\r\nz\r\n"),
+        ] {
+            assert!(swallowed(open, b','), "{open:?}");
+            assert_eq!(last_field(open).as_deref(), Some(field), "{open:?}");
+        }
+        // The delimiter is the file's.
+        assert!(swallowed("a;b\n\"1;2\";\"3,4\n5\n", b';'));
+        assert!(!swallowed("a;b\n1,\"2;3\n4;5\n", b';'));
+    }
 
     #[test]
     fn delimiters() {
