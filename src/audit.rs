@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 
-use crate::engine::round_cents;
+use crate::engine::{flags, round_cents};
 use crate::io::write::{Column, Format, Get, Row, TableWriter, WriteError};
 use crate::model::{Act, Outcome, Situation};
 use crate::rules::{Param, RuleBook, Scalar};
@@ -53,15 +53,7 @@ pub fn discrepancies(
     outcomes
         .iter()
         .filter_map(|o| {
-            let recorded = o.recorded_amo?;
-            let ours = match compare {
-                Compare::Paid => o.amo_paid,
-                Compare::Gross => o.amo_gross,
-            };
-            let difference = recorded - ours;
-            if difference.abs() <= tolerance {
-                return None;
-            }
+            let (recorded, difference) = difference(o, compare, tolerance)?;
             let explanation = match acts.get(o.act_id.as_str()) {
                 Some(act) => explain(book, act, o, recorded, compare, tolerance),
                 None => "unexplained".to_string(),
@@ -76,6 +68,28 @@ pub fn discrepancies(
             })
         })
         .collect()
+}
+
+/// The recorded amount of `o` and what it differs by from the recomputed one, if more than
+/// `tolerance`.
+fn difference(o: &Outcome, compare: Compare, tolerance: Decimal) -> Option<(Decimal, Decimal)> {
+    let recorded = o.recorded_amo?;
+    let ours = match compare {
+        Compare::Paid => o.amo_paid,
+        Compare::Gross => o.amo_gross,
+    };
+    let difference = recorded - ours;
+    (difference.abs() > tolerance).then_some((recorded, difference))
+}
+
+/// Flags `recorded_differs` (SPEC §5) on the lines of `outcomes` whose recorded amount
+/// differs from the recomputed one by more than `tolerance`: those of [`discrepancies`].
+pub fn flag_differing(outcomes: &mut [Outcome], compare: Compare, tolerance: Decimal) {
+    for o in outcomes {
+        if difference(o, compare, tolerance).is_some() {
+            o.flags.push(flags::RECORDED_DIFFERS);
+        }
+    }
 }
 
 /// The first single-step variant of the computation that gives `recorded`.
@@ -347,14 +361,16 @@ impl DiscrepancyWriter {
         })
     }
 
-    /// Audits `outcomes` (after the previous ones; `acts` their acts with a recorded amount).
+    /// Audits `outcomes` (after the previous ones; `acts` their acts with a recorded amount),
+    /// and flags those that differ `recorded_differs`.
     pub fn audit(
         &mut self,
         book: &RuleBook,
-        outcomes: &[Outcome],
+        outcomes: &mut [Outcome],
         acts: &ActIndex,
     ) -> Result<(), WriteError> {
         let found = discrepancies(book, outcomes, acts, self.compare, self.tolerance);
+        flag_differing(outcomes, self.compare, self.tolerance);
         self.extend(found)
     }
 

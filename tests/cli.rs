@@ -571,6 +571,26 @@ fn audit_explains_each_discrepancy() {
     );
     let md = read(out.join("discrepancies.md"));
     assert!(md.contains("| pf_not_deducted | 1 | 2.00 |"), "{md}");
+    // SPEC §5: the lines that differ are flagged `recorded_differs` in `acts.*`, and only
+    // they (the other lines with a recorded amount match it).
+    let acts = read(out.join("acts.csv"));
+    let header: Vec<&str> = acts.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let (id, flags, recorded) = (column("act_id"), column("flags"), column("recorded_amo"));
+    let mut flagged = Vec::new();
+    let mut recorded_lines = 0;
+    for line in acts.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        recorded_lines += usize::from(!cells[recorded].is_empty());
+        if cells[flags].split(';').any(|f| f == "recorded_differs") {
+            flagged.push(cells[id]);
+        }
+    }
+    assert_eq!(flagged, ["A0103", "A0202"]);
+    assert!(
+        recorded_lines > 2,
+        "{recorded_lines} lines with a recorded amount"
+    );
 }
 
 #[test]

@@ -279,7 +279,7 @@ impl<'a> Sink<'a> {
         let mut state = State::default();
         let book = self.book;
         for_each_chunk(book, prepared, |chunk, results| -> Result<(), RunError> {
-            let outcomes = state.absorb(prepared, chunk, results);
+            let mut outcomes = state.absorb(prepared, chunk, results);
             self.bar
                 .inc(chunk.iter().map(|p| p.acts.len() as u64).sum());
             if let Some(audit) = &mut self.audit {
@@ -289,7 +289,7 @@ impl<'a> Sink<'a> {
                     .filter(|a| a.recorded_amo.is_some())
                     .map(|a| (a.act_id.as_str(), a))
                     .collect();
-                audit.audit(book, &outcomes, &index)?;
+                audit.audit(book, &mut outcomes, &index)?;
             }
             self.writer.send(Message::Outcomes(outcomes))
         })?;
