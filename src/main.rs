@@ -55,13 +55,15 @@ fn main() {
 }
 
 /// Ends the process on arguments clap refused (exit 2), or after the help or version it
-/// printed (exit 0). A refusal is reported as a JSON log line when the arguments ask for JSON
-/// logs, like any other failure of such a run: a log collector keeps the reason.
+/// printed (exit 0). A refusal is reported like any other failure: its last line
+/// `rac: <reason>` after clap's usage and tip, or a JSON log line when the arguments ask for
+/// JSON logs (a log collector keeps the reason).
 fn refuse_arguments(error: clap::Error) -> ! {
-    if error.use_stderr() && rac::cli::asks_for_json_logs(std::env::args_os().skip(1)) {
+    if error.use_stderr() {
         let rendered = error.render().to_string();
         let message = rendered.trim().trim_start_matches("error: ");
-        let failure = Failure::usage(message).logged_as_json(true);
+        let json = rac::cli::asks_for_json_logs(std::env::args_os().skip(1));
+        let failure = Failure::usage(message).logged_as_json(json);
         eprintln!("{}", failure.line());
         std::process::exit(failure.code);
     }

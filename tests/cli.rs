@@ -269,6 +269,37 @@ fn a_csv_with_a_quote_never_closed_exits_1_and_leaves_previous_outputs() {
 }
 
 #[test]
+fn the_last_line_on_stderr_is_the_reason_after_a_usage_or_a_file_excerpt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let last_line = |o: &Output| {
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        stderr
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // clap's refusal: its usage and tip first (the last line was its "For more information").
+    let o = rac(&["compute", "--acts", "a.csv", "--bogus", "--out", "x"]);
+    assert_eq!(last_line(&o), "rac: unexpected argument '--bogus' found");
+    // A parameter file TOML cannot read: its excerpt first (the last line was empty).
+    let rules = tmp.path().join("bad.toml");
+    std::fs::write(&rules, "[[parameter]\nid = ").unwrap();
+    let o = compute(&out, &["--rules", rules.to_str().unwrap()]);
+    assert_eq!(
+        last_line(&o),
+        format!(
+            "rac: {}: not a valid parameter file: TOML parse error at line 1, column 13",
+            rules.display()
+        )
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unclosed array table"));
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -1112,10 +1143,15 @@ fn with_json_logs_a_failure_is_a_json_line() {
         assert_eq!(line["exit_code"], 2, "{line}");
         assert!(line["message"].as_str().unwrap().contains(says), "{line}");
     }
-    // Text logs: the message as before; clap's own for refused arguments.
+    // Text logs: the message as before; for refused arguments clap's usage, then the reason.
     let o = rac(&missing_acts[..missing_acts.len() - 2]);
     assert!(String::from_utf8_lossy(&o.stderr).starts_with("rac: "));
     let o = rac(&[&missing_acts[..missing_acts.len() - 2], &["--no-such-flag"]].concat());
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: "));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("Usage: rac compute"), "{stderr}");
+    assert!(
+        stderr.ends_with("\nrac: unexpected argument '--no-such-flag' found\n"),
+        "{stderr}"
+    );
 }

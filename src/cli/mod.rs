@@ -234,8 +234,19 @@ impl Failure {
             })
             .to_string()
         } else {
-            format!("rac: {}", self.message)
+            text_line(&self.message)
         }
+    }
+}
+
+/// `rac: <message>` as the last line, whatever the message: the lines after a message's first
+/// (a parser's excerpt of a file, a usage) come before it, so that the last line on stderr
+/// is always the reason.
+fn text_line(message: &str) -> String {
+    let message = message.trim();
+    match message.split_once('\n') {
+        None => format!("rac: {message}"),
+        Some((first, details)) => format!("{}\nrac: {}", details.trim_end(), first.trim_end()),
     }
 }
 
