@@ -300,6 +300,37 @@ fn the_last_line_on_stderr_is_the_reason_after_a_usage_or_a_file_excerpt() {
 }
 
 #[test]
+fn an_input_kept_in_the_output_folder_is_not_deleted_by_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    assert_eq!(compute(&out, &["--format", "csv"]).status.code(), Some(0));
+    let before = read(out.join("acts.csv"));
+    // The acts copied into the output folder, then computed from there into it: the run
+    // replaced the folder and the input with it (exit 0).
+    let acts = out.join("my_acts.csv");
+    std::fs::copy(demo("acts.csv"), &acts).unwrap();
+    let o = rac(&[
+        "compute",
+        "--acts",
+        acts.to_str().unwrap(),
+        "--beneficiaries",
+        &demo("beneficiaries.csv"),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("it holds \"my_acts.csv\", which rac did not write"),
+        "{stderr}"
+    );
+    assert_eq!(read(&acts), read(demo("acts.csv")));
+    assert_eq!(read(out.join("acts.csv")), before);
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");

@@ -682,6 +682,65 @@ fn a_folder_that_is_not_a_rac_output_is_never_replaced() {
     assert_eq!(listing(root.path()), ["file.txt", "thesis"]);
 }
 
+/// A run replaces the whole of `--out`: files put in a previous run's output folder (notes, a
+/// copy of the inputs, a `.git`) were deleted with it. They are now refused, before anything
+/// is computed, and again at the commit (a file put there during the run).
+#[test]
+fn a_rac_output_folder_holding_other_files_is_never_replaced() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("results");
+    previous_outputs(&out);
+    // Every name a run of any command writes, in either format.
+    for name in [
+        "acts.parquet",
+        "patients.csv",
+        "patients.parquet",
+        "summary.csv",
+        "counters.csv",
+        "counters.parquet",
+        "rejects.csv",
+        "discrepancies.csv",
+        "discrepancies.parquet",
+        "discrepancies.md",
+        "damir_report.json",
+    ] {
+        fs::write(out.join(name), "old").unwrap();
+    }
+    let staging = Staging::begin(&out).unwrap();
+    fs::write(out.join("my acts.csv"), "precious").unwrap();
+    fs::create_dir(out.join(".git")).unwrap();
+    let err = staging.commit().unwrap_err();
+    assert!(matches!(err, WriteError::ForeignFiles { .. }), "{err}");
+    assert!(err.is_usage());
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "refusing to replace {}: besides a rac run's outputs it holds \".git\", \"my acts.csv\", which rac did not write",
+            out.display()
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("my acts.csv")).unwrap(),
+        "precious"
+    );
+    assert_eq!(listing(root.path()), ["results"]);
+
+    let err = Staging::begin(&out).unwrap_err();
+    assert!(matches!(err, WriteError::ForeignFiles { .. }), "{err}");
+    for i in 0..5 {
+        fs::write(out.join(format!("note{i}.txt")), "").unwrap();
+    }
+    let message = Staging::begin(&out).unwrap_err().to_string();
+    assert!(
+        message.contains(
+            "it holds \".git\", \"my acts.csv\", \"note0.txt\", \"note1.txt\", \"note2.txt\" and 2 more,"
+        ),
+        "{message}"
+    );
+    assert!(out.join(".git").is_dir());
+}
+
 #[test]
 fn a_commit_interrupted_between_its_renames_is_undone_by_the_next_run() {
     let root = tempfile::tempdir().unwrap();

@@ -200,6 +200,13 @@ pub enum WriteError {
         .out.display()
     )]
     NotRacOutput { out: PathBuf },
+    /// A rac output folder that also holds files no run writes: a run replaces the whole
+    /// folder, and they would be deleted with it.
+    #[error(
+        "refusing to replace {}: besides a rac run's outputs it holds {files}, which rac did not write and a run would delete (it replaces the whole folder); move them out, or choose another output folder",
+        .out.display()
+    )]
+    ForeignFiles { out: PathBuf, files: String },
     #[error("{} exists and is not a folder", .out.display())]
     NotAFolder { out: PathBuf },
     #[error("{} cannot be an output folder (it has no folder name)", .out.display())]
@@ -232,6 +239,7 @@ impl WriteError {
             self,
             WriteError::Locked { .. }
                 | WriteError::NotRacOutput { .. }
+                | WriteError::ForeignFiles { .. }
                 | WriteError::NotAFolder { .. }
                 | WriteError::BadOutPath { .. }
                 | WriteError::OutNotWritable { .. }
@@ -551,17 +559,47 @@ fn check_replaceable(out: &Path) -> Result<(), WriteError> {
             out: out.to_path_buf(),
         });
     }
-    if out.join("manifest.json").is_file() {
+    let entries: Vec<std::ffi::OsString> = fs::read_dir(out)
+        .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect())
+        .map_err(|e| WriteError::io("cannot read folder", out, e))?;
+    if entries.is_empty() {
         return Ok(());
     }
-    let mut entries =
-        fs::read_dir(out).map_err(|e| WriteError::io("cannot read folder", out, e))?;
-    if entries.next().is_some() {
+    if !out.join("manifest.json").is_file() {
         return Err(WriteError::NotRacOutput {
             out: out.to_path_buf(),
         });
     }
-    Ok(())
+    let mut foreign: Vec<String> = entries
+        .iter()
+        .filter(|name| !name.to_str().is_some_and(is_output_name))
+        .map(|name| format!("{:?}", name.to_string_lossy()))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort();
+    let files = match foreign.len() {
+        n @ 6.. => format!("{} and {} more", foreign[..5].join(", "), n - 5),
+        _ => foreign.join(", "),
+    };
+    Err(WriteError::ForeignFiles {
+        out: out.to_path_buf(),
+        files,
+    })
+}
+
+/// The files a run writes into its output folder (any command, any format, this version or
+/// an earlier one): the tables, the reports, the manifest.
+fn is_output_name(name: &str) -> bool {
+    const TABLES: [&str; 5] = ["acts", "patients", "summary", "counters", "discrepancies"];
+    match name.rsplit_once('.') {
+        Some((table, "parquet" | "csv")) if TABLES.contains(&table) => true,
+        _ => matches!(
+            name,
+            "rejects.csv" | "discrepancies.md" | "damir_report.json" | "manifest.json"
+        ),
+    }
 }
 
 /// Asks the kernel to start writing `file`'s bytes written so far to disk, without waiting
