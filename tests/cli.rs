@@ -773,9 +773,11 @@ fn counters_repeated_or_cut_are_refused() {
     let repeated = format!("{text}{}\n", rows[1]);
     let cut = format!("{}\n", rows[..rows.len() - 1].join("\n"));
     let count = "where the manifest beside it says the run that wrote it wrote";
+    let cells: Vec<&str> = rows[1].split(',').collect();
+    let twice = format!("two rows for patient {} and year {}", cells[0], cells[1]);
     for (counters, content, message) in [
         (&counters, &repeated, count),
-        (&alone, &repeated, "two rows for one patient and year"),
+        (&alone, &repeated, twice.as_str()),
         (&counters, &cut, count),
     ] {
         std::fs::write(counters, content).unwrap();

@@ -185,9 +185,13 @@ pub enum ReadError {
     /// Two rows of one patient and year in a counters file (one holds one row per patient and
     /// year): added together, they would charge the caps twice.
     #[error(
-        "{file}: two rows for one patient and year {year}; a counters file holds one row per patient and year (was it written twice into one file?)"
+        "{file}: two rows for patient {patient} and year {year}; a counters file holds one row per patient and year (was it written twice into one file?)"
     )]
-    RepeatedCounter { file: String, year: i32 },
+    RepeatedCounter {
+        file: String,
+        patient: String,
+        year: i32,
+    },
     /// A counters file with other rows than the run that wrote it (its manifest, beside it,
     /// says how many): cut, or changed since.
     #[error(

@@ -304,6 +304,7 @@ fn group_counters(
         if years.iter().any(|y| y.year == c.year) {
             return Err(ReadError::RepeatedCounter {
                 file: path.display().to_string(),
+                patient: c.patient_id.to_string(),
                 year: c.year,
             }
             .into());

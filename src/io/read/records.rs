@@ -307,11 +307,18 @@ impl Table for Act {
     fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<Act> {
         use act_slots::*;
         let unknown = RejectReason::UnknownValue;
+        let act_id = req_id(row, ACT_ID)?;
+        let patient_id = req_id(row, PATIENT_ID)?;
+        let care_date = req_date(row, CARE_DATE)?;
+        let end_date = opt_date(row, END_DATE)?;
+        if end_date.is_some_and(|end| end < care_date) {
+            return Err(bad(END_DATE, RejectReason::EndBeforeStart));
+        }
         Ok(Act {
-            act_id: req_id(row, ACT_ID)?,
-            patient_id: req_id(row, PATIENT_ID)?,
-            care_date: req_date(row, CARE_DATE)?,
-            end_date: opt_date(row, END_DATE)?,
+            act_id,
+            patient_id,
+            care_date,
+            end_date,
             category: req_code(
                 row,
                 CATEGORY,
@@ -517,6 +524,11 @@ mod tests {
         TextRow(cells)
     }
 
+    /// The care date of [`act_row`].
+    fn act_row_date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()
+    }
+
     fn act_err(changes: &[(usize, &'static [u8])]) -> (&'static str, RejectReason) {
         let err = Act::from_row(&act_row(changes), &ReadOptions::default()).unwrap_err();
         (Act::COLUMNS[err.slot].name, err.reason)
@@ -570,6 +582,21 @@ mod tests {
             act_err(&[(ALD_RELATED, b"yes")]),
             ("ald_related", BadBoolean)
         );
+        // An act ending before it begins, like a right (it was computed).
+        assert_eq!(
+            act_err(&[(END_DATE, b"2024-02-29")]),
+            ("end_date", EndBeforeStart)
+        );
+        // The first bad column is the one named.
+        assert_eq!(
+            act_err(&[(END_DATE, b"2024-02-29"), (TARIFF, b"x")]),
+            ("end_date", EndBeforeStart)
+        );
+        let act = Act::from_row(
+            &act_row(&[(END_DATE, b"2024-03-01")]),
+            &ReadOptions::default(),
+        );
+        assert_eq!(act.unwrap().end_date, Some(act_row_date()));
         let act = Act::from_row(
             &act_row(&[(RECORDED_AMO, b"-3.10"), (QUANTITY, b"1000000")]),
             &ReadOptions::default(),
