@@ -369,7 +369,24 @@ impl RuleBook {
                         id: rp.id,
                     });
                 }
-                defs[param.index()] = Some(parse_definition(origin, param, rp)?);
+                let definition = parse_definition(origin, param, rp)?;
+                // A scenario changes values, not what they measure: `percent` where the
+                // definition it replaces is in EUR would be read as euros.
+                if let Some(replaced) = &defs[param.index()]
+                    && replaced.unit != definition.unit
+                {
+                    return Err(RuleError::Invalid {
+                        origin: origin.to_string(),
+                        id: definition.id,
+                        message: format!(
+                            "unit `{}` where the definition it replaces ({}) is in `{}`",
+                            definition.unit.as_str(),
+                            replaced.origin,
+                            replaced.unit.as_str()
+                        ),
+                    });
+                }
+                defs[param.index()] = Some(definition);
             }
         }
         let definitions = Param::all()
@@ -685,6 +702,11 @@ values = [ { from = "2005-01-01", to = "2005-12-31", value = "1.00", reference =
                 "unknown unit",
             ),
             ("not toml at all [", "not a valid parameter file"),
+            // The PF amount in percent: 2 would have been read as 2 €.
+            (
+                "[[parameter]]\nid = \"pf.amount\"\nunit = \"percent\"\nvalues = [{from = \"2024-01-01\", value = \"2\", reference = \"x\"}]",
+                "parameter `pf.amount`: unit `percent` where the definition it replaces (built-in) is in `EUR`",
+            ),
         ];
         for (text, expected) in cases {
             let err = RuleBook::with_overlay("s.toml", text)
