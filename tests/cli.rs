@@ -41,6 +41,16 @@ fn compute(out: &Path, extra: &[&str]) -> Output {
     rac(&args)
 }
 
+/// `rac compute` of `acts` with the demo's beneficiaries (no rights) into `out`, as CSV.
+fn compute_acts(acts: &Path, out: &Path, extra: &[&str]) -> Output {
+    let (acts, out) = (acts.display().to_string(), out.display().to_string());
+    let bens = demo("beneficiaries.csv");
+    let mut args = vec!["compute", "--acts", &acts, "--beneficiaries", &bens];
+    args.extend(["--out", &out, "--format", "csv"]);
+    args.extend_from_slice(extra);
+    rac(&args)
+}
+
 fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
 }
@@ -168,18 +178,7 @@ fn rejected_rows_give_exit_code_3_and_are_all_accounted_for() {
     text.push_str("X4,P07,2024-01-01,,consultation,30.00,1,,,,,,,,,,,,\n"); // before birth
     std::fs::write(&acts, text).unwrap();
     let out = tmp.path().join("out");
-    let o = rac(&[
-        "compute",
-        "--acts",
-        acts.to_str().unwrap(),
-        "--beneficiaries",
-        &demo("beneficiaries.csv"),
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "csv",
-        "--quiet",
-    ]);
+    let o = compute_acts(&acts, &out, &["--quiet"]);
     assert_eq!(
         o.status.code(),
         Some(3),
@@ -309,17 +308,7 @@ fn an_input_kept_in_the_output_folder_is_not_deleted_by_the_next_run() {
     // replaced the folder and the input with it (exit 0).
     let acts = out.join("my_acts.csv");
     std::fs::copy(demo("acts.csv"), &acts).unwrap();
-    let o = rac(&[
-        "compute",
-        "--acts",
-        acts.to_str().unwrap(),
-        "--beneficiaries",
-        &demo("beneficiaries.csv"),
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]);
+    let o = compute_acts(&acts, &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(

@@ -22,6 +22,20 @@ fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }
 
+/// A copy of the fixtures, its prestations file, and that file's text (to be changed).
+fn fixtures_copy() -> (tempfile::TempDir, PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let prestations = tmp.path().join("ER_PRS_F.csv");
+    let text = std::fs::read_to_string(&prestations).unwrap();
+    (tmp, prestations, text)
+}
+
 fn extract() -> SndsExtract {
     read_snds_acts(&fixtures()).expect("the fixtures are readable")
 }
@@ -325,15 +339,7 @@ fn a_folder_without_prestations_or_a_table_without_its_columns_is_refused() {
 #[test]
 fn a_quantity_past_the_canonical_range_is_rejected() {
     // The fixtures with claim 1001's first line (a G consultation) at 5 billion units.
-    let tmp = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixtures()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    let prestations = tmp.path().join("ER_PRS_F.csv");
-    let text = std::fs::read_to_string(&prestations).unwrap();
+    let (tmp, prestations, text) = fixtures_copy();
     let line = "AAA;1;1980;0;2025-01-15;;;1110;1;1;;30;21;";
     assert!(text.contains(line));
     let huge = line.replace(";1110;1;1;", ";1110;5000000000;1;");
@@ -357,15 +363,7 @@ fn a_quantity_past_the_canonical_range_is_rejected() {
 fn a_quote_never_closed_fails_the_table_naming_its_row_and_column() {
     // A stray quote at the start of claim 1001's first line's PRS_NAT_REF: every later line
     // of the table was read into that field, and lost.
-    let tmp = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixtures()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    let prestations = tmp.path().join("ER_PRS_F.csv");
-    let text = std::fs::read_to_string(&prestations).unwrap();
+    let (tmp, prestations, text) = fixtures_copy();
     let line = "AAA;1;1980;0;2025-01-15;;;1110;1;1;;30;21;";
     assert!(text.lines().nth(1).unwrap().starts_with(line));
     let stray = line.replace(";;;1110;", ";;;\"1110;");
