@@ -1077,8 +1077,10 @@ impl OutputRoom {
 
     /// Judges the room once enough acts are in their file: `in_file` of the expected ones,
     /// whose outputs are on disk (not yet those of the acts in the writer's queue or in the
-    /// Parquet row group it fills).
-    fn judge(&mut self, in_file: u64, log: &Log<'_>) -> Result<(), RunError> {
+    /// Parquet row group it fills). `rejects` is about the bytes of `rejects.csv` for the
+    /// rows rejected so far: written at the end, before the run files it is merged from are
+    /// removed (rejects to come are not projected: they need not follow the acts).
+    fn judge(&mut self, in_file: u64, rejects: u64, log: &Log<'_>) -> Result<(), RunError> {
         let expected = self.expected.rows;
         if self.judged
             || in_file < OUTPUT_ROOM_MIN_ACTS
@@ -1101,20 +1103,27 @@ impl OutputRoom {
             Some(spill) if same_disk(spill, &self.staging) => files_bytes(spill, true),
             _ => 0,
         };
-        let Some(short) = outputs_short_by(expected, in_file, written, free, freed) else {
+        let to_write = bytes_to_write(expected, in_file, written).saturating_add(rejects);
+        let Some(short) = short_by(to_write, free, freed) else {
             log(
                 "compute",
                 "the outputs fit on their disk",
                 &[
-                    ("bytes_to_write", bytes_to_write(expected, in_file, written)),
+                    ("bytes_to_write", to_write),
+                    ("rejects_bytes", rejects),
                     ("free_bytes", free),
                     ("spill_bytes_to_free", freed),
                 ],
             );
             return Ok(());
         };
+        let rejected = if rejects > 0 {
+            format!(", {} MiB of rejects", mib(rejects))
+        } else {
+            String::new()
+        };
         let message = format!(
-            "the outputs need about {} MiB more in {} than it will have ({} bytes an act so far, {expected} acts to write, {} MiB free): give --out a larger disk",
+            "the outputs need about {} MiB more in {} than it will have ({} bytes an act so far, {expected} acts to write{rejected}, {} MiB free): give --out a larger disk",
             mib(short),
             self.shown.display(),
             written / in_file,
@@ -1129,11 +1138,10 @@ impl OutputRoom {
     }
 }
 
-/// The bytes the outputs would lack: `written` bytes for the first `done` of `expected` acts
-/// project the bytes still to write ([`bytes_to_write`]); the room is the `free` bytes plus
-/// the `freed` ones that the run gives back before it ends. `None` if they fit.
-fn outputs_short_by(expected: u64, done: u64, written: u64, free: u64, freed: u64) -> Option<u64> {
-    let to_write = bytes_to_write(expected, done, written);
+/// The bytes the outputs would lack: `to_write` bytes still to write, where the room is the
+/// `free` bytes plus the `freed` ones that the run gives back before it ends. `None` if they
+/// fit.
+fn short_by(to_write: u64, free: u64, freed: u64) -> Option<u64> {
     let room = free.saturating_add(freed);
     (to_write > room).then(|| to_write - room)
 }
@@ -1201,7 +1209,7 @@ fn compute_partitions(
         computed += prepared.acts.len() as u64;
         let rejected = prepared.rejects.len() as u64 - prepared.other_rejects;
         largest = largest.max(prepared.acts.len() as u64 + rejected);
-        room.judge(sink.acts_in_file(), log)?;
+        room.judge(sink.acts_in_file(), sink.rejects_csv_bytes(), log)?;
         beat.beat(
             ("acts_computed", computed),
             &[
@@ -2552,20 +2560,29 @@ mod tests {
 
     #[test]
     fn outputs_short_by_projects_the_bytes_still_to_write() {
+        // What the outputs would lack, `written` bytes for the first `done` of `expected` acts
+        // and `rejects` bytes of `rejects.csv` to write.
+        let short = |expected, done, written, rejects: u64, free, freed| {
+            short_by(
+                bytes_to_write(expected, done, written).saturating_add(rejects),
+                free,
+                freed,
+            )
+        };
         // 100 bytes for 10 of 50 acts: 400 more.
-        assert_eq!(outputs_short_by(50, 10, 100, 399, 0), Some(1));
-        assert_eq!(outputs_short_by(50, 10, 100, 400, 0), None);
+        assert_eq!(short(50, 10, 100, 0, 399, 0), Some(1));
+        assert_eq!(short(50, 10, 100, 0, 400, 0), None);
         // Spill files given back before the end count as room.
-        assert_eq!(outputs_short_by(50, 10, 100, 300, 100), None);
-        assert_eq!(outputs_short_by(50, 10, 100, 300, 99), Some(1));
+        assert_eq!(short(50, 10, 100, 0, 300, 100), None);
+        assert_eq!(short(50, 10, 100, 0, 300, 99), Some(1));
+        // The rejects so far are written too.
+        assert_eq!(short(50, 10, 100, 50, 449, 0), Some(1));
+        assert_eq!(short(50, 10, 100, 50, 450, 0), None);
         // Nothing done yet, or everything: nothing to project.
-        assert_eq!(outputs_short_by(50, 0, 0, 0, 0), None);
-        assert_eq!(outputs_short_by(50, 50, 100, 0, 0), None);
+        assert_eq!(short(50, 0, 0, 0, 0, 0), None);
+        assert_eq!(short(50, 50, 100, 0, 0, 0), None);
         // No overflow on large figures.
-        assert_eq!(
-            outputs_short_by(u64::MAX, 1, u64::MAX, 0, 0),
-            Some(u64::MAX)
-        );
+        assert_eq!(short(u64::MAX, 1, u64::MAX, 1, 0, 0), Some(u64::MAX));
     }
 
     /// An [`OutputRoom`] for `expected` acts whose staging folder holds `written` bytes, and
@@ -2613,8 +2630,8 @@ mod tests {
         // times the room.
         let mut room = output_room(dir.path(), exact, free / 20, None);
         // Not before a 32nd of the acts (nor before OUTPUT_ROOM_MIN_ACTS).
-        room.judge(sample - 1, &log).unwrap();
-        let message = room.judge(sample, &log).unwrap_err().to_string();
+        room.judge(sample - 1, 0, &log).unwrap();
+        let message = room.judge(sample, 0, &log).unwrap_err().to_string();
         assert!(message.starts_with("the outputs need about "), "{message}");
         assert!(
             message.contains(&format!(
@@ -2629,16 +2646,24 @@ mod tests {
             "{message}"
         );
         // Once only.
-        room.judge(2 * sample, &log).unwrap();
+        room.judge(2 * sample, 0, &log).unwrap();
         // The spill files still to read, on the same disk, will be deleted before the end:
         // with a free disk's worth of them, the outputs fit (not with half of them, those in a
         // cut partition's folder left out: 1.55 times the free bytes to write, 1.5 of room).
         let dir = tempfile::tempdir().unwrap();
         let mut room = output_room(dir.path(), exact, free / 20, Some(free));
-        room.judge(sample, &log).unwrap();
+        room.judge(sample, 0, &log).unwrap();
         assert_eq!(
             logged.borrow_mut().pop().as_deref(),
             Some("the outputs fit on their disk")
+        );
+        // Not with a free disk's worth of rejects to write into `rejects.csv` as well.
+        let dir = tempfile::tempdir().unwrap();
+        let mut room = output_room(dir.path(), exact, free / 20, Some(free));
+        let message = room.judge(sample, free, &log).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!(" acts to write, {} MiB of rejects, ", mib(free))),
+            "{message}"
         );
         // Acts counted from a CSV file's size: logged, and the run goes on.
         let dir = tempfile::tempdir().unwrap();
@@ -2647,7 +2672,7 @@ mod tests {
             ..exact
         };
         let mut room = output_room(dir.path(), estimated, free / 20, None);
-        room.judge(sample, &log).unwrap();
+        room.judge(sample, 0, &log).unwrap();
         assert_only_estimate_logged(&logged.into_inner(), "the outputs need about ");
     }
 

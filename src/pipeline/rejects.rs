@@ -50,6 +50,8 @@ pub(crate) struct RejectStore {
     count: u64,
     /// Rejects of rows of the beneficiaries and rights files, among `count`.
     other: u64,
+    /// About the bytes of `rejects.csv` for the rejects added so far ([`csv_bytes`]).
+    csv_bytes: u64,
 }
 
 impl RejectStore {
@@ -74,6 +76,7 @@ impl RejectStore {
             made: 0,
             count: 0,
             other: 0,
+            csv_bytes: 0,
         }
     }
 
@@ -91,6 +94,7 @@ impl RejectStore {
                 self.held.reserve_exact(self.held.capacity() / 4 + 64);
             }
             self.held_bytes += std::mem::size_of::<Reject>() + string_bytes(&reject);
+            self.csv_bytes += csv_bytes(&reject);
             self.held.push(reject);
             self.count += 1;
             if self.held_bytes > self.budget {
@@ -108,6 +112,12 @@ impl RejectStore {
     /// Rejects of rows of the beneficiaries and rights files.
     pub(crate) fn other(&self) -> u64 {
         self.other
+    }
+
+    /// About the bytes `rejects.csv` will take for the rejects added so far (written at the
+    /// end, beside the run files it is merged from), for the outputs' room.
+    pub(crate) fn csv_bytes(&self) -> u64 {
+        self.csv_bytes
     }
 
     /// Run files written so far (while computing: the merge's are not counted yet).
@@ -222,6 +232,13 @@ impl From<RejectsError> for super::RunError {
 /// The strings of a reject, in the order of a run file.
 fn strings(r: &Reject) -> [&String; 5] {
     [&r.file, &r.act_id, &r.column, &r.reason, &r.value]
+}
+
+/// About the bytes of a reject's line in `rejects.csv`: its strings, its row's digits, five
+/// delimiters and the line end (quotes, rare, not counted).
+fn csv_bytes(r: &Reject) -> u64 {
+    let strings: usize = strings(r).iter().map(|s| s.len()).sum();
+    (strings + r.row.max(1).ilog10() as usize + 1 + 6) as u64
 }
 
 /// The bytes of a reject's strings' buffers.
@@ -413,11 +430,16 @@ mod tests {
                 "{budget}: {} runs",
                 store.runs()
             );
+            let estimate = store.csv_bytes();
             assert_eq!(store.write(&out).unwrap(), 5_000);
             assert!(
                 std::fs::read(out.join("rejects.csv")).unwrap() == expected,
                 "budget {budget}"
             );
+            // The estimate leaves out the header and the quotes (of `c,d.csv`, a third).
+            let header = "file,row,act_id,column,reason,value\n".len() as u64;
+            let quotes = 2 * rejects.iter().filter(|r| r.file.contains(',')).count() as u64;
+            assert_eq!(estimate + header + quotes, expected.len() as u64);
             assert!(!folder.exists(), "{} left", folder.display());
         }
     }

@@ -261,6 +261,11 @@ impl<'a> Sink<'a> {
         self.totals_cpu.load(Ordering::Relaxed) / 1_000_000
     }
 
+    /// About the bytes of `rejects.csv` for the rejects so far.
+    pub(crate) fn rejects_csv_bytes(&self) -> u64 {
+        self.rejects.csv_bytes()
+    }
+
     /// The files the rejects held past their budget were sorted into so far.
     pub(crate) fn reject_files(&self) -> u64 {
         self.rejects.runs() as u64
