@@ -455,6 +455,40 @@ fn explain_explains_the_kept_row_of_a_repeated_id_and_names_the_rejected_one() {
     assert!(text.contains("amo_paid 99.40 rac 26.00"), "{text}");
 }
 
+/// Two acts of one patient rejected when computed: each is explained with its own reason and
+/// date (the patient's first rejection was shown for both), and exit 3, as an act rejected
+/// when read (it was 0).
+#[test]
+fn explain_gives_a_rejected_act_its_own_reason_and_exit_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts.csv");
+    std::fs::write(
+        &acts,
+        "act_id,patient_id,care_date,category,tariff\n\
+         F1,P01,2021-03-01,emergency_visit,30\n\
+         F2,P01,2021-06-01,emergency_visit,50\n\
+         F3,P01,2025-03-01,consultation,30\n",
+    )
+    .unwrap();
+    let acts = acts.display().to_string();
+    for (act, date) in [("F1", "2021-03-01"), ("F2", "2021-06-01")] {
+        let o = explain(act, &acts);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(3), "{text}");
+        assert_eq!(
+            text,
+            format!("act {act} is rejected: no_rule_at_date ({date} (fpu.amount))\n")
+        );
+    }
+    let o = explain("F3", &acts);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("act F3: consultation on 2025-03-01"),
+        "{text}"
+    );
+}
+
 #[test]
 fn counters_carry_the_caps_from_one_run_to_the_next() {
     // Split the demo acts at 2025-04-01 and chain the two runs: same rows as one run.

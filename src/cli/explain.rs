@@ -7,6 +7,8 @@
 //! The act is computed with all the patient's acts of the file (caps, groups and stays need
 //! them) and the opening counters, exactly as `compute` does. For an id on several rows, the
 //! row `compute` keeps (the first) is explained, after a note naming each rejected repeat.
+//! Exit 0 when the act is computed, 3 when it is rejected (when read or when computed), 2
+//! when no row has its id.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use clap::Args;
 
 use super::{Failure, InputArgs, load_rules};
 use crate::engine::explain_patient;
+use crate::model::Act;
 use crate::rules::RuleBook;
 
 /// Print each step of one act's computation.
@@ -67,7 +70,12 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     }
     let input = prepared.input(patient);
     let (result, trace) = explain_patient(&book, &input, &args.act_id);
-    print!("{}", render(&book, &args.act_id, &result, &trace));
+    print!(
+        "{}",
+        render(&book, &args.act_id, input.acts, &result, &trace)
+    );
+    // Rejected when computed (born after the act, no rule at its date): 3, as when read.
+    let computed = result.outcomes.iter().any(|o| o.act_id == args.act_id);
     if let Some(act) = input.acts.iter().find(|a| a.act_id == args.act_id)
         && !carried.is_empty()
     {
@@ -79,7 +87,7 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
             }
         }
     }
-    Ok(0)
+    Ok(if computed { 0 } else { 3 })
 }
 
 /// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`…): a quoted CSV cell may
@@ -96,10 +104,13 @@ fn escape_controls(text: &str) -> String {
         .collect()
 }
 
-/// The explanation as text: steps, result, then each parameter used with its source.
+/// The explanation as text: steps, result, then each parameter used with its source; or why
+/// the act was rejected. `acts` are the patient's, as computed (a rejection names its act by
+/// its index there).
 pub fn render(
     book: &RuleBook,
     act_id: &str,
+    acts: &[Act],
     result: &crate::engine::PatientResult,
     trace: &[String],
 ) -> String {
@@ -107,7 +118,7 @@ pub fn render(
     if let Some(rej) = result
         .rejected
         .iter()
-        .find(|_| !result.outcomes.iter().any(|o| o.act_id == act_id))
+        .find(|r| acts.get(r.index).is_some_and(|a| a.act_id == act_id))
     {
         let _ = writeln!(
             out,
