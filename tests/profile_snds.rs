@@ -375,3 +375,20 @@ fn a_quote_never_closed_fails_the_table_naming_its_row_and_column() {
     );
     assert!(error.starts_with(&expected), "{error}");
 }
+
+/// The referentials' rows rejected (an IR_IMB_R period ending before it starts) are other
+/// rows, not acts: the run counted "16 acts read" for 15 prestation rows.
+#[test]
+fn rejected_referential_rows_are_told_from_the_acts() {
+    let x = extract();
+    let acts = x.rejects.len() - x.other_rejects as usize;
+    assert_eq!((acts, x.other_rejects), (4, 1));
+    assert!(
+        x.rejects[..acts]
+            .iter()
+            .all(|r| r.file.ends_with("ER_PRS_F.csv"))
+    );
+    let other = &x.rejects[acts];
+    assert!(other.file.ends_with("IR_IMB_R.csv"), "{other:?}");
+    assert_eq!(other.reason, "end_before_start");
+}

@@ -163,7 +163,7 @@ impl InputArgs {
                     extract.beneficiaries,
                     extract.rights,
                     extract.rights_known,
-                    extract.rejects,
+                    (extract.rejects, extract.other_rejects),
                     files,
                 )?;
                 Ok((prepared, info))

@@ -220,7 +220,7 @@ pub fn from_parts(
     beneficiaries: Vec<Beneficiary>,
     rights: Vec<RightPeriod>,
     rights_known: bool,
-    rejects: Vec<Reject>,
+    (rejects, other_rejects): (Vec<Reject>, u64),
     files: Vec<(&'static str, String)>,
 ) -> Result<Prepared, RunError> {
     let mut by_id: HashMap<String, Beneficiary> = HashMap::default();
@@ -228,7 +228,7 @@ pub fn from_parts(
         by_id.entry(b.patient_id.clone()).or_insert(b);
     }
     let rights_by = group_rights(rights);
-    let read = (acts.len() + rejects.len()) as u64;
+    let read = (acts.len() + rejects.len()) as u64 - other_rejects;
     let rows = acts
         .into_iter()
         .enumerate()
@@ -251,6 +251,7 @@ pub fn from_parts(
         rights_known,
         act_files,
         rejects,
+        other_rejects,
         read,
         files,
         ..Prepared::default()

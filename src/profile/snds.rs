@@ -139,8 +139,11 @@ pub struct SndsExtract {
     pub rights_known: bool,
     /// Recorded PF, franchise and participation lines.
     pub deductions: Vec<RecordedDeduction>,
-    /// Rows that could not be mapped (SPEC §4 `rejects.csv` reasons).
+    /// Rows that could not be mapped (SPEC §4 `rejects.csv` reasons): the prestations',
+    /// then the referentials' (beneficiaries, rights).
     pub rejects: Vec<Reject>,
+    /// Rows of the referentials among `rejects` (the last ones): not acts.
+    pub other_rejects: u64,
     /// Rows left out on purpose, by reason (`DPN_QLF=71`, `excluded:cash_benefit`…).
     pub filtered: BTreeMap<String, u64>,
     /// Rights rows not turned into rights, by reason.
@@ -257,6 +260,7 @@ pub fn read_snds_acts(path: &Path) -> Result<SndsExtract, ProfileError> {
     let alsace = reader.alsace.clone();
     let cmu_days = std::mem::take(&mut reader.cmu_days);
     reader.finish(&mut out);
+    let act_rejects = out.rejects.len();
 
     // Beneficiaries.
     let mut beneficiaries: BTreeMap<String, Beneficiary> = BTreeMap::new();
@@ -313,6 +317,7 @@ pub fn read_snds_acts(path: &Path) -> Result<SndsExtract, ProfileError> {
     out.rights.sort_by(|a, b| {
         (&a.patient_id, a.right, a.start_date).cmp(&(&b.patient_id, b.right, b.start_date))
     });
+    out.other_rejects = (out.rejects.len() - act_rejects) as u64;
     Ok(out)
 }
 
