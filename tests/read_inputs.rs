@@ -7,7 +7,7 @@ use common::write_parquet;
 
 use arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, Float64Array,
-    Int32Array, Int64Array, StringArray,
+    Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::Int32Type;
 use chrono::NaiveDate;
@@ -699,6 +699,27 @@ fn parquet_wrong_type_names_file_and_column() {
         }
         other => panic!("{other:?}"),
     }
+    // A timestamp with a time zone: refused (its day depends on the zone), and said so (the
+    // message offered "a timestamp" while refusing one).
+    let zoned = dir.path().join("zoned.parquet");
+    let instants = TimestampMillisecondArray::from(vec![1_709_251_200_000]).with_timezone("UTC");
+    write_parquet(
+        &zoned,
+        vec![
+            ("act_id", Arc::new(StringArray::from(vec!["A"])) as ArrayRef),
+            ("patient_id", Arc::new(StringArray::from(vec!["P"]))),
+            ("care_date", Arc::new(instants)),
+            ("category", Arc::new(StringArray::from(vec!["biology"]))),
+            ("tariff", Arc::new(Float64Array::from(vec![1.0]))),
+        ],
+    );
+    let message = read_acts(&zoned, &opts()).unwrap_err().to_string();
+    assert!(
+        message.ends_with(
+            "column care_date has unsupported type Timestamp(ms, \"UTC\") (expected Date32, Date64, a timestamp without a time zone (its day is the date) or a string)"
+        ),
+        "{message}"
+    );
     // A required column absent from a Parquet file.
     let path = dir.path().join("short.parquet");
     write_parquet(

@@ -244,7 +244,9 @@ fn expected(kind: Kind) -> &'static str {
     match kind {
         Kind::Text => "a string or an integer",
         Kind::Code => "a string",
-        Kind::Date => "Date32, Date64, a timestamp or a string",
+        Kind::Date => {
+            "Date32, Date64, a timestamp without a time zone (its day is the date) or a string"
+        }
         Kind::Amount | Kind::Decimal => "Decimal128, Float64, an integer or a string",
         Kind::Int => "an integer",
         Kind::Bool => "Boolean",
