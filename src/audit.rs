@@ -357,7 +357,7 @@ impl DiscrepancyWriter {
             table: TableWriter::create(dir, format)?,
             held: Vec::new(),
             tally: Tally::default(),
-            md: dir.join("discrepancies.md"),
+            md: dir.join(crate::io::write::DISCREPANCIES_REPORT_FILE),
         })
     }
 

@@ -141,7 +141,7 @@ fn temp_dir(args: &ComputeArgs) -> Result<Option<PathBuf>, Failure> {
             args.out.display()
         )));
     }
-    if real.join("manifest.json").exists() {
+    if real.join(crate::io::write::MANIFEST_FILE).exists() {
         return Err(refuse(
             "holds a rac run's outputs (manifest.json), which a run replaces: give another folder",
         ));
@@ -210,9 +210,12 @@ fn audit_damir(args: &ComputeArgs) -> Result<i32, Failure> {
         std::fs::write(&path, text).map_err(|e| Failure::input(format!("{}: {e}", path.display())))
     };
     let markdown = report.render_markdown();
-    write("discrepancies.md", markdown.clone())?;
+    write(
+        crate::io::write::DISCREPANCIES_REPORT_FILE,
+        markdown.clone(),
+    )?;
     let json = report.to_json();
-    write("damir_report.json", format!("{json:#}\n"))?;
+    write(crate::io::write::DAMIR_REPORT_FILE, format!("{json:#}\n"))?;
     let manifest = serde_json::json!({
         "tool": "rac",
         "version": env!("CARGO_PKG_VERSION"),

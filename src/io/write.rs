@@ -565,7 +565,7 @@ fn check_replaceable(out: &Path) -> Result<(), WriteError> {
     if entries.is_empty() {
         return Ok(());
     }
-    if !out.join("manifest.json").is_file() {
+    if !out.join(MANIFEST_FILE).is_file() {
         return Err(WriteError::NotRacOutput {
             out: out.to_path_buf(),
         });
@@ -589,16 +589,27 @@ fn check_replaceable(out: &Path) -> Result<(), WriteError> {
     })
 }
 
-/// The files a run writes into its output folder (any command, any format, this version or
-/// an earlier one): the tables, the reports, the manifest.
+/// The manifest of a run, in its output folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// `rac audit`'s report of the discrepancies by cause, beside their table.
+pub const DISCREPANCIES_REPORT_FILE: &str = "discrepancies.md";
+/// `rac audit --profile damir`'s report, as JSON.
+pub const DAMIR_REPORT_FILE: &str = "damir_report.json";
+
+/// The files a run writes into its output folder (any command, any format): the tables
+/// (`rejects` always CSV), the reports, the manifest.
 fn is_output_name(name: &str) -> bool {
-    const TABLES: [&str; 5] = ["acts", "patients", "summary", "counters", "discrepancies"];
+    let tables = [
+        Outcome::TABLE,
+        PatientYear::TABLE,
+        SummaryRow::TABLE,
+        YearCounter::TABLE,
+        crate::audit::Discrepancy::TABLE,
+    ];
     match name.rsplit_once('.') {
-        Some((table, "parquet" | "csv")) if TABLES.contains(&table) => true,
-        _ => matches!(
-            name,
-            "rejects.csv" | "discrepancies.md" | "damir_report.json" | "manifest.json"
-        ),
+        Some((table, "parquet" | "csv")) if tables.contains(&table) => true,
+        Some((table, "csv")) => table == Reject::TABLE,
+        _ => [MANIFEST_FILE, DISCREPANCIES_REPORT_FILE, DAMIR_REPORT_FILE].contains(&name),
     }
 }
 
@@ -1808,7 +1819,7 @@ pub fn write_rejects_csv(dir: &Path, rejects: &[Reject]) -> Result<u64, WriteErr
 
 /// Writes `<dir>/manifest.json`: pretty JSON and a trailing newline.
 pub fn write_manifest(dir: &Path, manifest: &serde_json::Value) -> Result<(), WriteError> {
-    let path = dir.join("manifest.json");
+    let path = dir.join(MANIFEST_FILE);
     let file = File::create(&path).map_err(|e| WriteError::io("cannot create", &path, e))?;
     let mut out = BufWriter::new(file);
     serde_json::to_writer_pretty(&mut out, manifest).map_err(|source| WriteError::Json {

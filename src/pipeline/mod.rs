@@ -571,7 +571,7 @@ fn check_counter_years(
 /// misread. Returns the number of counter rows
 /// the manifest says its run wrote, if there is one.
 fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
-    let manifest = path.with_file_name("manifest.json");
+    let manifest = path.with_file_name(crate::io::write::MANIFEST_FILE);
     if let Ok(text) = std::fs::read_to_string(&manifest) {
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             RunError::Usage(format!("{}: not a rac manifest: {e}", manifest.display()))
