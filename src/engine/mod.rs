@@ -60,6 +60,8 @@ pub mod rule_ids {
     pub const FRANCHISE_LINE_CAP: &str = "franchise.line_cap";
     /// The out-of-pathway majoration (RULES §2, §7.2).
     pub const MAJORATION: &str = "pathway.majoration";
+    /// No forfait patient urgences: the emergency visit was followed by a stay (RULES §4).
+    pub const FPU_FOLLOWED_BY_STAY: &str = "fpu.followed_by_stay";
 }
 
 /// Rejection reasons the engine can give.
@@ -532,9 +534,20 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// RULES §4 FPU: an emergency visit is at 100 % minus the forfait patient urgences.
+    /// RULES §4 FPU: an emergency visit is at 100 % minus the forfait patient urgences, which
+    /// is the fee of a visit *not followed by a stay*. A visit that belongs to a stay (a
+    /// `stay_id`, or an `inpatient` line) was followed by one: no FPU, the patient's part is
+    /// the stay's (its copayment or 24 € fee, its forfaits journaliers).
     fn emergency_fee(&mut self, line: &mut Line) -> Result<(), RuleError> {
         if line.act.category != Category::EmergencyVisit {
+            return Ok(());
+        }
+        if line.act.stay_id.is_some() || line.act.setting == Setting::Inpatient {
+            line.rules.push(rule_ids::FPU_FOLLOWED_BY_STAY);
+            self.note(line, || {
+                "FPU: none, the visit was followed by a stay (stay_id or inpatient; RULES §4)"
+                    .to_string()
+            });
             return Ok(());
         }
         let fee_param = match situation::fpu_level(line.situation) {

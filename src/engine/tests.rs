@@ -760,6 +760,35 @@ fn emergency_visit_fpu_full_reduced_none_and_before_2022() {
 }
 
 #[test]
+fn emergency_visit_followed_by_a_stay_bears_no_fpu() {
+    let mut visit = act("u1", "2025-03-01", Category::EmergencyVisit, dec!(50));
+    visit.stay_id = Some("s1".into());
+    let stay = {
+        let mut s = act("u2", "2025-03-01", Category::HospitalStay, dec!(300));
+        s.stay_id = Some("s1".into());
+        s.setting = Setting::Inpatient;
+        s
+    };
+    let out = Case::new().run(&[visit.clone(), stay]);
+    assert_eq!(out[0].flat_fee, z());
+    assert_eq!((out[0].amo_paid, out[0].rac), (dec!(50), z()));
+    assert_eq!(
+        out[0].rules.as_slice(),
+        ["rate.emergency_visit", rule_ids::FPU_FOLLOWED_BY_STAY]
+    );
+    assert_eq!(out[1].pal, dec!(24), "the stay bears its own fee");
+    // An inpatient line without a stay id was followed by a stay too.
+    let mut inpatient = visit.clone();
+    inpatient.stay_id = None;
+    inpatient.setting = Setting::Inpatient;
+    assert_eq!(Case::new().one(inpatient).flat_fee, z());
+    // The control: the same visit, ambulatory and in no stay, bears the FPU.
+    let mut alone = visit;
+    alone.stay_id = None;
+    assert_eq!(Case::new().one(alone).flat_fee, dec!(19.61));
+}
+
+#[test]
 fn care_before_birth_is_rejected_and_the_rest_computed() {
     let r = Case::new().born("2025-01-01").result(&[
         act("a", "2024-12-31", Category::Consultation, dec!(30)),
