@@ -1099,6 +1099,56 @@ fn bad_rows_are_rejected_with_file_row_and_column_and_never_lost() {
 }
 
 #[test]
+fn amounts_too_large_for_the_outputs_are_rejected_not_a_failed_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts.csv");
+    let max = "79228162514264337593543950335";
+    std::fs::write(
+        &acts,
+        format!(
+            "act_id,patient_id,care_date,category,tariff,quantity,coefficient,practitioner_id\n\
+             A1,P1,2025-03-01,consultation,30.00,1,,D1\n\
+             A2,P1,2025-03-01,medical_act,999999999999.99,100000,,D1\n\
+             A3,P1,2025-03-02,medical_act,10.00,1,{max},D1\n\
+             A4,P1,2025-03-02,medical_act,10.00,1,{max},D1\n\
+             A5,P1,2025-03-03,medical_act,1000000.00,1000000,,D1\n\
+             A6,P1,2025-03-03,medical_act,10.00,1,1000000000000,D1\n"
+        ),
+    )
+    .unwrap();
+    let (o, out, _tmp) = compute_bad(acts.to_str().unwrap());
+    // Exit 3, not 1 (the base did not fit the outputs) nor 101 (the coefficients' sum
+    // overflowed).
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rejects: Vec<(String, String, String)> =
+        csv::Reader::from_reader(read(out.join("rejects.csv")).as_bytes())
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[2].to_string(), r[3].to_string(), r[4].to_string())
+            })
+            .collect();
+    let reject = |id: &str, column: &str| (id.into(), column.into(), "out_of_range".into());
+    assert_eq!(
+        rejects,
+        [
+            reject("A2", "tariff"),
+            reject("A3", "coefficient"),
+            reject("A4", "coefficient"),
+        ]
+    );
+    // 10^12 € (1 000 000 × 1 000 000) and a coefficient of 10^12 are the largest accepted.
+    let lines = read(out.join("acts.csv"));
+    assert_eq!(lines.lines().count(), 1 + 3, "{lines}");
+    assert!(lines.contains("A5,P1,2025-03-03,medical_act,1000000,1000000000000.00,"));
+}
+
+#[test]
 fn unreadable_files_exit_1_with_the_file_named_and_nothing_written() {
     for (file, message) in [
         ("empty.csv", "empty.csv"),

@@ -337,6 +337,35 @@ fn a_folder_without_prestations_or_a_table_without_its_columns_is_refused() {
 }
 
 #[test]
+fn an_amount_past_the_canonical_range_is_rejected_not_a_panic() {
+    // Claim 1001's first line with its base, then its complementary base, at Decimal::MAX:
+    // their sum overflowed.
+    let (tmp, prestations, text) = fixtures_copy();
+    let line = "AAA;1;1980;0;2025-01-15;;;1110;1;1;;30;21;0;0;";
+    assert!(text.contains(line));
+    let max = "79228162514264337593543950335";
+    let huge = line.replace(";;30;21;0;0;", &format!(";;{max};21;{max};0;"));
+    std::fs::write(&prestations, text.replacen(line, &huge, 1)).unwrap();
+    let x = read_snds_acts(tmp.path()).unwrap();
+    let reject = x
+        .rejects
+        .iter()
+        .find(|r| r.row == 1)
+        .expect("the line is rejected");
+    assert_eq!(
+        (
+            reject.column.as_str(),
+            reject.reason.as_str(),
+            reject.value.as_str()
+        ),
+        ("BSE_REM_BSE", "out_of_range", max)
+    );
+    let first = "2025-04-01:2025-03-28:1:751:1:01C751001:1001:1:0";
+    assert!(x.acts.iter().all(|a| a.act_id != first));
+    assert!(extract().acts.iter().any(|a| a.act_id == first));
+}
+
+#[test]
 fn a_quantity_past_the_canonical_range_is_rejected() {
     // The fixtures with claim 1001's first line (a G consultation) at 5 billion units.
     let (tmp, prestations, text) = fixtures_copy();

@@ -43,7 +43,7 @@ mod records;
 mod values;
 
 pub use records::{ActKey, PatientKey, QUANTITY_RANGE};
-pub use values::{MAX_CENTS, MAX_VALUE_CHARS, RejectReason};
+pub use values::{MAX_CENTS, MAX_VALUE_CHARS, RejectReason, within_amount_range};
 
 use crate::model::{Act, Beneficiary, Reject, RightPeriod, YearCounter};
 use csv_source::CsvSource;

@@ -40,6 +40,7 @@ use crate::engine::category::{is_daily_fee, subject_to_pathway};
 use crate::engine::round_cents;
 use crate::engine::situation::{exempts_daily_fee, keeps_drug_rate};
 use crate::io::read::csv_source::{QuoteScan, field_name, unclosed_quote};
+use crate::io::read::within_amount_range;
 use crate::model::{Category, InsuranceNature, Pathway, Situation};
 use crate::rules::{Param, RuleBook, Scalar, Snapshot};
 
@@ -1866,8 +1867,12 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn read_row(number: u64, f: &Fields) -> Result<Row, String> {
-    let amount =
-        |c: &str| parse_amount(f.get(c)).map_err(|v| format!("column {c}: `{v}` is not a number"));
+    // Amounts and counts past 10^12 are no real line, and their products would overflow.
+    let amount = |c: &str| match parse_amount(f.get(c)) {
+        Ok(v) if v.is_none_or(within_amount_range) => Ok(v),
+        Ok(_) => Err(format!("column {c}: `{}` is out of range", f.get(c))),
+        Err(v) => Err(format!("column {c}: `{v}` is not a number")),
+    };
     let required = |c: &str| -> Result<Decimal, String> {
         amount(c)?.ok_or_else(|| format!("column {c} is empty"))
     };
@@ -1968,6 +1973,25 @@ mod tests {
             "{}",
             r.lines[1].explanation
         );
+    }
+
+    #[test]
+    fn amounts_past_the_range_make_a_line_unreadable_not_a_panic() {
+        let max = "79228162514264337593543950335";
+        // A base of Decimal::MAX, then a quantity of Decimal::MAX: both overflowed a product.
+        let r = audit(&format!(
+            "202501;1110;1;1;30;0;{max};21;70;0;2025;01;10;0;0;0;0;1;\n\
+             202501;1110;{max};1;30;0;30;21;70;0;2025;01;10;0;0;0;0;1;\n\
+             202501;1110;1;1;30;0;30;21;70;0;2025;01;10;0;0;0;0;1;\n"
+        ));
+        for (line, column) in [(0, "PRS_REM_BSE"), (1, "PRS_ACT_QTE")] {
+            assert_eq!(r.lines[line].class, LineClass::Unreadable);
+            assert_eq!(
+                r.lines[line].explanation,
+                format!("column {column}: `{max}` is out of range")
+            );
+        }
+        assert_eq!(r.lines[2].verdict, Verdict::Reproduced);
     }
 
     #[test]

@@ -79,8 +79,8 @@ use chrono::{Datelike, Months, NaiveDate};
 use rust_decimal::Decimal;
 
 use crate::engine::category::{FranchiseKind, bears_pf, franchise_kind, in_pal_group};
-use crate::io::read::QUANTITY_RANGE;
 use crate::io::read::csv_source::{QuoteScan, field_name, unclosed_quote};
+use crate::io::read::{QUANTITY_RANGE, within_amount_range};
 use crate::model::{
     Act, Beneficiary, Category, Id, InsuranceNature, Pathway, Regime, Reject, RightKind,
     RightPeriod, Setting,
@@ -666,11 +666,18 @@ impl<'m> PrestationReader<'m> {
         // Amounts.
         let mut bad = None;
         let mut amount = |column: &str| -> Decimal {
+            // As in the canonical acts, an amount past 10^12 € is no real line (and its sums
+            // would not fit the outputs).
             match parse_amount(row.get(column)) {
-                Ok(v) => v.unwrap_or_default(),
-                Err(v) => {
+                Ok(v) if v.is_none_or(within_amount_range) => v.unwrap_or_default(),
+                found => {
                     if bad.is_none() {
-                        bad = Some((column.to_string(), v));
+                        let reason = if found.is_ok() {
+                            "out_of_range"
+                        } else {
+                            "bad_decimal"
+                        };
+                        bad = Some((column.to_string(), row.get(column).to_string(), reason));
                     }
                     Decimal::ZERO
                 }
@@ -687,8 +694,8 @@ impl<'m> PrestationReader<'m> {
             .find(|c| !c.is_zero());
         let expense = parse_amount(row.get("PRS_PAI_MNT")).ok().flatten();
         let nbr = parse_amount(row.get("PRS_ACT_NBR")).ok().flatten();
-        if let Some((column, value)) = bad {
-            self.reject(file, number, &act_id, &column, "bad_decimal", &value);
+        if let Some((column, value, reason)) = bad {
+            self.reject(file, number, &act_id, &column, reason, &value);
             return;
         }
         let negative = qte.is_sign_negative() || base.is_sign_negative();

@@ -189,7 +189,9 @@ fn opt_decimal<R: Row + ?Sized>(row: &R, slot: usize, opts: &ReadOptions) -> Con
         _ => Err(RejectReason::BadDecimal),
     }
     .map_err(|reason| bad(slot, reason))?;
-    if value.is_sign_negative() && !value.is_zero() {
+    if (value.is_sign_negative() && !value.is_zero())
+        || value > Decimal::from(values::MAX_COEFFICIENT)
+    {
         return Err(bad(slot, RejectReason::OutOfRange));
     }
     Ok(Some(value))
@@ -314,21 +316,28 @@ impl Table for Act {
         if end_date.is_some_and(|end| end < care_date) {
             return Err(bad(END_DATE, RejectReason::EndBeforeStart));
         }
+        let category = req_code(
+            row,
+            CATEGORY,
+            Category::parse,
+            RejectReason::UnknownCategory,
+        )?;
+        let tariff = req_amount(row, TARIFF, opts, false)?;
+        // In QUANTITY_RANGE: a u32.
+        let quantity =
+            opt_int(row, QUANTITY, QUANTITY_RANGE.0, QUANTITY_RANGE.1)?.map_or(1, |q| q as u32);
+        // Each is in range, their product (the base) must be too: the outputs hold it.
+        if !values::within_amount_range(tariff * Decimal::from(quantity)) {
+            return Err(bad(TARIFF, RejectReason::OutOfRange));
+        }
         Ok(Act {
             act_id,
             patient_id,
             care_date,
             end_date,
-            category: req_code(
-                row,
-                CATEGORY,
-                Category::parse,
-                RejectReason::UnknownCategory,
-            )?,
-            tariff: req_amount(row, TARIFF, opts, false)?,
-            // In QUANTITY_RANGE: a u32.
-            quantity: opt_int(row, QUANTITY, QUANTITY_RANGE.0, QUANTITY_RANGE.1)?
-                .map_or(1, |q| q as u32),
+            category,
+            tariff,
+            quantity,
             billed: opt_amount(row, BILLED, opts, false)?,
             coefficient: opt_decimal(row, COEFFICIENT, opts)?,
             code: opt_id(row, CODE)?,

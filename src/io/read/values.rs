@@ -75,6 +75,17 @@ impl std::fmt::Display for RejectReason {
 /// overflow, whatever the number of rows.
 pub const MAX_CENTS: i64 = 100_000_000_000_000;
 
+/// Whether an amount computed from accepted values (a line's `tariff × quantity`, an SNDS
+/// line's summed columns) is within [`MAX_CENTS`] too: each output line then fits the
+/// outputs' 16 integer digits with room for the sums of 10 000 such lines.
+pub fn within_amount_range(amount: Decimal) -> bool {
+    amount.abs() <= cents_decimal(MAX_CENTS)
+}
+
+/// The largest accepted `coefficient` (the 24 € fee's threshold is 60): as large as an
+/// amount, so that the sums of a group's coefficients never overflow.
+pub const MAX_COEFFICIENT: i64 = MAX_CENTS / 100;
+
 /// Days from 0001-01-01 (CE day 1) to 1970-01-01.
 const UNIX_EPOCH_FROM_CE: i64 = 719_163;
 
