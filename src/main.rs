@@ -47,7 +47,7 @@ fn main() {
     let code = match rac::cli::run(cli) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("{}", failure.line());
+            rac::cli::write_err(format_args!("{}", failure.line()));
             failure.code
         }
     };
@@ -64,7 +64,7 @@ fn refuse_arguments(error: clap::Error) -> ! {
         let message = rendered.trim().trim_start_matches("error: ");
         let json = rac::cli::asks_for_json_logs(std::env::args_os().skip(1));
         let failure = Failure::usage(message).logged_as_json(json);
-        eprintln!("{}", failure.line());
+        rac::cli::write_err(format_args!("{}", failure.line()));
         std::process::exit(failure.code);
     }
     error.exit()

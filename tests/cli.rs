@@ -1148,6 +1148,63 @@ fn amounts_too_large_for_the_outputs_are_rejected_not_a_failed_run() {
     assert!(lines.contains("A5,P1,2025-03-03,medical_act,1000000,1000000000000.00,"));
 }
 
+/// Runs rac with its standard output and error pipes whose readers are gone before it
+/// writes: every write then fails (`EPIPE`).
+fn rac_with_readers_gone(args: &[&str]) -> std::process::ExitStatus {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rac"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rac runs");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    child.wait().unwrap()
+}
+
+#[test]
+fn a_log_or_report_reader_gone_costs_no_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (acts, bens, rights) = (
+        demo("acts.csv"),
+        demo("beneficiaries.csv"),
+        demo("rights.csv"),
+    );
+    for logs in ["text", "json"] {
+        let out = tmp.path().join(logs);
+        let o = out.to_str().unwrap();
+        let status = rac_with_readers_gone(&[
+            "compute",
+            "--acts",
+            &acts,
+            "--beneficiaries",
+            &bens,
+            "--rights",
+            &rights,
+            "--out",
+            o,
+            "--log-format",
+            logs,
+            "--progress",
+            "--format",
+            "csv",
+        ]);
+        // Exit 101 (a panic on the failed log line) before.
+        assert_eq!(status.code(), Some(0), "--log-format {logs}");
+        assert_eq!(
+            read(out.join("acts.csv")),
+            read(demo("expected_acts.csv")),
+            "--log-format {logs}"
+        );
+    }
+    // Reports on standard output: `rac rules | head -1`.
+    let status = rac_with_readers_gone(&["rules", "--date", "2025-01-01"]);
+    assert_eq!(status.code(), Some(0));
+    let status = rac_with_readers_gone(&["validate", "--acts", &acts, "--beneficiaries", &bens]);
+    assert_eq!(status.code(), Some(0));
+}
+
 #[test]
 fn unreadable_files_exit_1_with_the_file_named_and_nothing_written() {
     for (file, message) in [

@@ -236,7 +236,7 @@ fn audit_damir(args: &ComputeArgs) -> Result<i32, Failure> {
         .commit()
         .map_err(|e| Failure::input(e.to_string()))?;
     if !args.quiet {
-        print!("{markdown}");
+        out!("{markdown}");
     }
     Ok(0)
 }
@@ -407,10 +407,10 @@ impl Logger {
             for (k, v) in counts {
                 obj.insert((*k).into(), (*v).into());
             }
-            eprintln!("{}", serde_json::Value::Object(obj));
+            errln!("{}", serde_json::Value::Object(obj));
         } else if self.progress || step == "done" {
             let t = self.started.elapsed().as_secs_f64();
-            eprintln!("rac: [{t:7.2}s] {message}");
+            errln!("rac: [{t:7.2}s] {message}");
         }
     }
 }

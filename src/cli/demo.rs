@@ -77,14 +77,14 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
         carried: Default::default(),
     };
     let summary = pipeline::execute(&book, &prepared, &opts, started)?;
-    print!("{}", render(&summary.summary));
-    println!(
+    out!("{}", render(&summary.summary));
+    outln!(
         "\n{} acts computed, {} rejected; outputs in {}",
         summary.computed,
         summary.rejected,
         out.display()
     );
-    println!(
+    outln!(
         "try: rac explain --act-id A0105 --acts {} --beneficiaries {} --rights {}",
         inputs.acts.display(),
         inputs.beneficiaries.display(),

@@ -50,9 +50,14 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     });
     let Some((patient, origin)) = kept else {
         if let Some(r) = rejected.clone().next() {
-            println!(
+            outln!(
                 "act {} was rejected: {} (file {}, row {}, column {}, value `{}`)",
-                r.act_id, r.reason, r.file, r.row, r.column, r.value
+                r.act_id,
+                r.reason,
+                r.file,
+                r.row,
+                r.column,
+                r.value
             );
             return Ok(3);
         }
@@ -63,14 +68,19 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
         )));
     };
     for r in rejected {
-        println!(
+        outln!(
             "note: another row of act {} was rejected: {} (file {}, row {}); the row explained is row {} of {}",
-            r.act_id, r.reason, r.file, r.row, origin.row, prepared.act_files[origin.file as usize]
+            r.act_id,
+            r.reason,
+            r.file,
+            r.row,
+            origin.row,
+            prepared.act_files[origin.file as usize]
         );
     }
     let input = prepared.input(patient);
     let (result, trace) = explain_patient(&book, &input, &args.act_id);
-    print!(
+    out!(
         "{}",
         render(&book, &args.act_id, input.acts, &result, &trace)
     );
@@ -79,11 +89,11 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     if let Some(act) = input.acts.iter().find(|a| a.act_id == args.act_id)
         && !carried.is_empty()
     {
-        println!("carried columns:");
+        outln!("carried columns:");
         for (name, value) in carried.iter().zip(act.carried.values()) {
             match value {
-                Some(text) => println!("  {name} = {}", escape_controls(text)),
-                None => println!("  {name} = (empty)"),
+                Some(text) => outln!("  {name} = {}", escape_controls(text)),
+                None => outln!("  {name} = (empty)"),
             }
         }
     }

@@ -55,7 +55,7 @@ pub fn run(args: GenerateArgs) -> Result<i32, Failure> {
     };
     let started = std::time::Instant::now();
     let stats = generate(&opts, &args.out).map_err(|e| Failure::input(e.to_string()))?;
-    eprintln!(
+    errln!(
         "rac: generated {} acts, {} patients, {} rights in {} ({:.1} s)",
         stats.acts,
         stats.patients,

@@ -1,5 +1,21 @@
 //! The command line: one file per subcommand, each starting with what `--help` prints.
 
+/// `print!` for a command's report on standard output, in a function that returns
+/// `Result<_, Failure>`: see [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*))? };
+}
+
+/// `println!` for a command's report on standard output: see [`write_out`].
+macro_rules! outln {
+    ($($arg:tt)*) => { out!("{}\n", format_args!($($arg)*)) };
+}
+
+/// `eprintln!` for the logs: see [`write_err`].
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::cli::write_err(format_args!($($arg)*)) };
+}
+
 pub mod compute;
 pub mod demo;
 pub mod explain;
@@ -147,7 +163,7 @@ impl InputArgs {
                     .map(|(column, code, n)| serde_json::json!({"column": column, "code": code, "lines": n}))
                     .collect();
                 for (column, code, n) in extract.unmapped.entries() {
-                    eprintln!("rac: snds: {column} = {code} not mapped ({n} lines, rejected)");
+                    errln!("rac: snds: {column} = {code} not mapped ({n} lines, rejected)");
                 }
                 let info = serde_json::json!({
                     "profile": "snds",
@@ -237,6 +253,29 @@ impl Failure {
             text_line(&self.message)
         }
     }
+}
+
+/// Writes a command's report to standard output. A reader that went away (`rac rules | head
+/// -3`) is no failure: the rest is dropped, as a filter's output is, and the command ends with
+/// its own exit code. Any other error (a full disk behind `>`) fails it, exit 1: a report cut
+/// short must not pass for a whole one.
+pub(crate) fn write_out(text: std::fmt::Arguments) -> Result<(), Failure> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_fmt(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::input(format!(
+            "cannot write to standard output: {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes a log line to standard error. A log reader that went away (`2>&1 | head`, a
+/// collector restarting) or a full log disk loses the line, never the run: without this a
+/// run died on its next line (exit 101, `failed printing to stderr`), outputs unwritten.
+pub fn write_err(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
 }
 
 /// `rac: <message>` as the last line, whatever the message: the lines after a message's first

@@ -39,7 +39,7 @@ pub fn run(args: RulesArgs) -> Result<i32, Failure> {
             at_date(&book, date)
         }
     };
-    print!("{text}");
+    out!("{text}");
     Ok(0)
 }
 

@@ -31,7 +31,7 @@ pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     // contract; they need the patients' data but write nothing.
     let computed = pipeline::compute(&book, &prepared);
     for r in &computed.rejects {
-        println!(
+        outln!(
             "{}:{}: column `{}`: {} (value `{}`{})",
             r.file,
             r.row,
@@ -45,7 +45,7 @@ pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
             }
         );
     }
-    println!(
+    outln!(
         "{} act rows read, {} valid, {} problem(s)",
         computed.read,
         computed.outcomes.len(),
