@@ -495,6 +495,16 @@ fn parse_definition(origin: &str, param: Param, rp: RawParam) -> Result<Definiti
         if unit == Unit::Eur && value.scale() > 2 && value.round_dp(2) != value {
             return Err(invalid(format!("amount {text} has more than 2 decimals")));
         }
+        // Days, years and the PF's count per day are whole: 2.5 would be used as 2. (The
+        // coefficient threshold, a count too, is compared with decimal coefficients.)
+        let whole = matches!(unit, Unit::Days | Unit::Years)
+            || param == Param::from(Scalar::PfDailyMaxCount);
+        if whole && !value.fract().is_zero() {
+            return Err(invalid(format!(
+                "value {text} is not a whole number (unit `{}`)",
+                unit.as_str()
+            )));
+        }
         if to.is_some_and(|to| to < from) {
             return Err(invalid(format!("value from {from} ends before it starts")));
         }
@@ -701,6 +711,14 @@ values = [ { from = "2005-01-01", to = "2005-12-31", value = "1.00", reference =
                 "[[parameter]]\nid = \"pf.amount\"\nunit = \"euros\"\nvalues = [{from = \"2024-01-01\", value = \"1\", reference = \"x\"}]",
                 "unknown unit",
             ),
+            (
+                "[[parameter]]\nid = \"pf.daily_max_count\"\nunit = \"count\"\nvalues = [{from = \"2024-01-01\", value = \"2.5\", reference = \"x\"}]",
+                "value 2.5 is not a whole number (unit `count`)",
+            ),
+            (
+                "[[parameter]]\nid = \"pathway.min_age\"\nunit = \"years\"\nvalues = [{from = \"2024-01-01\", value = \"15.5\", reference = \"x\"}]",
+                "value 15.5 is not a whole number (unit `years`)",
+            ),
             ("not toml at all [", "not a valid parameter file"),
             // The PF amount in percent: 2 would have been read as 2 €.
             (
@@ -708,6 +726,9 @@ values = [ { from = "2005-01-01", to = "2005-12-31", value = "1.00", reference =
                 "parameter `pf.amount`: unit `percent` where the definition it replaces (built-in) is in `EUR`",
             ),
         ];
+        // The coefficient threshold is compared with decimal coefficients: 59.5 is a value.
+        let half = "[[parameter]]\nid = \"pal.coefficient_threshold\"\nunit = \"count\"\nvalues = [{from = \"2011-03-01\", value = \"59.5\", reference = \"x\"}]";
+        assert!(RuleBook::with_overlay("s.toml", half).is_ok());
         for (text, expected) in cases {
             let err = RuleBook::with_overlay("s.toml", text)
                 .unwrap_err()
