@@ -119,6 +119,13 @@ pub struct GenerateStats {
 pub enum GenerateError {
     #[error("invalid generate options: {0}")]
     InvalidOptions(String),
+    /// The output folder cannot be made (a file there, no permission).
+    #[error("--out {}: cannot make the folder: {source}", path.display())]
+    OutDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -152,7 +159,10 @@ pub struct Dataset {
 /// options give the same bytes, whatever the number of threads.
 pub fn generate(opts: &GenerateOptions, out_dir: &Path) -> Result<GenerateStats, GenerateError> {
     let ctx = Ctx::new(opts)?;
-    fs::create_dir_all(out_dir).map_err(io_error(out_dir))?;
+    fs::create_dir_all(out_dir).map_err(|source| GenerateError::OutDir {
+        path: out_dir.to_path_buf(),
+        source,
+    })?;
     let result = write_dataset(&ctx, opts, out_dir);
     if result.is_err() {
         // Best effort: leave no partial file behind.

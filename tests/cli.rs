@@ -334,6 +334,31 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown parameter `pf.nope`"));
     assert!(!out.exists(), "nothing written on a usage error");
+    // An output folder under a file (exit 1 before), and generate's options out of range and
+    // its --out a file (all exit 1 before).
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, "x").unwrap();
+    let under = file.join("sub");
+    assert_eq!(compute(&under, &[]).status.code(), Some(2));
+    let file = file.to_str().unwrap();
+    let gen_out = tmp.path().join("g");
+    let gen_out = gen_out.to_str().unwrap();
+    for args in [
+        &["--patients", "0", "--out", gen_out][..],
+        &["--months", "0", "--out", gen_out],
+        &["--start", "9999-01-01", "--out", gen_out],
+        &["--out", file],
+    ] {
+        let mut all = vec!["generate", "--acts", "10"];
+        all.extend_from_slice(args);
+        let o = rac(&all);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use clap::Args;
 
 use super::Failure;
-use crate::generate::{GenFormat, GenerateOptions, generate};
+use crate::generate::{GenFormat, GenerateError, GenerateOptions, generate};
 
 /// Write a synthetic data set of a given size and seed.
 #[derive(Debug, Args)]
@@ -54,7 +54,13 @@ pub fn run(args: GenerateArgs) -> Result<i32, Failure> {
         months: args.months,
     };
     let started = std::time::Instant::now();
-    let stats = generate(&opts, &args.out).map_err(|e| Failure::input(e.to_string()))?;
+    // Options out of range and an --out that cannot be a folder are the caller's to fix: 2.
+    let stats = generate(&opts, &args.out).map_err(|e| match e {
+        GenerateError::InvalidOptions(_) | GenerateError::OutDir { .. } => {
+            Failure::usage(e.to_string())
+        }
+        _ => Failure::input(e.to_string()),
+    })?;
     errln!(
         "rac: generated {} acts, {} patients, {} rights in {} ({:.1} s)",
         stats.acts,

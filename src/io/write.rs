@@ -335,8 +335,21 @@ impl Staging {
         };
         let parent = parent_of(out);
         if !parent.as_os_str().is_empty() {
-            fs::create_dir_all(parent)
-                .map_err(|e| WriteError::io("cannot create folder", parent, e))?;
+            fs::create_dir_all(parent).map_err(|e| {
+                use io::ErrorKind::{AlreadyExists, NotADirectory};
+                // A file where a folder of the path should be (`--out afile/sub`): a
+                // configuration error, as `--out afile` is.
+                if matches!(e.kind(), AlreadyExists | NotADirectory) {
+                    WriteError::OutNotWritable {
+                        out: out.to_path_buf(),
+                        action: "cannot create folder",
+                        path: parent.to_path_buf(),
+                        source: e,
+                    }
+                } else {
+                    WriteError::io("cannot create folder", parent, e)
+                }
+            })?;
         }
         check_replaceable(out)?;
 
