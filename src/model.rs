@@ -304,6 +304,59 @@ pub struct YearCounter {
     pub pf_cap_reached_on: Option<NaiveDate>,
     /// Day the franchise annual cap was reached, if it was.
     pub franchise_cap_reached_on: Option<NaiveDate>,
+    /// Stays begun this year and not charged the 24 € fee, with their lines' sums so far,
+    /// sorted by stay id: a later run judges the stay on all its lines (SPEC §2, counters;
+    /// format 3).
+    pub open_stays: Vec<(String, StaySums)>,
+}
+
+/// What a later run needs of a stay's lines of earlier runs, while the stay is not charged
+/// the 24 € fee (RULES §4, §7.3).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StaySums {
+    /// Summed bases of the stay's flat-fee group (its inpatient lines of the group's
+    /// categories), against the fee's tariff threshold.
+    pub bases: Decimal,
+    /// Summed coefficients of those lines, against the coefficient threshold.
+    pub coefficients: Decimal,
+    /// The stay's copayment: `base − amo_gross` of its lines other than `daily_fee*`.
+    pub copayment: Decimal,
+    /// Its forfaits journaliers: `base − amo_gross` of its `daily_fee*` lines, before the
+    /// imputation.
+    pub daily_fees: Decimal,
+    /// The group's line that would bear the fee first (its base and `act_id`): the largest
+    /// base of a line that pays it, ties to the smallest `act_id` (RULES §4).
+    pub payer: Option<(Decimal, String)>,
+}
+
+impl StaySums {
+    pub fn add(&mut self, other: &StaySums) {
+        self.bases += other.bases;
+        self.coefficients += other.coefficients;
+        self.copayment += other.copayment;
+        self.daily_fees += other.daily_fees;
+        if let Some((base, act_id)) = &other.payer {
+            self.offer_payer(*base, act_id);
+        }
+    }
+
+    /// Keeps the line of `base` and `act_id` as the payer if it bears the fee before the one
+    /// kept.
+    pub fn offer_payer(&mut self, base: Decimal, act_id: &str) {
+        if self
+            .payer
+            .as_ref()
+            .is_none_or(|(b, a)| pays_before((base, act_id), (*b, a)))
+        {
+            self.payer = Some((base, act_id.to_owned()));
+        }
+    }
+}
+
+/// Whether the line of `(base, act_id)` bears a group's flat fee before the line of `other`:
+/// the larger base first, ties to the smaller `act_id` (RULES §4).
+pub fn pays_before(line: (Decimal, &str), other: (Decimal, &str)) -> bool {
+    line.0 > other.0 || (line.0 == other.0 && line.1 < other.1)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,6 +397,56 @@ pub fn write_dated(out: &mut String, dated: &[(String, NaiveDate)]) {
         write_escaped(out, id);
         let _ = write!(out, "={}", date.format("%Y-%m-%d"));
     }
+}
+
+/// Appends `stays` to `out` as a counter's [`YearCounter::open_stays`] is written:
+/// `id=bases/coefficients/copayment/daily_fees`, then `/base/act_id` of the payer if there is
+/// one, the ids escaped, joined by `;`.
+pub fn write_stay_sums(out: &mut String, stays: &[(String, StaySums)]) {
+    use std::fmt::Write as _;
+    for (i, (id, s)) in stays.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        write_escaped(out, id);
+        let _ = write!(
+            out,
+            "={}/{}/{}/{}",
+            s.bases.normalize(),
+            s.coefficients.normalize(),
+            s.copayment.normalize(),
+            s.daily_fees.normalize()
+        );
+        if let Some((base, act_id)) = &s.payer {
+            let _ = write!(out, "/{}/", base.normalize());
+            write_escaped(out, act_id);
+        }
+    }
+}
+
+/// Reads what [`write_stay_sums`] writes; `None` if an entry has no id, or not four decimals
+/// after its `=`, then nothing or a payer's base and `act_id` (which may hold a `/`).
+pub fn parse_stay_sums(text: &str) -> Option<Vec<(String, StaySums)>> {
+    entries(text, true)?
+        .into_iter()
+        .map(|(id, sums)| {
+            let sums = sums?;
+            let mut fields = sums.splitn(6, '/');
+            let mut next = || fields.next()?.parse::<Decimal>().ok();
+            let mut parsed = StaySums {
+                bases: next()?,
+                coefficients: next()?,
+                copayment: next()?,
+                daily_fees: next()?,
+                payer: None,
+            };
+            if let Some(base) = fields.next() {
+                let act_id = fields.next().filter(|a| !a.is_empty())?;
+                parsed.payer = Some((base.parse().ok()?, act_id.to_owned()));
+            }
+            (!id.is_empty()).then_some((id, parsed))
+        })
+        .collect()
 }
 
 /// The entries of `text`, split at its unescaped `;` (empty entries skipped) and unescaped:

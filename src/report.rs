@@ -733,6 +733,7 @@ mod tests {
                 pf_cap_reached_on: Some(date(2024, 1, 20)),
                 franchise_cap_reached_on: None,
                 stay_starts: vec![],
+                open_stays: vec![],
             },
             YearCounter {
                 patient_id: "p9".into(),

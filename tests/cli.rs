@@ -582,10 +582,16 @@ fn counters_carry_the_caps_from_one_run_to_the_next() {
 fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
     let tmp = tempfile::tempdir().unwrap();
     let path = |name: &str| tmp.path().join(name).display().to_string();
-    let header = "act_id,patient_id,care_date,category,tariff,stay_id,setting\n";
-    let january = "A1,P1,2025-01-20,hospital_stay,100.00,S1,inpatient\n";
-    let february = "A2,P1,2025-02-19,hospital_stay,10.00,S1,inpatient\n\
-                    A3,P1,2025-02-20,consultation,30.00,,ambulatory\n";
+    let header = "act_id,patient_id,care_date,category,tariff,stay_id,setting,quantity\n";
+    // S1: day 31. S2: 70 + 70 reach the 24 € fee's threshold (H2 at 100 %, the fee on H1).
+    // S3: February's forfaits journaliers imputed against January's copayment (20).
+    let january = "A1,P1,2025-01-20,hospital_stay,100.00,S1,inpatient,1\n\
+                   H1,P1,2025-01-22,hospital_stay,70.00,S2,inpatient,1\n\
+                   J1,P1,2025-01-25,hospital_stay,100.00,S3,inpatient,1\n";
+    let february = "A2,P1,2025-02-19,hospital_stay,10.00,S1,inpatient,1\n\
+                    A3,P1,2025-02-20,consultation,30.00,,ambulatory,1\n\
+                    H2,P1,2025-02-05,hospital_stay,70.00,S2,inpatient,1\n\
+                    J2,P1,2025-02-01,daily_fee,20.00,S3,inpatient,2\n";
     for (name, text) in [
         ("jan.csv", format!("{header}{january}")),
         ("feb.csv", format!("{header}{february}")),
@@ -634,7 +640,13 @@ fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
             let args = [&["--counters", &counters, "--format", "csv"][..], extra].concat();
             run("feb.csv", &feb, &args);
             assert_eq!(line(&feb, "A2"), whole, "{format} {extra:?}");
-            assert_eq!(line(&feb, "A3"), line("both", "A3"), "{format} {extra:?}");
+            for act in ["A3", "H2", "J2"] {
+                assert_eq!(
+                    line(&feb, act),
+                    line("both", act),
+                    "{act} {format} {extra:?}"
+                );
+            }
         }
     }
     // The rate of the day-31 line is 100 % (80 % without its January start).
@@ -650,6 +662,26 @@ fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
     assert_eq!(
         line("feb-alone", "A2").split(',').nth(rate_column),
         Some("80.00")
+    );
+    // H2 at 100 % and J2 imputed in the whole run; alone, February could not know.
+    let header_index = |name: &str| {
+        let header = read(tmp.path().join("both/acts.csv"));
+        let names = header.lines().next().unwrap().split(',');
+        names.clone().position(|c| c == name).unwrap()
+    };
+    assert_eq!(
+        line("both", "H2").split(',').nth(rate_column),
+        Some("100.00")
+    );
+    assert_eq!(
+        line("feb-alone", "H2").split(',').nth(rate_column),
+        Some("80.00")
+    );
+    let amo_gross = header_index("amo_gross");
+    assert_eq!(line("both", "J2").split(',').nth(amo_gross), Some("20.00"));
+    assert_eq!(
+        line("feb-alone", "J2").split(',').nth(amo_gross),
+        Some("0.00")
     );
 }
 
@@ -882,7 +914,7 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
         assert!(stderr.contains("counters format"), "{extra:?}: {stderr}");
     }
     std::fs::write(&counters, good).unwrap();
-    // Format 1 (before `stay_starts`) still opens a run, which writes format 2.
+    // Format 1 (before `stay_starts`) still opens a run, which writes format 3.
     std::fs::write(
         tmp.path().join("manifest.json"),
         r#"{"version": "0.1.0", "counters_format": 1, "rows": {"counters": 1}}"#,
@@ -894,7 +926,7 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
     );
     assert_ok(&o);
     let manifest: serde_json::Value = manifest_of(&out);
-    assert_eq!(manifest["counters_format"], 2);
+    assert_eq!(manifest["counters_format"], 3);
     // A format-2 manifest beside a file without `stay_starts`: changed since, refused (exit 1)
     // rather than read as format 1, held in memory or partitioned.
     std::fs::write(
@@ -910,9 +942,30 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
         assert!(stderr.contains("counters.csv"), "{extra:?}: {stderr}");
         assert!(stderr.contains("stay_starts"), "{extra:?}: {stderr}");
     }
+    // A format-3 manifest beside a file with `stay_starts` but without `open_stays`: the same.
+    let format2 = tmp.path().join("format2").join("counters.csv");
+    std::fs::create_dir(format2.parent().unwrap()).unwrap();
+    std::fs::write(
+        &format2,
+        "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
+         franchise_cap_reached_on,stay_starts\nP01,2025,4.00,0.00,,,,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        format2.with_file_name("manifest.json"),
+        r#"{"version": "0.3.0", "counters_format": 3, "rows": {"counters": 1}}"#,
+    )
+    .unwrap();
+    let o = compute(
+        &tmp.path().join("refused"),
+        &["--counters", format2.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("open_stays"), "{stderr}");
     assert!(read(out.join("counters.csv")).starts_with(
         "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
-         franchise_cap_reached_on,stay_starts\n"
+         franchise_cap_reached_on,stay_starts,open_stays\n"
     ));
     std::fs::remove_file(tmp.path().join("manifest.json")).unwrap();
     let o = compute(

@@ -18,7 +18,8 @@ use rac::io::read::{
     read_counters, read_rights,
 };
 use rac::model::{
-    Act, Category, InsuranceNature, Pathway, Regime, Reject, RightKind, Setting, YearCounter,
+    Act, Category, InsuranceNature, Pathway, Regime, Reject, RightKind, Setting, StaySums,
+    YearCounter,
 };
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
@@ -826,6 +827,16 @@ fn counters_csv_and_parquet() {
                 ("S1".into(), day(2023, 12, 30)),
                 ("S2".into(), day(2024, 8, 1)),
             ],
+            open_stays: vec![(
+                "S3".into(),
+                StaySums {
+                    bases: dec!(70),
+                    coefficients: dec!(1.5),
+                    copayment: dec!(14),
+                    daily_fees: dec!(0),
+                    payer: None,
+                },
+            )],
         },
         YearCounter {
             patient_id: "P2".into(),
@@ -838,7 +849,7 @@ fn counters_csv_and_parquet() {
     let csv = write(
         dir.path(),
         "counters.csv",
-        b"patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on,stay_starts\nP1,2024,50.00,12.50,S1;S2,2024-09-03,,S2=2024-08-01;S1=2023-12-30\nP2,2023,0.00,0.00,,,,\n",
+        b"patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on,stay_starts,open_stays\nP1,2024,50.00,12.50,S1;S2,2024-09-03,,S2=2024-08-01;S1=2023-12-30,S3=70/1.5/14/0\nP2,2023,0.00,0.00,,,,,\n",
     );
     assert_eq!(read_counters(&csv).unwrap(), expected);
 
@@ -870,6 +881,7 @@ fn counters_csv_and_parquet() {
     // Format 1 (no `stay_starts` column): no start known.
     let mut format1 = expected.clone();
     format1[0].stay_starts.clear();
+    format1[0].open_stays.clear();
     assert_eq!(read_counters(&parquet).unwrap(), format1);
 
     let bad = write(

@@ -13,7 +13,7 @@ use rac::io::write::{
     CHUNK_ROWS, Format, Row, Staging, TableWriter, WriteError, column_names, encode,
     sha256_and_size, sha256_file, write_manifest, write_rejects_csv, write_table,
 };
-use rac::model::{Category, Outcome, Reject, Situation, YearCounter};
+use rac::model::{Category, Outcome, Reject, Situation, StaySums, YearCounter};
 use rac::report::{Summary, patient_years};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
@@ -305,6 +305,7 @@ fn patients_summary_and_counters_tables() {
             pf_cap_reached_on: Some(date(2024, 2, 29)),
             franchise_cap_reached_on: None,
             stay_starts: vec![],
+            open_stays: vec![],
         },
         YearCounter {
             patient_id: "P2".into(),
@@ -318,6 +319,16 @@ fn patients_summary_and_counters_tables() {
                 ("S1".into(), date(2024, 12, 28)),
                 ("S;3".into(), date(2025, 1, 5)),
             ],
+            open_stays: vec![(
+                "S;3".into(),
+                StaySums {
+                    bases: dec!(70.00),
+                    coefficients: dec!(0),
+                    copayment: dec!(14.00),
+                    daily_fees: dec!(20.00),
+                    payer: Some((dec!(70.00), "H1".into())),
+                },
+            )],
         },
     ];
     let patients = patient_years(&outcomes, &counters);
@@ -347,9 +358,9 @@ fn patients_summary_and_counters_tables() {
     assert_eq!(
         fs::read_to_string(dir.path().join("counters.csv")).unwrap(),
         "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
-         franchise_cap_reached_on,stay_starts\n\
-         P1,2024,50.00,0.00,,2024-02-29,,\n\
-         P2,2025,0.00,2.00,S1;S2,,,S1=2024-12-28;S\\;3=2025-01-05\n"
+         franchise_cap_reached_on,stay_starts,open_stays\n\
+         P1,2024,50.00,0.00,,2024-02-29,,,\n\
+         P2,2025,0.00,2.00,S1;S2,,,S1=2024-12-28;S\\;3=2025-01-05,S\\;3=70/0/14/20/70/H1\n"
     );
 
     write_table(dir.path(), Format::Parquet, &patients).unwrap();

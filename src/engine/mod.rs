@@ -22,7 +22,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::model::{
     Act, Beneficiary, Category, Outcome, Pathway, Regime, RightPeriod, RuleIds, Setting, Situation,
-    YearCounter,
+    StaySums, YearCounter, pays_before,
 };
 use crate::rules::{Param, RuleBook, RuleError, Scalar, Snapshot};
 
@@ -191,6 +191,9 @@ struct YearState {
     /// First day of each stay begun this year (RULES §7.5), from the opening counters and
     /// this run's `hospital_stay` lines.
     stay_starts: BTreeMap<String, NaiveDate>,
+    /// Stays not charged the 24 € fee, with the sums of their lines of earlier runs (opening
+    /// counters), then of this run's too (closing).
+    open_stays: BTreeMap<String, StaySums>,
 }
 
 struct Engine<'a> {
@@ -214,6 +217,9 @@ impl<'a> Engine<'a> {
             y.pf_cap_reached_on = y.pf_cap_reached_on.or(c.pf_cap_reached_on);
             y.franchise_cap_reached_on = y.franchise_cap_reached_on.or(c.franchise_cap_reached_on);
             y.charged_stays.extend(c.charged_stays.iter().cloned());
+            for (stay, sums) in &c.open_stays {
+                y.open_stays.entry(stay.clone()).or_default().add(sums);
+            }
         }
         for c in input.opening {
             for (stay, start) in &c.stay_starts {
@@ -326,7 +332,10 @@ impl<'a> Engine<'a> {
             lines.push(line);
         }
         let heavy_stays = self.flat_fee_on_heavy_groups(&mut lines)?;
+        // This run's sums of each stay, before the imputation changes its daily fees.
+        let run_sums = self.stay_sums(&lines);
         self.impute_daily_fees(&mut lines, &heavy_stays);
+        self.keep_open_stays(run_sums);
         for k in 0..lines.len() {
             self.participation(&mut lines, k)?;
             self.franchise(&mut lines, k)?;
@@ -616,14 +625,18 @@ impl<'a> Engine<'a> {
             let already = stay
                 .as_ref()
                 .is_some_and(|s| self.years.values().any(|y| y.charged_stays.contains(s)));
-            let bases: Decimal = members.iter().map(|&k| lines[k].base).sum();
-            let coefficients: Decimal = members
+            let mut bases: Decimal = members.iter().map(|&k| lines[k].base).sum();
+            let mut coefficients: Decimal = members
                 .iter()
                 .filter_map(|&k| lines[k].act.coefficient)
                 .sum();
-            let heavy = already
-                || bases >= snap.get(Scalar::PalTariffThreshold, date)?
-                || coefficients >= snap.get(Scalar::PalCoefficientThreshold, date)?;
+            // A stay's lines of earlier runs count too (opening counters, SPEC §2).
+            let carried = stay.as_deref().and_then(|s| self.open_stay(s));
+            if let Some(carried) = &carried {
+                bases += carried.bases;
+                coefficients += carried.coefficients;
+            }
+            let heavy = already || reaches_pal_thresholds(snap, date, bases, coefficients)?;
             if !heavy {
                 continue;
             }
@@ -656,9 +669,7 @@ impl<'a> Engine<'a> {
             let mut payers: Vec<usize> = members
                 .iter()
                 .copied()
-                .filter(|&k| {
-                    !situation::exempts_pal(lines[k].situation) && self.regime == Regime::General
-                })
+                .filter(|&k| self.pays_pal(&lines[k]))
                 .collect();
             payers.sort_by(|&a, &b| {
                 lines[b]
@@ -666,7 +677,24 @@ impl<'a> Engine<'a> {
                     .cmp(&lines[a].base)
                     .then_with(|| lines[a].act.act_id.cmp(&lines[b].act.act_id))
             });
-            let mut remaining = snap.get(Scalar::PalAmount, date)?;
+            let amount = snap.get(Scalar::PalAmount, date)?;
+            let mut remaining = amount;
+            // A line of an earlier run that comes first bears the fee (its part of it) in one
+            // run over all the stay's lines: none of it is this run's lines' to pay.
+            let first_here = payers
+                .first()
+                .map(|&k| (lines[k].base, lines[k].act.act_id.as_str()));
+            if let Some((base, act_id)) = carried.as_ref().and_then(|c| c.payer.as_ref())
+                && first_here.is_none_or(|here| pays_before((*base, act_id), here))
+            {
+                let earlier = remaining.min(*base);
+                remaining -= earlier;
+                for &k in &members {
+                    self.note(&lines[k], || {
+                        format!("flat fee: {earlier} on line {act_id} of an earlier run, the group's largest base (RULES §4)")
+                    });
+                }
+            }
             for k in payers {
                 if remaining <= Decimal::ZERO {
                     break;
@@ -681,7 +709,9 @@ impl<'a> Engine<'a> {
                     format!("flat fee: {fee} charged on this line")
                 });
             }
-            if let Some(s) = stay {
+            // A stay whose lines all are exempt has not been charged: a later line that pays
+            // it (the right ended) bears the fee, as in one run over all its lines.
+            if let Some(s) = stay.filter(|_| remaining < amount) {
                 self.years
                     .entry(date.year())
                     .or_default()
@@ -689,7 +719,102 @@ impl<'a> Engine<'a> {
                     .insert(s);
             }
         }
+        // A stay with no line of its group in this run is heavy all the same when an earlier
+        // run charged it, or found it heavy with no line to bear the fee: its daily fees are
+        // then not imputed (RULES §7.3), as one run over all its lines would not.
+        for line in lines.iter() {
+            let Some(stay) = line.act.stay_id.as_deref() else {
+                continue;
+            };
+            if heavy_stays.contains(stay) {
+                continue;
+            }
+            let charged = self.years.values().any(|y| y.charged_stays.contains(stay));
+            let carried_heavy = match self.open_stay(stay) {
+                Some(c)
+                    if line.snap.has(Scalar::PalTariffThreshold)
+                        && line.snap.has(Scalar::PalCoefficientThreshold) =>
+                {
+                    reaches_pal_thresholds(line.snap, line.date(), c.bases, c.coefficients)?
+                }
+                _ => false,
+            };
+            if charged || carried_heavy {
+                heavy_stays.insert(stay.to_string());
+            }
+        }
         Ok(heavy_stays)
+    }
+
+    /// Each stay's sums over `lines` ([`StaySums`]), with the date of its first line: the
+    /// bases and coefficients of its flat-fee group (its inpatient lines of the group's
+    /// categories) and the line that would pay its fee, the copayment of its other lines and
+    /// its daily fees.
+    fn stay_sums<'l>(&self, lines: &[Line<'l>]) -> BTreeMap<&'l str, (StaySums, NaiveDate)> {
+        let mut sums: BTreeMap<&str, (StaySums, NaiveDate)> = BTreeMap::new();
+        for line in lines {
+            let Some(stay) = line.act.stay_id.as_deref() else {
+                continue;
+            };
+            let (s, first) = sums
+                .entry(stay)
+                .or_insert((StaySums::default(), line.date()));
+            *first = (*first).min(line.date());
+            if in_pal_group(line.act.category) && !line.ambulatory() {
+                s.bases += line.base;
+                s.coefficients += line.act.coefficient.unwrap_or_default();
+                if self.pays_pal(line) {
+                    s.offer_payer(line.base, &line.act.act_id);
+                }
+            }
+            if is_daily_fee(line.act.category) {
+                s.daily_fees += line.base - line.amo_gross;
+            } else {
+                s.copayment += line.base - line.amo_gross;
+            }
+        }
+        sums
+    }
+
+    /// The sums of an open stay's lines of earlier runs (opening counters).
+    fn open_stay(&self, stay: &str) -> Option<StaySums> {
+        self.years
+            .values()
+            .find_map(|y| y.open_stays.get(stay))
+            .cloned()
+    }
+
+    /// Whether a line bears the flat fee of its group, if heavy (RULES §4): CSS, AME and
+    /// Alsace-Moselle pay it for the patient, the exonerated situations are at 100 % anyway.
+    fn pays_pal(&self, line: &Line) -> bool {
+        !situation::exempts_pal(line.situation) && self.regime == Regime::General
+    }
+
+    /// Adds this run's sums of each stay to its open entry, under the year that holds it, else
+    /// the year of the stay's start ([`keep_stay_start`]), else that of its first line in
+    /// this run; a stay charged the fee is open no more.
+    fn keep_open_stays(&mut self, run_sums: BTreeMap<&str, (StaySums, NaiveDate)>) {
+        for (stay, (sums, first)) in run_sums {
+            if self.years.values().any(|y| y.charged_stays.contains(stay)) {
+                for y in self.years.values_mut() {
+                    y.open_stays.remove(stay);
+                }
+                continue;
+            }
+            let year_where = |has: &dyn Fn(&YearState) -> bool| {
+                self.years.iter().find(|(_, y)| has(y)).map(|(&k, _)| k)
+            };
+            let year = year_where(&|y| y.open_stays.contains_key(stay))
+                .or_else(|| year_where(&|y| y.stay_starts.contains_key(stay)))
+                .unwrap_or(first.year());
+            self.years
+                .entry(year)
+                .or_default()
+                .open_stays
+                .entry(stay.to_owned())
+                .or_default()
+                .add(&sums);
+        }
     }
 
     /// Pass 3 (RULES §4, §7.3): for a stay without the flat fee, the patient pays the larger
@@ -704,19 +829,25 @@ impl<'a> Engine<'a> {
             .collect();
         for stay in stays {
             let of_stay = |l: &&Line| l.act.stay_id.as_deref() == Some(stay);
-            let copayment: Decimal = lines
-                .iter()
-                .filter(of_stay)
-                .filter(|l| !is_daily_fee(l.act.category))
-                .map(|l| l.base - l.amo_gross)
-                .sum();
-            let daily_fees: Decimal = lines
-                .iter()
-                .filter(of_stay)
-                .filter(|l| is_daily_fee(l.act.category))
-                .map(|l| l.base - l.amo_gross)
-                .sum();
-            let mut remaining = copayment.min(daily_fees);
+            // With the stay's lines of earlier runs (opening counters): of the smaller of its
+            // whole copayment and forfaits, the earlier daily fees took their part first, as
+            // in one run over all its lines (SPEC §2).
+            let carried = self.open_stay(stay).unwrap_or_default();
+            let copayment: Decimal = carried.copayment
+                + lines
+                    .iter()
+                    .filter(of_stay)
+                    .filter(|l| !is_daily_fee(l.act.category))
+                    .map(|l| l.base - l.amo_gross)
+                    .sum::<Decimal>();
+            let daily_fees: Decimal = carried.daily_fees
+                + lines
+                    .iter()
+                    .filter(of_stay)
+                    .filter(|l| is_daily_fee(l.act.category))
+                    .map(|l| l.base - l.amo_gross)
+                    .sum::<Decimal>();
+            let mut remaining = (copayment.min(daily_fees) - carried.daily_fees).max(Decimal::ZERO);
             for line in lines.iter_mut() {
                 if remaining <= Decimal::ZERO {
                     break;
@@ -950,9 +1081,25 @@ impl<'a> Engine<'a> {
                     .collect(),
                 pf_cap_reached_on: y.pf_cap_reached_on,
                 franchise_cap_reached_on: y.franchise_cap_reached_on,
+                open_stays: y
+                    .open_stays
+                    .iter()
+                    .map(|(stay, sums)| (stay.clone(), sums.clone()))
+                    .collect(),
             })
             .collect()
     }
+}
+
+/// Whether a flat-fee group's summed bases or coefficients reach the thresholds (RULES §4).
+fn reaches_pal_thresholds(
+    snap: &Snapshot,
+    date: NaiveDate,
+    bases: Decimal,
+    coefficients: Decimal,
+) -> Result<bool, RuleError> {
+    Ok(bases >= snap.get(Scalar::PalTariffThreshold, date)?
+        || coefficients >= snap.get(Scalar::PalCoefficientThreshold, date)?)
 }
 
 /// Keeps `start` as `stay`'s first day unless an earlier one is known, under the year that day

@@ -606,6 +606,164 @@ fn hospital_stay_flat_fee_once_per_stay_and_long_stay() {
     assert_eq!(r3[2].rate, dec!(100), "day 31 of stay t");
 }
 
+/// March computed with February's closing counters, and the same March lines of one run over
+/// both months (SPEC §2): they must be equal.
+fn march_chained_and_whole(case: &Case, february: &[Act], march: &[Act]) -> [Vec<Outcome>; 2] {
+    let all: Vec<Act> = february.iter().chain(march).cloned().collect();
+    let whole = case.run(&all);
+    let first = case.result(february);
+    let chained = Case {
+        beneficiary: case.beneficiary.clone(),
+        rights: case.rights.clone(),
+        rights_known: case.rights_known,
+        opening: first.closing,
+    };
+    let second = chained.run(march);
+    let whole_march = whole
+        .into_iter()
+        .filter(|o| march.iter().any(|a| a.act_id == o.act_id))
+        .collect();
+    [second, whole_march]
+}
+
+/// SPEC §2 (counters): a stay whose lines fall in two monthly runs is judged on all of them.
+/// The counters carry its sums while it is not charged the 24 € fee (format 3).
+#[test]
+fn a_stay_over_two_runs_is_judged_on_all_its_lines() {
+    let stay_line = |id: &str, date: &str, category, tariff, stay: &str| {
+        let mut a = act(id, date, category, tariff);
+        a.stay_id = Some(stay.into());
+        a.setting = Setting::Inpatient;
+        a
+    };
+    let case = Case::new();
+    // Heaviness: 70 + 70 reach the 120 € threshold. One run puts the fee on H1 (equal bases:
+    // the smaller act_id), in February: March's H2 is at 100 % and bears none.
+    let [chained, whole] = march_chained_and_whole(
+        &case,
+        &[stay_line(
+            "h1",
+            "2025-02-20",
+            Category::HospitalStay,
+            dec!(70),
+            "s1",
+        )],
+        &[stay_line(
+            "h2",
+            "2025-03-05",
+            Category::HospitalStay,
+            dec!(70),
+            "s1",
+        )],
+    );
+    assert_eq!(chained, whole);
+    assert_eq!(
+        (whole[0].rate, whole[0].pal, whole[0].rac),
+        (dec!(100), z(), z())
+    );
+    // Before: rate 80, rac 14 (March's 70 alone is light).
+
+    // The forfait journalier imputed against February's copayment (100 at 80 %: 20).
+    let [chained, whole] = march_chained_and_whole(
+        &case,
+        &[stay_line(
+            "j1",
+            "2025-02-20",
+            Category::HospitalStay,
+            dec!(100),
+            "s2",
+        )],
+        &[{
+            let mut fj = stay_line("j2", "2025-03-01", Category::DailyFee, dec!(20), "s2");
+            fj.quantity = 2;
+            fj
+        }],
+    );
+    assert_eq!(chained, whole);
+    assert_eq!((whole[0].amo_gross, whole[0].rac), (dec!(20), dec!(20)));
+    assert!(whole[0].rules.contains(&rule_ids::FJ_IMPUTED));
+
+    // A stay charged in February: March's forfaits are not imputed (under a PAL both are due).
+    let [chained, whole] = march_chained_and_whole(
+        &case,
+        &[stay_line(
+            "k1",
+            "2025-02-20",
+            Category::HospitalStay,
+            dec!(500),
+            "s3",
+        )],
+        &[{
+            let mut fj = stay_line("k2", "2025-03-01", Category::DailyFee, dec!(20), "s3");
+            fj.quantity = 2;
+            fj
+        }],
+    );
+    assert_eq!(chained, whole);
+    assert_eq!((whole[0].amo_gross, whole[0].rac), (z(), dec!(40)));
+
+    // February's line exempt from the fee (CSS until 28 February), March's not: one run puts
+    // the fee on March's line; February did not charge the stay. Before: March bore none.
+    let mut css = right(RightKind::Css, "2024-01-01");
+    css.end_date = Some(d("2025-02-28"));
+    let with_css = Case::new().rights(vec![css]);
+    let [chained, whole] = march_chained_and_whole(
+        &with_css,
+        &[stay_line(
+            "c1",
+            "2025-02-20",
+            Category::HospitalStay,
+            dec!(500),
+            "s4",
+        )],
+        &[stay_line(
+            "c2",
+            "2025-03-05",
+            Category::HospitalStay,
+            dec!(300),
+            "s4",
+        )],
+    );
+    assert_eq!(chained, whole);
+    assert_eq!((whole[0].pal, whole[0].rac), (dec!(24), dec!(24)));
+    let february = with_css.result(&[stay_line(
+        "c1",
+        "2025-02-20",
+        Category::HospitalStay,
+        dec!(500),
+        "s4",
+    )]);
+    let open = &february.closing[0];
+    assert!(open.charged_stays.is_empty());
+    assert_eq!(open.open_stays[0].0, "s4");
+    assert_eq!(open.open_stays[0].1.bases, dec!(500));
+    assert_eq!(
+        open.open_stays[0].1.payer, None,
+        "an exempt line pays no fee"
+    );
+
+    // What counters cannot mend: a stay charged in February on its line then, where one run
+    // puts the fee on March's larger line (README, Known limits).
+    let [chained, whole] = march_chained_and_whole(
+        &case,
+        &[stay_line(
+            "l1",
+            "2025-02-10",
+            Category::HospitalStay,
+            dec!(500),
+            "s5",
+        )],
+        &[stay_line(
+            "l2",
+            "2025-03-10",
+            Category::HospitalStay,
+            dec!(800),
+            "s5",
+        )],
+    );
+    assert_eq!((whole[0].pal, chained[0].pal), (dec!(24), z()));
+}
+
 /// SPEC §2 (counters): a run given the previous month's closing counters computes its lines
 /// as one run over both months would. A long stay's day 31 is dated from its first line, which
 /// may be in an earlier run: the counters carry each stay's start.
@@ -656,6 +814,8 @@ fn a_stay_over_two_runs_has_its_day_31_where_one_run_puts_it() {
     let mut december = chained.opening[0].clone();
     december.year = 2024;
     december.stay_starts = vec![("s".into(), d("2024-12-20"))];
+    // Its start alone: no line of it was billed in December.
+    december.open_stays.clear();
     chained.opening = vec![december];
     let january = chained.result(std::slice::from_ref(&january));
     assert_eq!(

@@ -864,6 +864,7 @@ mod tests {
                 franchise_cap_reached_on: None,
                 // Format 1: no `stay_starts` column, no start known.
                 stay_starts: vec![],
+                open_stays: vec![],
             }]
         );
         // Format 2: the stays' starts, sorted by stay, one each (the earliest).

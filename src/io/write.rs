@@ -737,6 +737,8 @@ pub enum Get<R> {
     /// Ids with a date each, written as [`crate::model::write_dated`] does: `id=YYYY-MM-DD`,
     /// `;`-joined, escaped (empty string if none).
     Dated(fn(&R) -> &[(String, NaiveDate)]),
+    /// Text its own function writes (a counter's open stays).
+    Text(fn(&R, &mut String)),
     Int32(fn(&R) -> i32),
     Int64(fn(&R) -> i64),
     /// An amount in euros ([`MONEY`]).
@@ -753,7 +755,9 @@ pub enum Get<R> {
 impl<R> Get<R> {
     pub fn ty(&self) -> ColumnType {
         match self {
-            Get::Str(_) | Get::Tags(_) | Get::Ids(_) | Get::Dated(_) => ColumnType::Utf8,
+            Get::Str(_) | Get::Tags(_) | Get::Ids(_) | Get::Dated(_) | Get::Text(_) => {
+                ColumnType::Utf8
+            }
             Get::Int32(_) => ColumnType::Int32,
             Get::Int64(_) => ColumnType::Int64,
             Get::Money(_) | Get::OptMoney(_) => ColumnType::Decimal(MONEY),
@@ -948,6 +952,10 @@ static COUNTER_COLUMNS: &[Column<YearCounter>] = &[
     column!("franchise_cap_reached_on", OptDate, |c| c
         .franchise_cap_reached_on),
     column!("stay_starts", Dated, |c| c.stay_starts.as_slice()),
+    column!("open_stays", Text, |c, out| crate::model::write_stay_sums(
+        out,
+        &c.open_stays
+    )),
 ];
 
 impl Row for YearCounter {
@@ -1109,6 +1117,7 @@ enum Builder<R: 'static> {
     Tags(StringBuilder, fn(&R) -> &[&'static str]),
     Ids(StringBuilder, fn(&R) -> &[String]),
     Dated(StringBuilder, fn(&R) -> &[(String, NaiveDate)]),
+    Text(StringBuilder, fn(&R, &mut String)),
     Int32(Int32Builder, fn(&R) -> i32),
     Int64(Int64Builder, fn(&R) -> i64),
     Decimal(Decimal128Builder, fn(&R) -> Decimal, Fixed),
@@ -1130,6 +1139,7 @@ impl<R: Row> Builder<R> {
             Get::Tags(get) => Builder::Tags(strings(32), get),
             Get::Ids(get) => Builder::Ids(strings(32), get),
             Get::Dated(get) => Builder::Dated(strings(32), get),
+            Get::Text(get) => Builder::Text(strings(32), get),
             Get::Int32(get) => Builder::Int32(Int32Builder::with_capacity(rows), get),
             Get::Int64(get) => Builder::Int64(Int64Builder::with_capacity(rows), get),
             Get::Money(get) => Builder::Decimal(decimals(MONEY)?, get, MONEY),
@@ -1161,6 +1171,11 @@ impl<R: Row> Builder<R> {
                 join_dated_into(joined, get(row));
                 b.append_value(&*joined);
             }
+            Builder::Text(b, get) => {
+                joined.clear();
+                get(row, joined);
+                b.append_value(&*joined);
+            }
             Builder::Int32(b, get) => b.append_value(get(row)),
             Builder::Int64(b, get) => b.append_value(get(row)),
             Builder::Decimal(b, get, ty) => b.append_value(units(column, row, get(row), *ty)?),
@@ -1181,7 +1196,8 @@ impl<R: Row> Builder<R> {
             Builder::Str(mut b, _)
             | Builder::Tags(mut b, _)
             | Builder::Ids(mut b, _)
-            | Builder::Dated(mut b, _) => Arc::new(b.finish()),
+            | Builder::Dated(mut b, _)
+            | Builder::Text(mut b, _) => Arc::new(b.finish()),
             Builder::Int32(mut b, _) => Arc::new(b.finish()),
             Builder::Int64(mut b, _) => Arc::new(b.finish()),
             Builder::Decimal(mut b, ..) | Builder::OptDecimal(mut b, ..) => Arc::new(b.finish()),
@@ -1373,6 +1389,7 @@ fn to_csv_carrying<R: Row>(
                 Get::Tags(get) => join_into(&mut text, get(row).iter().copied()),
                 Get::Ids(get) => join_ids_into(&mut text, get(row)),
                 Get::Dated(get) => join_dated_into(&mut text, get(row)),
+                Get::Text(get) => get(row, &mut text),
                 Get::Int32(get) => {
                     let _ = write!(text, "{}", get(row));
                 }

@@ -590,6 +590,11 @@ fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
         if format >= Some(2) {
             read::require_column(path, "stay_starts")?;
         }
+        // Format 3 always writes `open_stays` (read as format 2, its stays' sums would be
+        // lost without a word).
+        if format >= Some(3) {
+            read::require_column(path, "open_stays")?;
+        }
         return Ok(value["rows"]["counters"].as_u64());
     }
     Ok(None)
@@ -625,12 +630,13 @@ fn check_counters(path: &Path, counters: &[YearCounter]) -> Result<(), RunError>
 }
 
 /// The version of the counters' layout, written in every manifest. Format 2 added the
-/// `stay_starts` column.
-pub const COUNTERS_FORMAT: u64 = 2;
+/// `stay_starts` column, format 3 `open_stays`.
+pub const COUNTERS_FORMAT: u64 = 3;
 
-/// The counters' layouts a run accepts as opening state: format 1 is format 2 without
-/// `stay_starts` (its stays' starts are unknown, as they were to the run that wrote it).
-pub const COUNTERS_FORMATS_READ: [u64; 2] = [1, COUNTERS_FORMAT];
+/// The counters' layouts a run accepts as opening state: format 2 is format 3 without
+/// `open_stays`, format 1 format 2 without `stay_starts` (what they lack is unknown, as it
+/// was to the run that wrote them).
+pub const COUNTERS_FORMATS_READ: [u64; 3] = [1, 2, COUNTERS_FORMAT];
 
 /// Whether the run has one worker (`--threads 1`, or a one-core machine): the stages that
 /// otherwise run beside the pool (reading, loading partitions, writing) then run in line, on

@@ -33,7 +33,7 @@ use super::{Origin, prefetch};
 use crate::io::read::Sourced;
 use crate::model::{
     Act, Beneficiary, Carried, Category, Id, InsuranceNature, Pathway, Regime, RightKind,
-    RightPeriod, Setting, YearCounter,
+    RightPeriod, Setting, StaySums, YearCounter,
 };
 
 /// A spill file could not be written or read back.
@@ -1378,6 +1378,7 @@ impl Spillable for YearCounter {
             field("pf_cap_reached_on", DataType::Date32, true),
             field("franchise_cap_reached_on", DataType::Date32, true),
             field("stay_starts", DataType::Utf8, false),
+            field("open_stays", DataType::Utf8, false),
         ]))
     }
 
@@ -1385,6 +1386,7 @@ impl Spillable for YearCounter {
         let mut year = Int32Builder::with_capacity(rows.len());
         let mut stays = StringBuilder::new();
         let mut starts = StringBuilder::new();
+        let mut open = StringBuilder::new();
         let mut joined = String::new();
         // The lists as `counters.*` writes them: escaped, they read back whatever the ids.
         for c in rows {
@@ -1395,6 +1397,9 @@ impl Spillable for YearCounter {
             joined.clear();
             crate::model::write_dated(&mut joined, &c.stay_starts);
             starts.append_value(&joined);
+            joined.clear();
+            crate::model::write_stay_sums(&mut joined, &c.open_stays);
+            open.append_value(&joined);
         }
         batch(
             Self::schema(),
@@ -1407,6 +1412,7 @@ impl Spillable for YearCounter {
                 Build::date(rows, |c| c.pf_cap_reached_on),
                 Build::date(rows, |c| c.franchise_cap_reached_on),
                 Arc::new(starts.finish()),
+                Arc::new(open.finish()),
             ],
         )
     }
@@ -1415,7 +1421,7 @@ impl Spillable for YearCounter {
         let r = Read(b);
         let year = b.column(1).as_primitive::<Int32Type>();
         let (patient, pf, franchise, stays) = (r.text(0), r.decimal(2), r.decimal(3), r.text(4));
-        let (pf_on, franchise_on, starts) = (r.date(5), r.date(6), r.text(7));
+        let (pf_on, franchise_on, starts, open) = (r.date(5), r.date(6), r.text(7), r.text(8));
         out.extend((0..b.num_rows()).map(|i| {
             YearCounter {
                 patient_id: patient(i).unwrap_or_default().to_string(),
@@ -1429,6 +1435,9 @@ impl Spillable for YearCounter {
                 franchise_cap_reached_on: franchise_on(i),
                 stay_starts: starts(i)
                     .map(|s| crate::model::parse_dated(s).expect("written by write_dated"))
+                    .unwrap_or_default(),
+                open_stays: open(i)
+                    .map(|s| crate::model::parse_stay_sums(s).expect("written by write_stay_sums"))
                     .unwrap_or_default(),
             }
         }));
@@ -1446,6 +1455,11 @@ impl Spillable for YearCounter {
                 .stay_starts
                 .iter()
                 .map(|(s, _)| std::mem::size_of::<(String, NaiveDate)>() + s.capacity())
+                .sum::<usize>()
+            + self
+                .open_stays
+                .iter()
+                .map(|(s, _)| std::mem::size_of::<(String, StaySums)>() + s.capacity())
                 .sum::<usize>()
     }
 }
@@ -1867,6 +1881,16 @@ mod tests {
                 ("S1".into(), day(2023, 12, 20)),
                 ("S;2=x\\\u{1f}".into(), day(2024, 1, 2)),
             ],
+            open_stays: vec![(
+                "S3/=;".into(),
+                StaySums {
+                    bases: dec!(70.00),
+                    coefficients: dec!(12.5),
+                    copayment: dec!(14),
+                    daily_fees: dec!(0.00),
+                    payer: Some((dec!(70.00), "A/1;=\\".into())),
+                },
+            )],
         };
         let empty = YearCounter {
             patient_id: "P2".into(),

@@ -8,7 +8,7 @@ use super::ReadOptions;
 use super::values::{self, Cell, RejectReason};
 use crate::model::{
     Act, Beneficiary, Carried, Category, Id, InsuranceNature, Pathway, Regime, RightKind,
-    RightPeriod, Setting, YearCounter, parse_dated, parse_ids,
+    RightPeriod, Setting, YearCounter, parse_dated, parse_ids, parse_stay_sums,
 };
 use chrono::NaiveDate;
 use compact_str::ToCompactString;
@@ -470,6 +470,8 @@ impl Table for YearCounter {
         col("franchise_cap_reached_on", Kind::Date, false),
         // Since counters format 2; absent from format 1 (no stay's start known).
         col("stay_starts", Kind::Text, false),
+        // Since counters format 3; absent from formats 1 and 2 (no stay's sums known).
+        col("open_stays", Kind::Text, false),
     ];
     const ACT_ID: Option<usize> = None;
 
@@ -491,6 +493,13 @@ impl Table for YearCounter {
         // One start per stay, the earliest (a stay written twice in one row keeps its first day).
         stay_starts.sort_unstable();
         stay_starts.dedup_by(|later, first| later.0 == first.0);
+        let mut open_stays = match opt_string(row, 8)? {
+            Some(joined) => parse_stay_sums(&joined).ok_or(bad(8, RejectReason::BadDecimal))?,
+            None => Vec::new(),
+        };
+        // One entry per stay (a stay written twice in one row keeps its first sums).
+        open_stays.sort_by(|a, b| a.0.cmp(&b.0));
+        open_stays.dedup_by(|later, first| later.0 == first.0);
         Ok(YearCounter {
             patient_id,
             year: year as i32,
@@ -500,6 +509,7 @@ impl Table for YearCounter {
             pf_cap_reached_on: opt_date(row, 5)?,
             franchise_cap_reached_on: opt_date(row, 6)?,
             stay_starts,
+            open_stays,
         })
     }
 }
