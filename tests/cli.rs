@@ -1328,6 +1328,52 @@ fn validate_lists_every_problem() {
     );
     assert!(text.contains("rights_bad.csv"), "{text}");
     assert!(text.contains("end_before_start"), "{text}");
+
+    // A row with several problems has each listed (only the first before); `compute` rejects
+    // the row once, for its first.
+    let acts = tmp.path().join("acts.csv");
+    std::fs::write(
+        &acts,
+        "act_id,patient_id,care_date,end_date,category,tariff,quantity,ald_related\n\
+         B1,P1,2024-03-10,2024-03-01,consult,abc,0,yes\n\
+         B2,P1,2024-06-03,,consultation,30,1,\n",
+    )
+    .unwrap();
+    let acts = acts.to_str().unwrap();
+    let o = rac(&[
+        "validate",
+        "--acts",
+        acts,
+        "--beneficiaries",
+        bens.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let problems: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let problem = |column: &str, reason: &str, value: &str| {
+        format!("{acts}:1: column `{column}`: {reason} (value `{value}`, act B1)")
+    };
+    assert_eq!(
+        problems,
+        [
+            problem("ald_related", "bad_boolean", "yes"),
+            problem("category", "unknown_category", "consult"),
+            problem("end_date", "end_before_start", "2024-03-01"),
+            problem("quantity", "out_of_range", "0"),
+            problem("tariff", "bad_decimal", "abc"),
+            "2 act rows read, 1 valid, 5 problem(s)".to_string(),
+        ]
+    );
+    let (o, out, _tmp) = compute_bad(acts);
+    assert_eq!(o.status.code(), Some(3));
+    let rejects = read(out.join("rejects.csv"));
+    assert_eq!(rejects.lines().count(), 2, "{rejects}");
+    assert!(
+        rejects.contains("end_date,end_before_start,2024-03-01"),
+        "{rejects}"
+    );
 }
 
 /// With `--log-format json`, the line that says why a run failed is a JSON object like the

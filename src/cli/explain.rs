@@ -37,7 +37,7 @@ pub struct ExplainArgs {
 pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
     let carried = args.input.carried(args.keep_columns)?;
-    let (prepared, _) = args.input.prepare_carrying(Arc::clone(&carried))?;
+    let (prepared, _) = args.input.prepare_carrying(Arc::clone(&carried), false)?;
     let rejected = prepared.rejects.iter().filter(|r| r.act_id == args.act_id);
     // The row kept for this id, if any: with repeated ids, the first one (the others are
     // rejected as duplicates, and said so before the explanation).

@@ -102,7 +102,7 @@ impl InputArgs {
             counters: self.counters.clone(),
             read: ReadOptions {
                 decimal_comma: self.decimal_comma,
-                carried: Default::default(),
+                ..ReadOptions::default()
             },
         })
     }
@@ -136,19 +136,23 @@ impl InputArgs {
     /// Reads and checks the inputs of the chosen profile. Returns, with them, what the
     /// profile has to say (unmapped codes, filtered lines) for the manifest.
     pub fn prepare(&self) -> Result<(Prepared, serde_json::Value), Failure> {
-        self.prepare_carrying(Arc::from([]))
+        self.prepare_carrying(Arc::from([]), false)
     }
 
     /// [`InputArgs::prepare`], reading the `carried` columns of the acts too (canonical
     /// profile, [`InputArgs::carried`]).
+    /// With `every_problem`, a rejected acts row gives a reject per problem
+    /// ([`ReadOptions::every_problem`], `validate`).
     pub fn prepare_carrying(
         &self,
         carried: Arc<[String]>,
+        every_problem: bool,
     ) -> Result<(Prepared, serde_json::Value), Failure> {
         match self.profile()? {
             ProfileKind::Canonical => {
                 let mut inputs = self.inputs()?;
                 inputs.read.carried = carried;
+                inputs.read.every_problem = every_problem;
                 Ok((
                     pipeline::prepare(&inputs)?,
                     serde_json::json!({"profile": "canonical"}),

@@ -26,7 +26,7 @@ pub struct ValidateArgs {
 pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
     let carried = args.input.carried(args.keep_columns)?;
-    let (prepared, _) = args.input.prepare_carrying(carried)?;
+    let (prepared, _) = args.input.prepare_carrying(carried, true)?;
     // The engine's own checks (care before birth, no parameter at the date) are part of the
     // contract; they need the patients' data but write nothing.
     let computed = pipeline::compute(&book, &prepared);

@@ -62,6 +62,9 @@ pub struct ReadOptions {
     /// Columns of the acts files outside SPEC §2 whose values are carried through to
     /// `acts.*` (`--keep-columns`; see [`carried_columns`]). Empty: they are ignored.
     pub carried: Arc<[String]>,
+    /// Give every problem of a rejected row, each a reject of its own, not only the first
+    /// (`validate`); a run's `rejects.csv` has one line per rejected row.
+    pub every_problem: bool,
 }
 
 /// A value and where it came from.
@@ -107,7 +110,7 @@ pub struct Chunk<T> {
 }
 
 impl<T> Chunk<T> {
-    fn from_results(file: usize, results: Vec<Result<Sourced<T>, Box<Reject>>>) -> Chunk<T> {
+    fn from_results(file: usize, results: Vec<Converted<T>>) -> Chunk<T> {
         let read = results.len() as u64;
         let mut rejects = Vec::new();
         // Collected in place (the results' memory is reused): rows are not copied twice.
@@ -115,8 +118,8 @@ impl<T> Chunk<T> {
             .into_iter()
             .filter_map(|result| match result {
                 Ok(row) => Some(row),
-                Err(reject) => {
-                    rejects.push(*reject);
+                Err(refused) => {
+                    rejects.extend(refused.into_vec());
                     None
                 }
             })
@@ -380,14 +383,14 @@ fn convert_row<T: Table, R: Row + ?Sized>(
     file: usize,
     name: &str,
     number: u64,
-) -> Result<Sourced<T>, Box<Reject>> {
+) -> Converted<T> {
     match T::from_row(row, opts) {
         Ok(value) => Ok(Sourced {
             file,
             row: number,
             value,
         }),
-        Err(Bad { slot, reason }) => {
+        Err(first) => {
             let act_id = match T::ACT_ID.map(|slot| row.cell(slot).raw()) {
                 Some(values::Cell::Text(bytes)) => std::str::from_utf8(bytes)
                     .map(values::truncate)
@@ -395,17 +398,29 @@ fn convert_row<T: Table, R: Row + ?Sized>(
                 Some(values::Cell::Int(id)) => id.to_string(),
                 _ => String::new(),
             };
-            Err(Box::new(Reject {
-                file: name.to_string(),
-                row: number,
-                act_id,
-                column: column_name::<T>(opts, slot).to_string(),
-                reason: reason.as_str().to_string(),
-                value: row.cell(slot).render(),
-            }))
+            let problems = if opts.every_problem {
+                T::problems(row, opts)
+            } else {
+                vec![first]
+            };
+            Err(problems
+                .into_iter()
+                .map(|Bad { slot, reason }| Reject {
+                    file: name.to_string(),
+                    row: number,
+                    act_id: act_id.clone(),
+                    column: column_name::<T>(opts, slot).to_string(),
+                    reason: reason.as_str().to_string(),
+                    value: row.cell(slot).render(),
+                })
+                .collect())
         }
     }
 }
+
+/// A converted row, or its rejects: one, or with [`ReadOptions::every_problem`] one per
+/// problem (the first first).
+pub(crate) type Converted<T> = Result<Sourced<T>, Box<[Reject]>>;
 
 /// The name of the column at `slot`: the table's own, then the carried ones.
 fn column_name<T: Table>(opts: &ReadOptions, slot: usize) -> &str {

@@ -3,7 +3,7 @@
 
 use super::records::{ColumnSpec, Row, Table};
 use super::values::{Cell, RejectReason, truncate};
-use super::{Chunk, ChunkSize, ReadError, ReadOptions, Sourced, convert_row};
+use super::{Chunk, ChunkSize, Converted, ReadError, ReadOptions, convert_row};
 use crate::model::Reject;
 use csv::ByteRecord;
 use flate2::read::MultiGzDecoder;
@@ -341,14 +341,15 @@ impl CsvSource {
         let first = self.row + 1;
         self.row += count as u64;
         let (fields, width, delimiter) = (&self.fields[..], self.width, self.delimiter);
-        let results: Vec<Result<Sourced<T>, Box<Reject>>> = self.records[..count]
+        let results: Vec<Converted<T>> = self.records[..count]
             .par_iter()
             .enumerate()
             .with_min_len(1024)
             .map(|(i, record)| {
                 let row = first + i as u64;
                 if record.len() != width {
-                    return Err(Box::new(bad_row::<T>(record, fields, delimiter, name, row)));
+                    let whole = bad_row::<T>(record, fields, delimiter, name, row);
+                    return Err(Box::from([whole]));
                 }
                 convert_row(&CsvRow { record, fields }, opts, file, name, row)
             })

@@ -19,8 +19,7 @@
 
 use super::records::{ColumnSpec, Kind, Row, Table};
 use super::values::Cell;
-use super::{Chunk, ChunkSize, ReadError, ReadOptions, Sourced, convert_row};
-use crate::model::Reject;
+use super::{Chunk, ChunkSize, Converted, ReadError, ReadOptions, convert_row};
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Date64Array, Decimal128Array,
     DictionaryArray, Float64Array, Int64Array, StringArray,
@@ -574,7 +573,7 @@ impl ParquetSource {
                         let row = block.row(cols, i, rows);
                         convert_row(&row, opts, file, name, first + i as u64)
                     })
-                    .collect::<Vec<Result<Sourced<T>, Box<Reject>>>>()
+                    .collect::<Vec<Converted<T>>>()
             },
             || batches.next(name),
         );

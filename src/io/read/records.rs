@@ -77,6 +77,41 @@ pub trait Table: Sized + Send {
     const CARRIES: bool = false;
     /// Converts one row; the error names the first bad column.
     fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<Self>;
+
+    /// Every problem of a row that [`Table::from_row`] refuses, the first one first
+    /// (`validate`, SPEC §1: "lists every problem"). By default, the first alone.
+    fn problems<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Vec<Bad> {
+        Self::from_row(row, opts).err().into_iter().collect()
+    }
+}
+
+/// Where a row's conversion puts the problems it meets: [`FirstBad`] stops at the first (a
+/// run), [`EveryBad`] keeps them all and goes on (`validate`).
+trait Problems {
+    /// The value, or `None` after keeping the problem; `Err` stops the conversion.
+    fn take<T>(&mut self, converted: Conv<T>) -> Conv<Option<T>>;
+}
+
+struct FirstBad;
+
+impl Problems for FirstBad {
+    fn take<T>(&mut self, converted: Conv<T>) -> Conv<Option<T>> {
+        converted.map(Some)
+    }
+}
+
+struct EveryBad(Vec<Bad>);
+
+impl Problems for EveryBad {
+    fn take<T>(&mut self, converted: Conv<T>) -> Conv<Option<T>> {
+        match converted {
+            Ok(value) => Ok(Some(value)),
+            Err(bad) => {
+                self.0.push(bad);
+                Ok(None)
+            }
+        }
+    }
 }
 
 fn bad(slot: usize, reason: RejectReason) -> Bad {
@@ -307,55 +342,139 @@ impl Table for Act {
     const CARRIES: bool = true;
 
     fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<Act> {
-        use act_slots::*;
-        let unknown = RejectReason::UnknownValue;
-        let act_id = req_id(row, ACT_ID)?;
-        let patient_id = req_id(row, PATIENT_ID)?;
-        let care_date = req_date(row, CARE_DATE)?;
-        let end_date = opt_date(row, END_DATE)?;
-        if end_date.is_some_and(|end| end < care_date) {
-            return Err(bad(END_DATE, RejectReason::EndBeforeStart));
-        }
-        let category = req_code(
-            row,
-            CATEGORY,
-            Category::parse,
-            RejectReason::UnknownCategory,
-        )?;
-        let tariff = req_amount(row, TARIFF, opts, false)?;
-        // In QUANTITY_RANGE: a u32.
-        let quantity =
-            opt_int(row, QUANTITY, QUANTITY_RANGE.0, QUANTITY_RANGE.1)?.map_or(1, |q| q as u32);
-        // Each is in range, their product (the base) must be too: the outputs hold it.
-        if !values::within_amount_range(tariff * Decimal::from(quantity)) {
-            return Err(bad(TARIFF, RejectReason::OutOfRange));
-        }
-        Ok(Act {
-            act_id,
-            patient_id,
-            care_date,
-            end_date,
-            category,
-            tariff,
-            quantity,
-            billed: opt_amount(row, BILLED, opts, false)?,
-            coefficient: opt_decimal(row, COEFFICIENT, opts)?,
-            code: opt_id(row, CODE)?,
-            practitioner_id: opt_id(row, PRACTITIONER_ID)?,
-            specialty: opt_id(row, SPECIALTY)?,
-            stay_id: opt_id(row, STAY_ID)?,
-            insurance_nature: opt_code(row, INSURANCE_NATURE, InsuranceNature::parse, unknown)?
-                .unwrap_or(InsuranceNature::Sickness),
-            exo_code: opt_id(row, EXO_CODE)?,
-            ald_related: opt_bool(row, ALD_RELATED)?.unwrap_or(false),
-            pathway: opt_code(row, PATHWAY, Pathway::parse, unknown)?
-                .unwrap_or(Pathway::Coordinated),
-            setting: opt_code(row, SETTING, Setting::parse, unknown)?
-                .unwrap_or(Setting::Ambulatory),
-            recorded_amo: opt_amount(row, RECORDED_AMO, opts, true)?,
-            carried: carried(row, Self::COLUMNS.len(), opts.carried.len())?,
-        })
+        // `FirstBad` stops at the first problem: `None` never comes.
+        Ok(act_from_row(row, opts, &mut FirstBad)?.expect("FirstBad stops at a problem"))
     }
+
+    fn problems<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Vec<Bad> {
+        let mut every = EveryBad(Vec::new());
+        // `EveryBad` keeps the problems and never stops.
+        let _ = act_from_row(row, opts, &mut every);
+        every.0
+    }
+}
+
+/// An act from a row, its problems handed to `problems` in the order of its columns: a
+/// column that depends on another (`end_date` after `care_date`, the base `tariff ×
+/// quantity`) is judged only when that one is good. `None` when a problem was kept.
+fn act_from_row<R: Row + ?Sized, P: Problems>(
+    row: &R,
+    opts: &ReadOptions,
+    p: &mut P,
+) -> Conv<Option<Act>> {
+    use act_slots::*;
+    let unknown = RejectReason::UnknownValue;
+    let act_id = p.take(req_id(row, ACT_ID))?;
+    let patient_id = p.take(req_id(row, PATIENT_ID))?;
+    let care_date = p.take(req_date(row, CARE_DATE))?;
+    let mut end_date = p.take(opt_date(row, END_DATE))?;
+    if let (Some(care), Some(Some(end))) = (care_date, end_date)
+        && end < care
+    {
+        end_date = p.take(Err(bad(END_DATE, RejectReason::EndBeforeStart)))?;
+    }
+    let category = p.take(req_code(
+        row,
+        CATEGORY,
+        Category::parse,
+        RejectReason::UnknownCategory,
+    ))?;
+    let mut tariff = p.take(req_amount(row, TARIFF, opts, false))?;
+    // In QUANTITY_RANGE: a u32.
+    let quantity = p.take(opt_int(row, QUANTITY, QUANTITY_RANGE.0, QUANTITY_RANGE.1))?;
+    let quantity = quantity.map(|q| q.map_or(1, |q| q as u32));
+    // Each is in range, their product (the base) must be too: the outputs hold it.
+    if let (Some(t), Some(q)) = (tariff, quantity)
+        && !values::within_amount_range(t * Decimal::from(q))
+    {
+        tariff = p.take(Err(bad(TARIFF, RejectReason::OutOfRange)))?;
+    }
+    let billed = p.take(opt_amount(row, BILLED, opts, false))?;
+    let coefficient = p.take(opt_decimal(row, COEFFICIENT, opts))?;
+    let code = p.take(opt_id(row, CODE))?;
+    let practitioner_id = p.take(opt_id(row, PRACTITIONER_ID))?;
+    let specialty = p.take(opt_id(row, SPECIALTY))?;
+    let stay_id = p.take(opt_id(row, STAY_ID))?;
+    let insurance_nature = p.take(opt_code(
+        row,
+        INSURANCE_NATURE,
+        InsuranceNature::parse,
+        unknown,
+    ))?;
+    let exo_code = p.take(opt_id(row, EXO_CODE))?;
+    let ald_related = p.take(opt_bool(row, ALD_RELATED))?;
+    let pathway = p.take(opt_code(row, PATHWAY, Pathway::parse, unknown))?;
+    let setting = p.take(opt_code(row, SETTING, Setting::parse, unknown))?;
+    let recorded_amo = p.take(opt_amount(row, RECORDED_AMO, opts, true))?;
+    let carried = p.take(carried(row, Act::COLUMNS.len(), opts.carried.len()))?;
+    let (
+        Some(act_id),
+        Some(patient_id),
+        Some(care_date),
+        Some(end_date),
+        Some(category),
+        Some(tariff),
+        Some(quantity),
+        Some(billed),
+        Some(coefficient),
+        Some(code),
+        Some(practitioner_id),
+        Some(specialty),
+        Some(stay_id),
+        Some(insurance_nature),
+        Some(exo_code),
+        Some(ald_related),
+        Some(pathway),
+        Some(setting),
+        Some(recorded_amo),
+        Some(carried),
+    ) = (
+        act_id,
+        patient_id,
+        care_date,
+        end_date,
+        category,
+        tariff,
+        quantity,
+        billed,
+        coefficient,
+        code,
+        practitioner_id,
+        specialty,
+        stay_id,
+        insurance_nature,
+        exo_code,
+        ald_related,
+        pathway,
+        setting,
+        recorded_amo,
+        carried,
+    )
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Act {
+        act_id,
+        patient_id,
+        care_date,
+        end_date,
+        category,
+        tariff,
+        quantity,
+        billed,
+        coefficient,
+        code,
+        practitioner_id,
+        specialty,
+        stay_id,
+        insurance_nature: insurance_nature.unwrap_or(InsuranceNature::Sickness),
+        exo_code,
+        ald_related: ald_related.unwrap_or(false),
+        pathway: pathway.unwrap_or(Pathway::Coordinated),
+        setting: setting.unwrap_or(Setting::Ambulatory),
+        recorded_amo,
+        carried,
+    }))
 }
 
 /// The `count` carried cells from slot `first` on, as text (a typed cell written out).
@@ -564,6 +683,41 @@ mod tests {
             Decimal::new(2650, 2),
         );
         assert_eq!(act, expected);
+    }
+
+    #[test]
+    fn act_problems_are_every_problem_in_column_order() {
+        use RejectReason::*;
+        use act_slots::*;
+        let opts = ReadOptions::default();
+        let row = act_row(&[
+            (PATIENT_ID, b""),
+            (END_DATE, b"2024-02-01"),
+            (TARIFF, b"999999999999.99"),
+            (QUANTITY, b"2"),
+            (COEFFICIENT, b"-1"),
+            (PATHWAY, b"hors"),
+        ]);
+        let problems: Vec<(&str, RejectReason)> = Act::problems(&row, &opts)
+            .iter()
+            .map(|b| (Act::COLUMNS[b.slot].name, b.reason))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                ("patient_id", MissingValue),
+                ("end_date", EndBeforeStart),
+                ("tariff", OutOfRange),
+                ("coefficient", OutOfRange),
+                ("pathway", UnknownValue),
+            ]
+        );
+        let first = Act::from_row(&row, &opts).unwrap_err();
+        assert_eq!((first.slot, first.reason), (PATIENT_ID, MissingValue));
+        // A column that depends on a bad one is not judged: no product of a bad tariff.
+        let row = act_row(&[(TARIFF, b"x"), (QUANTITY, b"2")]);
+        assert_eq!(Act::problems(&row, &opts).len(), 1);
+        assert!(Act::problems(&act_row(&[]), &opts).is_empty());
     }
 
     #[test]
