@@ -18,27 +18,27 @@ fn demo(name: &str) -> String {
         .to_string()
 }
 
-fn compute(out: &Path, extra: &[&str]) -> Output {
-    let out = out.display().to_string();
-    let (acts, bens, rights) = (
+/// `rac compute` of the demo data set into `out`, quiet, with `extra` flags.
+fn compute_args(out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "compute".into(),
+        "--acts".into(),
         demo("acts.csv"),
+        "--beneficiaries".into(),
         demo("beneficiaries.csv"),
+        "--rights".into(),
         demo("rights.csv"),
-    );
-    let mut args = vec![
-        "compute",
-        "--acts",
-        &acts,
-        "--beneficiaries",
-        &bens,
-        "--rights",
-        &rights,
-        "--out",
-        &out,
-        "--quiet",
+        "--out".into(),
+        out.display().to_string(),
+        "--quiet".into(),
     ];
-    args.extend_from_slice(extra);
-    rac(&args)
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn compute(out: &Path, extra: &[&str]) -> Output {
+    let args = compute_args(out, extra);
+    rac(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// `rac compute` of `acts` with the demo's beneficiaries (no rights) into `out`, as CSV.
@@ -1244,30 +1244,12 @@ fn rac_with_readers_gone(args: &[&str]) -> std::process::ExitStatus {
 #[test]
 fn a_log_or_report_reader_gone_costs_no_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let (acts, bens, rights) = (
-        demo("acts.csv"),
-        demo("beneficiaries.csv"),
-        demo("rights.csv"),
-    );
     for logs in ["text", "json"] {
         let out = tmp.path().join(logs);
-        let o = out.to_str().unwrap();
-        let status = rac_with_readers_gone(&[
-            "compute",
-            "--acts",
-            &acts,
-            "--beneficiaries",
-            &bens,
-            "--rights",
-            &rights,
-            "--out",
-            o,
-            "--log-format",
-            logs,
-            "--progress",
-            "--format",
-            "csv",
-        ]);
+        let extra = ["--log-format", logs, "--progress", "--format", "csv"];
+        let args = compute_args(&out, &extra);
+        // `--progress` after `--quiet`: the logs are written, to a pipe no one reads.
+        let status = rac_with_readers_gone(&args.iter().map(String::as_str).collect::<Vec<_>>());
         // Exit 101 (a panic on the failed log line) before.
         assert_eq!(status.code(), Some(0), "--log-format {logs}");
         assert_eq!(
@@ -1276,6 +1258,7 @@ fn a_log_or_report_reader_gone_costs_no_run() {
             "--log-format {logs}"
         );
     }
+    let (acts, bens) = (demo("acts.csv"), demo("beneficiaries.csv"));
     // Reports on standard output: `rac rules | head -1`.
     let status = rac_with_readers_gone(&["rules", "--date", "2025-01-01"]);
     assert_eq!(status.code(), Some(0));

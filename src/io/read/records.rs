@@ -407,28 +407,15 @@ fn act_from_row<R: Row + ?Sized, P: Problems>(
     let setting = p.take(opt_code(row, SETTING, Setting::parse, unknown))?;
     let recorded_amo = p.take(opt_amount(row, RECORDED_AMO, opts, true))?;
     let carried = p.take(carried(row, Act::COLUMNS.len(), opts.carried.len()))?;
-    let (
-        Some(act_id),
-        Some(patient_id),
-        Some(care_date),
-        Some(end_date),
-        Some(category),
-        Some(tariff),
-        Some(quantity),
-        Some(billed),
-        Some(coefficient),
-        Some(code),
-        Some(practitioner_id),
-        Some(specialty),
-        Some(stay_id),
-        Some(insurance_nature),
-        Some(exo_code),
-        Some(ald_related),
-        Some(pathway),
-        Some(setting),
-        Some(recorded_amo),
-        Some(carried),
-    ) = (
+    // Each value, unless one of them had a problem (kept above): then no act.
+    macro_rules! all_good {
+        ($($value:ident),*) => {
+            let ($(Some($value),)*) = ($($value,)*) else {
+                return Ok(None);
+            };
+        };
+    }
+    all_good!(
         act_id,
         patient_id,
         care_date,
@@ -448,11 +435,8 @@ fn act_from_row<R: Row + ?Sized, P: Problems>(
         pathway,
         setting,
         recorded_amo,
-        carried,
-    )
-    else {
-        return Ok(None);
-    };
+        carried
+    );
     Ok(Some(Act {
         act_id,
         patient_id,
