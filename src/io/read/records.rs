@@ -407,58 +407,32 @@ fn act_from_row<R: Row + ?Sized, P: Problems>(
     let setting = p.take(opt_code(row, SETTING, Setting::parse, unknown))?;
     let recorded_amo = p.take(opt_amount(row, RECORDED_AMO, opts, true))?;
     let carried = p.take(carried(row, Act::COLUMNS.len(), opts.carried.len()))?;
-    // Each value, unless one of them had a problem (kept above): then no act.
-    macro_rules! all_good {
-        ($($value:ident),*) => {
-            let ($(Some($value),)*) = ($($value,)*) else {
-                return Ok(None);
-            };
-        };
-    }
-    all_good!(
-        act_id,
-        patient_id,
-        care_date,
-        end_date,
-        category,
-        tariff,
-        quantity,
-        billed,
-        coefficient,
-        code,
-        practitioner_id,
-        specialty,
-        stay_id,
-        insurance_nature,
-        exo_code,
-        ald_related,
-        pathway,
-        setting,
-        recorded_amo,
-        carried
-    );
-    Ok(Some(Act {
-        act_id,
-        patient_id,
-        care_date,
-        end_date,
-        category,
-        tariff,
-        quantity,
-        billed,
-        coefficient,
-        code,
-        practitioner_id,
-        specialty,
-        stay_id,
-        insurance_nature: insurance_nature.unwrap_or(InsuranceNature::Sickness),
-        exo_code,
-        ald_related: ald_related.unwrap_or(false),
-        pathway: pathway.unwrap_or(Pathway::Coordinated),
-        setting: setting.unwrap_or(Setting::Ambulatory),
-        recorded_amo,
-        carried,
-    }))
+    // No act if a value had a problem (kept above).
+    let act = || {
+        Some(Act {
+            act_id: act_id?,
+            patient_id: patient_id?,
+            care_date: care_date?,
+            end_date: end_date?,
+            category: category?,
+            tariff: tariff?,
+            quantity: quantity?,
+            billed: billed?,
+            coefficient: coefficient?,
+            code: code?,
+            practitioner_id: practitioner_id?,
+            specialty: specialty?,
+            stay_id: stay_id?,
+            insurance_nature: insurance_nature?.unwrap_or(InsuranceNature::Sickness),
+            exo_code: exo_code?,
+            ald_related: ald_related?.unwrap_or(false),
+            pathway: pathway?.unwrap_or(Pathway::Coordinated),
+            setting: setting?.unwrap_or(Setting::Ambulatory),
+            recorded_amo: recorded_amo?,
+            carried: carried?,
+        })
+    };
+    Ok(act())
 }
 
 /// The `count` carried cells from slot `first` on, as text (a typed cell written out).
