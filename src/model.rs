@@ -424,15 +424,20 @@ pub fn write_stay_sums(out: &mut String, stays: &[(String, StaySums)]) {
     }
 }
 
-/// Reads what [`write_stay_sums`] writes; `None` if an entry has no id, or not four decimals
-/// after its `=`, then nothing or a payer's base and `act_id` (which may hold a `/`).
+/// Reads what [`write_stay_sums`] writes; `None` if an entry has no id, or not four
+/// non-negative decimals after its `=`, then nothing or a payer's base and `act_id` (which may
+/// hold a `/`).
 pub fn parse_stay_sums(text: &str) -> Option<Vec<(String, StaySums)>> {
     entries(text, true)?
         .into_iter()
         .map(|(id, sums)| {
             let sums = sums?;
             let mut fields = sums.splitn(6, '/');
-            let mut next = || fields.next()?.parse::<Decimal>().ok();
+            // Sums of amounts and coefficients: never negative.
+            let mut next = || {
+                let value = fields.next()?.parse::<Decimal>().ok()?;
+                (!value.is_sign_negative() || value.is_zero()).then_some(value)
+            };
             let mut parsed = StaySums {
                 bases: next()?,
                 coefficients: next()?,
@@ -610,6 +615,40 @@ mod tests {
             "S1=2024-01-01\\",
         ] {
             assert_eq!(parse_dated(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn open_stays_read_back_as_written_whatever_the_ids() {
+        use rust_decimal_macros::dec;
+        let sums = |payer: Option<(Decimal, &str)>| StaySums {
+            bases: dec!(70.00),
+            coefficients: dec!(12.5),
+            copayment: dec!(14.00),
+            daily_fees: dec!(0),
+            payer: payer.map(|(b, a)| (b, a.to_string())),
+        };
+        let stays = vec![
+            ("S1".to_string(), sums(None)),
+            ("a;b=c".to_string(), sums(Some((dec!(70), "A/1;=\\")))),
+        ];
+        let mut text = String::new();
+        write_stay_sums(&mut text, &stays);
+        assert_eq!(
+            text,
+            "S1=70/12.5/14/0;a\\;b\\=c=70/12.5/14/0/70/A/1\\;\\=\\\\"
+        );
+        assert_eq!(parse_stay_sums(&text).unwrap(), stays);
+        for bad in [
+            "S1",
+            "=1/2/3/4",
+            "S1=1/2/3",
+            "S1=1/2/3/x",
+            "S1=1/-2/3/4",
+            "S1=1/2/3/4/5",
+            "S1=1/2/3/4/5/",
+        ] {
+            assert_eq!(parse_stay_sums(bad), None, "{bad}");
         }
     }
 }

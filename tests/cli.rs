@@ -1349,6 +1349,46 @@ fn validate_lists_every_problem() {
             "2 act rows read, 1 valid, 5 problem(s)".to_string(),
         ]
     );
+    // Bad counters rows: each listed with the acts' problems; exit 1, as a run refuses them.
+    let counters = tmp.path().join("counters.csv");
+    std::fs::write(
+        &counters,
+        "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
+         franchise_cap_reached_on,stay_starts,open_stays\n\
+         P1,2024,four,0.00,,,,,\n\
+         P2,2024,0.00,0.00,,,,,S1=1/2\n\
+         P3,2024,0.00,0.00,,,,,\n",
+    )
+    .unwrap();
+    let counters = counters.to_str().unwrap();
+    let bens = bens.to_str().unwrap();
+    let o = rac(&[
+        "validate",
+        "--acts",
+        acts,
+        "--beneficiaries",
+        bens,
+        "--counters",
+        counters,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!(
+            "{counters}:1: column `pf_used`: bad_decimal (value `four`)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{counters}:2: column `open_stays`")),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 act rows read, 1 valid, 7 problem(s)"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2 bad counters row(s)"));
+
     let (o, out, _tmp) = compute_bad(acts);
     assert_eq!(o.status.code(), Some(3));
     let rejects = read(out.join("rejects.csv"));

@@ -5,11 +5,13 @@
 //! rac validate --acts acts.csv --beneficiaries beneficiaries.csv [--rights rights.csv]
 //! ```
 //! Exit 0 when every row is valid, 3 when some rows would be rejected, 1 when a file cannot
-//! be read at all, 2 on a usage error.
+//! be read at all or the counters have a bad row (a run refuses them; each is listed), 2 on a
+//! usage error.
 
 use clap::Args;
 
 use super::{Failure, InputArgs, load_rules};
+use crate::io::read;
 use crate::pipeline;
 
 /// Check the inputs and list every problem.
@@ -26,11 +28,21 @@ pub struct ValidateArgs {
 pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
     let carried = args.input.carried(args.keep_columns)?;
-    let (prepared, _) = args.input.prepare_carrying(carried, true)?;
+    // A bad counters row fails a run (exit 1: counters are state, never half read): each is
+    // listed, then the acts are checked without the counters.
+    let counter_problems = match &args.input.counters {
+        Some(path) => read::counters_problems(path).map_err(|e| Failure::input(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let mut input = args.input.clone();
+    if !counter_problems.is_empty() {
+        input.counters = None;
+    }
+    let (prepared, _) = input.prepare_carrying(carried, true)?;
     // The engine's own checks (care before birth, no parameter at the date) are part of the
     // contract; they need the patients' data but write nothing.
     let computed = pipeline::compute(&book, &prepared);
-    for r in &computed.rejects {
+    for r in counter_problems.iter().chain(&computed.rejects) {
         outln!(
             "{}:{}: column `{}`: {} (value `{}`{})",
             r.file,
@@ -49,7 +61,19 @@ pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
         "{} act rows read, {} valid, {} problem(s)",
         computed.read,
         computed.outcomes.len(),
-        computed.rejects.len()
+        computed.rejects.len() + counter_problems.len()
     );
+    if let Some(path) = args
+        .input
+        .counters
+        .as_ref()
+        .filter(|_| !counter_problems.is_empty())
+    {
+        return Err(Failure::input(format!(
+            "{}: {} bad counters row(s): a run would refuse the file (exit 1)",
+            path.display(),
+            counter_problems.len()
+        )));
+    }
     Ok(if computed.rejects.is_empty() { 0 } else { 3 })
 }

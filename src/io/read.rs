@@ -735,6 +735,18 @@ pub fn read_rights(path: &Path, opts: &ReadOptions) -> Result<Loaded<RightPeriod
 /// `stay_id=YYYY-MM-DD`, sorted by stay, the earliest of each; absent from counters format 1):
 /// the text form of [`crate::model::parse_ids`] and [`crate::model::parse_dated`]. Any bad row is a
 /// [`ReadError::BadCounter`]: the state must be exact.
+/// Every bad row of a counters file, in row order (`validate`: a run refuses the file at its
+/// first, [`read_counters`]).
+pub fn counters_problems(path: &Path) -> Result<Vec<Reject>, ReadError> {
+    let opts = ReadOptions {
+        every_problem: true,
+        ..ReadOptions::default()
+    };
+    Ok(Chunks::<YearCounter>::open(path, &opts)?
+        .collect_all()?
+        .rejects)
+}
+
 pub fn read_counters(path: &Path) -> Result<Vec<YearCounter>, ReadError> {
     let loaded = Chunks::<YearCounter>::open(path, &ReadOptions::default())?.collect_all()?;
     if let Some(reject) = loaded.rejects.into_iter().next() {

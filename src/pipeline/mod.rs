@@ -579,10 +579,10 @@ fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
         let format = value["counters_format"].as_u64();
         if !format.is_some_and(|f| COUNTERS_FORMATS_READ.contains(&f)) {
             return Err(RunError::Usage(format!(
-                "{}: written by rac {} with counters format {:?}; this rac reads formats {COUNTERS_FORMATS_READ:?} — recompute the earlier period with this version",
+                "{}: written by rac {} with counters format {}; this rac reads formats {COUNTERS_FORMATS_READ:?} — recompute the earlier period with this version",
                 path.display(),
                 value["version"].as_str().unwrap_or("?"),
-                format
+                format.map_or("(none)".to_string(), |f| f.to_string())
             )));
         }
         // Format 2 always writes `stay_starts`: a file without it was changed since (read as
