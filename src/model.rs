@@ -311,11 +311,13 @@ pub struct YearCounter {
 }
 
 /// What a later run needs of a stay's lines of earlier runs, while the stay is not charged
-/// the 24 € fee (RULES §4, §7.3).
+/// the whole 24 € fee (RULES §4, §7.3).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StaySums {
-    /// Summed bases of the stay's flat-fee group (its inpatient lines of the group's
-    /// categories), against the fee's tariff threshold.
+    /// Day of the first line of the stay's flat-fee group (its inpatient lines of the group's
+    /// categories): the fee's thresholds and amount are those of that day.
+    pub first: Option<NaiveDate>,
+    /// Summed bases of those lines, against the fee's tariff threshold.
     pub bases: Decimal,
     /// Summed coefficients of those lines, against the coefficient threshold.
     pub coefficients: Decimal,
@@ -324,39 +326,49 @@ pub struct StaySums {
     /// Its forfaits journaliers: `base − amo_gross` of its `daily_fee*` lines, before the
     /// imputation.
     pub daily_fees: Decimal,
-    /// The group's line that would bear the fee first (its base and `act_id`): the largest
-    /// base of a line that pays it, ties to the smallest `act_id` (RULES §4).
-    pub payer: Option<(Decimal, String)>,
+    /// The group's lines that would bear the fee first, in that order ([`pay_order`]), as far
+    /// as their bases reach the fee: each line's base and `act_id`.
+    pub payers: Vec<(Decimal, String)>,
 }
 
 impl StaySums {
+    /// Adds `other`'s lines (the payers of both, in [`pay_order`]; [`StaySums::keep_payers`]
+    /// trims them).
     pub fn add(&mut self, other: &StaySums) {
+        self.first = match (self.first, other.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.bases += other.bases;
         self.coefficients += other.coefficients;
         self.copayment += other.copayment;
         self.daily_fees += other.daily_fees;
-        if let Some((base, act_id)) = &other.payer {
-            self.offer_payer(*base, act_id);
-        }
+        self.payers.extend(other.payers.iter().cloned());
+        self.payers
+            .sort_by(|a, b| pay_order((a.0, &a.1), (b.0, &b.1)));
     }
 
-    /// Keeps the line of `base` and `act_id` as the payer if it bears the fee before the one
-    /// kept.
-    pub fn offer_payer(&mut self, base: Decimal, act_id: &str) {
-        if self
-            .payer
-            .as_ref()
-            .is_none_or(|(b, a)| pays_before((base, act_id), (*b, a)))
-        {
-            self.payer = Some((base, act_id.to_owned()));
-        }
+    /// Keeps the first payers whose bases reach `amount` (the fee): the later ones would bear
+    /// none of it.
+    pub fn keep_payers(&mut self, amount: Decimal) {
+        let mut before = Decimal::ZERO;
+        let kept = self
+            .payers
+            .iter()
+            .take_while(|(base, _)| {
+                let needed = before < amount;
+                before += *base;
+                needed
+            })
+            .count();
+        self.payers.truncate(kept);
     }
 }
 
-/// Whether the line of `(base, act_id)` bears a group's flat fee before the line of `other`:
-/// the larger base first, ties to the smaller `act_id` (RULES §4).
-pub fn pays_before(line: (Decimal, &str), other: (Decimal, &str)) -> bool {
-    line.0 > other.0 || (line.0 == other.0 && line.1 < other.1)
+/// The order in which a group's lines bear its flat fee: the larger base first, ties to the
+/// smaller `act_id` (RULES §4).
+pub fn pay_order(line: (Decimal, &str), other: (Decimal, &str)) -> std::cmp::Ordering {
+    other.0.cmp(&line.0).then_with(|| line.1.cmp(other.1))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,8 +412,9 @@ pub fn write_dated(out: &mut String, dated: &[(String, NaiveDate)]) {
 }
 
 /// Appends `stays` to `out` as a counter's [`YearCounter::open_stays`] is written:
-/// `id=bases/coefficients/copayment/daily_fees`, then `/base/act_id` of the payer if there is
-/// one, the ids escaped, joined by `;`.
+/// `id=first/bases/coefficients/copayment/daily_fees`, then `/base/act_id` for each payer
+/// (`first` a date `YYYY-MM-DD` or empty), the ids escaped, joined by `;`; in a payer's
+/// `act_id`, `%` and `/` are written `%25` and `%2F`.
 pub fn write_stay_sums(out: &mut String, stays: &[(String, StaySums)]) {
     use std::fmt::Write as _;
     for (i, (id, s)) in stays.iter().enumerate() {
@@ -409,45 +422,61 @@ pub fn write_stay_sums(out: &mut String, stays: &[(String, StaySums)]) {
             out.push(';');
         }
         write_escaped(out, id);
+        out.push('=');
+        if let Some(first) = s.first {
+            let _ = write!(out, "{}", first.format("%Y-%m-%d"));
+        }
         let _ = write!(
             out,
-            "={}/{}/{}/{}",
+            "/{}/{}/{}/{}",
             s.bases.normalize(),
             s.coefficients.normalize(),
             s.copayment.normalize(),
             s.daily_fees.normalize()
         );
-        if let Some((base, act_id)) = &s.payer {
+        for (base, act_id) in &s.payers {
             let _ = write!(out, "/{}/", base.normalize());
-            write_escaped(out, act_id);
+            write_escaped(out, &act_id.replace('%', "%25").replace('/', "%2F"));
         }
     }
 }
 
-/// Reads what [`write_stay_sums`] writes; `None` if an entry has no id, or not four
-/// non-negative decimals after its `=`, then nothing or a payer's base and `act_id` (which may
-/// hold a `/`).
+/// The largest sum a counter holds: the outputs' 16 integer digits (10 000 lines of 10^12 €).
+const MAX_SUM: Decimal = Decimal::from_parts(1_874_919_424, 2_328_306, 0, false, 0);
+
+/// Reads what [`write_stay_sums`] writes; `None` if an entry has no id, no `first` date or
+/// empty text before its first `/`, or not four non-negative decimals (at most 10^16) then
+/// pairs of a base and a non-empty `act_id`.
 pub fn parse_stay_sums(text: &str) -> Option<Vec<(String, StaySums)>> {
+    let decimal = |text: &str| {
+        let value = text.parse::<Decimal>().ok()?;
+        (!value.is_sign_negative() && value <= MAX_SUM).then_some(value)
+    };
     entries(text, true)?
         .into_iter()
         .map(|(id, sums)| {
             let sums = sums?;
-            let mut fields = sums.splitn(6, '/');
-            // Sums of amounts and coefficients: never negative.
-            let mut next = || {
-                let value = fields.next()?.parse::<Decimal>().ok()?;
-                (!value.is_sign_negative() || value.is_zero()).then_some(value)
+            let mut fields = sums.split('/');
+            let first = match fields.next()? {
+                "" => None,
+                date if date.len() == "YYYY-MM-DD".len() => {
+                    Some(NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?)
+                }
+                _ => return None,
             };
+            let mut next = || decimal(fields.next()?);
             let mut parsed = StaySums {
+                first,
                 bases: next()?,
                 coefficients: next()?,
                 copayment: next()?,
                 daily_fees: next()?,
-                payer: None,
+                payers: Vec::new(),
             };
-            if let Some(base) = fields.next() {
+            while let Some(base) = fields.next() {
                 let act_id = fields.next().filter(|a| !a.is_empty())?;
-                parsed.payer = Some((base.parse().ok()?, act_id.to_owned()));
+                let act_id = act_id.replace("%2F", "/").replace("%25", "%");
+                parsed.payers.push((decimal(base)?, act_id));
             }
             (!id.is_empty()).then_some((id, parsed))
         })
@@ -621,32 +650,41 @@ mod tests {
     #[test]
     fn open_stays_read_back_as_written_whatever_the_ids() {
         use rust_decimal_macros::dec;
-        let sums = |payer: Option<(Decimal, &str)>| StaySums {
+        let sums = |first: Option<NaiveDate>, payers: &[(Decimal, &str)]| StaySums {
+            first,
             bases: dec!(70.00),
             coefficients: dec!(12.5),
             copayment: dec!(14.00),
             daily_fees: dec!(0),
-            payer: payer.map(|(b, a)| (b, a.to_string())),
+            payers: payers.iter().map(|(b, a)| (*b, a.to_string())).collect(),
         };
         let stays = vec![
-            ("S1".to_string(), sums(None)),
-            ("a;b=c".to_string(), sums(Some((dec!(70), "A/1;=\\")))),
+            ("S1".to_string(), sums(None, &[])),
+            (
+                "a;b=c".to_string(),
+                sums(
+                    Some(day(2024, 12, 30)),
+                    &[(dec!(10), "A/1;=\\%2F%"), (dec!(9.5), "B")],
+                ),
+            ),
         ];
         let mut text = String::new();
         write_stay_sums(&mut text, &stays);
         assert_eq!(
             text,
-            "S1=70/12.5/14/0;a\\;b\\=c=70/12.5/14/0/70/A/1\\;\\=\\\\"
+            "S1=/70/12.5/14/0;a\\;b\\=c=2024-12-30/70/12.5/14/0/10/A%2F1\\;\\=\\\\%252F%25/9.5/B"
         );
         assert_eq!(parse_stay_sums(&text).unwrap(), stays);
         for bad in [
             "S1",
-            "=1/2/3/4",
-            "S1=1/2/3",
-            "S1=1/2/3/x",
-            "S1=1/-2/3/4",
-            "S1=1/2/3/4/5",
-            "S1=1/2/3/4/5/",
+            "=/1/2/3/4",
+            "S1=/1/2/3",
+            "S1=/1/2/3/x",
+            "S1=/1/-2/3/4",
+            "S1=/1/2/3/4/5",
+            "S1=/1/2/3/4/5/",
+            "S1=2024-1-1/1/2/3/4",
+            "S1=/79228162514264337593543950335/0/0/0",
         ] {
             assert_eq!(parse_stay_sums(bad), None, "{bad}");
         }

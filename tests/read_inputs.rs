@@ -830,11 +830,12 @@ fn counters_csv_and_parquet() {
             open_stays: vec![(
                 "S3".into(),
                 StaySums {
+                    first: None,
                     bases: dec!(70),
                     coefficients: dec!(1.5),
                     copayment: dec!(14),
                     daily_fees: dec!(0),
-                    payer: None,
+                    payers: vec![],
                 },
             )],
         },
@@ -849,7 +850,7 @@ fn counters_csv_and_parquet() {
     let csv = write(
         dir.path(),
         "counters.csv",
-        b"patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on,stay_starts,open_stays\nP1,2024,50.00,12.50,S1;S2,2024-09-03,,S2=2024-08-01;S1=2023-12-30,S3=70/1.5/14/0\nP2,2023,0.00,0.00,,,,,\n",
+        b"patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,franchise_cap_reached_on,stay_starts,open_stays\nP1,2024,50.00,12.50,S1;S2,2024-09-03,,S2=2024-08-01;S1=2023-12-30,S3=/70/1.5/14/0\nP2,2023,0.00,0.00,,,,,\n",
     );
     assert_eq!(read_counters(&csv).unwrap(), expected);
 

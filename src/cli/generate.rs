@@ -54,12 +54,23 @@ pub fn run(args: GenerateArgs) -> Result<i32, Failure> {
         months: args.months,
     };
     let started = std::time::Instant::now();
-    // Options out of range and an --out that cannot be a folder are the caller's to fix: 2.
-    let stats = generate(&opts, &args.out).map_err(|e| match e {
-        GenerateError::InvalidOptions(_) | GenerateError::OutDir { .. } => {
+    // Options out of range and an --out that cannot be a folder (a file there, no
+    // permission) are the caller's to fix: 2. A disk that fails is not: 1.
+    let stats = generate(&opts, &args.out).map_err(|e| {
+        use std::io::ErrorKind::{AlreadyExists, NotADirectory};
+        let usage = match &e {
+            GenerateError::InvalidOptions(_) => true,
+            GenerateError::OutDir { source, .. } => {
+                matches!(source.kind(), AlreadyExists | NotADirectory)
+                    || crate::io::is_denied(source)
+            }
+            _ => false,
+        };
+        if usage {
             Failure::usage(e.to_string())
+        } else {
+            Failure::input(e.to_string())
         }
-        _ => Failure::input(e.to_string()),
     })?;
     errln!(
         "rac: generated {} acts, {} patients, {} rights in {} ({:.1} s)",

@@ -22,7 +22,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::model::{
     Act, Beneficiary, Category, Outcome, Pathway, Regime, RightPeriod, RuleIds, Setting, Situation,
-    StaySums, YearCounter, pays_before,
+    StaySums, YearCounter, pay_order,
 };
 use crate::rules::{Param, RuleBook, RuleError, Scalar, Snapshot};
 
@@ -334,7 +334,7 @@ impl<'a> Engine<'a> {
         let heavy_stays = self.flat_fee_on_heavy_groups(&mut lines)?;
         // This run's sums of each stay, before the imputation changes its daily fees.
         let run_sums = self.stay_sums(&lines);
-        self.impute_daily_fees(&mut lines, &heavy_stays);
+        self.impute_daily_fees(&mut lines, &heavy_stays, &run_sums);
         self.keep_open_stays(run_sums);
         for k in 0..lines.len() {
             self.participation(&mut lines, k)?;
@@ -614,28 +614,27 @@ impl<'a> Engine<'a> {
             let key = group[0].0;
             members.clear();
             members.extend(group.iter().map(|&(_, k)| k));
-            // Members are in processing order: the first is the group's earliest line.
-            let first = &lines[members[0]];
-            let date = first.date();
-            let snap = first.snap;
             let stay = match key {
                 GroupKey::Stay(s) => Some(s.to_string()),
                 _ => None,
             };
-            let already = stay
-                .as_ref()
-                .is_some_and(|s| self.years.values().any(|y| y.charged_stays.contains(s)));
+            let already = stay.as_deref().is_some_and(|s| self.is_charged(s));
             let mut bases: Decimal = members.iter().map(|&k| lines[k].base).sum();
             let mut coefficients: Decimal = members
                 .iter()
                 .filter_map(|&k| lines[k].act.coefficient)
                 .sum();
-            // A stay's lines of earlier runs count too (opening counters, SPEC §2).
+            // Members are in processing order: the first is the group's earliest line, unless
+            // a line of an earlier run came first. A stay's lines of earlier runs count too
+            // (opening counters, SPEC §2).
+            let mut date = lines[members[0]].date();
             let carried = stay.as_deref().and_then(|s| self.open_stay(s));
             if let Some(carried) = &carried {
                 bases += carried.bases;
                 coefficients += carried.coefficients;
+                date = carried.first.map_or(date, |first| first.min(date));
             }
+            let snap = self.book.at(date);
             let heavy = already || reaches_pal_thresholds(snap, date, bases, coefficients)?;
             if !heavy {
                 continue;
@@ -666,42 +665,38 @@ impl<'a> Engine<'a> {
             // The fee sits on the largest base (ties: smallest act_id), spread to the next
             // lines when that base is smaller; exempt lines bear none (CSS, AME and
             // Alsace-Moselle pay it, the exonerated situations are at 100 % anyway).
-            let mut payers: Vec<usize> = members
+            let payers: Vec<usize> = members
                 .iter()
                 .copied()
                 .filter(|&k| self.pays_pal(&lines[k]))
                 .collect();
-            payers.sort_by(|&a, &b| {
-                lines[b]
-                    .base
-                    .cmp(&lines[a].base)
-                    .then_with(|| lines[a].act.act_id.cmp(&lines[b].act.act_id))
-            });
+            // With the lines of earlier runs that would bear it (opening counters): they bear
+            // their part first where one run over all the stay's lines puts it, and none of
+            // that part is this run's lines' to pay.
+            let earlier = carried.as_ref().map_or(&[][..], |c| &c.payers[..]);
+            let mut order: Vec<(Decimal, &str, Option<usize>)> = payers
+                .iter()
+                .map(|&k| (lines[k].base, lines[k].act.act_id.as_str(), Some(k)))
+                .chain(earlier.iter().map(|(base, id)| (*base, id.as_str(), None)))
+                .collect();
+            order.sort_by(|a, b| pay_order((a.0, a.1), (b.0, b.1)));
             let amount = snap.get(Scalar::PalAmount, date)?;
             let mut remaining = amount;
-            // A line of an earlier run that comes first bears the fee (its part of it) in one
-            // run over all the stay's lines: none of it is this run's lines' to pay.
-            let first_here = payers
-                .first()
-                .map(|&k| (lines[k].base, lines[k].act.act_id.as_str()));
-            if let Some((base, act_id)) = carried.as_ref().and_then(|c| c.payer.as_ref())
-                && first_here.is_none_or(|here| pays_before((*base, act_id), here))
-            {
-                let earlier = remaining.min(*base);
-                remaining -= earlier;
-                for &k in &members {
-                    self.note(&lines[k], || {
-                        format!("flat fee: {earlier} on line {act_id} of an earlier run, the group's largest base (RULES §4)")
-                    });
-                }
-            }
-            for k in payers {
+            for (base, act_id, here) in order {
                 if remaining <= Decimal::ZERO {
                     break;
                 }
-                let fee = remaining.min(lines[k].base);
-                lines[k].pal = fee;
+                let fee = remaining.min(base);
                 remaining -= fee;
+                let Some(k) = here else {
+                    for &k in &members {
+                        self.note(&lines[k], || {
+                            format!("flat fee: {fee} on line {act_id} of an earlier run (RULES §4)")
+                        });
+                    }
+                    continue;
+                };
+                lines[k].pal = fee;
                 lines[k]
                     .rules
                     .push(Param::from(Scalar::PalAmount).static_id());
@@ -709,9 +704,10 @@ impl<'a> Engine<'a> {
                     format!("flat fee: {fee} charged on this line")
                 });
             }
-            // A stay whose lines all are exempt has not been charged: a later line that pays
-            // it (the right ended) bears the fee, as in one run over all its lines.
-            if let Some(s) = stay.filter(|_| remaining < amount) {
+            // Charged once the whole fee is placed. Until then (every line exempt, or bases
+            // under the fee), a later line that pays it bears the rest, as in one run over
+            // all the stay's lines; the counters keep the lines that bore a part.
+            if let Some(s) = stay.filter(|_| remaining <= Decimal::ZERO) {
                 self.years
                     .entry(date.year())
                     .or_default()
@@ -729,13 +725,18 @@ impl<'a> Engine<'a> {
             if heavy_stays.contains(stay) {
                 continue;
             }
-            let charged = self.years.values().any(|y| y.charged_stays.contains(stay));
+            let charged = self.is_charged(stay);
             let carried_heavy = match self.open_stay(stay) {
-                Some(c)
-                    if line.snap.has(Scalar::PalTariffThreshold)
-                        && line.snap.has(Scalar::PalCoefficientThreshold) =>
-                {
-                    reaches_pal_thresholds(line.snap, line.date(), c.bases, c.coefficients)?
+                Some(StaySums {
+                    first: Some(first),
+                    bases,
+                    coefficients,
+                    ..
+                }) => {
+                    let snap = self.book.at(first);
+                    snap.has(Scalar::PalTariffThreshold)
+                        && snap.has(Scalar::PalCoefficientThreshold)
+                        && reaches_pal_thresholds(snap, first, bases, coefficients)?
                 }
                 _ => false,
             };
@@ -761,10 +762,11 @@ impl<'a> Engine<'a> {
                 .or_insert((StaySums::default(), line.date()));
             *first = (*first).min(line.date());
             if in_pal_group(line.act.category) && !line.ambulatory() {
+                s.first = Some(s.first.map_or(line.date(), |d| d.min(line.date())));
                 s.bases += line.base;
                 s.coefficients += line.act.coefficient.unwrap_or_default();
                 if self.pays_pal(line) {
-                    s.offer_payer(line.base, &line.act.act_id);
+                    s.payers.push((line.base, line.act.act_id.to_string()));
                 }
             }
             if is_daily_fee(line.act.category) {
@@ -774,6 +776,11 @@ impl<'a> Engine<'a> {
             }
         }
         sums
+    }
+
+    /// Whether a stay was charged the 24 € fee, in this run or an earlier one.
+    fn is_charged(&self, stay: &str) -> bool {
+        self.years.values().any(|y| y.charged_stays.contains(stay))
     }
 
     /// The sums of an open stay's lines of earlier runs (opening counters).
@@ -795,7 +802,7 @@ impl<'a> Engine<'a> {
     /// this run; a stay charged the fee is open no more.
     fn keep_open_stays(&mut self, run_sums: BTreeMap<&str, (StaySums, NaiveDate)>) {
         for (stay, (sums, first)) in run_sums {
-            if self.years.values().any(|y| y.charged_stays.contains(stay)) {
+            if self.is_charged(stay) {
                 for y in self.years.values_mut() {
                     y.open_stays.remove(stay);
                 }
@@ -807,20 +814,41 @@ impl<'a> Engine<'a> {
             let year = year_where(&|y| y.open_stays.contains_key(stay))
                 .or_else(|| year_where(&|y| y.stay_starts.contains_key(stay)))
                 .unwrap_or(first.year());
-            self.years
+            // A stay with nothing to carry (no line of its group, no copayment, no forfait)
+            // is no entry: a later run would start it from nothing all the same.
+            if sums == StaySums::default() && self.open_stay(stay).is_none() {
+                continue;
+            }
+            let kept = self
+                .years
                 .entry(year)
                 .or_default()
                 .open_stays
                 .entry(stay.to_owned())
-                .or_default()
-                .add(&sums);
+                .or_default();
+            kept.add(&sums);
+            // Only the lines that would bear the fee are kept (the fee of the stay's first day).
+            let fee = kept.first.and_then(|first| {
+                let snap = self.book.at(first);
+                snap.has(Scalar::PalAmount)
+                    .then(|| snap.get(Scalar::PalAmount, first).ok())
+                    .flatten()
+            });
+            if let Some(fee) = fee {
+                kept.keep_payers(fee);
+            }
         }
     }
 
     /// Pass 3 (RULES §4, §7.3): for a stay without the flat fee, the patient pays the larger
     /// of the stay's copayment and its forfaits journaliers; the smaller is added to the AMO
     /// amount of the `daily_fee*` lines.
-    fn impute_daily_fees(&mut self, lines: &mut [Line], heavy_stays: &BTreeSet<String>) {
+    fn impute_daily_fees(
+        &mut self,
+        lines: &mut [Line],
+        heavy_stays: &BTreeSet<String>,
+        run_sums: &BTreeMap<&str, (StaySums, NaiveDate)>,
+    ) {
         let stays: BTreeSet<&str> = lines
             .iter()
             .filter(|l| is_daily_fee(l.act.category))
@@ -828,25 +856,13 @@ impl<'a> Engine<'a> {
             .filter(|s| !heavy_stays.contains(*s))
             .collect();
         for stay in stays {
-            let of_stay = |l: &&Line| l.act.stay_id.as_deref() == Some(stay);
             // With the stay's lines of earlier runs (opening counters): of the smaller of its
             // whole copayment and forfaits, the earlier daily fees took their part first, as
             // in one run over all its lines (SPEC §2).
             let carried = self.open_stay(stay).unwrap_or_default();
-            let copayment: Decimal = carried.copayment
-                + lines
-                    .iter()
-                    .filter(of_stay)
-                    .filter(|l| !is_daily_fee(l.act.category))
-                    .map(|l| l.base - l.amo_gross)
-                    .sum::<Decimal>();
-            let daily_fees: Decimal = carried.daily_fees
-                + lines
-                    .iter()
-                    .filter(of_stay)
-                    .filter(|l| is_daily_fee(l.act.category))
-                    .map(|l| l.base - l.amo_gross)
-                    .sum::<Decimal>();
+            let here = run_sums.get(stay).map(|(s, _)| s);
+            let copayment = carried.copayment + here.map_or(Decimal::ZERO, |s| s.copayment);
+            let daily_fees = carried.daily_fees + here.map_or(Decimal::ZERO, |s| s.daily_fees);
             let mut remaining = (copayment.min(daily_fees) - carried.daily_fees).max(Decimal::ZERO);
             for line in lines.iter_mut() {
                 if remaining <= Decimal::ZERO {

@@ -609,21 +609,30 @@ fn hospital_stay_flat_fee_once_per_stay_and_long_stay() {
 /// March computed with February's closing counters, and the same March lines of one run over
 /// both months (SPEC §2): they must be equal.
 fn march_chained_and_whole(case: &Case, february: &[Act], march: &[Act]) -> [Vec<Outcome>; 2] {
-    let all: Vec<Act> = february.iter().chain(march).cloned().collect();
+    last_chained_and_whole(case, &[february, march])
+}
+
+/// The last of `runs` computed with the closing counters of the runs before it, each given
+/// the closing counters of the one before; and the same lines of one run over all of them.
+fn last_chained_and_whole(case: &Case, runs: &[&[Act]]) -> [Vec<Outcome>; 2] {
+    let all: Vec<Act> = runs.concat();
     let whole = case.run(&all);
-    let first = case.result(february);
-    let chained = Case {
+    let mut chained = Case {
         beneficiary: case.beneficiary.clone(),
         rights: case.rights.clone(),
         rights_known: case.rights_known,
-        opening: first.closing,
+        opening: case.opening.clone(),
     };
-    let second = chained.run(march);
-    let whole_march = whole
+    let (last, before) = runs.split_last().unwrap();
+    for run in before {
+        chained.opening = chained.result(run).closing;
+    }
+    let second = chained.run(last);
+    let whole_last = whole
         .into_iter()
-        .filter(|o| march.iter().any(|a| a.act_id == o.act_id))
+        .filter(|o| last.iter().any(|a| a.act_id == o.act_id))
         .collect();
-    [second, whole_march]
+    [second, whole_last]
 }
 
 /// SPEC §2 (counters): a stay whose lines fall in two monthly runs is judged on all of them.
@@ -737,10 +746,93 @@ fn a_stay_over_two_runs_is_judged_on_all_its_lines() {
     assert!(open.charged_stays.is_empty());
     assert_eq!(open.open_stays[0].0, "s4");
     assert_eq!(open.open_stays[0].1.bases, dec!(500));
-    assert_eq!(
-        open.open_stays[0].1.payer, None,
+    assert!(
+        open.open_stays[0].1.payers.is_empty(),
         "an exempt line pays no fee"
     );
+
+    // The fee spread over lines under 24 €, heavy by coefficients: one run puts 10 and 9 on
+    // January's lines, the last 5 on B1.
+    let coefficient = |mut a: Act, c| {
+        a.coefficient = Some(c);
+        a
+    };
+    let act_line = |id: &str, date: &str, tariff, stay: &str| {
+        stay_line(id, date, Category::MedicalAct, tariff, stay)
+    };
+    let [chained, whole] = march_chained_and_whole(
+        &case,
+        &[
+            coefficient(act_line("a1", "2025-01-10", dec!(10), "s6"), dec!(20)),
+            coefficient(act_line("a2", "2025-01-11", dec!(9), "s6"), dec!(20)),
+        ],
+        &[coefficient(
+            act_line("b1", "2025-02-05", dec!(8), "s6"),
+            dec!(20),
+        )],
+    );
+    assert_eq!(chained, whole);
+    assert_eq!(whole[0].pal, dec!(5));
+    // The fee partly placed in January (10 of 24): February's line bears the rest.
+    let [chained, whole] = march_chained_and_whole(
+        &case,
+        &[coefficient(
+            act_line("a1", "2025-01-10", dec!(10), "s7"),
+            dec!(60),
+        )],
+        &[act_line("b1", "2025-02-05", dec!(5), "s7")],
+    );
+    assert_eq!(chained, whole);
+    assert_eq!(whole[0].pal, dec!(5));
+    // Three runs, heavy in the third: the fee sits on the first run's line (equal bases).
+    let [chained, whole] = last_chained_and_whole(
+        &case,
+        &[
+            &[stay_line(
+                "t1",
+                "2025-01-10",
+                Category::HospitalStay,
+                dec!(50),
+                "s8",
+            )],
+            &[stay_line(
+                "t2",
+                "2025-02-10",
+                Category::HospitalStay,
+                dec!(50),
+                "s8",
+            )],
+            &[stay_line(
+                "t3",
+                "2025-03-10",
+                Category::HospitalStay,
+                dec!(50),
+                "s8",
+            )],
+        ],
+    );
+    assert_eq!(chained, whole);
+    assert_eq!((whole[0].rate, whole[0].pal), (dec!(100), z()));
+    // Across a year whose fee changed: the fee of the stay's first day (18 € in 2018).
+    let [chained, whole] = march_chained_and_whole(
+        &case,
+        &[stay_line(
+            "y1",
+            "2018-12-28",
+            Category::HospitalStay,
+            dec!(70),
+            "s9",
+        )],
+        &[stay_line(
+            "y2",
+            "2019-01-03",
+            Category::HospitalStay,
+            dec!(80),
+            "s9",
+        )],
+    );
+    assert_eq!(chained, whole);
+    assert_eq!(whole[0].pal, dec!(18));
 
     // What counters cannot mend: a stay charged in February on its line then, where one run
     // puts the fee on March's larger line (README, Known limits).

@@ -1884,11 +1884,12 @@ mod tests {
             open_stays: vec![(
                 "S3/=;".into(),
                 StaySums {
+                    first: Some(day(2024, 1, 2)),
                     bases: dec!(70.00),
                     coefficients: dec!(12.5),
                     copayment: dec!(14),
                     daily_fees: dec!(0.00),
-                    payer: Some((dec!(70.00), "A/1;=\\".into())),
+                    payers: vec![(dec!(10.00), "A/1;=\\%2F".into()), (dec!(9), "B".into())],
                 },
             )],
         };
