@@ -628,7 +628,8 @@ impl<'a> Engine<'a> {
             // a line of an earlier run came first. A stay's lines of earlier runs count too
             // (opening counters, SPEC §2).
             let mut date = lines[members[0]].date();
-            let carried = stay.as_deref().and_then(|s| self.open_stay(s));
+            // Cloned: the lines' notes below borrow the engine.
+            let carried = stay.as_deref().and_then(|s| self.open_stay(s)).cloned();
             if let Some(carried) = &carried {
                 bases += carried.bases;
                 coefficients += carried.coefficients;
@@ -727,7 +728,7 @@ impl<'a> Engine<'a> {
             }
             let charged = self.is_charged(stay);
             let carried_heavy = match self.open_stay(stay) {
-                Some(StaySums {
+                Some(&StaySums {
                     first: Some(first),
                     bases,
                     coefficients,
@@ -784,11 +785,8 @@ impl<'a> Engine<'a> {
     }
 
     /// The sums of an open stay's lines of earlier runs (opening counters).
-    fn open_stay(&self, stay: &str) -> Option<StaySums> {
-        self.years
-            .values()
-            .find_map(|y| y.open_stays.get(stay))
-            .cloned()
+    fn open_stay(&self, stay: &str) -> Option<&StaySums> {
+        self.years.values().find_map(|y| y.open_stays.get(stay))
     }
 
     /// Whether a line bears the flat fee of its group, if heavy (RULES §4): CSS, AME and
@@ -859,11 +857,14 @@ impl<'a> Engine<'a> {
             // With the stay's lines of earlier runs (opening counters): of the smaller of its
             // whole copayment and forfaits, the earlier daily fees took their part first, as
             // in one run over all its lines (SPEC §2).
-            let carried = self.open_stay(stay).unwrap_or_default();
-            let here = run_sums.get(stay).map(|(s, _)| s);
-            let copayment = carried.copayment + here.map_or(Decimal::ZERO, |s| s.copayment);
-            let daily_fees = carried.daily_fees + here.map_or(Decimal::ZERO, |s| s.daily_fees);
-            let mut remaining = (copayment.min(daily_fees) - carried.daily_fees).max(Decimal::ZERO);
+            let sum = |field: fn(&StaySums) -> Decimal| {
+                let carried = self.open_stay(stay).map_or(Decimal::ZERO, field);
+                let here = run_sums.get(stay).map_or(Decimal::ZERO, |(s, _)| field(s));
+                (carried, carried + here)
+            };
+            let (_, copayment) = sum(|s| s.copayment);
+            let (earlier_fees, daily_fees) = sum(|s| s.daily_fees);
+            let mut remaining = (copayment.min(daily_fees) - earlier_fees).max(Decimal::ZERO);
             for line in lines.iter_mut() {
                 if remaining <= Decimal::ZERO {
                     break;
