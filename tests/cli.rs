@@ -1294,12 +1294,19 @@ fn validate_lists_every_problem() {
         "patient_id,birth_date,regime\nP1,1980-05-06,general\n",
     )
     .unwrap();
+    // A beneficiaries row with two problems: both listed.
+    let bad_bens = tmp.path().join("bad_bens.csv");
+    std::fs::write(
+        &bad_bens,
+        "patient_id,birth_date,regime\nP1,1980-05-06,general\nP9,1980-02-30,martian\n",
+    )
+    .unwrap();
     let o = rac(&[
         "validate",
         "--acts",
         &bad("acts_bad_values.csv"),
         "--beneficiaries",
-        bens.to_str().unwrap(),
+        bad_bens.to_str().unwrap(),
         "--rights",
         &bad("rights_bad.csv"),
     ]);
@@ -1311,6 +1318,14 @@ fn validate_lists_every_problem() {
     );
     assert!(text.contains("rights_bad.csv"), "{text}");
     assert!(text.contains("end_before_start"), "{text}");
+    let bad_bens = bad_bens.to_str().unwrap();
+    for (column, reason, value) in [
+        ("birth_date", "bad_date", "1980-02-30"),
+        ("regime", "unknown_value", "martian"),
+    ] {
+        let line = format!("{bad_bens}:2: column `{column}`: {reason} (value `{value}`)");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
 
     // A row with several problems has each listed (only the first before); `compute` rejects
     // the row once, for its first.
@@ -1355,7 +1370,7 @@ fn validate_lists_every_problem() {
         &counters,
         "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
          franchise_cap_reached_on,stay_starts,open_stays\n\
-         P1,2024,four,0.00,,,,,\n\
+         P1,2024,four,-1,,,,,\n\
          P2,2024,0.00,0.00,,,,,S1=1/2\n\
          P3,2024,0.00,0.00,,,,,\n",
     )
@@ -1379,12 +1394,19 @@ fn validate_lists_every_problem() {
         )),
         "{text}"
     );
+    // Each problem of a row (the first only before).
+    assert!(
+        text.contains(&format!(
+            "{counters}:1: column `franchise_used`: negative_amount (value `-1`)"
+        )),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("{counters}:2: column `open_stays`")),
         "{text}"
     );
     assert!(
-        text.contains("2 act rows read, 1 valid, 7 problem(s)"),
+        text.contains("2 act rows read, 1 valid, 8 problem(s)"),
         "{text}"
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("2 bad counters row(s)"));

@@ -69,10 +69,14 @@ pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
         .as_ref()
         .filter(|_| !counter_problems.is_empty())
     {
+        // A row with several problems is listed once per problem, counted once here.
+        let mut rows: Vec<u64> = counter_problems.iter().map(|r| r.row).collect();
+        rows.sort_unstable();
+        rows.dedup();
         return Err(Failure::input(format!(
             "{}: {} bad counters row(s): a run would refuse the file (exit 1)",
             path.display(),
-            counter_problems.len()
+            rows.len()
         )));
     }
     Ok(if computed.rejects.is_empty() { 0 } else { 3 })

@@ -114,6 +114,20 @@ impl Problems for EveryBad {
     }
 }
 
+/// A row's value, or its first problem: `convert` with [`FirstBad`].
+fn first_problem<T>(convert: impl FnOnce(&mut FirstBad) -> Conv<Option<T>>) -> Conv<T> {
+    // `FirstBad` stops at the first problem: `None` never comes.
+    Ok(convert(&mut FirstBad)?.expect("FirstBad stops at a problem"))
+}
+
+/// Every problem of a row, the first first: `convert` with [`EveryBad`].
+fn every_problem<T>(convert: impl FnOnce(&mut EveryBad) -> Conv<Option<T>>) -> Vec<Bad> {
+    let mut every = EveryBad(Vec::new());
+    // `EveryBad` keeps the problems and never stops.
+    let _ = convert(&mut every);
+    every.0
+}
+
 fn bad(slot: usize, reason: RejectReason) -> Bad {
     Bad { slot, reason }
 }
@@ -342,15 +356,11 @@ impl Table for Act {
     const CARRIES: bool = true;
 
     fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<Act> {
-        // `FirstBad` stops at the first problem: `None` never comes.
-        Ok(act_from_row(row, opts, &mut FirstBad)?.expect("FirstBad stops at a problem"))
+        first_problem(|p| act_from_row(row, opts, p))
     }
 
     fn problems<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Vec<Bad> {
-        let mut every = EveryBad(Vec::new());
-        // `EveryBad` keeps the problems and never stops.
-        let _ = act_from_row(row, opts, &mut every);
-        every.0
+        every_problem(|p| act_from_row(row, opts, p))
     }
 }
 
@@ -498,14 +508,31 @@ impl Table for Beneficiary {
     ];
     const ACT_ID: Option<usize> = None;
 
-    fn from_row<R: Row + ?Sized>(row: &R, _opts: &ReadOptions) -> Conv<Beneficiary> {
-        Ok(Beneficiary {
-            patient_id: req_string(row, 0)?,
-            birth_date: req_date(row, 1)?,
-            regime: opt_code(row, 2, Regime::parse, RejectReason::UnknownValue)?
-                .unwrap_or(Regime::General),
-        })
+    fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<Beneficiary> {
+        first_problem(|p| beneficiary_from_row(row, opts, p))
     }
+
+    fn problems<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Vec<Bad> {
+        every_problem(|p| beneficiary_from_row(row, opts, p))
+    }
+}
+
+/// A beneficiary from a row, its problems handed to `p` in the order of its columns.
+fn beneficiary_from_row<R: Row + ?Sized, P: Problems>(
+    row: &R,
+    _opts: &ReadOptions,
+    p: &mut P,
+) -> Conv<Option<Beneficiary>> {
+    let patient_id = p.take(req_string(row, 0))?;
+    let birth_date = p.take(req_date(row, 1))?;
+    let regime = p.take(opt_code(row, 2, Regime::parse, RejectReason::UnknownValue))?;
+    Ok((|| {
+        Some(Beneficiary {
+            patient_id: patient_id?,
+            birth_date: birth_date?,
+            regime: regime?.unwrap_or(Regime::General),
+        })
+    })())
 }
 
 impl Table for RightPeriod {
@@ -518,22 +545,46 @@ impl Table for RightPeriod {
     ];
     const ACT_ID: Option<usize> = None;
 
-    fn from_row<R: Row + ?Sized>(row: &R, _opts: &ReadOptions) -> Conv<RightPeriod> {
-        let patient_id = req_string(row, 0)?;
-        let right = req_code(row, 1, RightKind::parse, RejectReason::UnknownValue)?;
-        let start_date = req_date(row, 2)?;
-        let end_date = opt_date(row, 3)?;
-        if end_date.is_some_and(|end| end < start_date) {
-            return Err(bad(3, RejectReason::EndBeforeStart));
-        }
-        Ok(RightPeriod {
-            patient_id,
-            right,
-            start_date,
-            end_date,
-            reference: opt_string(row, 4)?,
-        })
+    fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<RightPeriod> {
+        first_problem(|p| right_from_row(row, opts, p))
     }
+
+    fn problems<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Vec<Bad> {
+        every_problem(|p| right_from_row(row, opts, p))
+    }
+}
+
+/// A rights period from a row, its problems handed to `p` in the order of its columns
+/// (`end_date` before `start_date` is judged only when both read).
+fn right_from_row<R: Row + ?Sized, P: Problems>(
+    row: &R,
+    _opts: &ReadOptions,
+    p: &mut P,
+) -> Conv<Option<RightPeriod>> {
+    let patient_id = p.take(req_string(row, 0))?;
+    let right = p.take(req_code(
+        row,
+        1,
+        RightKind::parse,
+        RejectReason::UnknownValue,
+    ))?;
+    let start_date = p.take(req_date(row, 2))?;
+    let mut end_date = p.take(opt_date(row, 3))?;
+    if let (Some(start), Some(Some(end))) = (start_date, end_date)
+        && end < start
+    {
+        end_date = p.take(Err(bad(3, RejectReason::EndBeforeStart)))?;
+    }
+    let reference = p.take(opt_string(row, 4))?;
+    Ok((|| {
+        Some(RightPeriod {
+            patient_id: patient_id?,
+            right: right?,
+            start_date: start_date?,
+            end_date: end_date?,
+            reference: reference?,
+        })
+    })())
 }
 
 impl Table for YearCounter {
@@ -553,42 +604,72 @@ impl Table for YearCounter {
     const ACT_ID: Option<usize> = None;
 
     fn from_row<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Conv<YearCounter> {
-        let patient_id = req_string(row, 0)?;
-        let year = opt_int(row, 1, 1, 9999)?.ok_or(bad(1, RejectReason::MissingValue))?;
-        let pf_used = req_amount(row, 2, opts, false)?;
-        let franchise_used = req_amount(row, 3, opts, false)?;
-        let mut charged_stays = match opt_string(row, 4)? {
-            Some(joined) => parse_ids(&joined).ok_or(bad(4, RejectReason::UnknownValue))?,
-            None => Vec::new(),
-        };
-        charged_stays.sort_unstable();
-        charged_stays.dedup();
-        let mut stay_starts = match opt_string(row, 7)? {
-            Some(joined) => parse_dated(&joined).ok_or(bad(7, RejectReason::BadDate))?,
-            None => Vec::new(),
-        };
-        // One start per stay, the earliest (a stay written twice in one row keeps its first day).
-        stay_starts.sort_unstable();
-        stay_starts.dedup_by(|later, first| later.0 == first.0);
-        let mut open_stays = match opt_string(row, 8)? {
-            Some(joined) => parse_stay_sums(&joined).ok_or(bad(8, RejectReason::BadDecimal))?,
-            None => Vec::new(),
-        };
-        // One entry per stay (a stay written twice in one row keeps its first sums).
-        open_stays.sort_by(|a, b| a.0.cmp(&b.0));
-        open_stays.dedup_by(|later, first| later.0 == first.0);
-        Ok(YearCounter {
-            patient_id,
-            year: year as i32,
-            pf_used,
-            franchise_used,
-            charged_stays,
-            pf_cap_reached_on: opt_date(row, 5)?,
-            franchise_cap_reached_on: opt_date(row, 6)?,
-            stay_starts,
-            open_stays,
-        })
+        first_problem(|p| counter_from_row(row, opts, p))
     }
+
+    fn problems<R: Row + ?Sized>(row: &R, opts: &ReadOptions) -> Vec<Bad> {
+        every_problem(|p| counter_from_row(row, opts, p))
+    }
+}
+
+/// A year's counters from a row, their problems handed to `p` in the order of its columns.
+fn counter_from_row<R: Row + ?Sized, P: Problems>(
+    row: &R,
+    opts: &ReadOptions,
+    p: &mut P,
+) -> Conv<Option<YearCounter>> {
+    let patient_id = p.take(req_string(row, 0))?;
+    let year = p.take(opt_int(row, 1, 1, 9999).and_then(|year| {
+        year.map(|y| y as i32)
+            .ok_or(bad(1, RejectReason::MissingValue))
+    }))?;
+    let pf_used = p.take(req_amount(row, 2, opts, false))?;
+    let franchise_used = p.take(req_amount(row, 3, opts, false))?;
+    let charged_stays = p.take(opt_string(row, 4).and_then(|joined| match joined {
+        Some(joined) => {
+            let mut ids = parse_ids(&joined).ok_or(bad(4, RejectReason::UnknownValue))?;
+            ids.sort_unstable();
+            ids.dedup();
+            Ok(ids)
+        }
+        None => Ok(Vec::new()),
+    }))?;
+    let pf_cap_reached_on = p.take(opt_date(row, 5))?;
+    let franchise_cap_reached_on = p.take(opt_date(row, 6))?;
+    let stay_starts = p.take(opt_string(row, 7).and_then(|joined| match joined {
+        Some(joined) => {
+            let mut starts = parse_dated(&joined).ok_or(bad(7, RejectReason::BadDate))?;
+            // One start per stay, the earliest (a stay written twice in one row keeps its
+            // first day).
+            starts.sort_unstable();
+            starts.dedup_by(|later, first| later.0 == first.0);
+            Ok(starts)
+        }
+        None => Ok(Vec::new()),
+    }))?;
+    let open_stays = p.take(opt_string(row, 8).and_then(|joined| match joined {
+        Some(joined) => {
+            let mut sums = parse_stay_sums(&joined).ok_or(bad(8, RejectReason::BadDecimal))?;
+            // One entry per stay (a stay written twice in one row keeps its first sums).
+            sums.sort_by(|a, b| a.0.cmp(&b.0));
+            sums.dedup_by(|later, first| later.0 == first.0);
+            Ok(sums)
+        }
+        None => Ok(Vec::new()),
+    }))?;
+    Ok((|| {
+        Some(YearCounter {
+            patient_id: patient_id?,
+            year: year?,
+            pf_used: pf_used?,
+            franchise_used: franchise_used?,
+            charged_stays: charged_stays?,
+            pf_cap_reached_on: pf_cap_reached_on?,
+            franchise_cap_reached_on: franchise_cap_reached_on?,
+            stay_starts: stay_starts?,
+            open_stays: open_stays?,
+        })
+    })())
 }
 
 #[cfg(test)]
@@ -757,5 +838,70 @@ mod tests {
         let row = TextRow(vec![b"P1", b"0", b"12", b"3.5"]);
         let err = YearCounter::from_row(&row, &ReadOptions::default()).unwrap_err();
         assert_eq!(err, bad(1, RejectReason::OutOfRange));
+    }
+
+    /// The problems of a row of table `T`, as (column, reason), in the order reported.
+    fn problems_of<T: Table>(cells: Vec<&'static [u8]>) -> Vec<(&'static str, RejectReason)> {
+        T::problems(&TextRow(cells), &ReadOptions::default())
+            .iter()
+            .map(|b| (T::COLUMNS[b.slot].name, b.reason))
+            .collect()
+    }
+
+    #[test]
+    fn beneficiaries_rights_and_counters_give_every_problem_in_column_order() {
+        use RejectReason::*;
+        assert_eq!(
+            problems_of::<Beneficiary>(vec![b"", b"2024-02-30", b"martian"]),
+            [
+                ("patient_id", MissingValue),
+                ("birth_date", BadDate),
+                ("regime", UnknownValue)
+            ]
+        );
+        assert!(problems_of::<Beneficiary>(vec![b"P1", b"1980-01-01"]).is_empty());
+        assert_eq!(
+            problems_of::<RightPeriod>(vec![b"P1", b"gold", b"2024-03-01", b"2024-02-01"]),
+            [("right", UnknownValue), ("end_date", EndBeforeStart)]
+        );
+        // The end is judged against the start only when the start reads.
+        assert_eq!(
+            problems_of::<RightPeriod>(vec![b"", b"css", b"x", b"2024-02-01"]),
+            [("patient_id", MissingValue), ("start_date", BadDate)]
+        );
+        assert_eq!(
+            problems_of::<YearCounter>(vec![
+                b"P1",
+                b"0",
+                b"-1",
+                b"x",
+                b"",
+                b"2024-13-01",
+                b"",
+                b"S1=nope",
+                b"S2=bad"
+            ]),
+            [
+                ("year", OutOfRange),
+                ("pf_used", NegativeAmount),
+                ("franchise_used", BadDecimal),
+                ("pf_cap_reached_on", BadDate),
+                ("stay_starts", BadDate),
+                ("open_stays", BadDecimal),
+            ]
+        );
+        // A run stops at the first, in the same order.
+        let row = TextRow(vec![
+            b"P1",
+            b"2024",
+            b"1",
+            b"1",
+            b"",
+            b"",
+            b"2024-13-01",
+            b"S1=x",
+        ]);
+        let first = YearCounter::from_row(&row, &ReadOptions::default()).unwrap_err();
+        assert_eq!(first, bad(6, BadDate));
     }
 }
