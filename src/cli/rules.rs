@@ -20,8 +20,8 @@ pub struct RulesArgs {
     /// Day to show (YYYY-MM-DD); default today.
     #[arg(long)]
     pub date: Option<NaiveDate>,
-    /// Show every value of this parameter instead (e.g. `pf.amount`).
-    #[arg(long)]
+    /// Show every value of this parameter instead (e.g. `pf.amount`); not with `--date`.
+    #[arg(long, conflicts_with = "date")]
     pub history: Option<String>,
     /// A parameter file used on top of the built-in rules.
     #[arg(long)]

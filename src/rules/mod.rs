@@ -369,7 +369,7 @@ impl RuleBook {
                         id: rp.id,
                     });
                 }
-                let definition = parse_definition(origin, param, rp)?;
+                let mut definition = parse_definition(origin, param, rp)?;
                 // A scenario changes values, not what they measure: `percent` where the
                 // definition it replaces is in EUR would be read as euros.
                 if let Some(replaced) = &defs[param.index()]
@@ -385,6 +385,13 @@ impl RuleBook {
                             replaced.unit.as_str()
                         ),
                     });
+                }
+                // A scenario that gives no description keeps the one it replaces (what the
+                // parameter measures has not changed): `rules` printed an empty one.
+                if let Some(replaced) = &defs[param.index()]
+                    && definition.description.trim().is_empty()
+                {
+                    definition.description = replaced.description.clone();
                 }
                 defs[param.index()] = Some(definition);
             }
@@ -665,6 +672,14 @@ values = [ { from = "2005-01-01", value = "3.00", reference = "scenario" } ]
         assert_eq!(book.at(day).get(Scalar::PfAmount, day), Ok(dec!(3)));
         assert_eq!(book.at(day).get(Scalar::PfAnnualCap, day), Ok(dec!(50)));
         assert_ne!(book.version(), RuleBook::builtin().version());
+        // Without a description of its own, the replaced one's is kept; with one, its own.
+        let builtin = RuleBook::builtin();
+        let pf = builtin.definition(Scalar::PfAmount).description.clone();
+        assert!(!pf.is_empty());
+        assert_eq!(book.definition(Scalar::PfAmount).description, pf);
+        let described = text.replace("unit = ", "description = \"What if\"\nunit = ");
+        let book = RuleBook::with_overlay("scenario.toml", &described).unwrap();
+        assert_eq!(book.definition(Scalar::PfAmount).description, "What if");
     }
 
     #[test]
