@@ -387,6 +387,10 @@ fn rules_at_a_date_and_history() {
     assert!(text.contains("2008-01-01"));
     assert!(text.contains("2024-03-31"));
     assert_eq!(rac(&["rules", "--history", "nope"]).status.code(), Some(2));
+    // A history has no date: `--date` with it is refused, not silently ignored.
+    let both = rac(&["rules", "--history", "fj.daily", "--date", "2025-01-01"]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
 }
 
 #[test]
@@ -502,7 +506,7 @@ fn explain_gives_a_rejected_act_its_own_reason_and_exit_3() {
         assert_eq!(o.status.code(), Some(3), "{text}");
         assert_eq!(
             text,
-            format!("act {act} is rejected: no_rule_at_date ({date} (fpu.amount))\n")
+            format!("act {act} is rejected: no_rule_at_date ({date} (rate.emergency_visit))\n")
         );
     }
     let o = explain("F3", &acts);

@@ -409,10 +409,9 @@ impl<'a> Engine<'a> {
         {
             line.flags.push(flags::OVERBILLING_FORBIDDEN);
         }
-        if act.code.as_deref() == Some("G")
-            && act.category == Category::Consultation
-            && snap.has(Scalar::NgapG)
-            && snap.get(Scalar::NgapG, date)? != act.tariff
+        if let Some(nomenclature) = nomenclature_tariff(act)
+            && snap.has(nomenclature)
+            && snap.get(nomenclature, date)? != act.tariff
         {
             line.flags.push(flags::TARIFF_MISMATCH);
         }
@@ -645,6 +644,9 @@ impl<'a> Engine<'a> {
                 line.rate = line.get(Scalar::PalRate)?;
                 line.amo_gross = line.amount_at(line.fraction(Scalar::PalRate)?);
                 line.majoration = Decimal::ZERO;
+                // The 100 % rate replaces the out-of-pathway one: its majoration is gone, and
+                // so is its rule id (`rules` names what set or changed the amounts).
+                line.rules.retain(|id| *id != rule_ids::MAJORATION);
                 line.rules.push(rule_ids::PAL_HEAVY_GROUP);
                 let (b, c) = (bases, coefficients);
                 self.note(&lines[k], || {
@@ -970,7 +972,11 @@ impl<'a> Engine<'a> {
         let unit_amount = line.get(kind.unit_param())?;
         let wanted = unit_amount * Decimal::from(line.act.quantity);
         let mut amount = wanted;
-        let mut rules: RuleIds = smallvec::smallvec![Param::from(kind.unit_param()).static_id()];
+        // The caps that lowered the amount, each with its room: only those the amount ends at
+        // are named (a line capped at its own AMO amount under a room of the annual cap
+        // smaller than the units named the annual cap too).
+        let mut lowered: smallvec::SmallVec<[(Decimal, &'static str); 3]> =
+            smallvec::SmallVec::new();
         if let Some(cap_param) = kind.daily_cap_param() {
             let today: Decimal = lines[..k]
                 .iter()
@@ -982,7 +988,7 @@ impl<'a> Engine<'a> {
             let room = (line.get(cap_param)? - today).max(Decimal::ZERO);
             if room < amount {
                 amount = room;
-                rules.push(Param::from(cap_param).static_id());
+                lowered.push((room, Param::from(cap_param).static_id()));
             }
         }
         let cap = line.get(Scalar::FranchiseAnnualCap)?;
@@ -990,13 +996,20 @@ impl<'a> Engine<'a> {
         let room = (cap - year.franchise_used).max(Decimal::ZERO);
         if room < amount {
             amount = room;
-            rules.push(Param::from(Scalar::FranchiseAnnualCap).static_id());
+            lowered.push((room, Param::from(Scalar::FranchiseAnnualCap).static_id()));
         }
         let own = (line.amo_gross - line.pal - line.pf - line.flat_fee).max(Decimal::ZERO);
         if own < amount {
             amount = own;
-            rules.push(rule_ids::FRANCHISE_LINE_CAP);
+            lowered.push((own, rule_ids::FRANCHISE_LINE_CAP));
         }
+        let mut rules: RuleIds = smallvec::smallvec![Param::from(kind.unit_param()).static_id()];
+        rules.extend(
+            lowered
+                .into_iter()
+                .filter(|(room, _)| *room == amount)
+                .map(|(_, id)| id),
+        );
         year.franchise_used += amount;
         if year.franchise_used >= cap && year.franchise_cap_reached_on.is_none() {
             year.franchise_cap_reached_on = Some(date);
@@ -1009,8 +1022,9 @@ impl<'a> Engine<'a> {
         }
         self.note(&lines[k], || {
             format!(
-                "franchise ({kind:?}): {} × {unit_amount} = {wanted}; after daily cap, annual cap {cap} and line amount → {amount}, used this year {used} (RULES §4, §8)",
-                lines[k].act.quantity
+                "franchise: {} unit(s) × {unit_amount} ({}) = {wanted}; after daily cap, annual cap {cap} and line amount → {amount}, used this year {used} (RULES §4, §8)",
+                lines[k].act.quantity,
+                Param::from(kind.unit_param()).id()
             )
         });
         Ok(())
@@ -1149,9 +1163,15 @@ enum GroupKey<'a> {
 }
 
 /// Calls `f` with each parameter an act needs on its date (RULES §7.6: without one, it is
-/// rejected).
+/// rejected), its category's rate first: a reject names the first missing, and an act of a
+/// date before the rules names its own rate (it named `rate.exonerated`, which every act
+/// needs to have its situation judged).
 fn for_required_params(act: &Act, regime: Regime, mut f: impl FnMut(Param)) {
     let c = act.category;
+    f(Param::Rate(c));
+    if regime == Regime::AlsaceMoselle {
+        f(Param::RateAlsaceMoselle(c));
+    }
     let mut scalars = |ps: &[Scalar]| ps.iter().for_each(|s| f(Param::Scalar(*s)));
     scalars(&[
         Scalar::RateExonerated,
@@ -1193,9 +1213,17 @@ fn for_required_params(act: &Act, regime: Regime, mut f: impl FnMut(Param)) {
     if c == Category::EmergencyVisit {
         scalars(&[Scalar::FpuAmount, Scalar::FpuReduced]);
     }
-    f(Param::Rate(c));
-    if regime == Regime::AlsaceMoselle {
-        f(Param::RateAlsaceMoselle(c));
+}
+
+/// The parameter that sets the tariff of `act` where the rules have one (SPEC §5
+/// `tariff_mismatch`): `ngap.G` for a consultation coded `G`, `fj.daily` and `fj.daily_psy`
+/// for the forfait journalier's lines (whatever their code: the category is the item).
+fn nomenclature_tariff(act: &Act) -> Option<Scalar> {
+    match act.category {
+        Category::Consultation if act.code.as_deref() == Some("G") => Some(Scalar::NgapG),
+        Category::DailyFee => Some(Scalar::FjDaily),
+        Category::DailyFeePsy => Some(Scalar::FjDailyPsy),
+        _ => None,
     }
 }
 

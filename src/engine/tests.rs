@@ -177,6 +177,18 @@ fn out_of_pathway_majoration_is_capped_at_40_percent_of_g() {
     assert_eq!(out[1].pf, dec!(2));
 }
 
+/// A heavy act out of the pathway is at 100 % (RULES §4): no majoration, and its rule is not
+/// named in `rules` (it was, with a majoration of 0).
+#[test]
+fn a_heavy_act_out_of_pathway_names_no_majoration() {
+    let mut a = act("a", "2025-03-10", Category::MedicalAct, dec!(150));
+    a.pathway = Pathway::OutOfPathway;
+    let o = Case::new().one(a);
+    assert_eq!((o.rate, o.majoration, o.pal), (dec!(100), z(), dec!(24)));
+    assert!(!o.rules.contains(&rule_ids::MAJORATION), "{:?}", o.rules);
+    assert!(o.rules.contains(&rule_ids::PAL_HEAVY_GROUP));
+}
+
 #[test]
 fn photocoagulation_heavy_act_2025() {
     let mut a = act("a", "2025-04-02", Category::MedicalAct, dec!(125.40));
@@ -379,6 +391,20 @@ fn franchise_annual_cap_partial_and_line_cap() {
     assert_eq!((o.amo_gross, o.franchise), (dec!(0.30), dec!(0.30)));
     assert_eq!(o.amo_paid, z());
     assert!(o.rules.contains(&rule_ids::FRANCHISE_LINE_CAP));
+    // 52 boxes: the annual cap's 50 € room lowers the 52 €, the line's own 20.80 € ends it:
+    // only the line cap is named.
+    let mut many = act("c", "2025-05-01", Category::Drug65, dec!(0.61));
+    many.quantity = 52;
+    let o = Case::new().one(many);
+    assert_eq!((o.amo_gross, o.franchise), (dec!(20.80), dec!(20.80)));
+    assert_eq!(
+        o.rules.as_slice(),
+        [
+            "rate.drug_65",
+            "franchise.drug_box",
+            rule_ids::FRANCHISE_LINE_CAP
+        ]
+    );
 }
 
 #[test]
@@ -1061,6 +1087,47 @@ fn tariff_mismatch_against_ngap_g() {
     );
     a.tariff = dec!(30);
     assert!(Case::new().one(a).flags.is_empty());
+}
+
+/// The forfait journalier's lines are checked against `fj.daily` / `fj.daily_psy` at their
+/// date (20 € and 15 € in 2025, 23 € and 17 € from 2026-03-01); the amounts stay the billed
+/// tariff's (RULES §4: base = tariff × days).
+#[test]
+fn tariff_mismatch_against_the_forfait_journalier() {
+    let fee = |date: &str, category, tariff| {
+        let mut a = act("f", date, category, tariff);
+        a.stay_id = Some("S1".into());
+        a.setting = Setting::Inpatient;
+        Case::new().one(a)
+    };
+    for (date, category, tariff, mismatch) in [
+        ("2025-06-01", Category::DailyFee, dec!(20), false),
+        ("2025-06-01", Category::DailyFee, dec!(23), true),
+        ("2026-03-01", Category::DailyFee, dec!(23), false),
+        ("2026-03-01", Category::DailyFee, dec!(20), true),
+        ("2025-06-01", Category::DailyFeePsy, dec!(15), false),
+        ("2026-03-01", Category::DailyFeePsy, dec!(15), true),
+        ("2026-03-01", Category::DailyFeePsy, dec!(17), false),
+    ] {
+        let line = fee(date, category, tariff);
+        let expected: &[&str] = if mismatch {
+            &[flags::TARIFF_MISMATCH]
+        } else {
+            &[]
+        };
+        assert_eq!(line.flags, expected, "{date} {category:?} {tariff}");
+        assert_eq!(line.base, tariff, "{date} {category:?}");
+        assert_eq!(line.rac, tariff, "{date} {category:?}: the patient's");
+    }
+}
+
+/// An act dated before the rules names its own category's rate, the first parameter it
+/// lacks (it named `rate.exonerated`).
+#[test]
+fn an_act_before_the_rules_names_its_rate() {
+    let r = Case::new().result(&[act("a", "2004-05-01", Category::Consultation, dec!(30))]);
+    assert_eq!(r.rejected[0].reason, reasons::NO_RULE_AT_DATE);
+    assert_eq!(r.rejected[0].value, "2004-05-01 (rate.consultation)");
 }
 
 #[test]
