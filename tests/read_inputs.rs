@@ -289,6 +289,63 @@ fn empty_missing_and_unknown_files() {
 /// A stray quote at a field's start: csv-core reads every later line into that field, to the
 /// end of the file. Those rows were lost without a reject or an error (`A3`–`A5` below became
 /// part of `A2`'s code, and the run said 2 acts read).
+/// A column of the contract named twice in a header fails the file (CSV and Parquet, any
+/// table): the first was read and the second ignored, whatever it held. A column outside the
+/// contract named twice is no concern without `--keep-columns`.
+#[test]
+fn a_column_named_twice_fails_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(
+        dir.path(),
+        "acts.csv",
+        b"act_id,patient_id,care_date,category,tariff,tariff\nA1,P1,2025-01-02,consultation,30,999\n",
+    );
+    match read_acts(&csv, &opts()) {
+        Err(error @ ReadError::DuplicateColumn { .. }) => {
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "{}: column \"tariff\" appears twice in the header",
+                    csv.display()
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let rights = write(
+        dir.path(),
+        "rights.csv",
+        b"patient_id,right,start_date,patient_id\nP1,css,2025-01-01,P2\n",
+    );
+    assert!(matches!(
+        read_rights(&rights, &opts()),
+        Err(ReadError::DuplicateColumn { column, .. }) if column == "patient_id"
+    ));
+    let parquet = dir.path().join("acts.parquet");
+    let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+    write_parquet(
+        &parquet,
+        vec![
+            ("act_id", text("A1")),
+            ("patient_id", text("P1")),
+            ("care_date", text("2025-01-02")),
+            ("category", text("consultation")),
+            ("tariff", text("30")),
+            ("care_date", text("2025-01-03")),
+        ],
+    );
+    assert!(matches!(
+        read_acts(&parquet, &opts()),
+        Err(ReadError::DuplicateColumn { column, .. }) if column == "care_date"
+    ));
+    let other = write(
+        dir.path(),
+        "other.csv",
+        b"act_id,patient_id,care_date,category,tariff,note,note\nA1,P1,2025-01-02,consultation,30,a,b\n",
+    );
+    assert_eq!(read_acts(&other, &opts()).unwrap().rows.len(), 1);
+}
+
 #[test]
 fn a_quote_never_closed_fails_the_file_naming_its_row_and_column() {
     let dir = tempfile::tempdir().unwrap();

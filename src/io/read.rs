@@ -376,6 +376,32 @@ fn check_required(
     }
 }
 
+/// Fails with [`ReadError::DuplicateColumn`] when one of the table's columns is named twice in
+/// a file's header: which of the two holds the values would be a guess (the first was read,
+/// the other ignored).
+fn check_unique<'a>(
+    name: &str,
+    columns: &[ColumnSpec],
+    header: impl Iterator<Item = &'a [u8]>,
+) -> Result<(), ReadError> {
+    let mut seen = vec![false; columns.len()];
+    for field in header {
+        if let Some(i) = columns
+            .iter()
+            .position(|spec| spec.name.as_bytes() == field)
+        {
+            if seen[i] {
+                return Err(ReadError::DuplicateColumn {
+                    file: name.to_string(),
+                    column: columns[i].name.to_string(),
+                });
+            }
+            seen[i] = true;
+        }
+    }
+    Ok(())
+}
+
 /// Converts one row, or describes why not (boxed: rejects are rare, rows are not).
 fn convert_row<T: Table, R: Row + ?Sized>(
     row: &R,

@@ -265,6 +265,7 @@ impl CsvSource {
         let mut fields: Vec<Option<usize>> =
             columns.iter().map(|spec| position(spec.name)).collect();
         super::check_required(name, columns, &fields)?;
+        super::check_unique(name, columns, header.iter())?;
         // Carried columns are named as they are listed: a header that is not UTF-8 is
         // decoded the same lossy way on both sides.
         let names: Vec<String> = header

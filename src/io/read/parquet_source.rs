@@ -379,6 +379,11 @@ fn match_columns(
         .map(|spec| schema.fields().iter().position(|f| f.name() == spec.name))
         .collect();
     super::check_required(name, columns, &found)?;
+    super::check_unique(
+        name,
+        columns,
+        schema.fields().iter().map(|f| f.name().as_bytes()),
+    )?;
     for (spec, index) in columns.iter().zip(&found) {
         if let Some(index) = *index {
             let dt = schema.field(index).data_type();
