@@ -578,6 +578,32 @@ fn commit_replaces_the_previous_folder_entirely() {
     assert_eq!(listing(&empty), ["manifest.json"]);
 }
 
+/// The folder that replaces `out` keeps its permission bits and group (a folder of health
+/// data restricted to a group became world-readable, with the umask's bits, after each run).
+#[cfg(unix)]
+#[test]
+fn commit_keeps_the_folder_s_permissions_and_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("results");
+    previous_outputs(&out);
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o2750)).unwrap();
+    let group = fs::metadata(&out).unwrap().gid();
+    let staging = Staging::begin(&out).unwrap();
+    write_manifest(staging.path(), &serde_json::json!({"run": 2})).unwrap();
+    assert_ne!(
+        fs::metadata(staging.path()).unwrap().mode() & 0o7777,
+        0o2750,
+        "the umask's bits before the commit"
+    );
+    staging.commit().unwrap();
+    let meta = fs::metadata(&out).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o2750);
+    assert_eq!(meta.gid(), group);
+    assert_eq!(listing(&out), ["manifest.json"]);
+    assert_eq!(listing(root.path()), ["results"]);
+}
+
 #[test]
 fn dropping_without_commit_leaves_the_previous_folder() {
     let root = tempfile::tempdir().unwrap();

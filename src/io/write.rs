@@ -269,11 +269,14 @@ impl WriteError {
 /// - `/data/.results.old-<pid>`: the previous outputs, for the instant between the two
 ///   renames of the commit.
 ///
-/// Crash safety: until the commit, `out` is untouched. The commit fsyncs every file, renames
-/// `out` away, renames the temporary folder to `out` and removes the old one. A crash between
-/// the two renames leaves `out` missing and the previous outputs in `.results.old-<pid>`; the
-/// next run puts them back before anything else. So `out`
-/// always holds either the previous outputs or the new ones, never a mix.
+/// Crash safety: until the commit, `out` is untouched. The commit fsyncs every file, gives the
+/// temporary folder the permission bits and group of the `out` it replaces, swaps the two in
+/// one step (Linux `renameat2(RENAME_EXCHANGE)`) and removes the previous outputs (now at the
+/// temporary path; a crash before that leaves them there, and the next run removes them).
+/// Where the swap is not available, it renames `out` away, then the temporary folder to
+/// `out`: a crash between the two renames leaves `out` missing and the previous outputs in
+/// `.results.old-<pid>`; the next run puts them back before anything else. So `out` always
+/// holds either the previous outputs or the new ones, never a mix.
 ///
 /// Dropping a `Staging` without committing removes the temporary folder and the lock.
 #[derive(Debug)]
@@ -465,6 +468,16 @@ impl Staging {
         check_replaceable(&self.out)?;
         let replaced = exists(&self.out);
         if replaced {
+            keep_access(&self.out, &self.tmp);
+            // One step where the system allows it: `out` is never missing, even for a crash.
+            if exchange(&self.tmp, &self.out) {
+                self.done = true;
+                // The previous outputs are now at the temporary folder's path.
+                renaming.push(self.tmp.clone());
+                drop(renaming);
+                self.finish(&self.tmp.clone());
+                return Ok(());
+            }
             fs::rename(&self.out, &self.old).map_err(|source| WriteError::Rename {
                 from: self.out.clone(),
                 to: self.old.clone(),
@@ -489,22 +502,88 @@ impl Staging {
             renaming.push(self.old.clone());
         }
         drop(renaming);
-        // Past this point the new outputs are in place: what follows is housekeeping, and a
-        // failure of it must not turn a successful run into a failed one.
+        if replaced {
+            self.finish(&self.old.clone());
+        } else {
+            self.finish_new();
+        }
+        Ok(())
+    }
+
+    /// After the new outputs are in place: syncs the parent folder, removes the previous
+    /// outputs (at `previous`) and releases the lock. Housekeeping: a failure of it must not
+    /// turn a successful run into a failed one.
+    fn finish(&mut self, previous: &Path) {
+        self.finish_new();
+        let _ = fs::remove_dir_all(previous);
+        Cleanup::forget(previous);
+    }
+
+    /// [`Staging::finish`] with no previous outputs.
+    fn finish_new(&mut self) {
         let parent = parent_of(&self.out);
         let _ = sync_dir(if parent.as_os_str().is_empty() {
             Path::new(".")
         } else {
             parent
         });
-        if replaced {
-            let _ = fs::remove_dir_all(&self.old);
-            Cleanup::forget(&self.old);
-        }
         if let Some(lock) = self.lock.take() {
             lock.release();
         }
-        Ok(())
+    }
+}
+
+/// Swaps `a` and `b` in one step (Linux `renameat2(RENAME_EXCHANGE)`); `false` where the
+/// system or the file system cannot, and nothing was changed (the caller then renames `b`
+/// away and `a` into its place, two steps: a crash between them leaves `b` missing until the
+/// next run puts it back).
+fn exchange(a: &Path, b: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let (Ok(a), Ok(b)) = (
+            std::ffi::CString::new(a.as_os_str().as_bytes()),
+            std::ffi::CString::new(b.as_os_str().as_bytes()),
+        ) else {
+            return false;
+        };
+        // SAFETY: two NUL-terminated paths that outlive the call; the flag only swaps them.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        done == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
+/// Gives the new output folder `new` the permission bits and group of the folder `old` it
+/// replaces (Unix): a folder of health data kept to one group stays so after the nightly run
+/// (the new one had the umask's bits and the user's group). Best effort: a group the user is
+/// not in cannot be given, and the run goes on.
+fn keep_access(old: &Path, new: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let Ok(meta) = fs::metadata(old) else {
+            return;
+        };
+        let _ = std::os::unix::fs::chown(new, None, Some(meta.gid()));
+        let _ = fs::set_permissions(new, fs::Permissions::from_mode(meta.mode() & 0o7777));
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (old, new);
     }
 }
 
@@ -1902,6 +1981,29 @@ pub fn sha256_and_size(path: &Path) -> Result<(String, u64), WriteError> {
 
 #[cfg(test)]
 mod tests {
+    /// Two folders swapped in one step (Linux; elsewhere `exchange` declines and changes
+    /// nothing): the commit's replacement of `out`, with no instant where `out` is missing.
+    #[test]
+    fn exchange_swaps_two_folders_or_changes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        for (dir, text) in [(&a, "new"), (&b, "old")] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("acts.csv"), text).unwrap();
+        }
+        let swapped = super::exchange(&a, &b);
+        assert_eq!(swapped, cfg!(target_os = "linux"));
+        let text = |dir: &std::path::Path| std::fs::read_to_string(dir.join("acts.csv")).unwrap();
+        if swapped {
+            assert_eq!((text(&a), text(&b)), ("old".into(), "new".into()));
+        } else {
+            assert_eq!((text(&a), text(&b)), ("new".into(), "old".into()));
+        }
+        // A missing side: declined, nothing changed.
+        assert!(!super::exchange(&root.path().join("missing"), &b));
+        assert!(b.exists());
+    }
+
     use super::*;
     use crate::model::{Category, Situation};
     use rust_decimal_macros::dec;
