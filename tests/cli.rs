@@ -582,6 +582,75 @@ fn counters_carry_the_caps_from_one_run_to_the_next() {
 /// one run over both: a long stay billed in January and February has its day 31 in February
 /// dated from its January line, the counters written as CSV or Parquet, the second run in
 /// memory or partitioned.
+/// Acts the run that wrote the opening counters already read would count twice against the
+/// caps: the run is refused (exit 2, nothing written, the previous outputs kept). A re-run
+/// of a month with its own counters doubled every PF and franchise used, with exit 0.
+#[test]
+fn counters_that_already_hold_these_acts_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).display().to_string();
+    let header = "act_id,patient_id,care_date,category,tariff\n";
+    std::fs::create_dir(tmp.path().join("months")).unwrap();
+    for (name, text) in [
+        (
+            "months/03.csv",
+            format!("{header}A1,P1,2025-03-03,consultation,30.00\n"),
+        ),
+        (
+            "04.csv",
+            format!("{header}A2,P1,2025-04-03,consultation,30.00\n"),
+        ),
+        ("empty_a.csv", header.to_string()),
+        ("empty_b.csv", header.to_string()),
+        ("b.csv", "patient_id,birth_date\nP1,1980-05-06\n".into()),
+    ] {
+        std::fs::write(tmp.path().join(name), text).unwrap();
+    }
+    let run = |acts: &str, out: &str, counters: Option<&str>| {
+        let (acts, bens, out) = (path(acts), path("b.csv"), path(out));
+        let mut args = vec![
+            "compute",
+            "--acts",
+            &acts,
+            "--beneficiaries",
+            &bens,
+            "--out",
+            &out,
+            "--format",
+            "csv",
+            "--quiet",
+        ];
+        let counters = counters.map(path);
+        if let Some(counters) = &counters {
+            args.extend(["--counters", counters.as_str()]);
+        }
+        rac(&args)
+    };
+    assert_ok(&run("months/03.csv", "march", None));
+    let manifest = read(tmp.path().join("march/manifest.json"));
+    // The same month again, with its own counters, into its own folder or another.
+    for out in ["march", "again"] {
+        let o = run("months/03.csv", out, Some("march/counters.csv"));
+        assert_eq!(o.status.code(), Some(2), "{out}");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains("would count twice"), "{stderr}");
+        assert!(stderr.contains("03.csv"), "{stderr}");
+    }
+    assert_eq!(read(tmp.path().join("march/manifest.json")), manifest);
+    assert!(!tmp.path().join("again").exists());
+    // A folder that keeps March beside April: refused too.
+    std::fs::copy(tmp.path().join("04.csv"), tmp.path().join("months/04.csv")).unwrap();
+    let o = run("months", "april", Some("march/counters.csv"));
+    assert_eq!(o.status.code(), Some(2));
+    // April alone follows March: PF 2 € used twice in the year, not three times.
+    assert_ok(&run("04.csv", "april", Some("march/counters.csv")));
+    let counters = read(tmp.path().join("april/counters.csv"));
+    assert!(counters.contains("P1,2025,4.00,"), "{counters}");
+    // An empty month's file is the same bytes every month: no act counts twice.
+    assert_ok(&run("empty_a.csv", "e1", Some("april/counters.csv")));
+    assert_ok(&run("empty_b.csv", "e2", Some("e1/counters.csv")));
+}
+
 #[test]
 fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
     let tmp = tempfile::tempdir().unwrap();

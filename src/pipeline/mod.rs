@@ -600,6 +600,58 @@ fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
     Ok(None)
 }
 
+/// Fails when an acts file of this run was read by the run that wrote its opening counters
+/// (the same SHA-256 and size among the acts of the manifest beside them) and holds rows: its
+/// acts would count twice against the year's caps, without a word (a run given its own
+/// output's counters again, a folder of acts that keeps the earlier months' files). `inputs`
+/// is the manifest's list of this run's inputs. A header-only file (an empty month, the same
+/// bytes every month) counts nothing and passes; so do counters without a manifest.
+pub(crate) fn check_not_counted_twice(inputs: &serde_json::Value) -> Result<(), RunError> {
+    let entries = inputs.as_array().map_or(&[][..], Vec::as_slice);
+    let of_role = |role: &'static str| entries.iter().filter(move |e| e["role"] == role);
+    let Some(counters) = of_role("counters").next() else {
+        return Ok(());
+    };
+    let counters = Path::new(counters["path"].as_str().unwrap_or_default());
+    let manifest = counters.with_file_name(crate::io::write::MANIFEST_FILE);
+    // Read and judged before the run (check_manifest): one that does not parse is not here.
+    let Some(earlier) = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    else {
+        return Ok(());
+    };
+    let key =
+        |e: &serde_json::Value| (e["sha256"].as_str().map(str::to_owned), e["bytes"].as_u64());
+    let earlier_acts: Vec<_> = earlier["inputs"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(|e| e["role"] == "acts")
+        .map(key)
+        .filter(|(sha, bytes)| sha.is_some() && bytes.is_some())
+        .collect();
+    for acts in of_role("acts") {
+        if !earlier_acts.contains(&key(acts)) {
+            continue;
+        }
+        let path = Path::new(acts["path"].as_str().unwrap_or_default());
+        let holds_rows = read::Chunks::<read::ActKey>::open(path, &ReadOptions::default())
+            .ok()
+            .and_then(|mut chunks| chunks.next())
+            .is_some_and(|chunk| chunk.is_ok_and(|chunk| chunk.read > 0));
+        if holds_rows {
+            return Err(RunError::Usage(format!(
+                "{}: the run that wrote the counters {} read these acts already (the same SHA-256 in {}): they would count twice against the caps; pass the counters of the period before (nothing written)",
+                path.display(),
+                counters.display(),
+                manifest.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The counters file holds the rows its manifest says were written (`written`, if it has one
 /// beside it): a file cut at a row's end reads without an error, and its missing patients would
 /// start the year with nothing used of their caps.

@@ -330,6 +330,7 @@ impl<'a> Sink<'a> {
         };
 
         let inputs = self.inputs.finish()?;
+        super::check_not_counted_twice(&inputs)?;
         let rejected_acts = rejected - other_rejected;
         let summary = RunSummary {
             read,
