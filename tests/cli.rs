@@ -582,6 +582,56 @@ fn counters_carry_the_caps_from_one_run_to_the_next() {
 /// one run over both: a long stay billed in January and February has its day 31 in February
 /// dated from its January line, the counters written as CSV or Parquet, the second run in
 /// memory or partitioned.
+/// A folder's entries a run does not read (a subfolder, a `.gz` without `.csv`) are named in
+/// a warning, in JSON (`"level":"warn"`) as in text, even with `--quiet`: they were left out
+/// without a word.
+#[test]
+fn a_folder_s_entries_not_read_are_named_in_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("acts");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    let acts = "act_id,patient_id,care_date,category,tariff\nA1,P1,2025-03-03,consultation,30\n";
+    for name in ["a.csv", "sub/b.csv", "c.gz", ".hidden.csv"] {
+        std::fs::write(folder.join(name), acts).unwrap();
+    }
+    let bens = tmp.path().join("b.csv");
+    std::fs::write(&bens, "patient_id,birth_date\nP1,1980-05-06\n").unwrap();
+    let run = |extra: &[&str]| {
+        let out = tmp.path().join("out");
+        let mut args = vec![
+            "compute",
+            "--acts",
+            folder.to_str().unwrap(),
+            "--beneficiaries",
+            bens.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        rac(&args)
+    };
+    let o = run(&["--log-format", "json"]);
+    assert_ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let warning: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["level"] == "warn")
+        .unwrap_or_else(|| panic!("no warning in {stderr}"));
+    assert_eq!(warning["entries_not_read"], 2);
+    let message = warning["message"].as_str().unwrap();
+    let (c, sub) = (folder.join("c.gz"), folder.join("sub"));
+    assert!(
+        message.ends_with(&format!("{}, {}", c.display(), sub.display())),
+        "{message}"
+    );
+    let o = run(&["--quiet"]);
+    assert_ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.starts_with("rac: warning: "), "{stderr}");
+    assert!(stderr.contains("2 entries not read"), "{stderr}");
+}
+
 /// Acts the run that wrote the opening counters already read would count twice against the
 /// caps: the run is refused (exit 2, nothing written, the previous outputs kept). A re-run
 /// of a month with its own counters doubled every PF and franchise used, with exit 0.

@@ -304,6 +304,27 @@ fn execute_logged(
         &format!("memory limit {} MiB: {sized_by}", memory >> 20),
         &[("memory_limit_bytes", memory)],
     );
+    let folders = [
+        Some(&args.input.acts),
+        args.input.beneficiaries.as_ref(),
+        args.input.rights.as_ref(),
+    ];
+    for folder in folders.into_iter().flatten() {
+        let skipped = crate::io::read::skipped_entries(folder);
+        if !skipped.is_empty() {
+            let names: Vec<String> = skipped.iter().map(|p| p.display().to_string()).collect();
+            log.warn(
+                "read",
+                &format!(
+                    "{}: {} entries not read (subfolders, and files not .csv, .csv.gz or .parquet): {}",
+                    folder.display(),
+                    skipped.len(),
+                    names.join(", ")
+                ),
+                &[("entries_not_read", skipped.len() as u64)],
+            );
+        }
+    }
     let temp_dir = temp_dir(args)?;
     let carried = args.input.carried(args.keep_columns)?;
     let run_opts = |profile| RunOptions {
@@ -395,14 +416,29 @@ impl Logger {
         if self.quiet && step != "done" {
             return;
         }
+        self.line("info", step, message, counts);
+    }
+
+    /// A line a user must see, even with `--quiet` and without a terminal (text: `rac:
+    /// warning: …`; JSON: `"level":"warn"`).
+    fn warn(&self, step: &str, message: &str, counts: &[(&str, u64)]) {
+        if self.json {
+            self.line("warn", step, message, counts);
+        } else {
+            errln!("rac: warning: {message}");
+        }
+    }
+
+    fn line(&self, level: &str, step: &str, message: &str, counts: &[(&str, u64)]) {
         if self.json {
             let mut obj = serde_json::Map::new();
-            obj.insert("level".into(), "info".into());
+            obj.insert("level".into(), level.into());
             obj.insert("step".into(), step.into());
             obj.insert("message".into(), message.into());
             obj.insert(
                 "elapsed_s".into(),
-                serde_json::json!(self.started.elapsed().as_secs_f64()),
+                // To the millisecond: the float's last digits are noise (5.5901929070000005).
+                serde_json::json!((self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
             );
             for (k, v) in counts {
                 obj.insert((*k).into(), (*v).into());

@@ -328,6 +328,34 @@ fn list_dir(
     Ok(names.into_iter().map(|name| prefix.join(name)).collect())
 }
 
+/// What a run does not read of folder `path` (see the module documentation), hidden entries
+/// aside: its subfolders, and its files that are not `.csv`, `.csv.gz` or `.parquet` (a
+/// `.gz` without `.csv`, a `.tsv`, a `.zst`…), sorted by name. Empty for a file or a glob
+/// (a glob names what it takes). For a warning: a month's file with another extension would
+/// otherwise be left out without a word.
+pub fn skipped_entries(path: &Path) -> Vec<PathBuf> {
+    if !path.is_dir() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Vec::new();
+    };
+    let mut skipped: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| path.join(entry.file_name()))
+        .filter(|entry| {
+            let hidden = entry
+                .file_name()
+                .is_some_and(|n| n.as_encoded_bytes().first() == Some(&b'.'));
+            let read =
+                format_of(entry).is_some() && std::fs::metadata(entry).is_ok_and(|m| m.is_file());
+            !hidden && !read
+        })
+        .collect();
+    skipped.sort();
+    skipped
+}
+
 /// The files a path stands for (see the module documentation).
 pub fn resolve(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
     let shown = || path.display().to_string();
