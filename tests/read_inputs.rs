@@ -289,6 +289,34 @@ fn empty_missing_and_unknown_files() {
 /// A stray quote at a field's start: csv-core reads every later line into that field, to the
 /// end of the file. Those rows were lost without a reject or an error (`A3`–`A5` below became
 /// part of `A2`'s code, and the run said 2 acts read).
+/// A gzip file named `.csv` is named as such (it failed on a "missing" column); a named pipe
+/// is refused at once as not a regular file (a run reads its inputs more than once; it was
+/// "an empty file", or the run waited for a writer).
+#[test]
+fn a_compressed_csv_and_a_pipe_are_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(
+        b"act_id,patient_id,care_date,category,tariff\nA1,P1,2025-01-02,consultation,30\n",
+    )
+    .unwrap();
+    let named_csv = write(dir.path(), "acts.csv", &gz.finish().unwrap());
+    let message = read_acts(&named_csv, &opts()).unwrap_err().to_string();
+    assert!(
+        message.contains("gzip-compressed content in a file named .csv"),
+        "{message}"
+    );
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("fifo.csv");
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let message = read_acts(&fifo, &opts()).unwrap_err().to_string();
+        assert!(message.contains("not a regular file"), "{message}");
+    }
+}
+
 /// A column of the contract named twice in a header fails the file (CSV and Parquet, any
 /// table): the first was read and the second ignored, whatever it held. A column outside the
 /// contract named twice is no concern without `--keep-columns`.

@@ -361,7 +361,17 @@ pub fn resolve(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
     let shown = || path.display().to_string();
     let files = if path.is_dir() {
         list_dir(path, path, |_| true)?
-    } else if path.exists() {
+    } else if let Ok(metadata) = std::fs::metadata(path) {
+        // A pipe or a device has no length and cannot be read twice (a run reads its inputs
+        // more than once); opening a pipe waited for a writer, or it was "an empty file".
+        if !metadata.is_file() {
+            return Err(ReadError::Io {
+                file: shown(),
+                source: std::io::Error::other(
+                    "not a regular file (a pipe or a device): rac reads its inputs more than once",
+                ),
+            });
+        }
         return Ok(vec![path.to_path_buf()]);
     } else {
         let name = path.file_name().map(|n| n.as_encoded_bytes().to_vec());

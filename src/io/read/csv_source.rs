@@ -241,6 +241,12 @@ impl CsvSource {
                 file: name.to_string(),
             });
         }
+        // gzip's magic number: a compressed file named `.csv` (it failed on a "missing" column).
+        if !gzip && head.starts_with(&[0x1f, 0x8b]) {
+            return Err(io(std::io::Error::other(
+                "gzip-compressed content in a file named .csv: name it .csv.gz",
+            )));
+        }
         let bom = head.starts_with(b"\xEF\xBB\xBF");
         let delimiter = sniff_delimiter(if bom { &head[3..] } else { head });
         if bom {
