@@ -16,6 +16,34 @@ use std::sync::{Mutex, MutexGuard};
 /// The paths to remove if a signal stops the process.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Whether the run logs JSON lines: the line that says a signal stopped it is one too.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the line written when a signal stops the run a JSON object (`--log-format json`).
+pub fn set_json_logs(json: bool) {
+    JSON_LOGS.store(json, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The line that says which signal stopped the run: a log that ended on a progress line did
+/// not tell a cron job's reader why the run stopped.
+#[cfg(unix)]
+fn stopped_line(signal: libc::c_int) -> String {
+    let name = match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    };
+    let message =
+        format!("stopped by {name}: temporary files removed, previous outputs left as they were");
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        serde_json::json!({"level": "error", "step": "stopped", "message": message, "signal": signal})
+            .to_string()
+    } else {
+        format!("rac: {message}")
+    }
+}
+
 fn pending() -> MutexGuard<'static, Vec<PathBuf>> {
     PENDING
         .lock()
@@ -119,6 +147,11 @@ pub fn install() {
                 // Waits for a commit in progress; the process ends holding the guard.
                 let pending = pending();
                 clean_up(&pending);
+                {
+                    use std::io::Write as _;
+                    // A closed stderr must not keep the run from ending by its signal.
+                    let _ = writeln!(std::io::stderr(), "{}", stopped_line(signal));
+                }
                 // SAFETY: the default action back, the signal unblocked in this thread and
                 // sent to it: the process ends as the signal's default does.
                 unsafe {

@@ -1318,9 +1318,19 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
     let args = |extra: &[&str]| parquet_args(&data, &out, extra);
     ok(&rac_owned(&args(&[])), &[0]);
     let before = std::fs::read(out.join("acts.parquet")).unwrap();
-    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+    for (signal, name) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
+        // JSON logs, one run in three: the line that says why the run stopped is JSON too.
+        let json = signal == libc::SIGTERM;
+        let logs: &[&str] = if json { &["--log-format", "json"] } else { &[] };
         let mut child = rac_with_default_signals()
-            .args(args(&["--memory-limit", "1M", "--threads", "1"]))
+            .args(args(
+                &[&["--memory-limit", "1M", "--threads", "1"], logs].concat(),
+            ))
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         // Stopped while it spills.
@@ -1328,10 +1338,25 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
         wait_for_spill(&mut child, &staging);
         // SAFETY: a plain system call on our child's pid.
         assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
-        let status = child.wait().unwrap();
+        let output = child.wait_with_output().unwrap();
+        let status = output.status;
         assert_eq!(status.signal(), Some(signal), "{status:?}");
         assert_eq!(names_in(&results), ["2024-01"], "signal {signal}");
         assert_eq!(std::fs::read(out.join("acts.parquet")).unwrap(), before);
+        // The log's last line says so (the log ended on a progress line).
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        let message = format!(
+            "stopped by {name}: temporary files removed, previous outputs left as they were"
+        );
+        if json {
+            let line: serde_json::Value = serde_json::from_str(last).unwrap();
+            assert_eq!(line["level"], "error");
+            assert_eq!(line["message"], message.as_str());
+            assert_eq!(line["signal"], signal);
+        } else {
+            assert_eq!(last, format!("rac: {message}"));
+        }
     }
     // Spilling into a `--temp-dir`: its folder there is removed too.
     let scratch = tmp.path().join("scratch");

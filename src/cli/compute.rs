@@ -260,6 +260,7 @@ fn execute(
             )));
         }
     };
+    crate::interrupt::set_json_logs(json_logs);
     execute_logged(command, args, audit_opts, started, format, json_logs)
         .map_err(|failure| failure.logged_as_json(json_logs))
 }
