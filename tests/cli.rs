@@ -699,6 +699,46 @@ fn counters_that_already_hold_these_acts_are_refused() {
     // An empty month's file is the same bytes every month: no act counts twice.
     assert_ok(&run("empty_a.csv", "e1", Some("april/counters.csv")));
     assert_ok(&run("empty_b.csv", "e2", Some("e1/counters.csv")));
+    assert!(
+        !String::from_utf8_lossy(&run("04.csv", "same", Some("march/counters.csv")).stderr)
+            .contains("warning")
+    );
+    // Counters written under other rules (a scenario): run, with a warning naming both.
+    let scenario = path("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "[[parameter]]\nid = \"pf.amount\"\nunit = \"EUR\"\n\
+         values = [ { from = \"2005-01-01\", value = \"3.00\", reference = \"what if\" } ]\n",
+    )
+    .unwrap();
+    let (acts, bens, out, counters) = (
+        path("04.csv"),
+        path("b.csv"),
+        path("what-if"),
+        path("march/counters.csv"),
+    );
+    let o = rac(&[
+        "compute",
+        "--acts",
+        &acts,
+        "--beneficiaries",
+        &bens,
+        "--out",
+        &out,
+        "--counters",
+        &counters,
+        "--rules",
+        &scenario,
+        "--quiet",
+    ]);
+    assert_ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.starts_with("rac: warning: "), "{stderr}");
+    assert!(
+        stderr.contains("(from built-in), this run uses"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("scenario.toml"), "{stderr}");
 }
 
 #[test]

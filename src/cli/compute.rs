@@ -305,6 +305,21 @@ fn execute_logged(
         &format!("memory limit {} MiB: {sized_by}", memory >> 20),
         &[("memory_limit_bytes", memory)],
     );
+    if let Some(counters) = &args.input.counters
+        && let Some((version, sources)) = counters_rules(counters)
+        && version != book.version()
+    {
+        log.warn(
+            "read",
+            &format!(
+                "{}: written with rules version {version} (from {sources}), this run uses {} (from {}): the caps used so far were counted under other rules",
+                counters.display(),
+                book.version(),
+                book.sources().join(" + ")
+            ),
+            &[],
+        );
+    }
     let folders = [
         Some(&args.input.acts),
         args.input.beneficiaries.as_ref(),
@@ -402,6 +417,20 @@ fn execute_logged(
         ],
     );
     Ok(summary.exit_code())
+}
+
+/// The rules version and sources of the run that wrote `counters`, from the manifest beside
+/// them (`None` without one; a manifest that does not read is refused by the run itself).
+fn counters_rules(counters: &std::path::Path) -> Option<(String, String)> {
+    let manifest = counters.with_file_name(crate::io::write::MANIFEST_FILE);
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest).ok()?).ok()?;
+    let version = value["rules"]["version"].as_str()?.to_string();
+    let sources: Vec<&str> = value["rules"]["sources"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    Some((version, sources.join(" + ")))
 }
 
 /// Log lines on stderr. They never contain a patient id or a single patient's amounts.
