@@ -62,6 +62,17 @@ fn compute(data: &Path, out: &Path, counters: Option<&Path>, extra: &[&str]) -> 
     rac_owned(&compute_args(data, out, counters, extra))
 }
 
+/// A first run whose closing counters open the runs under test: on a copy of the acts of
+/// `data` with a blank line at the end (the same rows, other bytes), since counters that
+/// already hold the very acts a run reads are refused (they would count twice).
+fn first_run(data: &Path, first: &Path) -> Output {
+    let copy = data.with_file_name("first_acts.csv");
+    let mut bytes = std::fs::read(data.join("acts.csv")).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&copy, bytes).unwrap();
+    rac_owned(&common::compute_args(&copy, data, first, &[]))
+}
+
 /// The arguments of a `compute` run on the CSV data set in `data`, with JSON logs.
 fn compute_args(data: &Path, out: &Path, counters: Option<&Path>, extra: &[&str]) -> Vec<String> {
     let mut args = common::compute_args(&data.join("acts.csv"), data, out, extra);
@@ -122,7 +133,7 @@ fn a_spilled_run_writes_the_bytes_of_an_in_memory_run() {
     data_set(&data);
     // Counters of a first run open the second: they are partitioned too.
     let first = tmp.path().join("first");
-    ok(&compute(&data, &first, None, &[]), &[3]);
+    ok(&first_run(&data, &first), &[3]);
     let counters = first.join("counters.parquet");
 
     let memory = tmp.path().join("memory");
@@ -803,7 +814,7 @@ fn sorted_acts_are_streamed_without_spill_and_write_the_same_bytes() {
     data_set(&data);
     sort_acts(&data);
     let first = tmp.path().join("first");
-    ok(&compute(&data, &first, None, &[]), &[3]);
+    ok(&first_run(&data, &first), &[3]);
     let counters = first.join("counters.parquet");
 
     let memory = tmp.path().join("memory");
