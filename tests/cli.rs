@@ -625,11 +625,16 @@ fn a_folder_s_entries_not_read_are_named_in_a_warning() {
         message.ends_with(&format!("{}, {}", c.display(), sub.display())),
         "{message}"
     );
-    let o = run(&["--quiet"]);
-    assert_ok(&o);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.starts_with("rac: warning: "), "{stderr}");
+    let stderr = warning_of(&run(&["--quiet"]));
     assert!(stderr.contains("2 entries not read"), "{stderr}");
+}
+
+/// The stderr of a run that succeeded with a warning (text logs, `--quiet`).
+fn warning_of(o: &Output) -> String {
+    assert_ok(o);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(stderr.starts_with("rac: warning: "), "{stderr}");
+    stderr
 }
 
 /// Acts the run that wrote the opening counters already read would count twice against the
@@ -731,9 +736,7 @@ fn counters_that_already_hold_these_acts_are_refused() {
         &scenario,
         "--quiet",
     ]);
-    assert_ok(&o);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.starts_with("rac: warning: "), "{stderr}");
+    let stderr = warning_of(&o);
     assert!(
         stderr.contains("(from built-in), this run uses"),
         "{stderr}"
