@@ -4,7 +4,8 @@
 //! The explanations are tried in a fixed order, each a variant of the act's computation with
 //! one step changed (the PF or franchise not deducted or deducted twice, the flat fee missing
 //! or charged twice, the exoneration not applied or applied without a right, another rate);
-//! the first variant that reproduces the recorded amount within the tolerance names the cause.
+//! the first variant that reproduces the recorded amount to the cent names the cause (the
+//! tolerance only decides which lines are discrepancies).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -37,6 +38,17 @@ pub struct Discrepancy {
     pub difference: Decimal,
     /// The cause found: `pf_not_deducted`, `rate_differs:65`, … or `unexplained`.
     pub explanation: String,
+    /// Before the PAL, PF, franchise and flat fee: what `--compare gross` compares with (the
+    /// table showed `amo_paid` alone, which then did not give the difference).
+    pub amo_gross: Decimal,
+}
+
+impl Discrepancy {
+    /// The recomputed amount the recorded one was compared with (`amo_paid`, or `amo_gross`
+    /// with `--compare gross`): `recorded_amo − difference`.
+    pub fn computed(&self) -> Decimal {
+        self.recorded_amo - self.difference
+    }
 }
 
 /// The audited acts by id (those with a `recorded_amo`), for the variants.
@@ -55,7 +67,7 @@ pub fn discrepancies(
         .filter_map(|o| {
             let (recorded, difference) = difference(o, compare, tolerance)?;
             let explanation = match acts.get(o.act_id.as_str()) {
-                Some(act) => explain(book, act, o, recorded, compare, tolerance),
+                Some(act) => explain(book, act, o, recorded, compare),
                 None => "unexplained".to_string(),
             };
             Some(Discrepancy {
@@ -65,6 +77,7 @@ pub fn discrepancies(
                 amo_paid: o.amo_paid,
                 difference,
                 explanation,
+                amo_gross: o.amo_gross,
             })
         })
         .collect()
@@ -93,14 +106,7 @@ pub fn flag_differing(outcomes: &mut [Outcome], compare: Compare, tolerance: Dec
 }
 
 /// The first single-step variant of the computation that gives `recorded`.
-fn explain(
-    book: &RuleBook,
-    act: &Act,
-    o: &Outcome,
-    recorded: Decimal,
-    compare: Compare,
-    tolerance: Decimal,
-) -> String {
+fn explain(book: &RuleBook, act: &Act, o: &Outcome, recorded: Decimal, compare: Compare) -> String {
     let snap = book.at(o.care_date);
     let date = o.care_date;
     let deductions = match compare {
@@ -108,7 +114,9 @@ fn explain(
         Compare::Gross => Decimal::ZERO,
     };
     let ours = o.amo_gross - deductions;
-    let matches = |candidate: Decimal| (candidate - recorded).abs() <= tolerance;
+    // To the cent: the tolerance decides whether a line is a discrepancy, not its cause (a
+    // tolerance of 1 € named `rate_differs:65` for a PF deducted).
+    let matches = |candidate: Decimal| candidate == recorded;
     let at_rate = |fraction: Decimal| -> Decimal {
         if o.base < act.tariff * Decimal::from(act.quantity) {
             round_cents(o.base * fraction)
@@ -117,6 +125,17 @@ fn explain(
         }
     };
     let param = |s: Scalar| snap.get(s, date).unwrap_or(Decimal::ZERO);
+    // The PF and franchise an ordinary patient's line would bear where this one bears none.
+    let ordinary_pf = if o.pf.is_zero() && crate::engine::category::bears_pf(o.category) {
+        let daily_max = i64::try_from(param(Scalar::PfDailyMaxCount)).unwrap_or(0);
+        param(Scalar::PfAmount) * Decimal::from(i64::from(o.quantity).min(daily_max))
+    } else {
+        Decimal::ZERO
+    };
+    let ordinary_franchise = match crate::engine::category::franchise_kind(o.category) {
+        Some(kind) if o.franchise.is_zero() => param(kind.unit_param()) * Decimal::from(o.quantity),
+        _ => Decimal::ZERO,
+    };
     let mut candidates: Vec<(Decimal, String)> = Vec::new();
     if compare == Compare::Paid {
         if o.pf > Decimal::ZERO {
@@ -159,10 +178,16 @@ fn explain(
         .fraction(Param::Rate(o.category), date)
         .unwrap_or(Decimal::ZERO);
     if o.situation != Situation::Ordinary {
-        candidates.push((
-            at_rate(ordinary) - deductions,
-            format!("exoneration_not_applied:{}", o.situation),
-        ));
+        let not_applied = format!("exoneration_not_applied:{}", o.situation);
+        candidates.push((at_rate(ordinary) - deductions, not_applied.clone()));
+        // Computed as an ordinary patient's, the PF and franchise this situation lifts
+        // deducted too (a CSS or AME consultation paid 19.00 = 21.00 − 2 € PF).
+        if compare == Compare::Paid {
+            candidates.push((
+                at_rate(ordinary) - deductions - ordinary_pf - ordinary_franchise,
+                not_applied,
+            ));
+        }
     } else {
         candidates.push((
             at_rate(Decimal::ONE) - deductions,
@@ -222,6 +247,10 @@ static DISCREPANCY_COLUMNS: &[Column<Discrepancy>] = &[
     Column {
         name: "explanation",
         get: Get::Str(|d| d.explanation.as_str()),
+    },
+    Column {
+        name: "amo_gross",
+        get: Get::Money(|d| d.amo_gross),
     },
 ];
 
@@ -287,23 +316,29 @@ impl Tally {
     /// The human-readable report: causes by count, then the first lines.
     pub fn markdown(&self) -> String {
         let mut out = String::from("# rac audit: discrepancies\n\n");
+        let money = crate::report::money_text;
         let _ = writeln!(
             out,
             "{} act(s) differ from the recorded amount; total difference {} €.\n",
-            self.count, self.total
+            self.count,
+            money(self.total)
         );
         let mut causes: Vec<(&String, &(u64, Decimal))> = self.causes.iter().collect();
         causes.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(b.0)));
         out.push_str("| explanation | acts | total difference (€) |\n|---|---:|---:|\n");
         for (cause, (n, sum)) in causes {
-            let _ = writeln!(out, "| {cause} | {n} | {sum} |");
+            let _ = writeln!(out, "| {cause} | {n} | {} |", money(*sum));
         }
         out.push_str("\n## First lines\n\n| act_id | recorded | computed | difference | explanation |\n|---|---:|---:|---:|---|\n");
         for d in &self.first {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
-                d.act_id, d.recorded_amo, d.amo_paid, d.difference, d.explanation
+                d.act_id,
+                money(d.recorded_amo),
+                money(d.computed()),
+                money(d.difference),
+                d.explanation
             );
         }
         out
@@ -427,23 +462,29 @@ mod tests {
         }
         let mut md = String::from("# rac audit: discrepancies\n\n");
         let total: Decimal = found.iter().map(|d| d.difference).sum();
+        let money = crate::report::money_text;
         let _ = writeln!(
             md,
-            "{} act(s) differ from the recorded amount; total difference {total} €.\n",
-            found.len()
+            "{} act(s) differ from the recorded amount; total difference {} €.\n",
+            found.len(),
+            money(total)
         );
         let mut sorted: Vec<(&String, &(u64, Decimal))> = causes.iter().collect();
         sorted.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(b.0)));
         md.push_str("| explanation | acts | total difference (€) |\n|---|---:|---:|\n");
         for (cause, (n, sum)) in sorted {
-            let _ = writeln!(md, "| {cause} | {n} | {sum} |");
+            let _ = writeln!(md, "| {cause} | {n} | {} |", money(*sum));
         }
         md.push_str("\n## First lines\n\n| act_id | recorded | computed | difference | explanation |\n|---|---:|---:|---:|---|\n");
         for d in found.iter().take(50) {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} |",
-                d.act_id, d.recorded_amo, d.amo_paid, d.difference, d.explanation
+                d.act_id,
+                money(d.recorded_amo),
+                money(d.recorded_amo - d.difference),
+                money(d.difference),
+                d.explanation
             );
         }
         std::fs::write(dir.join("discrepancies.md"), md).unwrap();
@@ -489,6 +530,7 @@ mod tests {
                     amo_paid: recorded_amo - difference,
                     difference,
                     explanation: explanation[(next() % 5) as usize].to_string(),
+                    amo_gross: recorded_amo - difference,
                 }
             })
             .collect()
@@ -556,6 +598,7 @@ mod tests {
                 difference: Decimal::new(200 + i as i64 % 900, 2),
                 explanation: ["pf_not_deducted", "unexplained", "rate_differs:60"][i % 7 % 3]
                     .to_string(),
+                amo_gross: Decimal::new(1_800, 2),
             })
             .collect()
     }

@@ -221,8 +221,9 @@ fn to_cents(amount: Decimal) -> Option<i128> {
     }
 }
 
-/// `12.5` → `"12.50"`; amounts with more than two decimals keep them (they should not exist).
-fn money_text(amount: Decimal) -> String {
+/// `12.5` → `"12.50"`, `0` → `"0.00"`; amounts with more than two decimals keep them (they
+/// should not exist). The text of an amount wherever rac prints one.
+pub fn money_text(amount: Decimal) -> String {
     let mut amount = amount;
     if amount.scale() < 2 {
         amount.rescale(2);

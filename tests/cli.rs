@@ -851,6 +851,81 @@ fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
     );
 }
 
+/// A CSS or AME patient paid as an ordinary one, PF deducted (19.00 = 21.00 − 2 €), is
+/// `exoneration_not_applied` (it was found only without the PF); the tolerance decides which
+/// lines differ, not their cause (1 € named `rate_differs:65`); with `--compare gross` the
+/// table holds `amo_gross`, and the report's "computed" is what was compared (it showed
+/// `amo_paid`, which did not give the difference).
+#[test]
+fn audit_explains_an_exoneration_paid_as_ordinary_whatever_the_tolerance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).display().to_string();
+    for (name, text) in [
+        (
+            "acts.csv",
+            "act_id,patient_id,care_date,category,tariff,billed,code,practitioner_id,recorded_amo\n\
+             C1,P1,2025-03-10,consultation,30.00,50.00,G,D1,19.00\n\
+             K1,P1,2025-03-11,consultation,30.00,,G,D1,19.00\n\
+             K4,P4,2025-03-10,consultation,30.00,,G,D1,19.00\n\
+             K2,P2,2025-03-10,consultation,30.00,,G,D1,21.00\n\
+             K5,P2,2025-03-12,consultation,30.00,,G,D1,25.00\n",
+        ),
+        (
+            "b.csv",
+            "patient_id,birth_date\nP1,1970-01-01\nP2,1970-01-01\nP4,1970-01-01\n",
+        ),
+        (
+            "r.csv",
+            "patient_id,right,start_date\nP1,css,2025-01-01\nP4,ame,2025-01-01\n",
+        ),
+    ] {
+        std::fs::write(tmp.path().join(name), text).unwrap();
+    }
+    let (acts, bens, rights) = (path("acts.csv"), path("b.csv"), path("r.csv"));
+    let audit = |out: &str, extra: &[&str]| {
+        let out = path(out);
+        let mut args = vec![
+            "audit",
+            "--acts",
+            &acts,
+            "--beneficiaries",
+            &bens,
+            "--rights",
+            &rights,
+            "--out",
+            &out,
+            "--format",
+            "csv",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        assert_ok(&rac(&args));
+        (
+            read(tmp.path().join(&out).join("discrepancies.csv")),
+            read(tmp.path().join(&out).join("discrepancies.md")),
+        )
+    };
+    let expected = "act_id,patient_id,recorded_amo,amo_paid,difference,explanation,amo_gross\n\
+                    C1,P1,19.00,30.00,-11.00,exoneration_not_applied:css,30.00\n\
+                    K1,P1,19.00,30.00,-11.00,exoneration_not_applied:css,30.00\n\
+                    K2,P2,21.00,19.00,2.00,pf_not_deducted,21.00\n\
+                    K5,P2,25.00,19.00,6.00,rate_differs:90,21.00\n\
+                    K4,P4,19.00,30.00,-11.00,exoneration_not_applied:ame,30.00\n";
+    for tolerance in ["0.00", "1.00"] {
+        let (table, md) = audit(tolerance, &["--tolerance", tolerance]);
+        assert_eq!(table, expected, "tolerance {tolerance}");
+        assert!(
+            md.contains("| K2 | 21.00 | 19.00 | 2.00 | pf_not_deducted |"),
+            "{md}"
+        );
+    }
+    // Compared with amo_gross: the difference is to it, and the report says so.
+    let (table, md) = audit("gross", &["--compare", "gross"]);
+    assert!(!table.contains("K2,"), "equal to amo_gross: {table}");
+    assert!(table.contains("K5,P2,25.00,19.00,4.00,"), "{table}");
+    assert!(md.contains("| K5 | 25.00 | 21.00 | 4.00 |"), "{md}");
+}
+
 #[test]
 fn audit_explains_each_discrepancy() {
     let tmp = tempfile::tempdir().unwrap();
@@ -877,9 +952,9 @@ fn audit_explains_each_discrepancy() {
     let d = read(out.join("discrepancies.csv"));
     assert_eq!(
         d,
-        "act_id,patient_id,recorded_amo,amo_paid,difference,explanation\n\
-         A0103,P01,21.00,19.00,2.00,pf_not_deducted\n\
-         A0202,P02,5.20,22.00,-16.80,exoneration_not_applied:ald\n"
+        "act_id,patient_id,recorded_amo,amo_paid,difference,explanation,amo_gross\n\
+         A0103,P01,21.00,19.00,2.00,pf_not_deducted,21.00\n\
+         A0202,P02,5.20,22.00,-16.80,exoneration_not_applied:ald,24.00\n"
     );
     let md = read(out.join("discrepancies.md"));
     assert!(md.contains("| pf_not_deducted | 1 | 2.00 |"), "{md}");

@@ -167,7 +167,7 @@ pub struct AuditArgs {
     #[arg(long, default_value = "paid")]
     pub compare: String,
     /// Largest difference, in euros, that is not a discrepancy.
-    #[arg(long, default_value = "0.00")]
+    #[arg(long, default_value = "0.00", allow_negative_numbers = true)]
     pub tolerance: Decimal,
 }
 

@@ -149,20 +149,21 @@ pub fn render(
     for (i, step) in trace.iter().enumerate() {
         let _ = writeln!(out, "  {}. {step}", i + 1);
     }
+    let money = crate::report::money_text;
     let _ = writeln!(
         out,
         "result: base {} billed {} rate {} % amo_gross {} majoration {} pal {} pf {} franchise {} flat_fee {} → amo_paid {} rac {}",
-        o.base,
-        o.billed,
+        money(o.base),
+        money(o.billed),
         o.rate,
-        o.amo_gross,
-        o.majoration,
-        o.pal,
-        o.pf,
-        o.franchise,
-        o.flat_fee,
-        o.amo_paid,
-        o.rac
+        money(o.amo_gross),
+        money(o.majoration),
+        money(o.pal),
+        money(o.pf),
+        money(o.franchise),
+        money(o.flat_fee),
+        money(o.amo_paid),
+        money(o.rac)
     );
     if !o.flags.is_empty() {
         let _ = writeln!(out, "flags: {}", o.flags.join(", "));

@@ -644,13 +644,17 @@ impl<'a> Engine<'a> {
             }
             for &k in &members {
                 let line = &mut lines[k];
+                let before = (line.rate, line.amo_gross);
                 line.rate = line.get(Scalar::PalRate)?;
                 line.amo_gross = line.amount_at(line.fraction(Scalar::PalRate)?);
                 line.majoration = Decimal::ZERO;
                 // The 100 % rate replaces the out-of-pathway one: its majoration is gone, and
                 // so is its rule id (`rules` names what set or changed the amounts).
                 line.rules.retain(|id| *id != rule_ids::MAJORATION);
-                line.rules.push(rule_ids::PAL_HEAVY_GROUP);
+                // A line already at that rate (exonerated) is not changed by the group.
+                if (line.rate, line.amo_gross) != before {
+                    line.rules.push(rule_ids::PAL_HEAVY_GROUP);
+                }
                 let (b, c) = (bases, coefficients);
                 self.note(&lines[k], || {
                     format!(

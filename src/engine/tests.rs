@@ -187,6 +187,13 @@ fn a_heavy_act_out_of_pathway_names_no_majoration() {
     assert_eq!((o.rate, o.majoration, o.pal), (dec!(100), z(), dec!(24)));
     assert!(!o.rules.contains(&rule_ids::MAJORATION), "{:?}", o.rules);
     assert!(o.rules.contains(&rule_ids::PAL_HEAVY_GROUP));
+    // Exonerated (maternity): already at 100 %, no fee; the group changes nothing, and is
+    // not named (it was).
+    let mut m = act("m", "2025-03-10", Category::MedicalAct, dec!(150));
+    m.insurance_nature = InsuranceNature::Maternity;
+    let o = Case::new().one(m);
+    assert_eq!((o.rate, o.pal, o.amo_gross), (dec!(100), z(), dec!(150)));
+    assert_eq!(o.rules.as_slice(), ["rate.exonerated"]);
 }
 
 #[test]
