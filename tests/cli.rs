@@ -627,6 +627,24 @@ fn a_folder_s_entries_not_read_are_named_in_a_warning() {
     );
     let stderr = warning_of(&run(&["--quiet"]));
     assert!(stderr.contains("2 entries not read"), "{stderr}");
+    // A glob names what it matches: those of its matches not read are named too; `validate`
+    // warns as a run does.
+    let glob = folder.join("*");
+    let (glob, bens) = (glob.to_str().unwrap(), bens.to_str().unwrap());
+    let out = tmp.path().join("globbed");
+    let o = rac(&[
+        "compute",
+        "--acts",
+        glob,
+        "--beneficiaries",
+        bens,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(warning_of(&o).contains("*: 2 entries not read"));
+    let o = rac(&["validate", "--acts", glob, "--beneficiaries", bens]);
+    assert!(warning_of(&o).contains("*: 2 entries not read"));
 }
 
 /// The stderr of a run that succeeded with a warning (text logs, `--quiet`).
@@ -701,9 +719,32 @@ fn counters_that_already_hold_these_acts_are_refused() {
     assert_ok(&run("04.csv", "april", Some("march/counters.csv")));
     let counters = read(tmp.path().join("april/counters.csv"));
     assert!(counters.contains("P1,2025,4.00,"), "{counters}");
-    // An empty month's file is the same bytes every month: no act counts twice.
+    // An empty month's file is the same bytes every month: no act counts twice; nor does a
+    // standing file whose rows are all rejected when read.
     assert_ok(&run("empty_a.csv", "e1", Some("april/counters.csv")));
     assert_ok(&run("empty_b.csv", "e2", Some("e1/counters.csv")));
+    std::fs::write(
+        tmp.path().join("bad.csv"),
+        format!("{header}X1,P1,2025-02-30,consultation,30.00\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        run("bad.csv", "b1", Some("e2/counters.csv")).status.code(),
+        Some(3)
+    );
+    assert_eq!(
+        run("bad.csv", "b2", Some("b1/counters.csv")).status.code(),
+        Some(3)
+    );
+    // Counters without their manifest are not checked: said so.
+    std::fs::create_dir(tmp.path().join("kept")).unwrap();
+    std::fs::copy(
+        tmp.path().join("march/counters.csv"),
+        tmp.path().join("kept/counters.csv"),
+    )
+    .unwrap();
+    let stderr = warning_of(&run("04.csv", "unchecked", Some("kept/counters.csv")));
+    assert!(stderr.contains("no manifest.json beside them"), "{stderr}");
     assert!(
         !String::from_utf8_lossy(&run("04.csv", "same", Some("march/counters.csv")).stderr)
             .contains("warning")

@@ -602,6 +602,15 @@ fn commit_keeps_the_folder_s_permissions_and_group() {
     assert_eq!(meta.gid(), group);
     assert_eq!(listing(&out), ["manifest.json"]);
     assert_eq!(listing(root.path()), ["results"]);
+    // The files take the folder's group too, where the user may give it (root here: a group
+    // of its own, gid 1; elsewhere the user's own group, which proves nothing more).
+    if std::os::unix::fs::chown(&out, None, Some(1)).is_ok() {
+        let staging = Staging::begin(&out).unwrap();
+        write_manifest(staging.path(), &serde_json::json!({"run": 3})).unwrap();
+        staging.commit().unwrap();
+        assert_eq!(fs::metadata(&out).unwrap().gid(), 1);
+        assert_eq!(fs::metadata(out.join("manifest.json")).unwrap().gid(), 1);
+    }
 }
 
 #[test]

@@ -306,6 +306,20 @@ fn execute_logged(
         &[("memory_limit_bytes", memory)],
     );
     if let Some(counters) = &args.input.counters
+        && !counters
+            .with_file_name(crate::io::write::MANIFEST_FILE)
+            .exists()
+    {
+        log.warn(
+            "read",
+            &format!(
+                "{}: no manifest.json beside them: their format, rows and whether they already hold these acts are not checked",
+                counters.display()
+            ),
+            &[],
+        );
+    }
+    if let Some(counters) = &args.input.counters
         && let Some((version, sources)) = counters_rules(counters)
         && version != book.version()
     {
@@ -320,27 +334,8 @@ fn execute_logged(
             &[],
         );
     }
-    let folders = [
-        Some(&args.input.acts),
-        args.input.beneficiaries.as_ref(),
-        args.input.rights.as_ref(),
-    ];
-    for folder in folders.into_iter().flatten() {
-        let skipped = crate::io::read::skipped_entries(folder);
-        if !skipped.is_empty() {
-            let names: Vec<String> = skipped.iter().map(|p| p.display().to_string()).collect();
-            log.warn(
-                "read",
-                &format!(
-                    "{}: {} entries not read (subfolders, and files not .csv, .csv.gz or .parquet): {}",
-                    folder.display(),
-                    skipped.len(),
-                    names.join(", ")
-                ),
-                &[("entries_not_read", skipped.len() as u64)],
-            );
-        }
-    }
+    args.input
+        .warn_skipped(|message, count| log.warn("read", message, &[("entries_not_read", count)]));
     let temp_dir = temp_dir(args)?;
     let carried = args.input.carried(args.keep_columns)?;
     let run_opts = |profile| RunOptions {

@@ -36,6 +36,8 @@ pub struct ExplainArgs {
 
 pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
+    args.input
+        .warn_skipped(|message, _| errln!("rac: warning: {message}"));
     let carried = args.input.carried(args.keep_columns)?;
     let (prepared, _) = args.input.prepare_carrying(Arc::clone(&carried), false)?;
     let rejected = prepared.rejects.iter().filter(|r| r.act_id == args.act_id);

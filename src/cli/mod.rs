@@ -82,6 +82,32 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
+    /// Calls `warn` with a message and a count for each input path (acts, beneficiaries,
+    /// rights) of which a run leaves entries unread ([`crate::io::read::skipped_entries`]).
+    pub fn warn_skipped(&self, mut warn: impl FnMut(&str, u64)) {
+        let paths = [
+            Some(&self.acts),
+            self.beneficiaries.as_ref(),
+            self.rights.as_ref(),
+        ];
+        for path in paths.into_iter().flatten() {
+            let skipped = crate::io::read::skipped_entries(path);
+            if skipped.is_empty() {
+                continue;
+            }
+            let names: Vec<String> = skipped.iter().map(|p| p.display().to_string()).collect();
+            warn(
+                &format!(
+                    "{}: {} entries not read (subfolders, and what is not a regular .csv, .csv.gz or .parquet file): {}",
+                    path.display(),
+                    skipped.len(),
+                    names.join(", ")
+                ),
+                skipped.len() as u64,
+            );
+        }
+    }
+
     pub fn profile(&self) -> Result<ProfileKind, Failure> {
         ProfileKind::parse(&self.profile).ok_or_else(|| {
             Failure::usage(format!(

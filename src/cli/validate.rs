@@ -27,6 +27,8 @@ pub struct ValidateArgs {
 
 pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
+    args.input
+        .warn_skipped(|message, _| errln!("rac: warning: {message}"));
     let carried = args.input.carried(args.keep_columns)?;
     // A bad counters row fails a run (exit 1: counters are state, never half read): each is
     // listed, then the acts are checked without the counters.

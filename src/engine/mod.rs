@@ -1025,9 +1025,14 @@ impl<'a> Engine<'a> {
         }
         self.note(&lines[k], || {
             format!(
-                "franchise: {} unit(s) × {unit_amount} ({}) = {wanted}; after daily cap, annual cap {cap} and line amount → {amount}, used this year {used} (RULES §4, §8)",
+                "franchise: {} unit(s) × {unit_amount} ({}) = {wanted}; after {}annual cap {cap} and line amount → {amount}, used this year {used} (RULES §4, §8)",
                 lines[k].act.quantity,
-                Param::from(kind.unit_param()).id()
+                Param::from(kind.unit_param()).id(),
+                if kind.daily_cap_param().is_some() {
+                    "daily cap, "
+                } else {
+                    ""
+                }
             )
         });
         Ok(())

@@ -328,28 +328,42 @@ fn list_dir(
     Ok(names.into_iter().map(|name| prefix.join(name)).collect())
 }
 
-/// What a run does not read of folder `path` (see the module documentation), hidden entries
-/// aside: its subfolders, and its files that are not `.csv`, `.csv.gz` or `.parquet` (a
-/// `.gz` without `.csv`, a `.tsv`, a `.zst`…), sorted by name. Empty for a file or a glob
-/// (a glob names what it takes). For a warning: a month's file with another extension would
-/// otherwise be left out without a word.
+/// What a run does not read of what `path` names (see the module documentation), hidden
+/// entries aside: of a folder, its subfolders and its entries that are not regular `.csv`,
+/// `.csv.gz` or `.parquet` files (a `.gz` without `.csv`, a `.tsv`, a pipe…); of a glob, the
+/// entries it matches that are not. Sorted by name; empty for a file. For a warning: a
+/// month's file with another extension would otherwise be left out without a word.
 pub fn skipped_entries(path: &Path) -> Vec<PathBuf> {
-    if !path.is_dir() {
+    let (dir, pattern) = if path.is_dir() {
+        (path, None)
+    } else if path.exists() {
         return Vec::new();
-    }
-    let Ok(entries) = std::fs::read_dir(path) else {
+    } else {
+        match path.file_name().map(|n| n.as_encoded_bytes().to_vec()) {
+            Some(pattern) if pattern.iter().any(|&b| b == b'*' || b == b'?') => {
+                (path.parent().unwrap_or(Path::new("")), Some(pattern))
+            }
+            _ => return Vec::new(),
+        }
+    };
+    let listing = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(listing) else {
         return Vec::new();
     };
     let mut skipped: Vec<PathBuf> = entries
         .filter_map(Result::ok)
-        .map(|entry| path.join(entry.file_name()))
+        .map(|entry| entry.file_name())
+        .filter(|name| {
+            let bytes = name.as_encoded_bytes();
+            bytes.first() != Some(&b'.') && pattern.as_ref().is_none_or(|p| glob_match(p, bytes))
+        })
+        .map(|name| dir.join(name))
         .filter(|entry| {
-            let hidden = entry
-                .file_name()
-                .is_some_and(|n| n.as_encoded_bytes().first() == Some(&b'.'));
-            let read =
-                format_of(entry).is_some() && std::fs::metadata(entry).is_ok_and(|m| m.is_file());
-            !hidden && !read
+            !(format_of(entry).is_some() && std::fs::metadata(entry).is_ok_and(|m| m.is_file()))
         })
         .collect();
     skipped.sort();

@@ -568,9 +568,10 @@ fn exchange(a: &Path, b: &Path) -> bool {
 }
 
 /// Gives the new output folder `new` the permission bits and group of the folder `old` it
-/// replaces (Unix): a folder of health data kept to one group stays so after the nightly run
-/// (the new one had the umask's bits and the user's group). Best effort: a group the user is
-/// not in cannot be given, and the run goes on.
+/// replaces, and its files that group (Unix): a folder of health data kept to one group stays
+/// so after the nightly run, and the group can read the outputs (the new folder had the
+/// umask's bits and the user's group; its files, under a `umask 027`, were unreadable to
+/// the group). Best effort: a group the user is not in cannot be given, and the run goes on.
 fn keep_access(old: &Path, new: &Path) {
     #[cfg(unix)]
     {
@@ -578,7 +579,13 @@ fn keep_access(old: &Path, new: &Path) {
         let Ok(meta) = fs::metadata(old) else {
             return;
         };
-        let _ = std::os::unix::fs::chown(new, None, Some(meta.gid()));
+        let group = Some(meta.gid());
+        if let Ok(entries) = fs::read_dir(new) {
+            for entry in entries.flatten() {
+                let _ = std::os::unix::fs::lchown(entry.path(), None, group);
+            }
+        }
+        let _ = std::os::unix::fs::chown(new, None, group);
         let _ = fs::set_permissions(new, fs::Permissions::from_mode(meta.mode() & 0o7777));
     }
     #[cfg(not(unix))]

@@ -604,8 +604,10 @@ fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
 /// (the same SHA-256 and size among the acts of the manifest beside them) and holds rows: its
 /// acts would count twice against the year's caps, without a word (a run given its own
 /// output's counters again, a folder of acts that keeps the earlier months' files). `inputs`
-/// is the manifest's list of this run's inputs. A header-only file (an empty month, the same
-/// bytes every month) counts nothing and passes; so do counters without a manifest.
+/// is the manifest's list of this run's inputs. A file without a row that reads (an empty
+/// month, the same bytes every month) counts nothing and passes; so do counters without a
+/// manifest (the CLI warns of those), and the same acts in other bytes (another format, order
+/// or line end: the check is by SHA-256).
 pub(crate) fn check_not_counted_twice(inputs: &serde_json::Value) -> Result<(), RunError> {
     let entries = inputs.as_array().map_or(&[][..], Vec::as_slice);
     let of_role = |role: &'static str| entries.iter().filter(move |e| e["role"] == role);
@@ -636,10 +638,17 @@ pub(crate) fn check_not_counted_twice(inputs: &serde_json::Value) -> Result<(), 
             continue;
         }
         let path = Path::new(acts["path"].as_str().unwrap_or_default());
-        let holds_rows = read::Chunks::<read::ActKey>::open(path, &ReadOptions::default())
-            .ok()
-            .and_then(|mut chunks| chunks.next())
-            .is_some_and(|chunk| chunk.is_ok_and(|chunk| chunk.read > 0));
+        // Rows that read (a row rejected when read counted nothing: a standing file of
+        // such rows is not refused). A file that no longer reads is the run's own concern.
+        // Either decimal separator (`--decimal-comma` is the run's, not known here).
+        let holds_rows = [false, true].into_iter().any(|decimal_comma| {
+            let opts = ReadOptions {
+                decimal_comma,
+                ..ReadOptions::default()
+            };
+            read::Chunks::<Act>::open(path, &opts)
+                .is_ok_and(|mut chunks| chunks.any(|c| c.is_ok_and(|c| !c.rows.is_empty())))
+        });
         if holds_rows {
             return Err(RunError::Usage(format!(
                 "{}: the run that wrote the counters {} read these acts already (the same SHA-256 in {}): they would count twice against the caps; pass the counters of the period before (nothing written)",
