@@ -166,7 +166,13 @@ fn explain(book: &RuleBook, act: &Act, o: &Outcome, recorded: Decimal, compare: 
         }
         if o.pal > Decimal::ZERO {
             candidates.push((ours + o.pal, "pal_missing".into()));
-        } else if o.rules.contains(&crate::engine::rule_ids::PAL_HEAVY_GROUP) {
+        } else if o.rules.contains(&crate::engine::rule_ids::PAL_HEAVY_GROUP)
+            // An exonerated line of a heavy group: at 100 % already, the group is not named
+            // in its rules, and it bears no fee; a payer may have charged it one.
+            || (o.situation != Situation::Ordinary
+                && o.rate == Decimal::ONE_HUNDRED
+                && crate::engine::category::in_pal_group(o.category))
+        {
             candidates.push((
                 ours - param(Scalar::PalAmount),
                 "pal_charged_twice_in_group_or_stay".into(),

@@ -24,6 +24,23 @@ pub fn set_json_logs(json: bool) {
     JSON_LOGS.store(json, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Writes [`stopped_line`] on stderr from a thread of its own, waited for half a second at
+/// most: a full pipe or a stalled terminal (or another thread blocked holding stderr) must
+/// not keep the run from ending by its signal.
+#[cfg(unix)]
+fn say_stopped(signal: libc::c_int) {
+    let line = stopped_line(signal);
+    let (done, wait) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().spawn(move || {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{line}");
+        let _ = done.send(());
+    });
+    if spawned.is_ok() {
+        let _ = wait.recv_timeout(std::time::Duration::from_millis(500));
+    }
+}
+
 /// The line that says which signal stopped the run: a log that ended on a progress line did
 /// not tell a cron job's reader why the run stopped.
 #[cfg(unix)]
@@ -35,7 +52,7 @@ fn stopped_line(signal: libc::c_int) -> String {
         _ => "a signal",
     };
     let message =
-        format!("stopped by {name}: temporary files removed, previous outputs left as they were");
+        format!("stopped by {name}: temporary files removed, --out left whole (not replaced)");
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         serde_json::json!({"level": "error", "step": "stopped", "message": message, "signal": signal})
             .to_string()
@@ -147,11 +164,7 @@ pub fn install() {
                 // Waits for a commit in progress; the process ends holding the guard.
                 let pending = pending();
                 clean_up(&pending);
-                {
-                    use std::io::Write as _;
-                    // A closed stderr must not keep the run from ending by its signal.
-                    let _ = writeln!(std::io::stderr(), "{}", stopped_line(signal));
-                }
+                say_stopped(signal);
                 // SAFETY: the default action back, the signal unblocked in this thread and
                 // sent to it: the process ends as the signal's default does.
                 unsafe {

@@ -967,6 +967,51 @@ fn audit_explains_an_exoneration_paid_as_ordinary_whatever_the_tolerance() {
     assert!(md.contains("| K5 | 25.00 | 21.00 | 4.00 |"), "{md}");
 }
 
+/// An exonerated line of a heavy stay bears no 24 € fee and its rules do not name the group
+/// (nothing of it changed); a payer that charged it the fee is still explained (it became
+/// `unexplained` when the group left its rules).
+#[test]
+fn audit_explains_a_fee_charged_on_an_exonerated_stay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).display().to_string();
+    for (name, text) in [
+        (
+            "acts.csv",
+            "act_id,patient_id,care_date,category,tariff,stay_id,setting,recorded_amo\n\
+             H1,P1,2025-03-10,hospital_stay,1200.00,S1,inpatient,1176.00\n",
+        ),
+        ("b.csv", "patient_id,birth_date\nP1,1970-01-01\n"),
+        ("r.csv", "patient_id,right,start_date\nP1,css,2025-01-01\n"),
+    ] {
+        std::fs::write(tmp.path().join(name), text).unwrap();
+    }
+    let (acts, bens, rights, out) = (path("acts.csv"), path("b.csv"), path("r.csv"), path("o"));
+    assert_ok(&rac(&[
+        "audit",
+        "--acts",
+        &acts,
+        "--beneficiaries",
+        &bens,
+        "--rights",
+        &rights,
+        "--out",
+        &out,
+        "--format",
+        "csv",
+        "--quiet",
+    ]));
+    assert_eq!(
+        read(tmp.path().join("o/discrepancies.csv")),
+        "act_id,patient_id,recorded_amo,amo_paid,difference,explanation,amo_gross\n\
+         H1,P1,1176.00,1200.00,-24.00,pal_charged_twice_in_group_or_stay,1200.00\n"
+    );
+    let acts = read(tmp.path().join("o/acts.csv"));
+    assert!(
+        acts.contains(",rate.exonerated,recorded_differs,"),
+        "{acts}"
+    );
+}
+
 #[test]
 fn audit_explains_each_discrepancy() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1357,9 +1357,8 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
         // The log's last line says so (the log ended on a progress line).
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().last().unwrap_or_default();
-        let message = format!(
-            "stopped by {name}: temporary files removed, previous outputs left as they were"
-        );
+        let message =
+            format!("stopped by {name}: temporary files removed, --out left whole (not replaced)");
         if json {
             let line: serde_json::Value = serde_json::from_str(last).unwrap();
             assert_eq!(line["level"], "error");

@@ -306,6 +306,7 @@ fn execute_logged(
         &[("memory_limit_bytes", memory)],
     );
     if let Some(counters) = &args.input.counters
+        && counters.is_file()
         && !counters
             .with_file_name(crate::io::write::MANIFEST_FILE)
             .exists()
