@@ -83,8 +83,13 @@ pub struct InputArgs {
 
 impl InputArgs {
     /// Calls `warn` with a message and a count for each input path (acts, beneficiaries,
-    /// rights) of which a run leaves entries unread ([`crate::io::read::skipped_entries`]).
+    /// rights) of which a run leaves entries unread ([`crate::io::read::skipped_entries`]);
+    /// canonical profile only.
     pub fn warn_skipped(&self, mut warn: impl FnMut(&str, u64)) {
+        // An extract's folder is read by its own table names (profiles), not as this list.
+        if !matches!(self.profile(), Ok(ProfileKind::Canonical)) {
+            return;
+        }
         let paths = [
             Some(&self.acts),
             self.beneficiaries.as_ref(),

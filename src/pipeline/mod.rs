@@ -625,7 +625,7 @@ pub(crate) fn check_not_counted_twice(inputs: &serde_json::Value) -> Result<(), 
     };
     let key =
         |e: &serde_json::Value| (e["sha256"].as_str().map(str::to_owned), e["bytes"].as_u64());
-    let earlier_acts: Vec<_> = earlier["inputs"]
+    let earlier_acts: HashSet<_> = earlier["inputs"]
         .as_array()
         .map_or(&[][..], Vec::as_slice)
         .iter()
