@@ -892,6 +892,32 @@ fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
     );
 }
 
+/// Writes `files` (name, text) into `dir`, then runs `rac audit` of its `acts.csv`, `b.csv`
+/// and `r.csv` into `dir/out` as CSV, quietly, with `extra`; panics unless it exits 0.
+fn audit_files(dir: &Path, files: &[(&str, &str)], out: &str, extra: &[&str]) {
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let path = |name: &str| dir.join(name).display().to_string();
+    let (acts, bens, rights, out) = (path("acts.csv"), path("b.csv"), path("r.csv"), path(out));
+    let mut args = vec![
+        "audit",
+        "--acts",
+        &acts,
+        "--beneficiaries",
+        &bens,
+        "--rights",
+        &rights,
+        "--out",
+        &out,
+        "--format",
+        "csv",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    assert_ok(&rac(&args));
+}
+
 /// A CSS or AME patient paid as an ordinary one, PF deducted (19.00 = 21.00 − 2 €), is
 /// `exoneration_not_applied` (it was found only without the PF); the tolerance decides which
 /// lines differ, not their cause (1 € named `rate_differs:65`); with `--compare gross` the
@@ -900,8 +926,7 @@ fn a_stay_over_two_monthly_runs_has_its_day_31_where_one_run_puts_it() {
 #[test]
 fn audit_explains_an_exoneration_paid_as_ordinary_whatever_the_tolerance() {
     let tmp = tempfile::tempdir().unwrap();
-    let path = |name: &str| tmp.path().join(name).display().to_string();
-    for (name, text) in [
+    let files = [
         (
             "acts.csv",
             "act_id,patient_id,care_date,category,tariff,billed,code,practitioner_id,recorded_amo\n\
@@ -919,31 +944,12 @@ fn audit_explains_an_exoneration_paid_as_ordinary_whatever_the_tolerance() {
             "r.csv",
             "patient_id,right,start_date\nP1,css,2025-01-01\nP4,ame,2025-01-01\n",
         ),
-    ] {
-        std::fs::write(tmp.path().join(name), text).unwrap();
-    }
-    let (acts, bens, rights) = (path("acts.csv"), path("b.csv"), path("r.csv"));
+    ];
     let audit = |out: &str, extra: &[&str]| {
-        let out = path(out);
-        let mut args = vec![
-            "audit",
-            "--acts",
-            &acts,
-            "--beneficiaries",
-            &bens,
-            "--rights",
-            &rights,
-            "--out",
-            &out,
-            "--format",
-            "csv",
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
-        assert_ok(&rac(&args));
+        audit_files(tmp.path(), &files, out, extra);
         (
-            read(tmp.path().join(&out).join("discrepancies.csv")),
-            read(tmp.path().join(&out).join("discrepancies.md")),
+            read(tmp.path().join(out).join("discrepancies.csv")),
+            read(tmp.path().join(out).join("discrepancies.md")),
         )
     };
     let expected = "act_id,patient_id,recorded_amo,amo_paid,difference,explanation,amo_gross\n\
@@ -973,8 +979,7 @@ fn audit_explains_an_exoneration_paid_as_ordinary_whatever_the_tolerance() {
 #[test]
 fn audit_explains_a_fee_charged_on_an_exonerated_stay() {
     let tmp = tempfile::tempdir().unwrap();
-    let path = |name: &str| tmp.path().join(name).display().to_string();
-    for (name, text) in [
+    let files = [
         (
             "acts.csv",
             "act_id,patient_id,care_date,category,tariff,stay_id,setting,recorded_amo\n\
@@ -982,24 +987,8 @@ fn audit_explains_a_fee_charged_on_an_exonerated_stay() {
         ),
         ("b.csv", "patient_id,birth_date\nP1,1970-01-01\n"),
         ("r.csv", "patient_id,right,start_date\nP1,css,2025-01-01\n"),
-    ] {
-        std::fs::write(tmp.path().join(name), text).unwrap();
-    }
-    let (acts, bens, rights, out) = (path("acts.csv"), path("b.csv"), path("r.csv"), path("o"));
-    assert_ok(&rac(&[
-        "audit",
-        "--acts",
-        &acts,
-        "--beneficiaries",
-        &bens,
-        "--rights",
-        &rights,
-        "--out",
-        &out,
-        "--format",
-        "csv",
-        "--quiet",
-    ]));
+    ];
+    audit_files(tmp.path(), &files, "o", &[]);
     assert_eq!(
         read(tmp.path().join("o/discrepancies.csv")),
         "act_id,patient_id,recorded_amo,amo_paid,difference,explanation,amo_gross\n\
