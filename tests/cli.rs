@@ -710,6 +710,39 @@ fn counters_that_already_hold_these_acts_are_refused() {
         assert!(stderr.contains("03.csv"), "{stderr}");
     }
     assert_eq!(read(tmp.path().join("march/manifest.json")), manifest);
+    // Refused before anything is computed (it was at the end of the run): the JSON log has
+    // no computing step, and the failure line says why.
+    let (acts, bens, out, counters) = (
+        path("months/03.csv"),
+        path("b.csv"),
+        path("again"),
+        path("march/counters.csv"),
+    );
+    let o = rac(&[
+        "compute",
+        "--acts",
+        &acts,
+        "--beneficiaries",
+        &bens,
+        "--out",
+        &out,
+        "--counters",
+        &counters,
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let steps: Vec<String> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|l| l["step"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(!steps.iter().any(|s| s == "compute"), "{steps:?}");
+    assert_eq!(
+        steps.last().map(String::as_str),
+        Some("failed"),
+        "{steps:?}"
+    );
     assert!(!tmp.path().join("again").exists());
     // A folder that keeps March beside April: refused too.
     std::fs::copy(tmp.path().join("04.csv"), tmp.path().join("months/04.csv")).unwrap();

@@ -305,6 +305,12 @@ fn execute_logged(
         &format!("memory limit {} MiB: {sized_by}", memory >> 20),
         &[("memory_limit_bytes", memory)],
     );
+    // Counters that already hold these acts: refused now, not after the whole run.
+    if let Some(counters) = &args.input.counters
+        && args.input.profile()? == ProfileKind::Canonical
+    {
+        pipeline::check_not_counted_twice_before(&args.input.acts, counters)?;
+    }
     if let Some(counters) = &args.input.counters
         && counters.is_file()
         && !counters

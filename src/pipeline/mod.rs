@@ -661,6 +661,44 @@ pub(crate) fn check_not_counted_twice(inputs: &serde_json::Value) -> Result<(), 
     Ok(())
 }
 
+/// [`check_not_counted_twice`] before a run, so that a run refused for it is refused at once
+/// instead of after computing everything: the acts files of `acts` whose size is that of an
+/// acts file in the manifest beside `counters` are hashed (usually none: only the mistake
+/// itself costs a read), then judged as at the end. Problems reading either are left to the
+/// run, which reports them in their place.
+pub fn check_not_counted_twice_before(acts: &Path, counters: &Path) -> Result<(), RunError> {
+    let manifest = counters.with_file_name(crate::io::write::MANIFEST_FILE);
+    let Some(earlier) = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    else {
+        return Ok(());
+    };
+    let sizes: HashSet<u64> = earlier["inputs"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(|e| e["role"] == "acts")
+        .filter_map(|e| e["bytes"].as_u64())
+        .collect();
+    let Ok(files) = read::resolve(acts) else {
+        return Ok(());
+    };
+    let mut inputs =
+        vec![serde_json::json!({"role": "counters", "path": counters.display().to_string()})];
+    for file in files {
+        if !std::fs::metadata(&file).is_ok_and(|m| sizes.contains(&m.len())) {
+            continue;
+        }
+        if let Ok((sha256, bytes)) = crate::io::write::sha256_and_size(&file) {
+            inputs.push(serde_json::json!({
+                "role": "acts", "path": file.display().to_string(), "sha256": sha256, "bytes": bytes
+            }));
+        }
+    }
+    check_not_counted_twice(&serde_json::Value::Array(inputs))
+}
+
 /// The counters file holds the rows its manifest says were written (`written`, if it has one
 /// beside it): a file cut at a row's end reads without an error, and its missing patients would
 /// start the year with nothing used of their caps.
