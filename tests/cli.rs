@@ -679,7 +679,8 @@ fn counters_that_already_hold_these_acts_are_refused() {
     ] {
         std::fs::write(tmp.path().join(name), text).unwrap();
     }
-    let run = |acts: &str, out: &str, counters: Option<&str>| {
+    // `rac compute` of `acts` into `out` as CSV, with `counters`, then `extra`.
+    let run_with = |acts: &str, out: &str, counters: Option<&str>, extra: &[&str]| {
         let (acts, bens, out) = (path(acts), path("b.csv"), path(out));
         let mut args = vec![
             "compute",
@@ -691,14 +692,16 @@ fn counters_that_already_hold_these_acts_are_refused() {
             &out,
             "--format",
             "csv",
-            "--quiet",
         ];
         let counters = counters.map(path);
         if let Some(counters) = &counters {
             args.extend(["--counters", counters.as_str()]);
         }
+        args.extend_from_slice(extra);
         rac(&args)
     };
+    let run =
+        |acts: &str, out: &str, counters: Option<&str>| run_with(acts, out, counters, &["--quiet"]);
     assert_ok(&run("months/03.csv", "march", None));
     let manifest = read(tmp.path().join("march/manifest.json"));
     // The same month again, with its own counters, into its own folder or another.
@@ -712,25 +715,12 @@ fn counters_that_already_hold_these_acts_are_refused() {
     assert_eq!(read(tmp.path().join("march/manifest.json")), manifest);
     // Refused before anything is computed (it was at the end of the run): the JSON log has
     // no computing step, and the failure line says why.
-    let (acts, bens, out, counters) = (
-        path("months/03.csv"),
-        path("b.csv"),
-        path("again"),
-        path("march/counters.csv"),
+    let o = run_with(
+        "months/03.csv",
+        "again",
+        Some("march/counters.csv"),
+        &["--log-format", "json"],
     );
-    let o = rac(&[
-        "compute",
-        "--acts",
-        &acts,
-        "--beneficiaries",
-        &bens,
-        "--out",
-        &out,
-        "--counters",
-        &counters,
-        "--log-format",
-        "json",
-    ]);
     assert_eq!(o.status.code(), Some(2));
     let steps: Vec<String> = String::from_utf8_lossy(&o.stderr)
         .lines()
@@ -790,26 +780,12 @@ fn counters_that_already_hold_these_acts_are_refused() {
          values = [ { from = \"2005-01-01\", value = \"3.00\", reference = \"what if\" } ]\n",
     )
     .unwrap();
-    let (acts, bens, out, counters) = (
-        path("04.csv"),
-        path("b.csv"),
-        path("what-if"),
-        path("march/counters.csv"),
+    let o = run_with(
+        "04.csv",
+        "what-if",
+        Some("march/counters.csv"),
+        &["--rules", &scenario, "--quiet"],
     );
-    let o = rac(&[
-        "compute",
-        "--acts",
-        &acts,
-        "--beneficiaries",
-        &bens,
-        "--out",
-        &out,
-        "--counters",
-        &counters,
-        "--rules",
-        &scenario,
-        "--quiet",
-    ]);
     let stderr = warning_of(&o);
     assert!(
         stderr.contains("(from built-in), this run uses"),

@@ -424,9 +424,7 @@ fn execute_logged(
 /// The rules version and sources of the run that wrote `counters`, from the manifest beside
 /// them (`None` without one; a manifest that does not read is refused by the run itself).
 fn counters_rules(counters: &std::path::Path) -> Option<(String, String)> {
-    let manifest = counters.with_file_name(crate::io::write::MANIFEST_FILE);
-    let value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(manifest).ok()?).ok()?;
+    let (_, value) = pipeline::manifest_beside(counters)?;
     let version = value["rules"]["version"].as_str()?.to_string();
     let sources: Vec<&str> = value["rules"]["sources"]
         .as_array()

@@ -600,6 +600,26 @@ fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
     Ok(None)
 }
 
+/// The manifest beside a counters file, parsed, with its path; `None` without one (or one
+/// that does not parse: the run refuses it in [`check_manifest`]).
+pub fn manifest_beside(counters: &Path) -> Option<(PathBuf, serde_json::Value)> {
+    let manifest = counters.with_file_name(crate::io::write::MANIFEST_FILE);
+    let value = serde_json::from_str(&std::fs::read_to_string(&manifest).ok()?).ok()?;
+    Some((manifest, value))
+}
+
+/// The entries of role `role` in a manifest's `inputs`.
+fn inputs_of<'v>(
+    inputs: &'v serde_json::Value,
+    role: &'static str,
+) -> impl Iterator<Item = &'v serde_json::Value> {
+    inputs
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(move |e| e["role"] == role)
+}
+
 /// Fails when an acts file of this run was read by the run that wrote its opening counters
 /// (the same SHA-256 and size among the acts of the manifest beside them) and holds rows: its
 /// acts would count twice against the year's caps, without a word (a run given its own
@@ -609,31 +629,20 @@ fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
 /// manifest (the CLI warns of those), and the same acts in other bytes (another format, order
 /// or line end: the check is by SHA-256).
 pub(crate) fn check_not_counted_twice(inputs: &serde_json::Value) -> Result<(), RunError> {
-    let entries = inputs.as_array().map_or(&[][..], Vec::as_slice);
-    let of_role = |role: &'static str| entries.iter().filter(move |e| e["role"] == role);
-    let Some(counters) = of_role("counters").next() else {
+    let Some(counters) = inputs_of(inputs, "counters").next() else {
         return Ok(());
     };
     let counters = Path::new(counters["path"].as_str().unwrap_or_default());
-    let manifest = counters.with_file_name(crate::io::write::MANIFEST_FILE);
-    // Read and judged before the run (check_manifest): one that does not parse is not here.
-    let Some(earlier) = std::fs::read_to_string(&manifest)
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-    else {
+    let Some((manifest, earlier)) = manifest_beside(counters) else {
         return Ok(());
     };
     let key =
         |e: &serde_json::Value| (e["sha256"].as_str().map(str::to_owned), e["bytes"].as_u64());
-    let earlier_acts: HashSet<_> = earlier["inputs"]
-        .as_array()
-        .map_or(&[][..], Vec::as_slice)
-        .iter()
-        .filter(|e| e["role"] == "acts")
+    let earlier_acts: HashSet<_> = inputs_of(&earlier["inputs"], "acts")
         .map(key)
         .filter(|(sha, bytes)| sha.is_some() && bytes.is_some())
         .collect();
-    for acts in of_role("acts") {
+    for acts in inputs_of(inputs, "acts") {
         if !earlier_acts.contains(&key(acts)) {
             continue;
         }
@@ -667,18 +676,10 @@ pub(crate) fn check_not_counted_twice(inputs: &serde_json::Value) -> Result<(), 
 /// itself costs a read), then judged as at the end. Problems reading either are left to the
 /// run, which reports them in their place.
 pub fn check_not_counted_twice_before(acts: &Path, counters: &Path) -> Result<(), RunError> {
-    let manifest = counters.with_file_name(crate::io::write::MANIFEST_FILE);
-    let Some(earlier) = std::fs::read_to_string(&manifest)
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-    else {
+    let Some((_, earlier)) = manifest_beside(counters) else {
         return Ok(());
     };
-    let sizes: HashSet<u64> = earlier["inputs"]
-        .as_array()
-        .map_or(&[][..], Vec::as_slice)
-        .iter()
-        .filter(|e| e["role"] == "acts")
+    let sizes: HashSet<u64> = inputs_of(&earlier["inputs"], "acts")
         .filter_map(|e| e["bytes"].as_u64())
         .collect();
     let Ok(files) = read::resolve(acts) else {
