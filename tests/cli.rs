@@ -1157,10 +1157,11 @@ fn a_run_killed_midway_leaves_the_previous_outputs_and_the_next_run_proceeds() {
 
 /// A counters file written twice into one (two rows of a patient and year) would have both
 /// added to the caps; one cut at a row's end reads without an error, and its missing patients
-/// would start the year with nothing used. Both are refused (exit 1), held in memory or
+/// would start the year with nothing used; one with a value edited in place (as many rows)
+/// would start it from counts no run made. All are refused (exit 1), held in memory or
 /// partitioned, where they ran silently before.
 #[test]
-fn counters_repeated_or_cut_are_refused() {
+fn counters_repeated_cut_or_edited_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let first = tmp.path().join("first");
     // The counters of other acts than the runs below read (the demo's but its last): the
@@ -1175,6 +1176,11 @@ fn counters_repeated_or_cut_are_refused() {
     let text = read(&counters);
     let rows: Vec<&str> = text.lines().collect();
     assert!(rows.len() > 2, "{text}");
+    // The manifest has the digest of the counters as written.
+    let written = manifest_of(&first);
+    assert_eq!(written["counters"]["bytes"], text.len() as u64);
+    let (sha256, _) = rac::io::write::sha256_and_size(&counters).unwrap();
+    assert_eq!(written["counters"]["sha256"], sha256.as_str());
     let out = tmp.path().join("out");
     // As written: accepted.
     for extra in [&[][..], &["--partitions", "3"]] {
@@ -1187,6 +1193,14 @@ fn counters_repeated_or_cut_are_refused() {
     let alone = tmp.path().join("counters.csv");
     let repeated = format!("{text}{}\n", rows[1]);
     let cut = format!("{}\n", rows[..rows.len() - 1].join("\n"));
+    // A count of the first row changed (`pf_used`, the third cell), the rows as they were.
+    let mut cells: Vec<&str> = rows[1].split(',').collect();
+    let changed = if cells[2] == "0.00" { "1.00" } else { "0.00" };
+    cells[2] = changed;
+    let edited_row = cells.join(",");
+    let edited = text.replacen(rows[1], &edited_row, 1);
+    assert_eq!(edited.lines().count(), rows.len());
+    let edit = "its SHA-256 is not the one in";
     let count = "where the manifest beside it says the run that wrote it wrote";
     let cells: Vec<&str> = rows[1].split(',').collect();
     let twice = format!("two rows for patient {} and year {}", cells[0], cells[1]);
@@ -1194,6 +1208,7 @@ fn counters_repeated_or_cut_are_refused() {
         (&counters, &repeated, count),
         (&alone, &repeated, twice.as_str()),
         (&counters, &cut, count),
+        (&counters, &edited, edit),
     ] {
         std::fs::write(counters, content).unwrap();
         for extra in [&[][..], &["--partitions", "3"]] {

@@ -205,6 +205,12 @@ pub enum ReadError {
         read: u64,
         written: u64,
     },
+    /// A counters file of the rows its manifest counts, but not the bytes that run wrote (the
+    /// manifest beside it has their SHA-256): a value edited in place, or another file.
+    #[error(
+        "{file}: not the file the run that wrote it wrote (its SHA-256 is not the one in {manifest}): a value was edited or the file replaced since; pass the counters file as written (counters moved away from their manifest.json are read unchecked)"
+    )]
+    CountersEdited { file: String, manifest: String },
     /// An input opened again during the run and found to be another file, or changed.
     #[error("{file}: {message}")]
     Changed { file: String, message: String },
@@ -236,6 +242,7 @@ impl ReadError {
             | ReadError::RepeatedCounter { file, .. }
             | ReadError::Changed { file, .. }
             | ReadError::CountersChanged { file, .. }
+            | ReadError::CountersEdited { file, .. }
             | ReadError::BadCounter { file, .. } => file,
         }
     }

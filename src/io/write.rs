@@ -1980,6 +1980,23 @@ pub fn sha256_and_size(path: &Path) -> Result<(String, u64), WriteError> {
         message: super::unchanged::changed(),
     };
     super::unchanged::note(path, &file).map_err(|_| changed())?;
+    let digest = sha256_hex(&mut file, path)?;
+    // Written to while hashed: the digest is of neither version.
+    if super::unchanged::note(path, &file).is_err() {
+        return Err(changed());
+    }
+    Ok(digest)
+}
+
+/// [`sha256_and_size`] of a file this run wrote (not an input: nothing to note).
+pub fn sha256_of_output(path: &Path) -> Result<(String, u64), WriteError> {
+    let mut file = File::open(path).map_err(|e| WriteError::io("cannot read", path, e))?;
+    sha256_hex(&mut file, path)
+}
+
+/// The SHA-256, in lower-case hex, and the size of what `file` (at `path`) holds from where
+/// it is.
+fn sha256_hex(file: &mut File, path: &Path) -> Result<(String, u64), WriteError> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -1992,10 +2009,6 @@ pub fn sha256_and_size(path: &Path) -> Result<(String, u64), WriteError> {
         };
         hasher.update(&buffer[..n]);
         size += n as u64;
-    }
-    // Written to while hashed: the digest is of neither version.
-    if super::unchanged::note(path, &file).is_err() {
-        return Err(changed());
     }
     let mut hex = String::with_capacity(64);
     for byte in hasher.finalize().iter() {

@@ -185,7 +185,7 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
         let written = check_manifest(path)?;
         let counters = read::read_counters(path)?;
         check_counters(path, &counters)?;
-        check_counter_rows(path, counters.len() as u64, written)?;
+        check_counter_rows(path, counters.len() as u64, written.as_ref())?;
         opening = group_counters(path, counters)?;
         files.push(("counters", path.display().to_string()));
     }
@@ -566,11 +566,20 @@ fn check_counter_years(
     Ok(())
 }
 
+/// What the manifest beside a counters file says its run wrote there.
+#[derive(Debug, Default)]
+pub(crate) struct WrittenCounters {
+    /// The rows written (every manifest has them).
+    rows: Option<u64>,
+    /// The file's SHA-256 (manifests since counters were hashed; older ones have none).
+    sha256: Option<String>,
+}
+
 /// Issue 4: counters are state; those written by another version of the format, or next to a
 /// manifest that says so, or without a column their format writes, are refused rather than
-/// misread. Returns the number of counter rows
-/// the manifest says its run wrote, if there is one.
-fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
+/// misread. Returns what the manifest says its run wrote, if there is one
+/// ([`check_counter_rows`] checks it once the file is read).
+fn check_manifest(path: &Path) -> Result<Option<WrittenCounters>, RunError> {
     let manifest = path.with_file_name(crate::io::write::MANIFEST_FILE);
     if let Ok(text) = std::fs::read_to_string(&manifest) {
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -595,7 +604,10 @@ fn check_manifest(path: &Path) -> Result<Option<u64>, RunError> {
         if format >= Some(3) {
             read::require_column(path, "open_stays")?;
         }
-        return Ok(value["rows"]["counters"].as_u64());
+        return Ok(Some(WrittenCounters {
+            rows: value["rows"]["counters"].as_u64(),
+            sha256: value["counters"]["sha256"].as_str().map(str::to_owned),
+        }));
     }
     Ok(None)
 }
@@ -702,17 +714,41 @@ pub fn check_not_counted_twice_before(acts: &Path, counters: &Path) -> Result<()
 
 /// The counters file holds the rows its manifest says were written (`written`, if it has one
 /// beside it): a file cut at a row's end reads without an error, and its missing patients would
-/// start the year with nothing used of their caps.
-fn check_counter_rows(path: &Path, read: u64, written: Option<u64>) -> Result<(), RunError> {
-    match written {
-        Some(written) if written != read => Err(ReadError::CountersChanged {
+/// start the year with nothing used of their caps. Then its bytes are those written (when the
+/// manifest has their SHA-256): a value edited in place, or another file of as many rows put in
+/// its place, would start the year from counts no run made.
+fn check_counter_rows(
+    path: &Path,
+    read: u64,
+    written: Option<&WrittenCounters>,
+) -> Result<(), RunError> {
+    let Some(written) = written else {
+        return Ok(());
+    };
+    if let Some(rows) = written.rows
+        && rows != read
+    {
+        return Err(ReadError::CountersChanged {
             file: path.display().to_string(),
             read,
-            written,
+            written: rows,
         }
-        .into()),
-        _ => Ok(()),
+        .into());
     }
+    if let Some(expected) = &written.sha256 {
+        let (sha256, _) = crate::io::write::sha256_and_size(path)?;
+        if sha256 != *expected {
+            return Err(ReadError::CountersEdited {
+                file: path.display().to_string(),
+                manifest: path
+                    .with_file_name(crate::io::write::MANIFEST_FILE)
+                    .display()
+                    .to_string(),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Counters are never negative.

@@ -1832,8 +1832,9 @@ fn checked_counters(
         counted.set(counted.get() + values.len() as u64);
         Ok(values)
     });
-    let end = std::iter::once_with(move || check_counter_rows(path, rows_read.get(), written))
-        .filter_map(|checked| checked.err().map(Err));
+    let end =
+        std::iter::once_with(move || check_counter_rows(path, rows_read.get(), written.as_ref()))
+            .filter_map(|checked| checked.err().map(Err));
     Ok(chunks.chain(end))
 }
 

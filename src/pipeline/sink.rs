@@ -318,6 +318,13 @@ impl<'a> Sink<'a> {
             summary,
             totals,
         } = self.writer.finish()?;
+        // Counters are the state the next run starts from: their digest lets it tell the file
+        // as written from one edited since.
+        let (counters_sha256, counters_bytes) = write::sha256_of_output(&dir.join(format!(
+            "{}.{}",
+            <YearCounter as write::Row>::TABLE,
+            format.extension()
+        )))?;
         let summary_rows = summary.rows();
         write::write_table(&dir, format, &summary_rows)?;
         let (rejected, other_rejected) = (self.rejects.len(), self.rejects.other());
@@ -355,6 +362,7 @@ impl<'a> Sink<'a> {
             "inputs": inputs,
             "rules": { "version": self.book.version(), "sources": self.book.sources() },
             "counters_format": COUNTERS_FORMAT,
+            "counters": { "bytes": counters_bytes, "sha256": counters_sha256 },
             "rows": {
                 "read": summary.read,
                 "computed": summary.computed,
