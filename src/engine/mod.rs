@@ -680,6 +680,26 @@ impl<'a> Engine<'a> {
                 .copied()
                 .filter(|&k| self.pays_pal(&lines[k]))
                 .collect();
+            // An auditor reads why a line of a heavy group bears no fee.
+            for &k in &members {
+                if payers.contains(&k) {
+                    continue;
+                }
+                let (situation, regime) = (lines[k].situation, self.regime);
+                self.note(&lines[k], || {
+                    if situation::exempts_pal(situation) {
+                        format!(
+                            "flat fee: none on this line, situation {} is exempt from it (RULES §4)",
+                            situation.as_str()
+                        )
+                    } else {
+                        format!(
+                            "flat fee: none on this line, regime {} pays it for the patient (RULES §4)",
+                            regime.as_str()
+                        )
+                    }
+                });
+            }
             // With the lines of earlier runs that would bear it (opening counters): they bear
             // their part first where one run over all the stay's lines puts it, and none of
             // that part is this run's lines' to pay.
@@ -713,6 +733,29 @@ impl<'a> Engine<'a> {
                 self.note(&lines[k], || {
                     format!("flat fee: {fee} charged on this line")
                 });
+            }
+            // Lines that could bear the fee and bear none (only for `explain`).
+            for &k in payers.iter().filter(|_| self.target.is_some()) {
+                if lines[k].pal > Decimal::ZERO {
+                    continue;
+                }
+                let bearers: Vec<&str> = members
+                    .iter()
+                    .filter(|&&m| lines[m].pal > Decimal::ZERO)
+                    .map(|&m| lines[m].act.act_id.as_str())
+                    .collect();
+                let text = if bearers.is_empty() {
+                    "flat fee: none on this line, lines of an earlier run bore it (RULES §4)"
+                        .to_string()
+                } else {
+                    format!(
+                        "flat fee: none on this line, borne by {} (RULES §4)",
+                        bearers.join(", ")
+                    )
+                };
+                if self.target == Some(lines[k].act.act_id.as_str()) {
+                    self.trace.push(text);
+                }
             }
             // Charged once the whole fee is placed. Until then (every line exempt, or bases
             // under the fee), a later line that pays it bears the rest, as in one run over

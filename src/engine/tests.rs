@@ -1196,3 +1196,60 @@ fn month_split_with_counters_equals_one_run() {
     assert_eq!(whole.closing[0].pf_used, dec!(50));
     assert_eq!(whole.closing[0].franchise_used, dec!(50));
 }
+
+/// A heavy group's lines that bear no fee say why: the regime pays it, the situation exempts
+/// it, or another line of the group bore it (an auditor reading a pal of 0.00 on a heavy act).
+#[test]
+fn explain_says_why_a_heavy_line_bears_no_fee() {
+    let trace_of = |case: &Case, acts: &[Act], id: &str| {
+        let input = PatientInput {
+            beneficiary: &case.beneficiary,
+            acts,
+            rights: &case.rights,
+            rights_known: case.rights_known,
+            opening: &case.opening,
+        };
+        explain_patient(&RuleBook::builtin(), &input, id).1
+    };
+    let heavy = |id: &str, tariff: Decimal| {
+        let mut a = act(id, "2024-06-10", Category::MedicalAct, tariff);
+        a.practitioner_id = Some("d2".into());
+        a
+    };
+    let acts = [heavy("a", dec!(150)), heavy("b", dec!(40))];
+    let has = |trace: &[String], said: &str| trace.iter().any(|t| t == said);
+
+    let alsace = Case::new().alsace();
+    assert_eq!(alsace.run(&acts)[0].pal, dec!(0));
+    let trace = trace_of(&alsace, &acts, "a");
+    assert!(
+        has(
+            &trace,
+            "flat fee: none on this line, regime alsace_moselle pays it for the patient (RULES §4)"
+        ),
+        "{trace:?}"
+    );
+    let css = Case::new().rights(vec![right(RightKind::Css, "2024-01-01")]);
+    assert_eq!(css.run(&acts)[0].pal, dec!(0));
+    let trace = trace_of(&css, &acts, "a");
+    assert!(
+        has(
+            &trace,
+            "flat fee: none on this line, situation css is exempt from it (RULES §4)"
+        ),
+        "{trace:?}"
+    );
+    // Ordinary: the largest base bears the 24 €, the other line says which did.
+    let ordinary = Case::new();
+    let outcomes = ordinary.run(&acts);
+    assert_eq!((outcomes[0].pal, outcomes[1].pal), (dec!(24), dec!(0)));
+    let trace = trace_of(&ordinary, &acts, "b");
+    assert!(
+        has(&trace, "flat fee: none on this line, borne by a (RULES §4)"),
+        "{trace:?}"
+    );
+    assert!(has(
+        &trace_of(&ordinary, &acts, "a"),
+        "flat fee: 24.00 charged on this line"
+    ));
+}
