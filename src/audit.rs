@@ -285,6 +285,8 @@ pub const HELD_ROWS: usize = 1 << 16;
 /// with the number of discrepancies (but for the explanations' kinds).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tally {
+    /// Acts compared: those with a recorded amount (`recorded_amo`).
+    pub compared: u64,
     pub count: u64,
     pub total: Decimal,
     /// Count and total difference by explanation.
@@ -325,7 +327,8 @@ impl Tally {
         let money = crate::report::money_text;
         let _ = writeln!(
             out,
-            "{} act(s) differ from the recorded amount; total difference {} €.\n",
+            "{} act(s) compared (with a recorded amount); {} act(s) differ from the recorded amount; total difference {} €.\n",
+            self.compared,
             self.count,
             money(self.total)
         );
@@ -362,7 +365,7 @@ impl Tally {
                 )
             })
             .collect();
-        serde_json::json!({"discrepancies": self.count, "by_explanation": causes})
+        serde_json::json!({"compared": self.compared, "discrepancies": self.count, "by_explanation": causes})
     }
 }
 
@@ -410,6 +413,7 @@ impl DiscrepancyWriter {
         outcomes: &mut [Outcome],
         acts: &ActIndex,
     ) -> Result<(), WriteError> {
+        self.tally.compared += outcomes.iter().filter(|o| o.recorded_amo.is_some()).count() as u64;
         let found = discrepancies(book, outcomes, acts, self.compare, self.tolerance);
         flag_differing(outcomes, self.compare, self.tolerance);
         self.extend(found)
@@ -469,9 +473,11 @@ mod tests {
         let mut md = String::from("# rac audit: discrepancies\n\n");
         let total: Decimal = found.iter().map(|d| d.difference).sum();
         let money = crate::report::money_text;
+        // Found through `extend`, without the outcomes they were found in: none counted as
+        // compared.
         let _ = writeln!(
             md,
-            "{} act(s) differ from the recorded amount; total difference {} €.\n",
+            "0 act(s) compared (with a recorded amount); {} act(s) differ from the recorded amount; total difference {} €.\n",
             found.len(),
             money(total)
         );
@@ -503,7 +509,7 @@ mod tests {
                 )
             })
             .collect();
-        serde_json::json!({"discrepancies": found.len(), "by_explanation": causes})
+        serde_json::json!({"compared": 0, "discrepancies": found.len(), "by_explanation": causes})
     }
 
     /// `n` discrepancies of five explanations, their differences of scales 0 to 2, some

@@ -1062,6 +1062,101 @@ fn audit_explains_each_discrepancy() {
         recorded_lines > 2,
         "{recorded_lines} lines with a recorded amount"
     );
+    // The report says how many acts were compared: those with a recorded amount.
+    assert!(
+        md.contains(&format!(
+            "{recorded_lines} act(s) compared (with a recorded amount); 2 act(s) differ"
+        )),
+        "{md}"
+    );
+    assert_eq!(
+        manifest_of(&out)["audit"]["compared"],
+        recorded_lines as u64
+    );
+}
+
+/// An audit of acts without a `recorded_amo` column (a misspelt header) compared nothing and
+/// said "0 act(s) differ", exit 0: it is refused before anything is read (exit 2, nothing
+/// written); a column without a value warns that nothing was compared; a file without the
+/// column beside one with it is named in a warning.
+#[test]
+fn audit_of_acts_that_record_no_amount_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bens = "patient_id,birth_date\nP1,1970-01-01\n";
+    std::fs::write(tmp.path().join("b.csv"), bens).unwrap();
+    let b = tmp.path().join("b.csv");
+    let run = |acts: &Path, out: &str| {
+        rac(&[
+            "audit",
+            "--acts",
+            acts.to_str().unwrap(),
+            "--beneficiaries",
+            b.to_str().unwrap(),
+            "--out",
+            tmp.path().join(out).to_str().unwrap(),
+            "--format",
+            "csv",
+            "--quiet",
+        ])
+    };
+    let write = |name: &str, text: &str| {
+        let path = tmp.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let misspelt = write(
+        "misspelt.csv",
+        "act_id;patient_id;care_date;category;tariff;recorded_AMO\nA1;P1;2025-03-10;consultation;30.00;21.00\n",
+    );
+    let o = run(&misspelt, "refused");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("misspelt.csv: no recorded_amo column: an audit compares"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("refused").exists());
+
+    let empty = write(
+        "empty.csv",
+        "act_id,patient_id,care_date,category,tariff,recorded_amo\nA1,P1,2025-03-10,consultation,30.00,\n",
+    );
+    let o = run(&empty, "empty");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no act had a recorded amount (recorded_amo): nothing was compared"),
+        "{stderr}"
+    );
+    assert!(
+        read(tmp.path().join("empty/discrepancies.md"))
+            .contains("0 act(s) compared (with a recorded amount); 0 act(s) differ")
+    );
+
+    write(
+        "months/01.csv",
+        "act_id,patient_id,care_date,category,tariff,recorded_amo\nA1,P1,2025-01-10,consultation,30.00,21.00\n",
+    );
+    write(
+        "months/02.csv",
+        "act_id,patient_id,care_date,category,tariff\nA2,P1,2025-02-10,consultation,30.00\n",
+    );
+    let o = run(&tmp.path().join("months"), "by-month");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "02.csv: no recorded_amo column: the acts of these files are computed, not compared"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("01.csv: no recorded_amo"), "{stderr}");
+    assert!(!stderr.contains("nothing was compared"), "{stderr}");
 }
 
 #[test]

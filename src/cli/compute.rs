@@ -341,6 +341,9 @@ fn execute_logged(
             &[],
         );
     }
+    if audit_opts.is_some() && args.input.profile()? == ProfileKind::Canonical {
+        check_recorded_column(&args.input.acts, &log)?;
+    }
     args.input
         .warn_skipped(|message, count| log.warn("read", message, &[("entries_not_read", count)]));
     let temp_dir = temp_dir(args)?;
@@ -401,6 +404,15 @@ fn execute_logged(
         std::mem::forget(prepared);
         Ok(summary)
     })()?;
+    if audit_opts.is_some() && summary.totals.recorded_acts == 0 {
+        log.warn(
+            "done",
+            &format!(
+                "no act had a recorded amount ({RECORDED}): nothing was compared, and no discrepancy is no finding"
+            ),
+            &[],
+        );
+    }
     log.event(
         "done",
         &format!(
@@ -419,6 +431,47 @@ fn execute_logged(
         ],
     );
     Ok(summary.exit_code())
+}
+
+/// The acts' column of the amounts an audit compares with (SPEC §2).
+const RECORDED: &str = "recorded_amo";
+
+/// An audit compares the amounts the acts record: acts files none of which has the column
+/// (a header misspelt, the caisse's extract without it) would compare nothing and report no
+/// discrepancy, as if every amount matched. Refused before anything is read (exit 2); files
+/// without it among others that have it are named in a warning. Files that do not open are
+/// left to the run, which reports them in their place.
+fn check_recorded_column(acts: &std::path::Path, log: &Logger) -> Result<(), Failure> {
+    let (Ok(files), Ok(without)) = (
+        crate::io::read::resolve(acts),
+        crate::io::read::files_without_column(acts, RECORDED),
+    ) else {
+        return Ok(());
+    };
+    let names = |files: &[std::path::PathBuf]| {
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !files.is_empty() && without.len() == files.len() {
+        return Err(Failure::usage(format!(
+            "{}: no {RECORDED} column: an audit compares the amounts the acts record, and would compare nothing (nothing written); add the amounts paid as {RECORDED} (SPEC §2), or run `rac compute`",
+            names(&without)
+        )));
+    }
+    if !without.is_empty() {
+        log.warn(
+            "read",
+            &format!(
+                "{}: no {RECORDED} column: the acts of these files are computed, not compared",
+                names(&without)
+            ),
+            &[("files_without_recorded_amounts", without.len() as u64)],
+        );
+    }
+    Ok(())
 }
 
 /// The rules version and sources of the run that wrote `counters`, from the manifest beside

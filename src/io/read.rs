@@ -776,17 +776,26 @@ pub fn carried_columns(path: &Path) -> Result<Vec<String>, ReadError> {
 /// (an optional column a file must hold all the same, e.g. the counters' `stay_starts` when
 /// the manifest beside them says the format that writes it).
 pub fn require_column(path: &Path, column: &str) -> Result<(), ReadError> {
+    match files_without_column(path, column)?.into_iter().next() {
+        Some(file) => Err(ReadError::MissingColumn {
+            file: file.display().to_string(),
+            column: column.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The files of `path` (a file, a folder or a glob) whose header has no column `column`.
+pub fn files_without_column(path: &Path, column: &str) -> Result<Vec<PathBuf>, ReadError> {
+    let mut without = Vec::new();
     for path in resolve(path)? {
         let file = path.display().to_string();
         let source = Source::open(&path, &file, &[], &[], ChunkSize { rows: 1, bytes: 1 })?;
         if !source.names().iter().any(|name| name == column) {
-            return Err(ReadError::MissingColumn {
-                file,
-                column: column.to_string(),
-            });
+            without.push(path);
         }
     }
-    Ok(())
+    Ok(without)
 }
 
 /// Streams the acts of `path` chunk by chunk (see [`Chunks`]).
