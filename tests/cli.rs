@@ -576,6 +576,43 @@ fn counters_carry_the_caps_from_one_run_to_the_next() {
         read(o2.join("counters.csv")),
         read(demo("expected_counters.csv"))
     );
+    // The earlier run's folder stands for its counters file (it was read as a table of acts'
+    // columns, "missing required column year", after a false "no manifest.json" warning).
+    let by_folder = tmp.path().join("by-folder");
+    run(&b, &by_folder, Some(&o1));
+    assert_eq!(read(by_folder.join("acts.csv")), read(o2.join("acts.csv")));
+    assert_eq!(
+        manifest_of(&by_folder)["inputs"][2]["path"],
+        o1.join("counters.csv").display().to_string()
+    );
+    // A folder without counters, or with both formats, is refused (exit 2) naming it.
+    let both = tmp.path().join("both");
+    std::fs::create_dir(&both).unwrap();
+    for (files, said) in [
+        (&[][..], "a folder without counters.parquet or counters.csv"),
+        (
+            &["counters.parquet", "counters.csv"][..],
+            "holds both counters.parquet and counters.csv",
+        ),
+    ] {
+        for name in files {
+            std::fs::write(both.join(name), "").unwrap();
+        }
+        let o = rac(&[
+            "compute",
+            "--acts",
+            b.to_str().unwrap(),
+            "--beneficiaries",
+            &demo("beneficiaries.csv"),
+            "--counters",
+            both.to_str().unwrap(),
+            "--out",
+            tmp.path().join("refused").to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+    }
 }
 
 /// SPEC §2: a month's run given the previous month's closing counters computes the month as

@@ -53,6 +53,29 @@ pub enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// `--counters`: a file, or a folder holding the one `counters.*` a run wrote there (the
+/// earlier month's `--out`, as a cron passes it), which stands for that file.
+fn counters_path(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if !path.is_dir() {
+        return Ok(path);
+    }
+    let found: Vec<PathBuf> = ["counters.parquet", "counters.csv"]
+        .iter()
+        .map(|name| path.join(name))
+        .filter(|file| file.is_file())
+        .collect();
+    match found.as_slice() {
+        [file] => Ok(file.clone()),
+        [] => Err(format!(
+            "{value}: a folder without counters.parquet or counters.csv; pass the counters file an earlier run wrote"
+        )),
+        _ => Err(format!(
+            "{value}: holds both counters.parquet and counters.csv; pass the one to read"
+        )),
+    }
+}
+
 /// The input flags shared by `compute`, `audit`, `explain` and `validate`.
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
@@ -65,8 +88,9 @@ pub struct InputArgs {
     /// Rights periods file (optional; without it, the acts' own declarations decide).
     #[arg(long)]
     pub rights: Option<PathBuf>,
-    /// Opening counters written by an earlier run (`counters.*`).
-    #[arg(long)]
+    /// Opening counters written by an earlier run (`counters.*`, or the earlier run's output
+    /// folder, which holds them).
+    #[arg(long, value_parser = counters_path)]
     pub counters: Option<PathBuf>,
     /// Accept a comma as decimal separator in CSV amounts.
     #[arg(long)]
