@@ -61,11 +61,54 @@ fn main() {
 fn refuse_arguments(error: clap::Error) -> ! {
     if error.use_stderr() {
         let rendered = error.render().to_string();
-        let message = rendered.trim().trim_start_matches("error: ");
+        let message = reason_first(rendered.trim().trim_start_matches("error: "));
+        let message = message.as_str();
         let json = rac::cli::asks_for_json_logs(std::env::args_os().skip(1));
         let failure = Failure::usage(message).logged_as_json(json);
         rac::cli::write_err(format_args!("{}", failure.line()));
         std::process::exit(failure.code);
     }
     error.exit()
+}
+
+/// Clap's message with the list that completes its first line on that line: "the following
+/// required arguments were not provided:" is followed by the arguments, one per indented line,
+/// and the reason (the last line on stderr, what a cron mail shows) must name them.
+fn reason_first(message: &str) -> String {
+    let mut lines = message.lines();
+    let Some(first) = lines.next() else {
+        return String::new();
+    };
+    if !first.ends_with(':') {
+        return message.to_string();
+    }
+    let rest: Vec<&str> = lines.collect();
+    let listed = rest
+        .iter()
+        .take_while(|l| l.starts_with("  ") && !l.trim().is_empty())
+        .count();
+    if listed == 0 {
+        return message.to_string();
+    }
+    let items: Vec<&str> = rest[..listed].iter().map(|l| l.trim()).collect();
+    let mut out = format!("{first} {}", items.join(", "));
+    for line in &rest[listed..] {
+        out.push('\n');
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_refusal_names_what_completes_its_first_line() {
+        let clap = "the following required arguments were not provided:\n  --acts <ACTS>\n  --out <OUT>\n\nUsage: rac compute --acts <ACTS> --out <OUT>\n\nFor more information, try '--help'.";
+        assert_eq!(
+            super::reason_first(clap),
+            "the following required arguments were not provided: --acts <ACTS>, --out <OUT>\n\nUsage: rac compute --acts <ACTS> --out <OUT>\n\nFor more information, try '--help'."
+        );
+        let plain = "unexpected argument '-q' found\n\nUsage: rac compute";
+        assert_eq!(super::reason_first(plain), plain);
+    }
 }

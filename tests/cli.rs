@@ -1977,4 +1977,15 @@ fn with_json_logs_a_failure_is_a_json_line() {
         stderr.ends_with("\nrac: unexpected argument '--no-such-flag' found\n"),
         "{stderr}"
     );
+    // A required argument left out: the reason names it (it was on a line above the reason,
+    // which ended with "were not provided:").
+    let o = rac(&["compute", "--beneficiaries", "b.csv", "--out", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.ends_with(
+            "\nrac: the following required arguments were not provided: --acts <ACTS>\n"
+        ),
+        "{stderr}"
+    );
 }
