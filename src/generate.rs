@@ -2837,6 +2837,9 @@ enum Chunk {
 struct Target {
     path: PathBuf,
     tmp: PathBuf,
+    /// `tmp` removed if a signal stops the process (it stayed, while the stop line said
+    /// temporary files were removed), until the file is in place.
+    _cleanup: crate::interrupt::Cleanup,
     schema: SchemaRef,
     /// `None` for CSV.
     factory: Option<ArrowRowGroupWriterFactory>,
@@ -2969,6 +2972,7 @@ impl Output {
         Ok(Output {
             target: Target {
                 path,
+                _cleanup: crate::interrupt::Cleanup::register(&[&tmp]),
                 tmp,
                 schema,
                 factory,

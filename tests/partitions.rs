@@ -1313,6 +1313,40 @@ fn rac_with_default_signals() -> Command {
     command
 }
 
+/// `rac generate` stopped by a signal removes its temporary files, as its last line says (they
+/// stayed: `.acts.csv.tmp` and the others, until the next `generate` into that folder).
+#[cfg(unix)]
+#[test]
+fn a_generate_stopped_by_a_signal_removes_its_temporary_files() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("data");
+    let mut child = rac_with_default_signals()
+        .args(["generate", "--acts", "5000000", "--format", "csv", "--out"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&mut child, &out.join(".acts.csv.tmp"));
+    // SAFETY: a plain system call on our child's pid.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(libc::SIGTERM));
+    let left: Vec<String> = names_in(&out)
+        .into_iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("stopped by SIGTERM: temporary files removed"),
+        "{stderr}"
+    );
+}
+
 /// A run stopped by `SIGTERM`, `SIGINT` or `SIGHUP` while it spills (`timeout`, `systemctl
 /// stop`, Ctrl-C) removes its temporary folder, spill files included, and its lock, ends by
 /// that signal, and leaves the previous outputs as they were. Before, they stayed beside
