@@ -1554,6 +1554,26 @@ fn spill_files_go_to_the_temp_dir_and_nothing_is_left_there() {
     same_tables(&reference, &[&by_env]);
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("spill files in {scratch_arg}/")));
     assert!(names_in(&scratch).is_empty());
+    // A run small enough to be held in memory makes no folder there, and removes what a
+    // killed run left all the same (it left it to the next run that spilled).
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("acts-1.arrow"), "spilled").unwrap();
+    std::fs::write(scratch.join("rac-spill-999999-0.lock"), "999999\n").unwrap();
+    let in_memory = tmp.path().join("in-memory");
+    let o = compute(
+        &data,
+        &in_memory,
+        None,
+        &["--memory-limit", "1G", "--temp-dir", &scratch_arg],
+    );
+    ok(&o, &[3]);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("spill files in"),
+        "held in memory"
+    );
+    assert!(names_in(&scratch).is_empty(), "{:?}", names_in(&scratch));
+    same_tables(&reference, &[&in_memory]);
+    std::fs::remove_dir_all(&in_memory).unwrap();
     // A folder that does not exist: a configuration error, whatever the run's size.
     let missing = tmp.path().join("no-scratch").display().to_string();
     for limit in ["1M", "1G"] {

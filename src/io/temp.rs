@@ -56,10 +56,7 @@ impl TempSpace {
     /// Makes this run's folder in `dir` (which must exist), after removing what killed runs
     /// left there.
     pub fn create(dir: &Path) -> Result<TempSpace, TempError> {
-        if !fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
-            return Err(TempError::NotAFolder(dir.to_path_buf()));
-        }
-        remove_leftovers(dir)?;
+        TempSpace::clean(dir)?;
         let pid = std::process::id();
         // Another run of this pid (in another pid namespace) may hold `-0`: the next number.
         for n in 0u32.. {
@@ -88,6 +85,16 @@ impl TempSpace {
             });
         }
         unreachable!("a free number below 2^32")
+    }
+
+    /// Removes what killed runs left in `dir` (which must exist), for a run that makes no
+    /// folder there (one small enough to be held in memory): the next run that uses a
+    /// `--temp-dir` cleans it, whatever its size.
+    pub fn clean(dir: &Path) -> Result<(), TempError> {
+        if !fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return Err(TempError::NotAFolder(dir.to_path_buf()));
+        }
+        remove_leftovers(dir)
     }
 
     /// The folder.

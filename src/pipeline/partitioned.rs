@@ -66,6 +66,18 @@ pub struct Limits {
     pub temp_dir: Option<PathBuf>,
 }
 
+/// A `--temp-dir` that is no folder, or one this run may not write, is the configuration's to
+/// change (exit 2); a disk that fails is not (exit 1).
+fn temp_error(e: TempError) -> RunError {
+    match e {
+        TempError::NotAFolder(_) => RunError::Usage(e.to_string()),
+        TempError::Io { ref error, .. } if crate::io::is_denied(error) => {
+            RunError::Usage(e.to_string())
+        }
+        TempError::Io { .. } => RunError::Spill(e.to_string()),
+    }
+}
+
 /// The run's spill folder, and how its files reach the disk.
 struct SpillDir {
     path: PathBuf,
@@ -248,6 +260,9 @@ pub fn run(
         }
     };
     if parts <= 1 && !limits.sorted {
+        if let Some(dir) = &limits.temp_dir {
+            TempSpace::clean(dir).map_err(temp_error)?;
+        }
         log("read", "reading inputs", &[("acts_expected", rows)]);
         let prepared = super::prepare(inputs)?;
         log(
@@ -280,14 +295,7 @@ pub fn run(
     let staging = crate::io::write::Staging::begin(&opts.out)?;
     // Dropped before the staging (declared after it): on a failure both are removed.
     let temp_space = match &limits.temp_dir {
-        Some(dir) => Some(TempSpace::create(dir).map_err(|e| match e {
-            TempError::NotAFolder(_) => RunError::Usage(e.to_string()),
-            // A folder this run may not write: the configuration is to change (exit 2).
-            TempError::Io { ref error, .. } if crate::io::is_denied(error) => {
-                RunError::Usage(e.to_string())
-            }
-            TempError::Io { .. } => RunError::Spill(e.to_string()),
-        })?),
+        Some(dir) => Some(TempSpace::create(dir).map_err(temp_error)?),
         None => None,
     };
     let spill_path = match &temp_space {
