@@ -1568,6 +1568,90 @@ fn snds_extract_through_the_cli() {
     assert!(acts.lines().count() > 5, "{acts}");
 }
 
+/// An SNDS act the engine rejects names its file and data row (it said `(extract)` and the
+/// act's rank among those kept); the lines that are not acts are accounted for in the log, and
+/// the folder's entries the profile does not read are named in a warning.
+#[test]
+fn snds_rejects_name_their_line_and_the_lines_that_are_not_acts_are_told() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/snds");
+    let tmp = tempfile::tempdir().unwrap();
+    let extract = tmp.path().join("extract");
+    std::fs::create_dir(&extract).unwrap();
+    for name in [
+        "ER_PRS_F.csv",
+        "IR_BEN_R.csv",
+        "IR_IMB_R.csv",
+        "IR_MAT_R.csv",
+        "IR_ORC_R.csv",
+    ] {
+        std::fs::copy(fixture.join(name), extract.join(name)).unwrap();
+    }
+    std::fs::write(extract.join("ER_ARO_F.csv"), "BEN_NIR_PSA\nAAA\n").unwrap();
+    // CCC (data row 25 of ER_PRS_F, its only line) born after its care: the engine rejects it.
+    let bens = read(extract.join("IR_BEN_R.csv")).replace("CCC;1;2012;03", "CCC;1;2030;03");
+    std::fs::write(extract.join("IR_BEN_R.csv"), bens).unwrap();
+    let out = tmp.path().join("out");
+    let o = rac(&[
+        "compute",
+        "--profile",
+        "snds",
+        "--acts",
+        extract.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--log-format",
+        "json",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    let prs = extract.join("ER_PRS_F.csv").display().to_string();
+    let rejects = read(out.join("rejects.csv"));
+    let before_birth: Vec<&str> = rejects
+        .lines()
+        .filter(|l| l.contains(",care_before_birth,"))
+        .collect();
+    assert_eq!(before_birth.len(), 1, "{rejects}");
+    assert!(
+        before_birth[0].starts_with(&format!("{prs},25,")),
+        "{rejects}"
+    );
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let said = |start: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"].as_str().is_some_and(|m| m.starts_with(start)))
+            .unwrap_or_else(|| panic!("no line '{start}': {stderr}"))
+            .clone()
+    };
+    let not_acts = said(
+        "lines that are not acts: 3 left out by the profile's filters (CPL_MAJ_TOP=2 1, DPN_QLF=71 1, excluded:cash_benefit 1)",
+    );
+    assert_eq!(not_acts["recorded_deductions"], 9, "{not_acts}");
+    let manifest = manifest_of(&out);
+    assert_eq!(
+        not_acts["recorded_deductions"],
+        manifest["profile"]["recorded_deductions"]
+    );
+    let not_read = said(&format!("{}: 1 entries not read", extract.display()));
+    assert_eq!(not_read["level"], "warn");
+    assert!(
+        not_read["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("ER_ARO_F.csv"),
+        "{not_read}"
+    );
+    assert_eq!(
+        manifest["profile"]["not_read"][0],
+        extract.join("ER_ARO_F.csv").display().to_string()
+    );
+}
+
 fn bad(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/bad")

@@ -392,6 +392,7 @@ fn execute_logged(
         }
         log.event("read", "reading inputs", &[]);
         let (prepared, profile) = args.input.prepare()?;
+        log_extract(&log, &args.input.acts, &profile);
         log.event(
             "compute",
             "computing and writing",
@@ -431,6 +432,63 @@ fn execute_logged(
         ],
     );
     Ok(summary.exit_code())
+}
+
+/// What an extract's profile did with the lines that are not acts, and the folder's entries
+/// it did not read: a line is an act, a reject, or one of these, counted in the manifest's
+/// `profile` (`filtered`, `recorded_deductions`, `merged`, `regularised`).
+fn log_extract(log: &Logger, acts: &std::path::Path, profile: &serde_json::Value) {
+    let count = |key: &str| profile[key].as_u64().unwrap_or(0);
+    let filtered: Vec<(String, u64)> = profile["filtered"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let left_out: u64 = filtered.iter().map(|(_, n)| n).sum();
+    let (deductions, merged, regularised) = (
+        count("recorded_deductions"),
+        count("merged"),
+        count("regularised"),
+    );
+    if left_out + deductions + merged + regularised > 0 {
+        let reasons: Vec<String> = filtered.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let reasons = if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        };
+        log.event(
+            "read",
+            &format!(
+                "lines that are not acts: {left_out} left out by the profile's filters{reasons}, {deductions} recorded deductions attached to their act, {merged} complement lines folded into their act, {regularised} regularisations netted (manifest: profile)"
+            ),
+            &[
+                ("lines_filtered", left_out),
+                ("recorded_deductions", deductions),
+                ("lines_merged", merged),
+                ("lines_regularised", regularised),
+            ],
+        );
+    }
+    let not_read: Vec<&str> = profile["not_read"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if !not_read.is_empty() {
+        log.warn(
+            "read",
+            &format!(
+                "{}: {} entries not read (tables this profile does not use, other files, subfolders): {}",
+                acts.display(),
+                not_read.len(),
+                not_read.join(", ")
+            ),
+            &[("entries_not_read", not_read.len() as u64)],
+        );
+    }
 }
 
 /// The acts' column of the amounts an audit compares with (SPEC §2).

@@ -231,10 +231,12 @@ impl InputArgs {
                     "regularised": extract.regularised,
                     "merged": extract.merged,
                     "recorded_deductions": extract.deductions.len(),
+                    "not_read": extract.not_read,
                 });
                 let files = extract.files.iter().map(|f| ("snds", f.clone())).collect();
                 let prepared = pipeline::from_parts(
                     extract.acts,
+                    extract.origins,
                     extract.beneficiaries,
                     extract.rights,
                     extract.rights_known,

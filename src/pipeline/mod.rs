@@ -214,9 +214,11 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
 }
 
 /// Builds [`Prepared`] from a source other than the canonical files (an SNDS extract): the
-/// same checks as [`prepare`] (duplicates, unknown patients) apply.
+/// same checks as [`prepare`] (duplicates, unknown patients) apply. `origins` says where each
+/// act was read (file, data row), as the rejects name it.
 pub fn from_parts(
     acts: Vec<Act>,
+    origins: Vec<(String, u64)>,
     beneficiaries: Vec<Beneficiary>,
     rights: Vec<RightPeriod>,
     rights_known: bool,
@@ -229,21 +231,19 @@ pub fn from_parts(
     }
     let rights_by = group_rights(rights);
     let read = (acts.len() + rejects.len()) as u64 - other_rejects;
+    assert_eq!(acts.len(), origins.len(), "an origin per act");
+    let mut act_files: Vec<String> = Vec::new();
+    let mut file_index: HashMap<String, usize> = HashMap::default();
     let rows = acts
         .into_iter()
-        .enumerate()
-        .map(|(i, value)| Sourced {
-            file: 0,
-            row: i as u64 + 1,
-            value,
+        .zip(origins)
+        .map(|(value, (file, row))| {
+            let file = *file_index.entry(file).or_insert_with_key(|name| {
+                act_files.push(name.clone());
+                act_files.len() - 1
+            });
+            Sourced { file, row, value }
         })
-        .collect();
-    let act_files = files
-        .iter()
-        .filter(|(role, _)| *role == "acts")
-        .map(|(_, f)| f.clone())
-        .chain(std::iter::once("(extract)".to_string()))
-        .take(1)
         .collect();
     let base = Prepared {
         beneficiaries: by_id,

@@ -130,6 +130,9 @@ pub struct RecordedDeduction {
 pub struct SndsExtract {
     /// The acts, in file order.
     pub acts: Vec<Act>,
+    /// Where each act of `acts` was read: its file and data row (of an act folded from
+    /// several lines, its counted line's), for the rejects the engine finds.
+    pub origins: Vec<(String, u64)>,
     /// One per patient (from IR_BEN_R, else from the prestations), sorted by id.
     pub beneficiaries: Vec<Beneficiary>,
     /// Rights periods, sorted by patient, right, start.
@@ -158,6 +161,9 @@ pub struct SndsExtract {
     pub unmapped: Unmapped,
     /// The files read, in order.
     pub files: Vec<String>,
+    /// The entries of the extract's folder not read (tables rac does not use, such as
+    /// `ER_ARO_F`, other files, subfolders), sorted.
+    pub not_read: Vec<String>,
 }
 
 impl SndsExtract {
@@ -217,7 +223,10 @@ pub fn read_snds_acts(path: &Path) -> Result<SndsExtract, ProfileError> {
         })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| !n.as_encoded_bytes().starts_with(b"."))
+            })
             .collect();
         files.sort();
         for file in files {
@@ -225,20 +234,24 @@ pub fn read_snds_acts(path: &Path) -> Result<SndsExtract, ProfileError> {
                 .file_name()
                 .map(|n| n.to_string_lossy().to_uppercase())
                 .unwrap_or_default();
-            if !(name.ends_with(".CSV") || name.ends_with(".CSV.GZ")) {
+            if !file.is_file() || !(name.ends_with(".CSV") || name.ends_with(".CSV.GZ")) {
+                out.not_read.push(file.display().to_string());
                 continue;
             }
             let table = PRESTATIONS
                 .iter()
                 .chain([IR_BEN_R, IR_IMB_R, IR_MAT_R, IR_ORC_R].iter())
                 .find(|t| name.starts_with(*t));
-            if let Some(t) = table {
-                let key = if PRESTATIONS.contains(t) {
-                    "PRESTATIONS"
-                } else {
-                    *t
-                };
-                tables.entry(key).or_default().push(file);
+            match table {
+                Some(t) => {
+                    let key = if PRESTATIONS.contains(t) {
+                        "PRESTATIONS"
+                    } else {
+                        *t
+                    };
+                    tables.entry(key).or_default().push(file);
+                }
+                None => out.not_read.push(file.display().to_string()),
             }
         }
         if !tables.contains_key("PRESTATIONS") {
@@ -952,6 +965,7 @@ impl<'m> PrestationReader<'m> {
             deductions.push(d);
         }
         out.acts = acts;
+        out.origins = lines.iter().map(|l| (l.file.clone(), l.row)).collect();
         out.deductions = deductions;
         out.rejects.extend(self.rejects);
         for (k, v) in self.filtered {
