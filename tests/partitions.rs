@@ -713,6 +713,23 @@ fn a_bad_memory_limit_or_spill_compression_is_a_usage_error() {
         assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains(flag));
     }
+    // Too small to be a limit (it was refused for the open files its partitions would need,
+    // more partitions than acts), or too large to be a number of bytes (it was taken).
+    for (value, says) in [
+        ("1", "--memory-limit 1: at least 1M (1 MiB)"),
+        ("1023K", "--memory-limit 1023K: at least 1M (1 MiB)"),
+        ("100000000000T", "--memory-limit 100000000000T: too large"),
+    ] {
+        let o = compute(
+            tmp.path(),
+            &tmp.path().join("out"),
+            None,
+            &["--memory-limit", value],
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
     // The values it takes, named; `auto` first.
     let o = compute(
         tmp.path(),

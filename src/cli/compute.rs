@@ -295,6 +295,15 @@ fn execute_logged(
     let (memory, sized_by) = match &args.memory_limit {
         Some(text) => (
             pipeline::parse_size(text)
+                .and_then(|bytes| {
+                    // Below it a run would need a partition, and an open file, per few acts:
+                    // refused for what it is rather than for the files it would need.
+                    if bytes < 1 << 20 {
+                        Err(format!("{text}: at least 1M (1 MiB)"))
+                    } else {
+                        Ok(bytes)
+                    }
+                })
                 .map_err(|e| Failure::usage(format!("--memory-limit {e}")))?,
             "--memory-limit",
         ),

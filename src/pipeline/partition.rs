@@ -227,6 +227,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if !(bytes.is_finite() && bytes >= 1.0) {
         return Err(format!("{text}: must be positive"));
     }
+    // 2^64 and more do not fit: the cast would make them u64::MAX without a word.
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("{text}: too large"));
+    }
     Ok(bytes as u64)
 }
 
@@ -841,6 +845,11 @@ mod tests {
         assert!(parse_size("4X").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("0").is_err());
+        assert_eq!(parse_size("16777215T"), Ok(16_777_215 << 40));
+        assert_eq!(
+            parse_size("100000000000T"),
+            Err("100000000000T: too large".to_string())
+        );
         assert_eq!(parts_for(50_000, 1 << 40, ACT_COST, 1), 1);
         assert_eq!(parts_for(1_000_000, 1 << 40, ACT_COST, 1), 17);
         assert_eq!(parts_for(1_000_000, 4 * 1_100_000, ACT_COST, 1), 1_000);
