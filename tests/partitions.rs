@@ -1733,10 +1733,23 @@ fn progress_lines_say_how_far_the_reading_and_the_computing_are() {
     assert_eq!(last["acts_computed"], done["computed"]);
     assert_eq!(last["partitions"].as_u64(), Some(parts));
     assert!(last["per_second"].as_u64().is_some());
+    // Looking for repeated ids: one line per bucket of ids (it said nothing, a minute long
+    // on a loaded machine with a tiny limit).
+    let ids = events(&o, "looking for repeated act ids");
+    let buckets = ids[0]["id_buckets"].as_u64().unwrap();
+    let beats: Vec<&serde_json::Value> = ids.iter().filter(|e| e["ids_checked"].is_u64()).collect();
+    let buckets_done: Vec<u64> = beats
+        .iter()
+        .map(|e| e["id_buckets_done"].as_u64().unwrap())
+        .collect();
+    assert_eq!(buckets_done, (1..=buckets).collect::<Vec<_>>());
+    let checked = beats.last().unwrap()["ids_checked"].as_u64().unwrap();
+    assert!(checked > 0 && checked <= done["read"].as_u64().unwrap());
     // By default (every 10 s), a run this short says nothing more than its steps.
     let o = compute(&data, &tmp.path().join("out"), None, &spill);
     ok(&o, &[3]);
     assert!(events(&o, "reading acts").is_empty() && events(&o, "computing").is_empty());
+    assert_eq!(events(&o, "looking for repeated act ids").len(), 1);
     // A bad value is a usage error.
     let o = compute(&data, &tmp.path().join("out"), None, &["--log-every", "-1"]);
     assert_eq!(o.status.code(), Some(2));

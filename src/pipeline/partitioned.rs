@@ -649,7 +649,21 @@ pub fn run(
         &[("id_buckets", id_buckets as u64)],
     );
     let mut duplicates = RowSet::default();
-    for_each_repeat(ids.finish()?, loaders, |id, origin| {
+    let mut beat = Heartbeat::new(
+        log,
+        ("read", "looking for repeated act ids"),
+        opts.log_every,
+    );
+    let beat = |ids: u64, buckets: usize| {
+        beat.beat(
+            ("ids_checked", ids),
+            &[
+                ("id_buckets_done", buckets as u64),
+                ("id_buckets", id_buckets as u64),
+            ],
+        );
+    };
+    for_each_repeat(ids.finish()?, loaders, beat, |id, origin| {
         duplicates.insert(origin);
         rejected_acts += 1;
         let reject = Reject {
@@ -1277,8 +1291,10 @@ fn id_bucket(id: &str, buckets: usize) -> usize {
 fn for_each_repeat(
     mut ids: Stored<IdRow>,
     loaders: usize,
+    mut progress: impl FnMut(u64, usize),
     mut f: impl FnMut(&Id, Origin) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
+    let (mut checked, mut buckets) = (0u64, 0usize);
     let jobs: Vec<_> = (0..ids.parts())
         .map(|bucket| {
             let rows = ids.detach(bucket);
@@ -1295,6 +1311,9 @@ fn for_each_repeat(
                     f(id, *origin)?;
                 }
             }
+            checked += rows.len() as u64;
+            buckets += 1;
+            progress(checked, buckets);
         }
         Ok(())
     })
