@@ -152,6 +152,34 @@ fn explain(book: &RuleBook, act: &Act, o: &Outcome, recorded: Decimal, compare: 
         if o.franchise > Decimal::ZERO {
             candidates.push((ours + o.franchise, "franchise_not_deducted".into()));
         }
+        // The PF or franchise at another of its dated amounts (the 1 € PF after 2024-05-15,
+        // the 0.50 € franchise after 2024-03-31: a caisse late with a change).
+        let mut other_amount = |charged: Decimal, unit: Scalar, cause: &str| {
+            let now = param(unit);
+            if charged.is_zero() || now.is_zero() || !(charged / now).fract().is_zero() {
+                return;
+            }
+            let units = charged / now;
+            let mut amounts: Vec<Decimal> = book
+                .definition(unit)
+                .values
+                .iter()
+                .map(|v| v.value)
+                .filter(|v| *v != now)
+                .collect();
+            amounts.sort_unstable();
+            amounts.dedup();
+            for amount in amounts {
+                candidates.push((
+                    ours + charged - units * amount,
+                    format!("{cause}:{}", crate::report::money_text(amount)),
+                ));
+            }
+        };
+        other_amount(o.pf, Scalar::PfAmount, "pf_amount_differs");
+        if let Some(kind) = crate::engine::category::franchise_kind(o.category) {
+            other_amount(o.franchise, kind.unit_param(), "franchise_amount_differs");
+        }
         if let Some(kind) = crate::engine::category::franchise_kind(o.category) {
             let unit = param(kind.unit_param()) * Decimal::from(o.quantity);
             let cut = unit - o.franchise;

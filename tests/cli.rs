@@ -1019,6 +1019,31 @@ fn audit_explains_an_exoneration_paid_as_ordinary_whatever_the_tolerance() {
     assert!(md.contains("| K5 | 25.00 | 21.00 | 4.00 |"), "{md}");
 }
 
+/// A caisse late with a change of amount (the 1 € PF after 2024-05-15, the 0.50 € franchise
+/// after 2024-03-31) is named with the amount it used (it was `unexplained`).
+#[test]
+fn audit_explains_a_pf_or_franchise_at_another_dated_amount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = [
+        (
+            "acts.csv",
+            "act_id,patient_id,care_date,category,tariff,quantity,practitioner_id,recorded_amo\n\
+             C1,P1,2024-06-10,consultation,26.50,1,D1,17.55\n\
+             D1,P1,2024-06-11,drug_65,10.00,1,,6.00\n\
+             C2,P1,2024-06-12,consultation,26.50,1,D1,16.55\n",
+        ),
+        ("b.csv", "patient_id,birth_date\nP1,1970-01-01\n"),
+        ("r.csv", "patient_id,right,start_date\n"),
+    ];
+    audit_files(tmp.path(), &files, "o", &[]);
+    assert_eq!(
+        read(tmp.path().join("o/discrepancies.csv")),
+        "act_id,patient_id,recorded_amo,amo_paid,difference,explanation,amo_gross\n\
+         C1,P1,17.55,16.55,1.00,pf_amount_differs:1.00,18.55\n\
+         D1,P1,6.00,5.50,0.50,franchise_amount_differs:0.50,6.50\n"
+    );
+}
+
 /// An exonerated line of a heavy stay bears no 24 € fee and its rules do not name the group
 /// (nothing of it changed); a payer that charged it the fee is still explained (it became
 /// `unexplained` when the group left its rules).
