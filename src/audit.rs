@@ -132,7 +132,8 @@ fn explain(book: &RuleBook, act: &Act, o: &Outcome, recorded: Decimal, compare: 
     } else {
         Decimal::ZERO
     };
-    let ordinary_franchise = match crate::engine::category::franchise_kind(o.category) {
+    let franchise_kind = crate::engine::category::franchise_kind(o.category);
+    let ordinary_franchise = match franchise_kind {
         Some(kind) if o.franchise.is_zero() => param(kind.unit_param()) * Decimal::from(o.quantity),
         _ => Decimal::ZERO,
     };
@@ -152,35 +153,7 @@ fn explain(book: &RuleBook, act: &Act, o: &Outcome, recorded: Decimal, compare: 
         if o.franchise > Decimal::ZERO {
             candidates.push((ours + o.franchise, "franchise_not_deducted".into()));
         }
-        // The PF or franchise at another of its dated amounts (the 1 € PF after 2024-05-15,
-        // the 0.50 € franchise after 2024-03-31: a caisse late with a change).
-        let mut other_amount = |charged: Decimal, unit: Scalar, cause: &str| {
-            let now = param(unit);
-            if charged.is_zero() || now.is_zero() || !(charged / now).fract().is_zero() {
-                return;
-            }
-            let units = charged / now;
-            let mut amounts: Vec<Decimal> = book
-                .definition(unit)
-                .values
-                .iter()
-                .map(|v| v.value)
-                .filter(|v| *v != now)
-                .collect();
-            amounts.sort_unstable();
-            amounts.dedup();
-            for amount in amounts {
-                candidates.push((
-                    ours + charged - units * amount,
-                    format!("{cause}:{}", crate::report::money_text(amount)),
-                ));
-            }
-        };
-        other_amount(o.pf, Scalar::PfAmount, "pf_amount_differs");
-        if let Some(kind) = crate::engine::category::franchise_kind(o.category) {
-            other_amount(o.franchise, kind.unit_param(), "franchise_amount_differs");
-        }
-        if let Some(kind) = crate::engine::category::franchise_kind(o.category) {
+        if let Some(kind) = franchise_kind {
             let unit = param(kind.unit_param()) * Decimal::from(o.quantity);
             let cut = unit - o.franchise;
             if cut > Decimal::ZERO {
@@ -205,6 +178,35 @@ fn explain(book: &RuleBook, act: &Act, o: &Outcome, recorded: Decimal, compare: 
                 ours - param(Scalar::PalAmount),
                 "pal_charged_twice_in_group_or_stay".into(),
             ));
+        }
+        // The PF or franchise at another of its dated amounts (the 1 € PF after 2024-05-15,
+        // the 0.50 € franchise after 2024-03-31: a caisse late with a change), after the causes
+        // above; only for a charge of whole units at the day's amount (one cut by a cap is not).
+        let mut other_amount = |charged: Decimal, unit: Scalar, cause: &str| {
+            let now = param(unit);
+            if charged.is_zero() || now.is_zero() || !(charged / now).fract().is_zero() {
+                return;
+            }
+            let units = charged / now;
+            let mut amounts: Vec<Decimal> = book
+                .definition(unit)
+                .values
+                .iter()
+                .map(|v| v.value)
+                .filter(|v| *v != now)
+                .collect();
+            amounts.sort_unstable();
+            amounts.dedup();
+            for amount in amounts {
+                candidates.push((
+                    ours + charged - units * amount,
+                    format!("{cause}:{}", crate::report::money_text(amount)),
+                ));
+            }
+        };
+        other_amount(o.pf, Scalar::PfAmount, "pf_amount_differs");
+        if let Some(kind) = franchise_kind {
+            other_amount(o.franchise, kind.unit_param(), "franchise_amount_differs");
         }
     }
     // The rate: the exoneration not applied, applied without a right, or another rate.

@@ -2939,6 +2939,8 @@ impl Output {
     ) -> Result<Output, GenerateError> {
         let path = dir.join(format!("{name}.{}", format.extension()));
         let tmp = Output::tmp_path(dir, name, format);
+        // Before the file exists: a signal from its creation on removes it.
+        let cleanup = crate::interrupt::Cleanup::register(&[&tmp]);
         let file = File::create(&tmp).map_err(io_error(&tmp))?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
         let (sink, factory) = match format {
@@ -2972,7 +2974,7 @@ impl Output {
         Ok(Output {
             target: Target {
                 path,
-                _cleanup: crate::interrupt::Cleanup::register(&[&tmp]),
+                _cleanup: cleanup,
                 tmp,
                 schema,
                 factory,

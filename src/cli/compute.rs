@@ -50,7 +50,7 @@ pub struct ComputeArgs {
     /// Show progress even when stderr is not a terminal.
     #[arg(long)]
     pub progress: bool,
-    /// Most memory the run may hold, e.g. 512M or 4G (default: half of the machine's, or of its
+    /// Most memory the run may hold, e.g. 512M or 4G, at least 1M (default: half of the machine's, or of its
     /// control group's limit when lower: a container's). Larger inputs are cut into
     /// partitions of patients, spilled to disk and computed one at a time; the outputs are the
     /// same bytes.
@@ -509,12 +509,18 @@ const RECORDED: &str = "recorded_amo";
 /// without it among others that have it are named in a warning. Files that do not open are
 /// left to the run, which reports them in their place.
 fn check_recorded_column(acts: &std::path::Path, log: &Logger) -> Result<(), Failure> {
-    let (Ok(files), Ok(without)) = (
-        crate::io::read::resolve(acts),
-        crate::io::read::files_without_column(acts, RECORDED),
-    ) else {
+    let Ok(files) = crate::io::read::resolve(acts) else {
         return Ok(());
     };
+    // File by file: one that does not open (the run reports it) does not hide the others.
+    let without: Vec<std::path::PathBuf> = files
+        .iter()
+        .filter(|file| {
+            crate::io::read::files_without_column(file, RECORDED)
+                .is_ok_and(|without| !without.is_empty())
+        })
+        .cloned()
+        .collect();
     let names = |files: &[std::path::PathBuf]| {
         files
             .iter()

@@ -26,6 +26,7 @@ pub mod validate;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::io::read::{ReadError, ReadOptions};
@@ -55,23 +56,30 @@ pub enum Command {
 
 /// `--counters`: a file, or a folder holding the one `counters.*` a run wrote there (the
 /// earlier month's `--out`, as a cron passes it), which stands for that file.
-fn counters_path(value: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(value);
+fn counters_path(path: PathBuf) -> Result<PathBuf, String> {
     if !path.is_dir() {
         return Ok(path);
     }
-    let found: Vec<PathBuf> = ["counters.parquet", "counters.csv"]
+    let table = <crate::model::YearCounter as crate::io::write::Row>::TABLE;
+    let names: Vec<String> = crate::io::write::Format::ALL
+        .iter()
+        .map(|format| format!("{table}.{}", format.extension()))
+        .collect();
+    let found: Vec<PathBuf> = names
         .iter()
         .map(|name| path.join(name))
         .filter(|file| file.is_file())
         .collect();
+    let value = path.display();
     match found.as_slice() {
         [file] => Ok(file.clone()),
         [] => Err(format!(
-            "{value}: a folder without counters.parquet or counters.csv; pass the counters file an earlier run wrote"
+            "{value}: a folder without {}; pass the counters file an earlier run wrote",
+            names.join(" or ")
         )),
         _ => Err(format!(
-            "{value}: holds both counters.parquet and counters.csv; pass the one to read"
+            "{value}: holds both {}; pass the one to read",
+            names.join(" and ")
         )),
     }
 }
@@ -90,7 +98,7 @@ pub struct InputArgs {
     pub rights: Option<PathBuf>,
     /// Opening counters written by an earlier run (`counters.*`, or the earlier run's output
     /// folder, which holds them).
-    #[arg(long, value_parser = counters_path)]
+    #[arg(long, value_parser = clap::builder::PathBufValueParser::new().try_map(counters_path))]
     pub counters: Option<PathBuf>,
     /// Accept a comma as decimal separator in CSV amounts.
     #[arg(long)]
@@ -236,7 +244,7 @@ impl InputArgs {
                 let files = extract.files.iter().map(|f| ("snds", f.clone())).collect();
                 let prepared = pipeline::from_parts(
                     extract.acts,
-                    extract.origins,
+                    (extract.origins, extract.act_files),
                     extract.beneficiaries,
                     extract.rights,
                     extract.rights_known,

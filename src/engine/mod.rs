@@ -669,6 +669,10 @@ impl<'a> Engine<'a> {
             if already {
                 for &k in &members {
                     lines[k].rules.push(rule_ids::PAL_STAY_ALREADY_CHARGED);
+                    self.note(&lines[k], || {
+                        "flat fee: none on this line, an earlier run charged the stay (RULES §4)"
+                            .to_string()
+                    });
                 }
                 continue;
             }
@@ -680,8 +684,9 @@ impl<'a> Engine<'a> {
                 .copied()
                 .filter(|&k| self.pays_pal(&lines[k]))
                 .collect();
-            // An auditor reads why a line of a heavy group bears no fee.
-            for &k in &members {
+            // An auditor reads why a line of a heavy group bears no fee (only for `explain`).
+            let explaining = self.target.is_some();
+            for &k in members.iter().filter(|_| explaining) {
                 if payers.contains(&k) {
                     continue;
                 }
@@ -735,7 +740,7 @@ impl<'a> Engine<'a> {
                 });
             }
             // Lines that could bear the fee and bear none (only for `explain`).
-            for &k in payers.iter().filter(|_| self.target.is_some()) {
+            for &k in payers.iter().filter(|_| explaining) {
                 if lines[k].pal > Decimal::ZERO {
                     continue;
                 }
@@ -744,14 +749,17 @@ impl<'a> Engine<'a> {
                     .filter(|&&m| lines[m].pal > Decimal::ZERO)
                     .map(|&m| lines[m].act.act_id.as_str())
                     .collect();
-                let text = if bearers.is_empty() {
-                    "flat fee: none on this line, lines of an earlier run bore it (RULES §4)"
-                        .to_string()
-                } else {
+                let text = if !bearers.is_empty() {
                     format!(
                         "flat fee: none on this line, borne by {} (RULES §4)",
                         bearers.join(", ")
                     )
+                } else if !earlier.is_empty() {
+                    "flat fee: none on this line, lines of an earlier run bore it (RULES §4)"
+                        .to_string()
+                } else {
+                    "flat fee: none on this line, no line of the group has a base to bear it (RULES §4)"
+                        .to_string()
                 };
                 if self.target == Some(lines[k].act.act_id.as_str()) {
                     self.trace.push(text);

@@ -1252,4 +1252,18 @@ fn explain_says_why_a_heavy_line_bears_no_fee() {
         &trace_of(&ordinary, &acts, "a"),
         "flat fee: 24.00 charged on this line"
     ));
+    // A stay an earlier run charged (opening counters): none on this run's lines.
+    let mut stay = act("h", "2024-06-10", Category::HospitalStay, dec!(150));
+    stay.stay_id = Some("s1".into());
+    stay.setting = Setting::Inpatient;
+    let charged = Case::new().opening(2024, dec!(0), dec!(0), &["s1"]);
+    assert_eq!(charged.run(std::slice::from_ref(&stay))[0].pal, dec!(0));
+    let trace = trace_of(&charged, std::slice::from_ref(&stay), "h");
+    assert!(
+        has(
+            &trace,
+            "flat fee: none on this line, an earlier run charged the stay (RULES §4)"
+        ),
+        "{trace:?}"
+    );
 }

@@ -215,10 +215,10 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, RunError> {
 
 /// Builds [`Prepared`] from a source other than the canonical files (an SNDS extract): the
 /// same checks as [`prepare`] (duplicates, unknown patients) apply. `origins` says where each
-/// act was read (file, data row), as the rejects name it.
+/// act was read (its file in `act_files`, its data row), as the rejects name it.
 pub fn from_parts(
     acts: Vec<Act>,
-    origins: Vec<(String, u64)>,
+    (origins, act_files): (Vec<(u32, u64)>, Vec<String>),
     beneficiaries: Vec<Beneficiary>,
     rights: Vec<RightPeriod>,
     rights_known: bool,
@@ -231,18 +231,15 @@ pub fn from_parts(
     }
     let rights_by = group_rights(rights);
     let read = (acts.len() + rejects.len()) as u64 - other_rejects;
+    // Zipped below: an act without its origin would be lost without a word.
     assert_eq!(acts.len(), origins.len(), "an origin per act");
-    let mut act_files: Vec<String> = Vec::new();
-    let mut file_index: HashMap<String, usize> = HashMap::default();
     let rows = acts
         .into_iter()
         .zip(origins)
-        .map(|(value, (file, row))| {
-            let file = *file_index.entry(file).or_insert_with_key(|name| {
-                act_files.push(name.clone());
-                act_files.len() - 1
-            });
-            Sourced { file, row, value }
+        .map(|(value, (file, row))| Sourced {
+            file: file as usize,
+            row,
+            value,
         })
         .collect();
     let base = Prepared {

@@ -260,8 +260,15 @@ pub fn run(
         }
     };
     if parts <= 1 && !limits.sorted {
+        // It makes no folder there: a folder it may not list is the configuration's to fix
+        // (exit 2), any other failure to clean is told and the run goes on.
         if let Some(dir) = &limits.temp_dir {
-            TempSpace::clean(dir).map_err(temp_error)?;
+            match TempSpace::clean(dir).map_err(temp_error) {
+                Err(RunError::Spill(message)) => {
+                    log("read", &format!("left as it was: {message}"), &[])
+                }
+                other => other?,
+            }
         }
         log("read", "reading inputs", &[("acts_expected", rows)]);
         let prepared = super::prepare(inputs)?;

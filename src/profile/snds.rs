@@ -130,9 +130,11 @@ pub struct RecordedDeduction {
 pub struct SndsExtract {
     /// The acts, in file order.
     pub acts: Vec<Act>,
-    /// Where each act of `acts` was read: its file and data row (of an act folded from
-    /// several lines, its counted line's), for the rejects the engine finds.
-    pub origins: Vec<(String, u64)>,
+    /// Where each act of `acts` was read: its file (in `act_files`) and data row (of an act
+    /// folded from several lines, its counted line's), for the rejects the engine finds.
+    pub origins: Vec<(u32, u64)>,
+    /// The prestations files the acts were read from, as `origins` number them.
+    pub act_files: Vec<String>,
     /// One per patient (from IR_BEN_R, else from the prestations), sorted by id.
     pub beneficiaries: Vec<Beneficiary>,
     /// Rights periods, sorted by patient, right, start.
@@ -965,7 +967,18 @@ impl<'m> PrestationReader<'m> {
             deductions.push(d);
         }
         out.acts = acts;
-        out.origins = lines.iter().map(|l| (l.file.clone(), l.row)).collect();
+        out.origins = lines
+            .iter()
+            .map(|l| {
+                // A few files, each over consecutive lines: the last one is the usual match.
+                let known = out.act_files.iter().rposition(|f| *f == l.file);
+                let file = known.unwrap_or_else(|| {
+                    out.act_files.push(l.file.clone());
+                    out.act_files.len() - 1
+                });
+                (file as u32, l.row)
+            })
+            .collect();
         out.deductions = deductions;
         out.rejects.extend(self.rejects);
         for (k, v) in self.filtered {
