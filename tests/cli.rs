@@ -1548,23 +1548,29 @@ fn audit_of_a_real_open_damir_month_through_the_cli() {
     assert_eq!(c.status.code(), Some(2));
 }
 
+/// `rac compute --profile snds` of `extract` into `out` as CSV, with `log` (`--quiet`, or
+/// `--log-format=json`).
+fn compute_snds(extract: &Path, out: &Path, log: &str) -> Output {
+    rac(&[
+        "compute",
+        "--profile",
+        "snds",
+        "--acts",
+        extract.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        log,
+    ])
+}
+
 #[test]
 fn snds_extract_through_the_cli() {
     let snds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/snds");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = rac(&[
-        "compute",
-        "--profile",
-        "snds",
-        "--acts",
-        snds.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "csv",
-        "--quiet",
-    ]);
+    let o = compute_snds(&snds, &out, "--quiet");
     // One prestation has a code rac does not map: it is rejected and reported, not dropped.
     assert_eq!(
         o.status.code(),
@@ -1616,19 +1622,7 @@ fn snds_rejects_name_their_line_and_the_lines_that_are_not_acts_are_told() {
     let bens = read(extract.join("IR_BEN_R.csv")).replace("CCC;1;2012;03", "CCC;1;2030;03");
     std::fs::write(extract.join("IR_BEN_R.csv"), bens).unwrap();
     let out = tmp.path().join("out");
-    let o = rac(&[
-        "compute",
-        "--profile",
-        "snds",
-        "--acts",
-        extract.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "csv",
-        "--log-format",
-        "json",
-    ]);
+    let o = compute_snds(&extract, &out, "--log-format=json");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{stderr}");
     let prs = extract.join("ER_PRS_F.csv").display().to_string();
