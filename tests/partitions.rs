@@ -1519,11 +1519,14 @@ fn spill_files_go_to_the_temp_dir_and_nothing_is_left_there() {
     data_set(&data);
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
-    // What a run killed with -9 left: its folder, and its lock file, which nobody holds.
-    let dead = scratch.join("rac-spill-999999-0");
-    std::fs::create_dir(&dead).unwrap();
-    std::fs::write(dead.join("acts-1.arrow"), "spilled").unwrap();
-    std::fs::write(scratch.join("rac-spill-999999-0.lock"), "999999\n").unwrap();
+    // What a run killed with -9 leaves: its folder, and its lock file, which nobody holds.
+    let leave_a_killed_run = || {
+        let dead = scratch.join("rac-spill-999999-0");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("acts-1.arrow"), "spilled").unwrap();
+        std::fs::write(scratch.join("rac-spill-999999-0.lock"), "999999\n").unwrap();
+    };
+    leave_a_killed_run();
     let spill = ["--memory-limit", "1M"];
     let reference = tmp.path().join("reference");
     ok(&compute(&data, &reference, None, &spill), &[3]);
@@ -1573,9 +1576,7 @@ fn spill_files_go_to_the_temp_dir_and_nothing_is_left_there() {
     assert!(names_in(&scratch).is_empty());
     // A run small enough to be held in memory makes no folder there, and removes what a
     // killed run left all the same (it left it to the next run that spilled).
-    std::fs::create_dir(&dead).unwrap();
-    std::fs::write(dead.join("acts-1.arrow"), "spilled").unwrap();
-    std::fs::write(scratch.join("rac-spill-999999-0.lock"), "999999\n").unwrap();
+    leave_a_killed_run();
     let in_memory = tmp.path().join("in-memory");
     let o = compute(
         &data,

@@ -332,7 +332,7 @@ impl<'a> Sink<'a> {
         debug_assert_eq!(written, rejected);
         let discrepancies = self.audit.as_ref().map(audit::DiscrepancyWriter::count);
         let audit_section = match self.audit {
-            Some(report) => report.finish()?,
+            Some(report) => report.finish(totals.recorded_acts)?,
             None => json!(null),
         };
 
