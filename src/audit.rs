@@ -292,6 +292,8 @@ static DISCREPANCY_COLUMNS: &[Column<Discrepancy>] = &[
 
 impl Row for Discrepancy {
     const TABLE: &'static str = "discrepancies";
+    /// In the order of the acts: by patient.
+    const SORTED_BY: &'static str = "patient_id";
 
     fn columns() -> &'static [Column<Discrepancy>] {
         DISCREPANCY_COLUMNS

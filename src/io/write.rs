@@ -41,7 +41,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
@@ -897,6 +897,12 @@ pub trait Row: Sized + Sync + 'static {
     /// Rows per Parquet row group: a multiple of [`CHUNK_ROWS`].
     const ROW_GROUP_ROWS: usize = ROW_GROUP_ROWS;
 
+    /// The text column the rows are written in the order of (`patient_id` for the tables of
+    /// acts and patients, `month` for the summary). Its Parquet statistics let a reader skip
+    /// row groups and pages; those of the other text columns, whose values are spread over
+    /// every row group, would not, and are not written ([`parquet_properties`]).
+    const SORTED_BY: &'static str;
+
     /// The row's id, for error messages.
     fn key(&self) -> &str;
 
@@ -968,6 +974,7 @@ static ACT_COLUMNS: &[Column<Outcome>] = &[
 
 impl Row for Outcome {
     const TABLE: &'static str = "acts";
+    const SORTED_BY: &'static str = "patient_id";
 
     /// Half the default: `acts` rows are the widest (about 300 bytes as Arrow arrays), and
     /// the row group being filled is most of the writer's memory. 10 M acts, six alternated
@@ -1008,6 +1015,7 @@ static PATIENT_COLUMNS: &[Column<PatientYear>] = &[
 
 impl Row for PatientYear {
     const TABLE: &'static str = "patients";
+    const SORTED_BY: &'static str = "patient_id";
 
     fn columns() -> &'static [Column<PatientYear>] {
         PATIENT_COLUMNS
@@ -1036,6 +1044,7 @@ static SUMMARY_COLUMNS: &[Column<SummaryRow>] = &[
 
 impl Row for SummaryRow {
     const TABLE: &'static str = "summary";
+    const SORTED_BY: &'static str = "month";
 
     fn columns() -> &'static [Column<SummaryRow>] {
         SUMMARY_COLUMNS
@@ -1064,6 +1073,7 @@ static COUNTER_COLUMNS: &[Column<YearCounter>] = &[
 
 impl Row for YearCounter {
     const TABLE: &'static str = "counters";
+    const SORTED_BY: &'static str = "patient_id";
 
     fn columns() -> &'static [Column<YearCounter>] {
         COUNTER_COLUMNS
@@ -1085,6 +1095,7 @@ static REJECT_COLUMNS: &[Column<Reject>] = &[
 
 impl Row for Reject {
     const TABLE: &'static str = "rejects";
+    const SORTED_BY: &'static str = "file";
 
     fn columns() -> &'static [Column<Reject>] {
         REJECT_COLUMNS
@@ -1572,14 +1583,31 @@ pub fn encode<R: Row>(format: Format, rows: &[R]) -> Result<Encoded<R>, EncodeEr
 
 /// The Parquet settings of a table: snappy, [`Row::ROW_GROUP_ROWS`] rows per row group, and
 /// the library's fixed `created_by` (no timestamp anywhere: same rows, same bytes).
+///
+/// Two kinds of work are left out where they buy nothing (10 M acts, `acts.parquet` encoded on
+/// one thread: 3.9 → 3.4 s, the file 0.6 % larger):
+/// - statistics of the text columns other than [`Row::SORTED_BY`]: `act_id`, `rules`,
+///   `category`… take most of their values in every row group, so their minimum and maximum
+///   skip nothing, and computing them compares every string (0.07–0.27 s a column);
+/// - the dictionary of `act_id` (one row per act) and `patient_id` (one row per patient and
+///   year, or a patient's acts side by side, which snappy compresses as well): it would be
+///   built to be dropped, or to save nothing.
 pub fn parquet_properties<R: Row>() -> WriterProperties {
     const { assert!(R::ROW_GROUP_ROWS % CHUNK_ROWS == 0) };
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(R::ROW_GROUP_ROWS))
-        // One act per act_id: a dictionary would only be built to be dropped.
         .set_column_dictionary_enabled(ColumnPath::from("act_id"), false)
-        .build()
+        .set_column_dictionary_enabled(ColumnPath::from("patient_id"), false);
+    for column in R::columns() {
+        if column.get.ty() == ColumnType::Utf8 && column.name != R::SORTED_BY {
+            builder = builder.set_column_statistics_enabled(
+                ColumnPath::from(column.name),
+                EnabledStatistics::None,
+            );
+        }
+    }
+    builder.build()
 }
 
 enum Sink {
@@ -2091,6 +2119,7 @@ mod tests {
 
     impl Row for Every {
         const TABLE: &'static str = "every";
+        const SORTED_BY: &'static str = "str";
 
         fn columns() -> &'static [Column<Every>] {
             const COLUMNS: &[Column<Every>] = &[
@@ -2419,6 +2448,52 @@ mod tests {
         let rest = take_rows(&mut pending, 5).unwrap();
         assert_eq!(rest, to_batch(&rows[5..]).unwrap());
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn statistics_only_where_they_skip_data_and_no_dictionary_for_ids() {
+        use parquet::basic::Encoding;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let rows: Vec<Outcome> = (0..50)
+            .map(|i| Outcome {
+                patient_id: format!("P{:02}", i / 5).into(),
+                ..outcome(&format!("A{i:02}"))
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = TableWriter::<Outcome>::create(dir.path(), Format::Parquet).unwrap();
+        writer.write(&rows).unwrap();
+        writer.finish().unwrap();
+        let file = File::open(dir.path().join("acts.parquet")).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let group = reader.metadata().row_group(0);
+        let chunk = |name: &str| {
+            (group.columns().iter())
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+        };
+        // The sort key and the numbers keep their minimum and maximum...
+        let stats = chunk("patient_id")
+            .statistics()
+            .expect("patient_id statistics");
+        assert_eq!(stats.min_bytes_opt(), Some(&b"P00"[..]));
+        assert_eq!(stats.max_bytes_opt(), Some(&b"P09"[..]));
+        assert!(chunk("care_date").statistics().is_some());
+        assert!(chunk("amo_paid").statistics().is_some());
+        // ...the other text columns have none.
+        for name in ["act_id", "category", "situation", "rules", "flags"] {
+            assert!(chunk(name).statistics().is_none(), "{name} has statistics");
+        }
+        // Ids are written plain, the other text columns with a dictionary.
+        for name in ["act_id", "patient_id"] {
+            assert!(chunk(name).dictionary_page_offset().is_none(), "{name}");
+            assert!(
+                !chunk(name)
+                    .encodings()
+                    .any(|e| e == Encoding::RLE_DICTIONARY)
+            );
+        }
+        assert!(chunk("category").dictionary_page_offset().is_some());
     }
 
     #[test]
