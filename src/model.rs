@@ -326,8 +326,13 @@ pub struct StaySums {
     /// Its forfaits journaliers: `base − amo_gross` of its `daily_fee*` lines, before the
     /// imputation.
     pub daily_fees: Decimal,
-    /// The group's lines that would bear the fee first, in that order ([`pay_order`]), as far
-    /// as their bases reach the fee: each line's base and `act_id`.
+    /// The part of the fee its lines were charged (`pal`): a run that finds the stay heavy
+    /// while the bases of its lines do not reach the fee charges each its whole base, and a
+    /// later run charges only the rest (counters format 4; 0 in earlier formats).
+    pub charged: Decimal,
+    /// The group's lines not charged a part of the fee that would bear it first, in that
+    /// order ([`pay_order`]), as far as their bases reach the rest of the fee: each line's
+    /// base and `act_id`.
     pub payers: Vec<(Decimal, String)>,
 }
 
@@ -343,6 +348,7 @@ impl StaySums {
         self.coefficients += other.coefficients;
         self.copayment += other.copayment;
         self.daily_fees += other.daily_fees;
+        self.charged += other.charged;
         self.payers.extend(other.payers.iter().cloned());
         self.payers
             .sort_by(|a, b| pay_order((a.0, &a.1), (b.0, &b.1)));
@@ -412,7 +418,7 @@ pub fn write_dated(out: &mut String, dated: &[(String, NaiveDate)]) {
 }
 
 /// Appends `stays` to `out` as a counter's [`YearCounter::open_stays`] is written:
-/// `id=first/bases/coefficients/copayment/daily_fees`, then `/base/act_id` for each payer
+/// `id=first/bases/coefficients/copayment/daily_fees/charged`, then `/base/act_id` for each payer
 /// (`first` a date `YYYY-MM-DD` or empty), the ids escaped, joined by `;`; in a payer's
 /// `act_id`, `%` and `/` are written `%25` and `%2F`.
 pub fn write_stay_sums(out: &mut String, stays: &[(String, StaySums)]) {
@@ -428,11 +434,12 @@ pub fn write_stay_sums(out: &mut String, stays: &[(String, StaySums)]) {
         }
         let _ = write!(
             out,
-            "/{}/{}/{}/{}",
+            "/{}/{}/{}/{}/{}",
             s.bases.normalize(),
             s.coefficients.normalize(),
             s.copayment.normalize(),
-            s.daily_fees.normalize()
+            s.daily_fees.normalize(),
+            s.charged.normalize()
         );
         for (base, act_id) in &s.payers {
             let _ = write!(out, "/{}/", base.normalize());
@@ -445,8 +452,10 @@ pub fn write_stay_sums(out: &mut String, stays: &[(String, StaySums)]) {
 const MAX_SUM: Decimal = Decimal::from_parts(1_874_919_424, 2_328_306, 0, false, 0);
 
 /// Reads what [`write_stay_sums`] writes; `None` if an entry has no id, no `first` date or
-/// empty text before its first `/`, or not four non-negative decimals (at most 10^16) then
-/// pairs of a base and a non-empty `act_id`.
+/// empty text before its first `/`, or not five non-negative decimals (at most 10^16) then
+/// pairs of a base and a non-empty `act_id`. Counters of format 3 have four decimals (no
+/// `charged`): an entry's fields after its date are then even in number, where format 4's are
+/// odd, and `charged` reads as 0.
 pub fn parse_stay_sums(text: &str) -> Option<Vec<(String, StaySums)>> {
     let decimal = |text: &str| {
         let value = text.parse::<Decimal>().ok()?;
@@ -464,6 +473,7 @@ pub fn parse_stay_sums(text: &str) -> Option<Vec<(String, StaySums)>> {
                 }
                 _ => return None,
             };
+            let with_charged = fields.clone().count() % 2 == 1;
             let mut next = || decimal(fields.next()?);
             let mut parsed = StaySums {
                 first,
@@ -471,6 +481,7 @@ pub fn parse_stay_sums(text: &str) -> Option<Vec<(String, StaySums)>> {
                 coefficients: next()?,
                 copayment: next()?,
                 daily_fees: next()?,
+                charged: if with_charged { next()? } else { Decimal::ZERO },
                 payers: Vec::new(),
             };
             while let Some(base) = fields.next() {
@@ -656,6 +667,7 @@ mod tests {
             coefficients: dec!(12.5),
             copayment: dec!(14.00),
             daily_fees: dec!(0),
+            charged: dec!(10.00),
             payers: payers.iter().map(|(b, a)| (*b, a.to_string())).collect(),
         };
         let stays = vec![
@@ -672,17 +684,33 @@ mod tests {
         write_stay_sums(&mut text, &stays);
         assert_eq!(
             text,
-            "S1=/70/12.5/14/0;a\\;b\\=c=2024-12-30/70/12.5/14/0/10/A%2F1\\;\\=\\\\%252F%25/9.5/B"
+            "S1=/70/12.5/14/0/10;a\\;b\\=c=2024-12-30/70/12.5/14/0/10/10/A%2F1\\;\\=\\\\%252F%25/9.5/B"
         );
         assert_eq!(parse_stay_sums(&text).unwrap(), stays);
+        // Format 3 (no `charged`): read as nothing charged.
+        let format_3 = parse_stay_sums("S1=2024-12-30/70/12.5/14/0/10/A/9.5/B").unwrap();
+        assert_eq!(format_3[0].1.charged, dec!(0));
+        assert_eq!(
+            format_3[0].1.payers,
+            [(dec!(10), "A".to_string()), (dec!(9.5), "B".to_string())]
+        );
+        assert_eq!(
+            parse_stay_sums("S1=/1/2/3/4").unwrap()[0].1.charged,
+            dec!(0)
+        );
+        assert_eq!(
+            parse_stay_sums("S1=/1/2/3/4/5").unwrap()[0].1.charged,
+            dec!(5)
+        );
         for bad in [
             "S1",
             "=/1/2/3/4",
             "S1=/1/2/3",
             "S1=/1/2/3/x",
             "S1=/1/-2/3/4",
-            "S1=/1/2/3/4/5",
+            "S1=/1/2/3/4/-5",
             "S1=/1/2/3/4/5/",
+            "S1=/1/2/3/4/5/6/",
             "S1=2024-1-1/1/2/3/4",
             "S1=/79228162514264337593543950335/0/0/0",
         ] {

@@ -1417,7 +1417,7 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
         assert!(stderr.contains("counters format"), "{extra:?}: {stderr}");
     }
     std::fs::write(&counters, good).unwrap();
-    // Format 1 (before `stay_starts`) still opens a run, which writes format 3.
+    // Format 1 (before `stay_starts`) still opens a run, which writes format 4.
     std::fs::write(
         tmp.path().join("manifest.json"),
         r#"{"version": "0.1.0", "counters_format": 1, "rows": {"counters": 1}}"#,
@@ -1429,7 +1429,7 @@ fn counters_of_a_later_year_or_another_format_are_refused() {
     );
     assert_ok(&o);
     let manifest: serde_json::Value = manifest_of(&out);
-    assert_eq!(manifest["counters_format"], 3);
+    assert_eq!(manifest["counters_format"], 4);
     // A format-2 manifest beside a file without `stay_starts`: changed since, refused (exit 1)
     // rather than read as format 1, held in memory or partitioned.
     std::fs::write(
@@ -2091,4 +2091,38 @@ fn with_json_logs_a_failure_is_a_json_line() {
         ),
         "{stderr}"
     );
+}
+
+/// A cron job that writes each month over the folder it takes the counters from would lose
+/// every month's outputs but the last (found by QA): refused, exit 2, nothing replaced.
+#[test]
+fn counters_inside_out_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let january = tmp.path().join("january");
+    assert_ok(&compute(&january, &["--format", "csv"]));
+    let before = read(january.join("acts.csv"));
+    let february = tmp.path().join("february.csv");
+    std::fs::write(
+        &february,
+        "act_id,patient_id,care_date,category,tariff\nF1,P01,2026-02-03,consultation,30.00\n",
+    )
+    .unwrap();
+    let folder = january.display().to_string();
+    let file = january.join("counters.csv").display().to_string();
+    for counters in [&folder, &file] {
+        let o = compute_acts(&february, &january, &["--counters", counters]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("is in --out"), "{stderr}");
+        assert!(stderr.contains("another folder"), "{stderr}");
+        assert_eq!(read(january.join("acts.csv")), before);
+    }
+    // Into a folder of its own: computed from January's counters.
+    let o = compute_acts(
+        &february,
+        &tmp.path().join("february"),
+        &["--counters", &folder],
+    );
+    assert_ok(&o);
+    assert!(read(tmp.path().join("february/acts.csv")).contains("F1,P01,2026-02-03"));
 }

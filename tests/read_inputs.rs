@@ -920,6 +920,7 @@ fn counters_csv_and_parquet() {
                     coefficients: dec!(1.5),
                     copayment: dec!(14),
                     daily_fees: dec!(0),
+                    charged: dec!(0),
                     payers: vec![],
                 },
             )],

@@ -327,6 +327,7 @@ fn patients_summary_and_counters_tables() {
                     coefficients: dec!(0),
                     copayment: dec!(14.00),
                     daily_fees: dec!(20.00),
+                    charged: dec!(0),
                     payers: vec![(dec!(70.00), "H1".into())],
                 },
             )],
@@ -361,7 +362,7 @@ fn patients_summary_and_counters_tables() {
         "patient_id,year,pf_used,franchise_used,charged_stays,pf_cap_reached_on,\
          franchise_cap_reached_on,stay_starts,open_stays\n\
          P1,2024,50.00,0.00,,2024-02-29,,,\n\
-         P2,2025,0.00,2.00,S1;S2,,,S1=2024-12-28;S\\;3=2025-01-05,S\\;3=2025-01-05/70/0/14/20/70/H1\n"
+         P2,2025,0.00,2.00,S1;S2,,,S1=2024-12-28;S\\;3=2025-01-05,S\\;3=2025-01-05/70/0/14/20/0/70/H1\n"
     );
 
     write_table(dir.path(), Format::Parquet, &patients).unwrap();

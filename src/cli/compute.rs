@@ -126,16 +126,7 @@ fn temp_dir(args: &ComputeArgs) -> Result<Option<PathBuf>, Failure> {
         Ok(real) if real.is_dir() => real,
         _ => return Err(Failure::usage(TempError::NotAFolder(dir).to_string())),
     };
-    // `--out` as it will be: the folder itself if it exists, else its parent's real path.
-    let out: PathBuf = args.out.components().collect();
-    let real_out = std::fs::canonicalize(&out).ok().or_else(|| {
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        Some(std::fs::canonicalize(parent).ok()?.join(out.file_name()?))
-    });
-    if real_out.is_some_and(|out| real.starts_with(out)) {
+    if real_out(&args.out).is_some_and(|out| real.starts_with(out)) {
         return Err(refuse(&format!(
             "is --out or inside it ({}), which the run replaces: give another folder",
             args.out.display()
@@ -147,6 +138,42 @@ fn temp_dir(args: &ComputeArgs) -> Result<Option<PathBuf>, Failure> {
         ));
     }
     Ok(Some(dir))
+}
+
+/// `--out` as it will be: the folder itself if it exists, else its parent's real path joined
+/// with its name.
+fn real_out(out: &Path) -> Option<PathBuf> {
+    let out: PathBuf = out.components().collect();
+    std::fs::canonicalize(&out).ok().or_else(|| {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Some(std::fs::canonicalize(parent).ok()?.join(out.file_name()?))
+    })
+}
+
+/// `--counters` inside `--out`: the run would replace the earlier run's outputs, the counters
+/// it opens with among them, by its own (a cron job writing each month over the last one
+/// loses every month but the last). Refused (exit 2): each run gets its own folder.
+fn check_counters_not_in_out(args: &ComputeArgs) -> Result<(), Failure> {
+    let Some(counters) = &args.input.counters else {
+        return Ok(());
+    };
+    let Some(folder) = counters.parent().and_then(|p| {
+        let p = if p.as_os_str().is_empty() { Path::new(".") } else { p };
+        std::fs::canonicalize(p).ok()
+    }) else {
+        return Ok(());
+    };
+    match real_out(&args.out) {
+        Some(out) if folder.starts_with(&out) => Err(Failure::usage(format!(
+            "--counters {} is in --out {}, which this run replaces with its own outputs: the earlier run's outputs would be lost; write this run to another folder (one per period, e.g. out/2025-02)",
+            counters.display(),
+            args.out.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A number of seconds, 0 or more.
@@ -314,6 +341,7 @@ fn execute_logged(
         &format!("memory limit {} MiB: {sized_by}", memory >> 20),
         &[("memory_limit_bytes", memory)],
     );
+    check_counters_not_in_out(args)?;
     // Counters that already hold these acts: refused now, not after the whole run.
     if let Some(counters) = &args.input.counters
         && args.input.profile()? == ProfileKind::Canonical

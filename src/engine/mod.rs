@@ -705,10 +705,12 @@ impl<'a> Engine<'a> {
                     }
                 });
             }
-            // With the lines of earlier runs that would bear it (opening counters): they bear
-            // their part first where one run over all the stay's lines puts it, and none of
-            // that part is this run's lines' to pay.
+            // With the lines of earlier runs (opening counters): what they were charged is
+            // taken off the fee; those not charged that would bear it bear their part first
+            // where one run over all the stay's lines puts it, and none of that part is this
+            // run's lines' to pay.
             let earlier = carried.as_ref().map_or(&[][..], |c| &c.payers[..]);
+            let charged_before = carried.as_ref().map_or(Decimal::ZERO, |c| c.charged);
             let mut order: Vec<(Decimal, &str, Option<usize>)> = payers
                 .iter()
                 .map(|&k| (lines[k].base, lines[k].act.act_id.as_str(), Some(k)))
@@ -716,7 +718,14 @@ impl<'a> Engine<'a> {
                 .collect();
             order.sort_by(|a, b| pay_order((a.0, a.1), (b.0, b.1)));
             let amount = snap.get(Scalar::PalAmount, date)?;
-            let mut remaining = amount;
+            let mut remaining = (amount - charged_before).max(Decimal::ZERO);
+            if charged_before > Decimal::ZERO {
+                for &k in &members {
+                    self.note(&lines[k], || {
+                        format!("flat fee: {charged_before} of {amount} charged by earlier runs on the stay's lines (RULES §4)")
+                    });
+                }
+            }
             for (base, act_id, here) in order {
                 if remaining <= Decimal::ZERO {
                     break;
@@ -754,7 +763,7 @@ impl<'a> Engine<'a> {
                         "flat fee: none on this line, borne by {} (RULES §4)",
                         bearers.join(", ")
                     )
-                } else if !earlier.is_empty() {
+                } else if !earlier.is_empty() || charged_before > Decimal::ZERO {
                     "flat fee: none on this line, lines of an earlier run bore it (RULES §4)"
                         .to_string()
                 } else {
@@ -826,7 +835,11 @@ impl<'a> Engine<'a> {
                 s.first = Some(s.first.map_or(line.date(), |d| d.min(line.date())));
                 s.bases += line.base;
                 s.coefficients += line.act.coefficient.unwrap_or_default();
-                if self.pays_pal(line) {
+                // A line charged a part of the fee (the stay heavy, its bases short of the
+                // fee) is counted as charged: a later run places only the rest, and not on it.
+                if line.pal > Decimal::ZERO {
+                    s.charged += line.pal;
+                } else if self.pays_pal(line) {
                     s.payers.push((line.base, line.act.act_id.to_string()));
                 }
             }
@@ -885,7 +898,8 @@ impl<'a> Engine<'a> {
                 .entry(stay.to_owned())
                 .or_default();
             kept.add(&sums);
-            // Only the lines that would bear the fee are kept (the fee of the stay's first day).
+            // Only the lines that would bear the rest of the fee are kept (the fee of the
+            // stay's first day, less what its lines were charged).
             let fee = kept.first.and_then(|first| {
                 let snap = self.book.at(first);
                 snap.has(Scalar::PalAmount)
@@ -893,7 +907,8 @@ impl<'a> Engine<'a> {
                     .flatten()
             });
             if let Some(fee) = fee {
-                kept.keep_payers(fee);
+                let rest = (fee - kept.charged).max(Decimal::ZERO);
+                kept.keep_payers(rest);
             }
         }
     }

@@ -817,6 +817,42 @@ fn a_stay_over_two_runs_is_judged_on_all_its_lines() {
     );
     assert_eq!(chained, whole);
     assert_eq!(whole[0].pal, dec!(5));
+    // The same with a larger line in February: one run puts the whole fee on it; run apart,
+    // January charged 10 of it, and February charges the other 14, not 24 again (found by
+    // QA: the stay cost 34 €). The same total, other lines (README, Known limits).
+    let january = [coefficient(
+        act_line("a1", "2025-01-10", dec!(10), "s10"),
+        dec!(60),
+    )];
+    let february = [act_line("b1", "2025-02-05", dec!(50), "s10")];
+    let [chained, whole] = march_chained_and_whole(&case, &january, &february);
+    assert_eq!((whole[0].pal, chained[0].pal), (dec!(24), dec!(14)));
+    assert_eq!((chained[0].amo_paid, chained[0].rac), (dec!(36), dec!(14)));
+    let opened = case.result(&january);
+    assert_eq!(opened.outcomes[0].pal, dec!(10));
+    let open = &opened.closing[0].open_stays[0].1;
+    assert_eq!((open.charged, open.payers.len()), (dec!(10), 0));
+    let whole_stay: Decimal = case
+        .run(&[january[0].clone(), february[0].clone()])
+        .iter()
+        .map(|o| o.pal)
+        .sum();
+    assert_eq!(opened.outcomes[0].pal + chained[0].pal, whole_stay);
+    // Three runs: light in January (its line not charged, its part of the fee lost as one
+    // run would put it there), heavy in February (its line charged 5), March's line the rest
+    // of what one run leaves: 24 − 5, on the largest line.
+    let [chained, whole] = last_chained_and_whole(
+        &case,
+        &[
+            &[act_line("m1", "2025-01-10", dec!(5), "s11")],
+            &[coefficient(
+                act_line("m2", "2025-02-10", dec!(5), "s11"),
+                dec!(60),
+            )],
+            &[act_line("m3", "2025-03-10", dec!(50), "s11")],
+        ],
+    );
+    assert_eq!((whole[0].pal, chained[0].pal), (dec!(24), dec!(19)));
     // Three runs, heavy in the third: the fee sits on the first run's line (equal bases).
     let [chained, whole] = last_chained_and_whole(
         &case,

@@ -596,8 +596,8 @@ fn check_manifest(path: &Path) -> Result<Option<WrittenCounters>, RunError> {
         if format >= Some(2) {
             read::require_column(path, "stay_starts")?;
         }
-        // Format 3 always writes `open_stays` (read as format 2, its stays' sums would be
-        // lost without a word).
+        // Formats 3 and 4 always write `open_stays` (read as format 2, its stays' sums would
+        // be lost without a word).
         if format >= Some(3) {
             read::require_column(path, "open_stays")?;
         }
@@ -763,13 +763,14 @@ fn check_counters(path: &Path, counters: &[YearCounter]) -> Result<(), RunError>
 }
 
 /// The version of the counters' layout, written in every manifest. Format 2 added the
-/// `stay_starts` column, format 3 `open_stays`.
-pub const COUNTERS_FORMAT: u64 = 3;
+/// `stay_starts` column, format 3 `open_stays`, format 4 the part of the flat fee an open
+/// stay's lines were charged (in `open_stays`, [`crate::model::StaySums::charged`]).
+pub const COUNTERS_FORMAT: u64 = 4;
 
-/// The counters' layouts a run accepts as opening state: format 2 is format 3 without
-/// `open_stays`, format 1 format 2 without `stay_starts` (what they lack is unknown, as it
-/// was to the run that wrote them).
-pub const COUNTERS_FORMATS_READ: [u64; 3] = [1, 2, COUNTERS_FORMAT];
+/// The counters' layouts a run accepts as opening state: format 3 is format 4 without the
+/// part charged (read as none), format 2 format 3 without `open_stays`, format 1 format 2
+/// without `stay_starts` (what they lack is unknown, as it was to the run that wrote them).
+pub const COUNTERS_FORMATS_READ: [u64; 4] = [1, 2, 3, COUNTERS_FORMAT];
 
 /// Whether the run has one worker (`--threads 1`, or a one-core machine): the stages that
 /// otherwise run beside the pool (reading, loading partitions, writing) then run in line, on

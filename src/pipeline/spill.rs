@@ -1889,6 +1889,7 @@ mod tests {
                     coefficients: dec!(12.5),
                     copayment: dec!(14),
                     daily_fees: dec!(0.00),
+                    charged: dec!(4.50),
                     payers: vec![(dec!(10.00), "A/1;=\\%2F".into()), (dec!(9), "B".into())],
                 },
             )],
