@@ -455,6 +455,32 @@ fn explain_prints_each_step_with_sources() {
     );
 }
 
+/// A stay begun before the fee went from 18 to 24 € (2019-01-01) bears the 18 € of its first
+/// day: explain names that value, not the one in force on the line's own day (found by QA).
+#[test]
+fn explain_names_the_flat_fee_of_the_stays_first_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = tmp.path().join("acts.csv");
+    std::fs::write(
+        &acts,
+        "act_id,patient_id,care_date,category,tariff,stay_id,setting\n\
+         S1,P01,2018-12-30,hospital_stay,100.00,ST1,inpatient\n\
+         S2,P01,2019-01-01,hospital_stay,150.00,ST1,inpatient\n",
+    )
+    .unwrap();
+    let o = explain("S2", acts.to_str().unwrap());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains(" pal 18.00 "), "{text}");
+    assert!(
+        text.contains(
+            "pal.amount = 18.00 EUR since 2006-09-01 (value on 2018-12-30, the first day of the line's flat-fee group)"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("pal.amount = 24.00"), "{text}");
+}
+
 #[test]
 fn explain_explains_the_kept_row_of_a_repeated_id_and_names_the_rejected_one() {
     // A0105 (row 6) repeated at the end with another tariff: the first row is kept and

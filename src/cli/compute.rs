@@ -161,7 +161,11 @@ fn check_counters_not_in_out(args: &ComputeArgs) -> Result<(), Failure> {
         return Ok(());
     };
     let Some(folder) = counters.parent().and_then(|p| {
-        let p = if p.as_os_str().is_empty() { Path::new(".") } else { p };
+        let p = if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        };
         std::fs::canonicalize(p).ok()
     }) else {
         return Ok(());

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{Failure, InputArgs, load_rules};
-use crate::engine::explain_patient;
+use crate::engine::{Trace, explain_patient};
 use crate::model::Act;
 use crate::rules::RuleBook;
 
@@ -124,7 +124,7 @@ pub fn render(
     act_id: &str,
     acts: &[Act],
     result: &crate::engine::PatientResult,
-    trace: &[String],
+    trace: &Trace,
 ) -> String {
     let mut out = String::new();
     if let Some(rej) = result
@@ -148,7 +148,7 @@ pub fn render(
         "act {act_id}: {} on {}, quantity {}, situation {}",
         o.category, o.care_date, o.quantity, o.situation
     );
-    for (i, step) in trace.iter().enumerate() {
+    for (i, step) in trace.steps.iter().enumerate() {
         let _ = writeln!(out, "  {}. {step}", i + 1);
     }
     let money = crate::report::money_text;
@@ -170,16 +170,26 @@ pub fn render(
     if !o.flags.is_empty() {
         let _ = writeln!(out, "flags: {}", o.flags.join(", "));
     }
-    let _ = writeln!(out, "rules applied (value on {}):", o.care_date);
+    let _ = writeln!(
+        out,
+        "rules applied (value on {}, unless another day is said):",
+        o.care_date
+    );
     for id in &o.rules {
+        let day = (trace.dated.iter())
+            .find(|(dated, _)| dated == id)
+            .map(|&(_, day)| day);
         match book
             .find(id)
-            .and_then(|d| d.at(o.care_date).map(|v| (d, v)))
+            .and_then(|d| d.at(day.unwrap_or(o.care_date)).map(|v| (d, v)))
         {
             Some((d, v)) => {
+                let on = day.map_or(String::new(), |day| {
+                    format!(" (value on {day}, the first day of the line's flat-fee group)")
+                });
                 let _ = writeln!(
                     out,
-                    "  {id} = {} {} since {} — {}",
+                    "  {id} = {} {} since {}{on} — {}",
                     v.value, d.unit, v.from, v.reference
                 );
             }

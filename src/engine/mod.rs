@@ -115,10 +115,24 @@ pub fn explain_patient(
     book: &RuleBook,
     input: &PatientInput,
     act_id: &str,
-) -> (PatientResult, Vec<String>) {
+) -> (PatientResult, Trace) {
     let mut engine = Engine::new(book, input, Some(act_id));
     let result = engine.run_inner();
-    (result, engine.trace)
+    let trace = Trace {
+        steps: engine.trace,
+        dated: engine.dated,
+    };
+    (result, trace)
+}
+
+/// How one act was computed (`rac explain`).
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// Every step, in order.
+    pub steps: Vec<String>,
+    /// The parameters the act's amounts took at another date than its `care_date`, with that
+    /// date: the flat fee's, on the first day of the act's group (a stay begun earlier).
+    pub dated: Vec<(&'static str, NaiveDate)>,
 }
 
 /// Rounds to the cent, half away from zero (SPEC §3: "only in step 3 and where RULES says").
@@ -205,6 +219,8 @@ struct Engine<'a> {
     /// Index of the act to trace, and the trace.
     target: Option<&'a str>,
     trace: Vec<String>,
+    /// [`Trace::dated`].
+    dated: Vec<(&'static str, NaiveDate)>,
 }
 
 impl<'a> Engine<'a> {
@@ -238,6 +254,7 @@ impl<'a> Engine<'a> {
             years,
             target,
             trace: Vec::new(),
+            dated: Vec::new(),
         }
     }
 
@@ -639,6 +656,20 @@ impl<'a> Engine<'a> {
             }
             let snap = self.book.at(date);
             let heavy = already || reaches_pal_thresholds(snap, date, bases, coefficients)?;
+            // The fee and its thresholds are those of the group's first day (explain names
+            // their value there).
+            for &k in members.iter().filter(|_| self.target.is_some()) {
+                if self.target == Some(lines[k].act.act_id.as_str()) && lines[k].date() != date {
+                    self.dated.extend(
+                        [
+                            Scalar::PalAmount,
+                            Scalar::PalTariffThreshold,
+                            Scalar::PalCoefficientThreshold,
+                        ]
+                        .map(|p| (Param::from(p).static_id(), date)),
+                    );
+                }
+            }
             if !heavy {
                 continue;
             }

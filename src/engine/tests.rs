@@ -964,7 +964,7 @@ fn a_stay_over_two_runs_has_its_day_31_where_one_run_puts_it() {
         rights_known: false,
         opening: &chained.opening,
     };
-    let (_, trace) = explain_patient(&RuleBook::builtin(), &input, "b");
+    let trace = explain_patient(&RuleBook::builtin(), &input, "b").1.steps;
     let said = "stay s began on 2025-01-20 (opening counters): this line starts on its day 31";
     assert!(trace.iter().any(|t| t.starts_with(said)), "{trace:?}");
     assert_eq!(second.closing[0].stay_starts, first.closing[0].stay_starts);
@@ -1184,7 +1184,7 @@ fn explain_traces_each_step_of_one_act() {
         rights_known: false,
         opening: &[],
     };
-    let (_, trace) = explain_patient(&RuleBook::builtin(), &input, "a");
+    let trace = explain_patient(&RuleBook::builtin(), &input, "a").1.steps;
     assert!(trace[0].starts_with("base: tariff 30 × quantity 1"));
     assert!(trace.iter().any(|t| t.contains("rate.consultation = 70 %")));
     assert!(
@@ -1245,7 +1245,7 @@ fn explain_says_why_a_heavy_line_bears_no_fee() {
             rights_known: case.rights_known,
             opening: &case.opening,
         };
-        explain_patient(&RuleBook::builtin(), &input, id).1
+        explain_patient(&RuleBook::builtin(), &input, id).1.steps
     };
     let heavy = |id: &str, tariff: Decimal| {
         let mut a = act(id, "2024-06-10", Category::MedicalAct, tariff);
