@@ -20,7 +20,7 @@ use std::time::Instant;
 use clap::Args;
 use rust_decimal::Decimal;
 
-use super::{Failure, InputArgs, load_rules};
+use super::{Failure, InputArgs, load_rules, warn_rules};
 use crate::audit::Compare;
 use crate::io::temp::TempError;
 use crate::io::write::Format;
@@ -232,6 +232,7 @@ fn audit(args: AuditArgs) -> Result<i32, Failure> {
 /// PF and franchise unit amounts), and the report says which lines rac reproduces.
 fn audit_damir(args: &ComputeArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
+    warn_rules(&book, |message| errln!("rac: warning: {message}"));
     let report = crate::profile::audit_damir(&args.input.acts, &book)
         .map_err(|e| Failure::input(e.to_string()))?;
     let staging = crate::io::write::Staging::begin(&args.out)
@@ -345,6 +346,7 @@ fn execute_logged(
         &format!("memory limit {} MiB: {sized_by}", memory >> 20),
         &[("memory_limit_bytes", memory)],
     );
+    warn_rules(&book, |message| log.warn("read", message, &[]));
     check_counters_not_in_out(args)?;
     // Counters that already hold these acts: refused now, not after the whole run.
     if let Some(counters) = &args.input.counters

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{Failure, InputArgs, load_rules};
+use super::{Failure, InputArgs, load_rules, warn_rules};
 use crate::engine::{Trace, explain_patient};
 use crate::model::Act;
 use crate::rules::RuleBook;
@@ -36,6 +36,7 @@ pub struct ExplainArgs {
 
 pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
+    warn_rules(&book, |message| errln!("rac: warning: {message}"));
     args.input
         .warn_skipped(|message, _| errln!("rac: warning: {message}"));
     let carried = args.input.carried(args.keep_columns)?;

@@ -377,6 +377,14 @@ pub fn load_rules(path: Option<&PathBuf>) -> Result<RuleBook, Failure> {
     }
 }
 
+/// Hands `warn` what the rules warn of ([`RuleBook::warnings`]: days a scenario leaves
+/// without a value).
+pub fn warn_rules(book: &RuleBook, mut warn: impl FnMut(&str)) {
+    for warning in book.warnings() {
+        warn(warning);
+    }
+}
+
 /// Runs the command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32, Failure> {
     match cli.command {

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use chrono::NaiveDate;
 use clap::Args;
 
-use super::{Failure, load_rules};
+use super::{Failure, load_rules, warn_rules};
 use crate::rules::{Definition, RuleBook};
 
 /// Print the parameters in force at a date, or the history of one.
@@ -30,6 +30,7 @@ pub struct RulesArgs {
 
 pub fn run(args: RulesArgs) -> Result<i32, Failure> {
     let book = load_rules(args.rules.as_ref())?;
+    warn_rules(&book, |message| errln!("rac: warning: {message}"));
     let text = match &args.history {
         Some(id) => history(&book, id)?,
         None => {

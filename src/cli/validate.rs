@@ -10,7 +10,7 @@
 
 use clap::Args;
 
-use super::{Failure, InputArgs, load_rules};
+use super::{Failure, InputArgs, load_rules, warn_rules};
 use crate::io::read;
 use crate::pipeline;
 
@@ -27,6 +27,7 @@ pub struct ValidateArgs {
 
 pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     let book = load_rules(args.input.rules.as_ref())?;
+    warn_rules(&book, |message| errln!("rac: warning: {message}"));
     args.input
         .warn_skipped(|message, _| errln!("rac: warning: {message}"));
     let carried = args.input.carried(args.keep_columns)?;

@@ -329,6 +329,9 @@ pub struct RuleBook {
     version: String,
     /// Where the definitions came from (`built-in`, then each `--rules` file).
     sources: Vec<String>,
+    /// Days a scenario's definition leaves without a value where the one it replaces had
+    /// one ([`RuleBook::warnings`]).
+    warnings: Vec<String>,
 }
 
 impl RuleBook {
@@ -349,6 +352,7 @@ impl RuleBook {
         let by_id: HashMap<String, Param> = Param::all().map(|p| (p.id(), p)).collect();
         let mut defs: Vec<Option<Definition>> = vec![None; Param::count()];
         let mut hasher = Sha256::new();
+        let mut warnings = Vec::new();
         for (origin, text) in texts {
             hasher.update(text.as_bytes());
             let raw: RawFile = toml::from_str(text).map_err(|e| RuleError::Syntax {
@@ -393,6 +397,9 @@ impl RuleBook {
                 {
                     definition.description = replaced.description.clone();
                 }
+                if let Some(replaced) = &defs[param.index()] {
+                    warnings.extend(uncovered(replaced, &definition));
+                }
                 defs[param.index()] = Some(definition);
             }
         }
@@ -412,7 +419,16 @@ impl RuleBook {
             snapshots,
             version,
             sources: texts.iter().map(|(o, _)| o.to_string()).collect(),
+            warnings,
         })
+    }
+
+    /// What a scenario file took away without saying so: the days one of its definitions
+    /// leaves without a value where the definition it replaces had one (it replaces the
+    /// parameter whole, history included). Acts of those days that need the parameter are
+    /// rejected (`no_rule_at_date`); the run goes on.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The values in force on `date`.
@@ -449,6 +465,44 @@ impl RuleBook {
     pub fn sources(&self) -> &[String] {
         &self.sources
     }
+}
+
+/// The stretches of days where `replaced` has a value and `definition` (which replaces it)
+/// has none, each as a warning: before its first value, between two of its values, after a
+/// last value that ends.
+fn uncovered(replaced: &Definition, definition: &Definition) -> Vec<String> {
+    let mut holes: Vec<(Option<NaiveDate>, Option<NaiveDate>)> = Vec::new();
+    let Some(first) = definition.values.first() else {
+        return Vec::new();
+    };
+    holes.push((None, first.from.pred_opt()));
+    for i in 0..definition.values.len() {
+        let Some(end) = definition.end_of(i) else {
+            continue;
+        };
+        let next = definition.values.get(i + 1).map(|v| v.from);
+        let after = end.succ_opt();
+        if after.is_some() && after != next {
+            holes.push((after, next.and_then(|n| n.pred_opt())));
+        }
+    }
+    holes
+        .into_iter()
+        .filter_map(|(from, to)| {
+            // The first day of the hole the replaced definition covers, if any.
+            let covered = replaced.values.iter().enumerate().find_map(|(i, v)| {
+                let start = from.map_or(v.from, |f| f.max(v.from));
+                let end = replaced.end_of(i);
+                let inside = to.is_none_or(|t| start <= t) && end.is_none_or(|e| start <= e);
+                inside.then_some(start)
+            })?;
+            let until = to.map_or("on".to_string(), |t| format!("until {t}"));
+            Some(format!(
+                "{}: parameter `{}` has no value from {covered} {until}, where the definition it replaces ({}) has one: it replaces the parameter whole, history included, and acts of those days that need it are rejected (no_rule_at_date); give its earlier values too to keep them",
+                definition.origin, definition.id, replaced.origin
+            ))
+        })
+        .collect()
 }
 
 fn toml_text(v: &toml::Value) -> String {
@@ -680,6 +734,43 @@ values = [ { from = "2005-01-01", value = "3.00", reference = "scenario" } ]
         let described = text.replace("unit = ", "description = \"What if\"\nunit = ");
         let book = RuleBook::with_overlay("scenario.toml", &described).unwrap();
         assert_eq!(book.definition(Scalar::PfAmount).description, "What if");
+    }
+
+    #[test]
+    fn a_scenario_that_leaves_days_without_a_value_is_warned_of() {
+        assert!(RuleBook::builtin().warnings().is_empty());
+        let overlay = |values: &str| {
+            let text = format!(
+                "[[parameter]]\nid = \"pf.amount\"\nunit = \"EUR\"\nvalues = [ {values} ]\n"
+            );
+            RuleBook::with_overlay("sc.toml", &text).unwrap()
+        };
+        // From the built-in's first day on, without a hole: nothing to say.
+        let whole = overlay(r#"{ from = "2005-01-01", value = "3.00", reference = "s" }"#);
+        assert!(whole.warnings().is_empty(), "{:?}", whole.warnings());
+        // Starting later: the built-in's earlier days are lost (found by QA: every PF act
+        // before 2025 rejected, without a word).
+        let later = overlay(r#"{ from = "2025-01-01", value = "3.00", reference = "s" }"#);
+        assert_eq!(later.warnings().len(), 1);
+        let said = &later.warnings()[0];
+        assert!(
+            said.starts_with(
+                "sc.toml: parameter `pf.amount` has no value from 2005-01-01 until 2024-12-31, where the definition it replaces (built-in) has one"
+            ),
+            "{said}"
+        );
+        // A hole between two values, and days after a last value that ends.
+        let holes = overlay(
+            r#"{ from = "2005-01-01", to = "2024-05-10", value = "1.00", reference = "s" },
+               { from = "2024-05-15", to = "2030-12-31", value = "2.00", reference = "s" }"#,
+        );
+        let said = holes.warnings().join("\n");
+        assert_eq!(holes.warnings().len(), 2, "{said}");
+        assert!(said.contains("from 2024-05-11 until 2024-05-14,"), "{said}");
+        assert!(said.contains("from 2031-01-01 on,"), "{said}");
+        // Days the built-in has no value for either are not the scenario's doing.
+        let earlier = overlay(r#"{ from = "1990-01-01", value = "3.00", reference = "s" }"#);
+        assert!(earlier.warnings().is_empty(), "{:?}", earlier.warnings());
     }
 
     #[test]
