@@ -360,27 +360,34 @@ impl RuleBook {
                 message: e.to_string(),
             })?;
             let mut seen = BTreeSet::new();
-            for rp in raw.parameter {
+            let lines = id_lines(text, raw.parameter.len());
+            for (k, rp) in raw.parameter.into_iter().enumerate() {
+                // Errors name the file and the line of the parameter's `id`.
+                let at = match lines.get(k) {
+                    Some(line) => format!("{origin}:{line}"),
+                    None => origin.to_string(),
+                };
                 let Some(&param) = by_id.get(&rp.id) else {
                     return Err(RuleError::Unknown {
-                        origin: origin.to_string(),
+                        origin: at,
                         id: rp.id,
                     });
                 };
                 if !seen.insert(rp.id.clone()) {
                     return Err(RuleError::Duplicate {
-                        origin: origin.to_string(),
+                        origin: at,
                         id: rp.id,
                     });
                 }
-                let mut definition = parse_definition(origin, param, rp)?;
+                let mut definition = parse_definition(&at, param, rp)?;
+                definition.origin = origin.to_string();
                 // A scenario changes values, not what they measure: `percent` where the
                 // definition it replaces is in EUR would be read as euros.
                 if let Some(replaced) = &defs[param.index()]
                     && replaced.unit != definition.unit
                 {
                     return Err(RuleError::Invalid {
-                        origin: origin.to_string(),
+                        origin: at,
                         id: definition.id,
                         message: format!(
                             "unit `{}` where the definition it replaces ({}) is in `{}`",
@@ -464,6 +471,27 @@ impl RuleBook {
 
     pub fn sources(&self) -> &[String] {
         &self.sources
+    }
+}
+
+/// The 1-based line of each parameter's `id = "…"` in a parameter file, in order, when there
+/// is one such line per parameter (`[[parameter]]` tables; not inline ones): `expected` of
+/// them, else none.
+fn id_lines(text: &str, expected: usize) -> Vec<usize> {
+    let lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            line.trim_start()
+                .strip_prefix("id")
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| i + 1)
+        .collect();
+    if lines.len() == expected {
+        lines
+    } else {
+        Vec::new()
     }
 }
 
@@ -841,7 +869,18 @@ values = [ { from = "2005-01-01", to = "2005-12-31", value = "1.00", reference =
                 .to_string();
             assert!(err.contains(expected), "{err} should contain {expected}");
             assert!(err.starts_with("s.toml"), "{err} should name the file");
+            // ...and the line of the parameter's id (found by QA: no line number).
+            if text.contains("[[parameter]]") {
+                assert!(err.starts_with("s.toml:2: "), "{err} should name line 2");
+            }
         }
+        // The line of the second definition of a parameter defined twice.
+        let twice = "[[parameter]]\nid = \"pf.amount\"\nunit = \"EUR\"\nvalues = [{from = \"2005-01-01\", value = \"1\", reference = \"x\"}]\n\n[[parameter]]\nid = \"pf.amount\"\nunit = \"EUR\"\nvalues = []\n";
+        let err = RuleBook::with_overlay("s.toml", twice).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s.toml:7: parameter `pf.amount` is defined twice"
+        );
     }
 
     #[test]
