@@ -354,8 +354,8 @@ impl StaySums {
             .sort_by(|a, b| pay_order((a.0, &a.1), (b.0, &b.1)));
     }
 
-    /// Keeps the first payers whose bases reach `amount` (the fee): the later ones would bear
-    /// none of it.
+    /// Keeps the first payers whose bases reach `amount` (what is left of the fee once the
+    /// part charged is taken off): the later ones would bear none of it.
     pub fn keep_payers(&mut self, amount: Decimal) {
         let mut before = Decimal::ZERO;
         let kept = self

@@ -2135,7 +2135,19 @@ fn counters_inside_out_are_refused() {
     .unwrap();
     let folder = january.display().to_string();
     let file = january.join("counters.csv").display().to_string();
-    for counters in [&folder, &file] {
+    // A link to the counters from outside --out is refused the same.
+    let link = tmp.path().join("current.csv");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(january.join("counters.csv"), &link).unwrap();
+    #[cfg(not(unix))]
+    std::fs::copy(january.join("counters.csv"), &link).unwrap();
+    let link = link.display().to_string();
+    let paths: &[&String] = if cfg!(unix) {
+        &[&folder, &file, &link]
+    } else {
+        &[&folder, &file]
+    };
+    for counters in paths {
         let o = compute_acts(&february, &january, &["--counters", counters]);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{stderr}");

@@ -160,7 +160,12 @@ fn check_counters_not_in_out(args: &ComputeArgs) -> Result<(), Failure> {
     let Some(counters) = &args.input.counters else {
         return Ok(());
     };
-    let Some(folder) = counters.parent().and_then(|p| {
+    // The file's own real path (a link into --out is in it), else its folder's.
+    let real_parent = std::fs::canonicalize(counters)
+        .ok()
+        .and_then(|real| real.parent().map(Path::to_path_buf));
+    let Some(folder) = real_parent.or_else(|| {
+        let p = counters.parent()?;
         let p = if p.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -347,13 +352,13 @@ fn execute_logged(
         &[("memory_limit_bytes", memory)],
     );
     warn_rules(&book, |message| log.warn("read", message, &[]));
-    check_counters_not_in_out(args)?;
     // Counters that already hold these acts: refused now, not after the whole run.
     if let Some(counters) = &args.input.counters
         && args.input.profile()? == ProfileKind::Canonical
     {
         pipeline::check_not_counted_twice_before(&args.input.acts, counters)?;
     }
+    check_counters_not_in_out(args)?;
     if let Some(counters) = &args.input.counters
         && counters.is_file()
         && !counters

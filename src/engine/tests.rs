@@ -669,7 +669,8 @@ fn last_chained_and_whole(case: &Case, runs: &[&[Act]]) -> [Vec<Outcome>; 2] {
 }
 
 /// SPEC §2 (counters): a stay whose lines fall in two monthly runs is judged on all of them.
-/// The counters carry its sums while it is not charged the 24 € fee (format 3).
+/// The counters carry its sums while it is not charged the 24 € fee (format 3), and the part
+/// of the fee its lines were charged (format 4).
 #[test]
 fn a_stay_over_two_runs_is_judged_on_all_its_lines() {
     let stay_line = |id: &str, date: &str, category, tariff, stay: &str| {
