@@ -215,7 +215,7 @@ pub enum ReadError {
     #[error("{file}: {message}")]
     Changed { file: String, message: String },
     /// A bad row in a counters file (which must be exact).
-    #[error("{file}: row {row}: {reason} in column {column} (value {value:?})")]
+    #[error("{file}: row {row}: {}", counter_problem(.reason, .column, .value))]
     BadCounter {
         file: String,
         row: u64,
@@ -733,6 +733,18 @@ impl<T: Record> Iterator for Chunks<T> {
     }
 }
 
+/// What is wrong with a counters row: a value of a column, or the row itself (no column: not
+/// as many fields as the header, as in a file cut short).
+fn counter_problem(reason: &str, column: &str, value: &str) -> String {
+    if column.is_empty() {
+        format!(
+            "{reason}: not as many fields as the header (value {value:?}): the file was cut or is no counters file; pass the counters.* a run wrote"
+        )
+    } else {
+        format!("{reason} in column {column} (value {value:?})")
+    }
+}
+
 /// A counters row that does not convert fails the whole read: counters are state.
 pub fn bad_counter(reject: Reject) -> ReadError {
     ReadError::BadCounter {
@@ -1040,6 +1052,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A file cut in the middle of a row: said so, not "in column " with no name (QA).
+        let cut = write(
+            dir.path(),
+            "cut.csv",
+            format!("{header}P1,2024,50.00,12.5,,,\nP2,20").as_bytes(),
+        );
+        let err = read_counters(&cut).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "cut.csv: row 2: bad_row: not as many fields as the header (value \"P2,20\"): the file was cut or is no counters file; pass the counters.* a run wrote"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
