@@ -354,8 +354,14 @@ impl StaySums {
             .sort_by(|a, b| pay_order((a.0, &a.1), (b.0, &b.1)));
     }
 
-    /// Keeps the first payers whose bases reach `amount` (what is left of the fee once the
-    /// part charged is taken off): the later ones would bear none of it.
+    /// What is left to place of a stay's `fee` once the part its lines were charged is taken
+    /// off (never below zero).
+    pub fn rest_of(&self, fee: Decimal) -> Decimal {
+        (fee - self.charged).max(Decimal::ZERO)
+    }
+
+    /// Keeps the first payers whose bases reach `amount` (the [`StaySums::rest_of`] the fee):
+    /// the later ones would bear none of it.
     pub fn keep_payers(&mut self, amount: Decimal) {
         let mut before = Decimal::ZERO;
         let kept = self

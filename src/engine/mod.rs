@@ -658,17 +658,18 @@ impl<'a> Engine<'a> {
             let heavy = already || reaches_pal_thresholds(snap, date, bases, coefficients)?;
             // The fee and its thresholds are those of the group's first day (explain names
             // their value there).
-            for &k in members.iter().filter(|_| self.target.is_some()) {
-                if self.target == Some(lines[k].act.act_id.as_str()) && lines[k].date() != date {
-                    self.dated.extend(
-                        [
-                            Scalar::PalAmount,
-                            Scalar::PalTariffThreshold,
-                            Scalar::PalCoefficientThreshold,
-                        ]
-                        .map(|p| (Param::from(p).static_id(), date)),
-                    );
-                }
+            if let Some(target) = self.target
+                && let Some(&k) = members.iter().find(|&&k| lines[k].act.act_id == target)
+                && lines[k].date() != date
+            {
+                self.dated.extend(
+                    [
+                        Scalar::PalAmount,
+                        Scalar::PalTariffThreshold,
+                        Scalar::PalCoefficientThreshold,
+                    ]
+                    .map(|p| (Param::from(p).static_id(), date)),
+                );
             }
             if !heavy {
                 continue;
@@ -749,7 +750,7 @@ impl<'a> Engine<'a> {
                 .collect();
             order.sort_by(|a, b| pay_order((a.0, a.1), (b.0, b.1)));
             let amount = snap.get(Scalar::PalAmount, date)?;
-            let mut remaining = (amount - charged_before).max(Decimal::ZERO);
+            let mut remaining = carried.as_ref().map_or(amount, |c| c.rest_of(amount));
             if charged_before > Decimal::ZERO {
                 for &k in &members {
                     self.note(&lines[k], || {
@@ -938,8 +939,7 @@ impl<'a> Engine<'a> {
                     .flatten()
             });
             if let Some(fee) = fee {
-                let rest = (fee - kept.charged).max(Decimal::ZERO);
-                kept.keep_payers(rest);
+                kept.keep_payers(kept.rest_of(fee));
             }
         }
     }
