@@ -418,6 +418,26 @@ values = [
     let acts = read(out.join("acts.csv"));
     let a0101 = acts.lines().find(|l| l.starts_with("A0101,")).unwrap();
     assert!(a0101.contains(",3.00,0.00,0.00,18.00,12.00,"), "{a0101}");
+    // The manifest names the scenario among the inputs, with the digest of the text used:
+    // the run can be told apart from one with another scenario of the same path.
+    use sha2::Digest as _;
+    let text = std::fs::read(&scenario).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
+    let rules: Vec<&serde_json::Value> = manifest["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["role"] == "rules")
+        .collect();
+    assert_eq!(rules.len(), 1, "{manifest:#}");
+    assert_eq!(rules[0]["path"], scenario.display().to_string());
+    assert_eq!(rules[0]["bytes"], text.len() as u64);
+    let sha256: String = sha2::Sha256::digest(&text)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(rules[0]["sha256"], sha256);
 }
 
 /// `rac explain` of one act of `acts`, with the demo beneficiaries and rights.
@@ -479,6 +499,44 @@ fn explain_names_the_flat_fee_of_the_stays_first_day() {
         "{text}"
     );
     assert!(!text.contains("pal.amount = 24.00"), "{text}");
+    // The thresholds that made the group heavy, on the same day.
+    assert!(
+        text.contains(
+            "  pal.heavy_group (a decision of the engine, see RULES.md)\n    using pal.tariff_threshold = 120.00 EUR since 2011-03-01 (value on 2018-12-30, the first day of the line's flat-fee group)"
+        ),
+        "{text}"
+    );
+}
+
+/// The `rules` column names the majoration, a decision; explain also gives the dated
+/// parameters it read: the age from which it applies, the rate out of the pathway and the cap
+/// (40 % of the GP consultation, 30 € on 2025-03-03: 12.00).
+#[test]
+fn explain_names_the_parameters_behind_the_majoration() {
+    let o = explain("A0104", &demo("acts.csv"));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains(" majoration 12.00 "), "{text}");
+    let expected = [
+        "  pathway.majoration (a decision of the engine, see RULES.md)",
+        "    using pathway.min_age = 16 years since 2004-08-13",
+        "    using pathway.out_rate = 30 percent since 2009-07-01",
+        "    using pathway.majoration_cap_share = 40 percent since 2009-07-01",
+        "    using ngap.G = 30.00 EUR since 2024-12-22",
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(expected[0]))
+        .unwrap_or_else(|| panic!("{text}"));
+    for (k, want) in expected.iter().enumerate() {
+        assert!(lines[at + k].starts_with(want), "{text}");
+    }
+    // The next line is the next rule of the column, not a parameter of the decision.
+    assert!(
+        lines[at + expected.len()].starts_with("  pf.amount = 2.00 EUR"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -260,11 +260,13 @@ fn audit_damir(args: &ComputeArgs) -> Result<i32, Failure> {
         "argv": std::env::args().collect::<Vec<_>>(),
         "profile": "damir",
         "rules": { "version": book.version(), "sources": book.sources() },
-        "inputs": [{
+        "inputs": std::iter::once(serde_json::json!({
             "role": "damir",
             "path": args.input.acts.display().to_string(),
             "sha256": crate::io::write::sha256_file(&args.input.acts).map_err(|e| Failure::input(e.to_string()))?,
-        }],
+        }))
+        .chain(book.overlays().iter().map(crate::rules::Overlay::manifest_entry))
+        .collect::<Vec<_>>(),
         "report": json,
     });
     crate::io::write::write_manifest(staging.path(), &manifest)

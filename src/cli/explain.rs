@@ -18,7 +18,7 @@ use clap::Args;
 use super::{Failure, InputArgs, load_rules, warn_rules};
 use crate::engine::{Trace, explain_patient};
 use crate::model::Act;
-use crate::rules::RuleBook;
+use crate::rules::{Param, RuleBook};
 
 /// Print each step of one act's computation.
 #[derive(Debug, Args)]
@@ -176,27 +176,35 @@ pub fn render(
         "rules applied (value on {}, unless another day is said):",
         o.care_date
     );
-    for id in &o.rules {
+    // A parameter's value on the line's day, or on the day the engine took it (a flat-fee
+    // group's first day).
+    let parameter = |out: &mut String, id: &str, indent: &str| -> bool {
         let day = (trace.dated.iter())
-            .find(|(dated, _)| dated == id)
+            .find(|(dated, _)| *dated == id)
             .map(|&(_, day)| day);
-        match book
+        let Some((d, v)) = book
             .find(id)
             .and_then(|d| d.at(day.unwrap_or(o.care_date)).map(|v| (d, v)))
-        {
-            Some((d, v)) => {
-                let on = day.map_or(String::new(), |day| {
-                    format!(" (value on {day}, the first day of the line's flat-fee group)")
-                });
-                let _ = writeln!(
-                    out,
-                    "  {id} = {} {} since {}{on} — {}",
-                    v.value, d.unit, v.from, v.reference
-                );
-            }
-            None => {
-                let _ = writeln!(out, "  {id} (a decision of the engine, see RULES.md)");
-            }
+        else {
+            return false;
+        };
+        let on = day.map_or(String::new(), |day| {
+            format!(" (value on {day}, the first day of the line's flat-fee group)")
+        });
+        let _ = writeln!(
+            out,
+            "{indent}{id} = {} {} since {}{on} — {}",
+            v.value, d.unit, v.from, v.reference
+        );
+        true
+    };
+    for id in &o.rules {
+        if parameter(&mut out, id, "  ") {
+            continue;
+        }
+        let _ = writeln!(out, "  {id} (a decision of the engine, see RULES.md)");
+        for p in crate::engine::rule_ids::parameters(id) {
+            parameter(&mut out, Param::from(*p).static_id(), "    using ");
         }
     }
     out

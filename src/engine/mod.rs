@@ -48,6 +48,8 @@ pub mod flags {
 /// Ids of the rules that are decisions rather than parameters (the `rules` column also holds
 /// parameter ids such as `pf.amount` or `rate.consultation`).
 pub mod rule_ids {
+    use crate::rules::Scalar;
+
     /// The base is what was billed, lower than tariff × quantity (SPEC §3.1).
     pub const BASE_LIMITED_BY_BILLED: &str = "base_limited_by_billed";
     /// The 24 € flat fee replaced the copayment of a heavy group (RULES §4).
@@ -62,6 +64,22 @@ pub mod rule_ids {
     pub const MAJORATION: &str = "pathway.majoration";
     /// No forfait patient urgences: the emergency visit was followed by a stay (RULES §4).
     pub const FPU_FOLLOWED_BY_STAY: &str = "fpu.followed_by_stay";
+
+    /// The dated parameters a decision read besides those the `rules` column names beside it
+    /// (`explain` prints their values): the column says *that* the majoration applied, these
+    /// say how much it could be.
+    pub fn parameters(decision: &str) -> &'static [Scalar] {
+        match decision {
+            MAJORATION => &[
+                Scalar::PathwayMinAge,
+                Scalar::PathwayOutRate,
+                Scalar::PathwayMajorationCapShare,
+                Scalar::NgapG,
+            ],
+            PAL_HEAVY_GROUP => &[Scalar::PalTariffThreshold, Scalar::PalCoefficientThreshold],
+            _ => &[],
+        }
+    }
 }
 
 /// Rejection reasons the engine can give.

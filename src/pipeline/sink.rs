@@ -23,7 +23,7 @@ use crate::audit;
 use crate::io::write::{self, Staging, TableWriter, WriteError};
 use crate::model::{Act, Outcome, YearCounter};
 use crate::report::{PatientTotals, PatientYear, Summary, Totals};
-use crate::rules::RuleBook;
+use crate::rules::{Overlay, RuleBook};
 
 /// Messages waiting for the writer at most. The writer has stretches of work the pool does not
 /// share (closing a row group into the file, a partition's patient-years); with room for
@@ -167,8 +167,9 @@ impl InputHashes {
         InputHashes { files, thread }
     }
 
-    /// The manifest's `inputs`.
-    fn finish(self) -> Result<serde_json::Value, WriteError> {
+    /// The manifest's `inputs`: the files read, then the scenario files (`role: rules`), whose
+    /// digest is the text's the rules were built from.
+    fn finish(self, overlays: &[Overlay]) -> Result<serde_json::Value, WriteError> {
         let hashes = match self.thread {
             Some(thread) => thread
                 .join()
@@ -182,6 +183,7 @@ impl InputHashes {
             .map(|((role, path), (sha256, bytes))| {
                 json!({ "role": role, "path": path, "bytes": bytes, "sha256": sha256 })
             })
+            .chain(overlays.iter().map(Overlay::manifest_entry))
             .collect();
         Ok(serde_json::Value::Array(inputs))
     }
@@ -336,7 +338,7 @@ impl<'a> Sink<'a> {
             None => json!(null),
         };
 
-        let inputs = self.inputs.finish()?;
+        let inputs = self.inputs.finish(self.book.overlays())?;
         super::check_not_counted_twice(&inputs)?;
         let rejected_acts = rejected - other_rejected;
         let summary = RunSummary {

@@ -329,6 +329,9 @@ pub struct RuleBook {
     version: String,
     /// Where the definitions came from (`built-in`, then each `--rules` file).
     sources: Vec<String>,
+    /// The texts laid over the first one (scenario files), as read: their origin, SHA-256
+    /// (hex) and size, for the manifest's `inputs`.
+    overlays: Vec<Overlay>,
     /// Days a scenario's definition leaves without a value where the one it replaces had
     /// one ([`RuleBook::warnings`]).
     warnings: Vec<String>,
@@ -426,6 +429,11 @@ impl RuleBook {
             snapshots,
             version,
             sources: texts.iter().map(|(o, _)| o.to_string()).collect(),
+            overlays: texts
+                .iter()
+                .skip(1)
+                .map(|(o, t)| Overlay::of(o, t))
+                .collect(),
             warnings,
         })
     }
@@ -471,6 +479,40 @@ impl RuleBook {
 
     pub fn sources(&self) -> &[String] {
         &self.sources
+    }
+
+    /// The scenario files laid over the built-in rules, with the SHA-256 of the text used
+    /// (read once, at the start: a file edited during the run does not change it).
+    pub fn overlays(&self) -> &[Overlay] {
+        &self.overlays
+    }
+}
+
+/// A parameter text laid over the built-in rules (`--rules`), as the run read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    /// Where it was read (the path given).
+    pub origin: String,
+    /// SHA-256 of its bytes, in hex.
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+impl Overlay {
+    fn of(origin: &str, text: &str) -> Overlay {
+        let digest = Sha256::digest(text.as_bytes());
+        Overlay {
+            origin: origin.to_string(),
+            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            bytes: text.len() as u64,
+        }
+    }
+
+    /// Its entry in a manifest's `inputs` (`role: rules`).
+    pub fn manifest_entry(&self) -> serde_json::Value {
+        serde_json::json!({
+            "role": "rules", "path": self.origin, "bytes": self.bytes, "sha256": self.sha256
+        })
     }
 }
 
