@@ -9,6 +9,13 @@
 //! what stopped it). A commit holds [`Cleanup::hold`] while it renames, so that a signal never
 //! lands between its two renames. `SIGKILL` cannot be caught: the next run on that `--out`
 //! cleans up after it.
+//!
+//! Once the commit has put the outputs in place ([`outputs_in_place`]), a first signal no
+//! longer stops the run: what is left is housekeeping (removing the previous outputs, the last
+//! log line), and a run that ended by the signal would say that `--out` was left whole when it
+//! holds the new outputs (found by QA: 4 times in 4 with a `SIGTERM` sent as the outputs were
+//! swapped). The run finishes with its own exit code, and says it had the signal
+//! ([`say_deferred`]); a second signal ends it at once, saying the outputs are in place.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -19,6 +26,47 @@ static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Whether the run logs JSON lines: the line that says a signal stopped it is one too.
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether the run's outputs are in place ([`outputs_in_place`]).
+static IN_PLACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The signal received once the outputs were in place, which the run finished in spite of
+/// (0: none).
+static DEFERRED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Says that the run's outputs have replaced `--out`: from now on a first signal lets the run
+/// finish. Called by a commit while it holds [`Cleanup::hold`], so that the signal's thread,
+/// which waits for that guard, sees it.
+pub fn outputs_in_place() {
+    IN_PLACE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The signal the run finished in spite of, if one came once its outputs were in place.
+pub fn deferred_signal() -> Option<i32> {
+    match DEFERRED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// What the signal's thread does with a signal: let the run finish (the first one once the
+/// outputs are in place), or stop it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnSignal {
+    Finish,
+    Stop { outputs_in_place: bool },
+}
+
+/// [`OnSignal`] for a signal, given whether the outputs are in place and whether a signal was
+/// let go already.
+fn on_signal(in_place: bool, already_deferred: bool) -> OnSignal {
+    match (in_place, already_deferred) {
+        (true, false) => OnSignal::Finish,
+        _ => OnSignal::Stop {
+            outputs_in_place: in_place,
+        },
+    }
+}
+
 /// Makes the line written when a signal stops the run a JSON object (`--log-format json`).
 pub fn set_json_logs(json: bool) {
     JSON_LOGS.store(json, std::sync::atomic::Ordering::Relaxed);
@@ -28,8 +76,8 @@ pub fn set_json_logs(json: bool) {
 /// most: a full pipe or a stalled terminal (or another thread blocked holding stderr) must
 /// not keep the run from ending by its signal.
 #[cfg(unix)]
-fn say_stopped(signal: libc::c_int) {
-    let line = stopped_line(signal);
+fn say_stopped(signal: libc::c_int, outputs_in_place: bool) {
+    let line = stopped_line(signal, outputs_in_place);
     let (done, wait) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new().spawn(move || {
         use std::io::Write as _;
@@ -44,22 +92,59 @@ fn say_stopped(signal: libc::c_int) {
 /// The line that says which signal stopped the run: a log that ended on a progress line did
 /// not tell a cron job's reader why the run stopped.
 #[cfg(unix)]
-fn stopped_line(signal: libc::c_int) -> String {
-    let name = match signal {
+fn stopped_line(signal: libc::c_int, outputs_in_place: bool) -> String {
+    let name = signal_name(signal);
+    let message = if outputs_in_place {
+        format!(
+            "stopped by {name} once its outputs were in place: --out holds this run's outputs, whole"
+        )
+    } else {
+        format!("stopped by {name}: temporary files removed, --out left whole (not replaced)")
+    };
+    log_line("error", "stopped", &message, signal)
+}
+
+#[cfg(unix)]
+fn signal_name(signal: libc::c_int) -> &'static str {
+    match signal {
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",
         libc::SIGHUP => "SIGHUP",
         _ => "a signal",
-    };
-    let message =
-        format!("stopped by {name}: temporary files removed, --out left whole (not replaced)");
-    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
-        serde_json::json!({"level": "error", "step": "stopped", "message": message, "signal": signal})
-            .to_string()
-    } else {
-        format!("rac: {message}")
     }
 }
+
+/// A log line of the signals' (text, or JSON with `--log-format json`).
+fn log_line(level: &str, step: &str, message: &str, signal: i32) -> String {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        serde_json::json!({"level": level, "step": step, "message": message, "signal": signal})
+            .to_string()
+    } else if level == "error" {
+        format!("rac: {message}")
+    } else {
+        format!("rac: warning: {message}")
+    }
+}
+
+/// Says, at the end of a run, that it had a signal once its outputs were in place and
+/// finished: the exit code is the run's, the outputs are this run's.
+#[cfg(unix)]
+pub fn say_deferred() {
+    if let Some(signal) = deferred_signal() {
+        let message = format!(
+            "{} came once the outputs were in place: the run finished, --out holds its outputs",
+            signal_name(signal)
+        );
+        crate::cli::write_err(format_args!(
+            "{}",
+            log_line("warn", "signal", &message, signal)
+        ));
+    }
+}
+
+/// Elsewhere, no signal is taken.
+#[cfg(not(unix))]
+pub fn say_deferred() {}
 
 fn pending() -> MutexGuard<'static, Vec<PathBuf>> {
     PENDING
@@ -163,8 +248,17 @@ pub fn install() {
                 }
                 // Waits for a commit in progress; the process ends holding the guard.
                 let pending = pending();
+                let in_place = IN_PLACE.load(std::sync::atomic::Ordering::SeqCst);
+                let deferred = DEFERRED.load(std::sync::atomic::Ordering::SeqCst) != 0;
+                let outputs_in_place = match on_signal(in_place, deferred) {
+                    OnSignal::Finish => {
+                        DEFERRED.store(signal, std::sync::atomic::Ordering::SeqCst);
+                        continue;
+                    }
+                    OnSignal::Stop { outputs_in_place } => outputs_in_place,
+                };
                 clean_up(&pending);
-                say_stopped(signal);
+                say_stopped(signal, outputs_in_place);
                 // SAFETY: the default action back, the signal unblocked in this thread and
                 // sent to it: the process ends as the signal's default does.
                 unsafe {
@@ -192,6 +286,36 @@ pub fn install() {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_signal_once_the_outputs_are_in_place_lets_the_run_finish() {
+        assert_eq!(
+            on_signal(false, false),
+            OnSignal::Stop {
+                outputs_in_place: false
+            }
+        );
+        assert_eq!(on_signal(true, false), OnSignal::Finish);
+        assert_eq!(
+            on_signal(true, true),
+            OnSignal::Stop {
+                outputs_in_place: true
+            }
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_stopped_line_says_whether_the_outputs_were_replaced() {
+        assert_eq!(
+            stopped_line(libc::SIGTERM, false),
+            "rac: stopped by SIGTERM: temporary files removed, --out left whole (not replaced)"
+        );
+        assert_eq!(
+            stopped_line(libc::SIGINT, true),
+            "rac: stopped by SIGINT once its outputs were in place: --out holds this run's outputs, whole"
+        );
+    }
 
     #[test]
     fn registered_paths_are_removed_until_dropped() {

@@ -51,6 +51,7 @@ fn main() {
             failure.code
         }
     };
+    rac::interrupt::say_deferred();
     std::process::exit(code);
 }
 

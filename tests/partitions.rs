@@ -1364,6 +1364,88 @@ fn a_generate_stopped_by_a_signal_removes_its_temporary_files() {
     );
 }
 
+/// A `SIGTERM` sent as the outputs are swapped into `--out` (a scheduler's timeout at the end
+/// of a run): the exit code and the last line tell the truth about `--out`. Found by QA: the
+/// run ended by the signal (143) saying "--out left whole (not replaced)" when it held the new
+/// outputs, 4 times in 4. Now the run finishes (exit 0, a warning saying it had the signal);
+/// a signal before the swap still stops it, the previous outputs in place. Each attempt sends
+/// the signal the moment the new manifest shows; whichever side of the swap it lands on, the
+/// outputs must be what the exit code says.
+#[cfg(unix)]
+#[test]
+fn a_signal_as_the_outputs_are_swapped_in_never_says_they_were_left_whole() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate_parquet(&data, 200_000);
+    let out = tmp.path().join("out");
+    let args = |extra: &[&str]| parquet_args(&data, &out, extra);
+    ok(&rac_owned(&args(&["--format", "csv"])), &[0]);
+    let mut finished = 0;
+    for attempt in 0..4 {
+        let before = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+        let previous_acts = std::fs::read(out.join("acts.csv")).unwrap();
+        // Another format each time: the outputs of each run differ from the previous ones.
+        let format = ["parquet", "csv"][attempt % 2];
+        let mut child = rac_with_default_signals()
+            .args(args(&["--format", format]))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            let swapped =
+                std::fs::read_to_string(out.join("manifest.json")).is_ok_and(|now| now != before);
+            if swapped || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(started.elapsed().as_secs() < 120, "the run did not end");
+        }
+        // SAFETY: a plain system call on our child's pid (ended or not: it is not reaped).
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+        if output.status.signal() == Some(libc::SIGTERM) {
+            // Stopped before the swap: the previous outputs, as the line says.
+            assert_eq!(
+                last,
+                "rac: stopped by SIGTERM: temporary files removed, --out left whole (not replaced)"
+            );
+            assert_eq!(
+                std::fs::read_to_string(out.join("manifest.json")).unwrap(),
+                before
+            );
+            assert!(std::fs::read(out.join("acts.csv")).unwrap() == previous_acts);
+        } else {
+            assert_eq!(output.status.code(), Some(0), "{stderr}");
+            assert_eq!(manifest["format"], format, "{stderr}");
+            assert!(!stderr.contains("not replaced"), "{stderr}");
+            if stderr.contains("SIGTERM") {
+                assert_eq!(
+                    last,
+                    "rac: warning: SIGTERM came once the outputs were in place: the run finished, --out holds its outputs"
+                );
+            }
+            finished += 1;
+            if format == "csv" {
+                continue;
+            }
+            // The next attempt starts from CSV outputs.
+            ok(&rac_owned(&args(&["--format", "csv"])), &[0]);
+        }
+        let left: Vec<String> = names_in(tmp.path())
+            .into_iter()
+            .filter(|n| n.contains(".tmp") || n.ends_with(".lock"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+    // The signal is sent once the new manifest is there: the runs finish.
+    assert!(finished > 0, "every run was stopped before its swap");
+}
+
 /// A run stopped by `SIGTERM`, `SIGINT` or `SIGHUP` while it spills (`timeout`, `systemctl
 /// stop`, Ctrl-C) removes its temporary folder, spill files included, and its lock, ends by
 /// that signal, and leaves the previous outputs as they were. Before, they stayed beside

@@ -472,6 +472,7 @@ impl Staging {
             // One step where the system allows it: `out` is never missing, even for a crash.
             if exchange(&self.tmp, &self.out) {
                 self.done = true;
+                crate::interrupt::outputs_in_place();
                 // The previous outputs are now at the temporary folder's path.
                 renaming.push(self.tmp.clone());
                 drop(renaming);
@@ -496,6 +497,7 @@ impl Staging {
             });
         }
         self.done = true;
+        crate::interrupt::outputs_in_place();
         // The previous outputs, renamed away: removed below, or by a signal meanwhile (a run
         // stopped now leaves no copy of them behind).
         if replaced {
