@@ -10,15 +10,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's option numbers (its v3 `mi_option_e`, which the sys crate names only in part).
 const MI_OPTION_ALLOW_LARGE_OS_PAGES: libmimalloc_sys::mi_option_t = 6;
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = rac::pipeline::PURGE_DELAY_OPTION;
 
 /// A run frees each partition's rows and allocates the next one's. By default mimalloc hands
 /// freed pages back to the OS after a second, and the kernel zeroes them again when they are
 /// reused: a tenth of a 10 M-act run's CPU was in the kernel, mostly clearing pages (6 %).
 /// Keeping them, and allowing 2 MiB pages for the arenas reserved from here on, halves the
 /// system time (10 M acts, 2 cores: 3.2 s → 1.7 s, about 1.5 s less wall time, peak RSS about
-/// 50 MiB higher since a thread's freed pages are kept for that thread). `MIMALLOC_*`
-/// variables still override both.
+/// 50 MiB higher since a thread's freed pages are kept for that thread; a run of many threads
+/// under a small memory limit hands them back, see `pipeline::hand_back_freed_pages`).
+/// `MIMALLOC_*` variables still override both.
 fn tune_allocator() {
     for (option, value, variable) in [
         (MI_OPTION_PURGE_DELAY, -1, "MIMALLOC_PURGE_DELAY"),

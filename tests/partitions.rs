@@ -2117,3 +2117,56 @@ fn a_folder_the_run_may_not_write_is_a_configuration_error() {
     assert!(names_in(&disk.0).is_empty());
     assert_eq!(names_in(tmp.path()), ["data", "ro"]);
 }
+
+/// Many threads under a small memory limit: each thread kept its freed pages (about 30 MiB
+/// a thread), and QA's 1 GiB container was killed for memory from 32 threads with the default
+/// limit. Such a run now hands freed pages back at once and says so; the outputs are the
+/// bytes of a run with two threads, which keeps them.
+#[test]
+fn many_threads_under_a_small_limit_hand_back_freed_memory_and_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate_parquet(&data, 20_000);
+    let said = |o: &Output| {
+        events(o).into_iter().any(|e| {
+            e["step"] == "read"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("freed memory handed back"))
+        })
+    };
+    let run = |name: &str, threads: &str| {
+        let out = tmp.path().join(name);
+        // Not quiet: the line is an `info` one.
+        let args: Vec<String> = parquet_args(
+            &data,
+            &out,
+            &[
+                "--threads",
+                threads,
+                "--memory-limit",
+                "64M",
+                "--log-format",
+                "json",
+            ],
+        )
+        .into_iter()
+        .filter(|a| a != "--quiet")
+        .collect();
+        let o = rac_owned(&args);
+        ok(&o, &[0]);
+        (o, out)
+    };
+    let (two, two_out) = run("two", "2");
+    assert!(!said(&two), "{}", String::from_utf8_lossy(&two.stderr));
+    let (many, many_out) = run("many", "16");
+    assert!(said(&many), "{}", String::from_utf8_lossy(&many.stderr));
+    for table in ["acts", "patients", "summary", "counters"] {
+        let file = format!("{table}.parquet");
+        assert!(
+            std::fs::read(two_out.join(&file)).unwrap()
+                == std::fs::read(many_out.join(&file)).unwrap(),
+            "{file}"
+        );
+    }
+}

@@ -353,6 +353,16 @@ fn execute_logged(
         &format!("memory limit {} MiB: {sized_by}", memory >> 20),
         &[("memory_limit_bytes", memory)],
     );
+    let workers = rayon::current_num_threads();
+    if pipeline::hand_back_freed_pages(workers, memory) && pipeline::hand_back_freed_pages_now() {
+        log.event(
+            "read",
+            &format!(
+                "{workers} threads: freed memory handed back to the system at once, to stay near the memory limit (slower; fewer --threads or a larger --memory-limit keep it)"
+            ),
+            &[("threads", workers as u64)],
+        );
+    }
     warn_rules(&book, |message| log.warn("read", message, &[]));
     // Counters that already hold these acts: refused now, not after the whole run.
     if let Some(counters) = &args.input.counters

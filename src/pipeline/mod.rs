@@ -22,7 +22,9 @@ mod spill;
 mod worker;
 
 pub use direct_io::SpillIo;
-pub use pages::turn_off_huge_pages;
+pub use pages::{
+    PURGE_DELAY_OPTION, hand_back_freed_pages, hand_back_freed_pages_now, turn_off_huge_pages,
+};
 pub use partition::{default_memory_limit, parse_size};
 pub use partitioned::{Limits, run};
 pub use spill::SpillCompression;
