@@ -42,6 +42,10 @@ pub enum TempError {
 impl std::fmt::Display for TempError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            // A file there is named for what it is (QA: "no such folder" for a file).
+            TempError::NotAFolder(dir) if dir.exists() => {
+                write!(f, "--temp-dir {}: not a folder", dir.display())
+            }
             TempError::NotAFolder(dir) => {
                 write!(f, "--temp-dir {}: no such folder", dir.display())
             }
@@ -273,6 +277,12 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!("--temp-dir {}: no such folder", missing.display())
+        );
+        let file = dir.path().join("afile");
+        fs::write(&file, "").unwrap();
+        assert_eq!(
+            TempSpace::create(&file).unwrap_err().to_string(),
+            format!("--temp-dir {}: not a folder", file.display())
         );
         // A folder it cannot write in (read-only, another user's) names the flag too.
         let denied = TempError::Io {
