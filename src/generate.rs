@@ -225,7 +225,7 @@ fn write_dataset(
         |chunk| acts_sink.write(&acts_target.path, chunk),
     )?;
 
-    let files = vec![acts.finish()?, bens.finish()?, rights.finish()?];
+    let files = put_in_place(vec![acts.close()?, bens.close()?, rights.close()?])?;
     Ok(GenerateStats {
         acts: opts.acts,
         patients: opts.patients,
@@ -2987,18 +2987,55 @@ impl Output {
         dir.join(format!(".{name}.{}.tmp", format.extension()))
     }
 
-    /// Completes the file and moves it to its final name.
-    fn finish(self) -> Result<PathBuf, GenerateError> {
-        let Target { path, tmp, .. } = self.target;
+    /// Completes the file, still under its temporary name ([`put_in_place`] moves it).
+    fn close(self) -> Result<Closed, GenerateError> {
+        let Target {
+            path,
+            tmp,
+            _cleanup: cleanup,
+            ..
+        } = self.target;
         match self.sink {
             Sink::Csv(mut w) => w.flush().map_err(io_error(&tmp))?,
             Sink::Parquet(w) => {
                 w.close().map_err(parquet_error(&path))?;
             }
         }
-        fs::rename(&tmp, &path).map_err(io_error(&path))?;
-        Ok(path)
+        Ok(Closed { path, tmp, cleanup })
     }
+}
+
+/// A file of the data set, complete under its temporary name.
+struct Closed {
+    path: PathBuf,
+    tmp: PathBuf,
+    /// `tmp` removed if a signal stops the process before the file is in place.
+    cleanup: crate::interrupt::Cleanup,
+}
+
+/// Moves the data set's files to their names together: a signal waits until every one is
+/// renamed (it used to land between two, leaving new acts beside the previous beneficiaries
+/// while the last line said `--out` was left whole), and one after lets the command finish.
+fn put_in_place(closed: Vec<Closed>) -> Result<Vec<PathBuf>, GenerateError> {
+    // Dropping a `Cleanup` takes the lock the renames hold: they are dropped after.
+    let (cleanups, moves): (Vec<_>, Vec<_>) = closed
+        .into_iter()
+        .map(|c| (c.cleanup, (c.tmp, c.path)))
+        .unzip();
+    let files = {
+        let _renaming = crate::interrupt::Cleanup::hold();
+        let mut files = Vec::with_capacity(moves.len());
+        for (tmp, path) in moves {
+            if let Err(e) = fs::rename(&tmp, &path) {
+                return Err(io_error(&path)(e));
+            }
+            files.push(path);
+        }
+        crate::interrupt::mark_outputs_in_place();
+        files
+    };
+    drop(cleanups);
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -10,12 +10,14 @@
 //! lands between its two renames. `SIGKILL` cannot be caught: the next run on that `--out`
 //! cleans up after it.
 //!
-//! Once the commit has put the outputs in place ([`outputs_in_place`]), a first signal no
-//! longer stops the run: what is left is housekeeping (removing the previous outputs, the last
-//! log line), and a run that ended by the signal would say that `--out` was left whole when it
-//! holds the new outputs (found by QA: 4 times in 4 with a `SIGTERM` sent as the outputs were
-//! swapped). The run finishes with its own exit code, and says it had the signal
-//! ([`say_deferred`]); a second signal ends it at once, saying the outputs are in place.
+//! Once the commit has put the outputs in place ([`mark_outputs_in_place`]), a first signal
+//! no longer stops the run at once: what is left is housekeeping (removing the previous
+//! outputs, the last lines), and a run that ended by the signal would say that `--out` was
+//! left whole when it holds the new outputs (found by QA: 4 times in 4 with a `SIGTERM` sent as
+//! the outputs were swapped). The run finishes with its own exit code and says it had the
+//! signal ([`say_deferred`]). A second signal, or [`GRACE`] without the run ending (a stalled
+//! pipe, a hung file system), ends it by the signal, its last line saying that the outputs
+//! are this run's (`"outputs_replaced": true` in JSON).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -26,17 +28,22 @@ static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Whether the run logs JSON lines: the line that says a signal stopped it is one too.
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether the run's outputs are in place ([`outputs_in_place`]).
+/// Whether the run's outputs are in place ([`mark_outputs_in_place`]).
 static IN_PLACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The signal received once the outputs were in place, which the run finished in spite of
+/// The signal received once the outputs were in place, which the run finishes in spite of
 /// (0: none).
 static DEFERRED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// How long a run that had a signal once its outputs were in place may take to finish before
+/// the signal ends it after all: its housekeeping takes well under a second, and a scheduler
+/// waits some 10 to 30 s before it kills.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Says that the run's outputs have replaced `--out`: from now on a first signal lets the run
 /// finish. Called by a commit while it holds [`Cleanup::hold`], so that the signal's thread,
 /// which waits for that guard, sees it.
-pub fn outputs_in_place() {
+pub fn mark_outputs_in_place() {
     IN_PLACE.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
@@ -50,19 +57,21 @@ pub fn deferred_signal() -> Option<i32> {
 
 /// What the signal's thread does with a signal: let the run finish (the first one once the
 /// outputs are in place), or stop it.
+#[cfg(unix)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnSignal {
     Finish,
-    Stop { outputs_in_place: bool },
+    Stop { outputs_replaced: bool },
 }
 
 /// [`OnSignal`] for a signal, given whether the outputs are in place and whether a signal was
 /// let go already.
+#[cfg(unix)]
 fn on_signal(in_place: bool, already_deferred: bool) -> OnSignal {
     match (in_place, already_deferred) {
         (true, false) => OnSignal::Finish,
         _ => OnSignal::Stop {
-            outputs_in_place: in_place,
+            outputs_replaced: in_place,
         },
     }
 }
@@ -76,8 +85,8 @@ pub fn set_json_logs(json: bool) {
 /// most: a full pipe or a stalled terminal (or another thread blocked holding stderr) must
 /// not keep the run from ending by its signal.
 #[cfg(unix)]
-fn say_stopped(signal: libc::c_int, outputs_in_place: bool) {
-    let line = stopped_line(signal, outputs_in_place);
+fn say_stopped(signal: libc::c_int, outputs_replaced: bool) {
+    let line = stopped_line(signal, outputs_replaced);
     let (done, wait) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new().spawn(move || {
         use std::io::Write as _;
@@ -92,16 +101,24 @@ fn say_stopped(signal: libc::c_int, outputs_in_place: bool) {
 /// The line that says which signal stopped the run: a log that ended on a progress line did
 /// not tell a cron job's reader why the run stopped.
 #[cfg(unix)]
-fn stopped_line(signal: libc::c_int, outputs_in_place: bool) -> String {
+fn stopped_line(signal: libc::c_int, outputs_replaced: bool) -> String {
     let name = signal_name(signal);
-    let message = if outputs_in_place {
+    let message = if outputs_replaced {
         format!(
             "stopped by {name} once its outputs were in place: --out holds this run's outputs, whole"
         )
     } else {
         format!("stopped by {name}: temporary files removed, --out left whole (not replaced)")
     };
-    log_line("error", "stopped", &message, signal)
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        serde_json::json!({
+            "level": "error", "step": "stopped", "message": message, "signal": signal,
+            "outputs_replaced": outputs_replaced,
+        })
+        .to_string()
+    } else {
+        format!("rac: {message}")
+    }
 }
 
 #[cfg(unix)]
@@ -114,18 +131,6 @@ fn signal_name(signal: libc::c_int) -> &'static str {
     }
 }
 
-/// A log line of the signals' (text, or JSON with `--log-format json`).
-fn log_line(level: &str, step: &str, message: &str, signal: i32) -> String {
-    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
-        serde_json::json!({"level": level, "step": step, "message": message, "signal": signal})
-            .to_string()
-    } else if level == "error" {
-        format!("rac: {message}")
-    } else {
-        format!("rac: warning: {message}")
-    }
-}
-
 /// Says, at the end of a run, that it had a signal once its outputs were in place and
 /// finished: the exit code is the run's, the outputs are this run's.
 #[cfg(unix)]
@@ -135,10 +140,16 @@ pub fn say_deferred() {
             "{} came once the outputs were in place: the run finished, --out holds its outputs",
             signal_name(signal)
         );
-        crate::cli::write_err(format_args!(
-            "{}",
-            log_line("warn", "signal", &message, signal)
-        ));
+        let line = if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+            serde_json::json!({
+                "level": "warn", "step": "signal", "message": message, "signal": signal,
+                "outputs_replaced": true,
+            })
+            .to_string()
+        } else {
+            format!("rac: warning: {message}")
+        };
+        crate::cli::write_err(format_args!("{line}"));
     }
 }
 
@@ -241,24 +252,27 @@ pub fn install() {
         .name("rac-signals".into())
         .spawn(move || {
             loop {
-                let mut signal: libc::c_int = 0;
-                // SAFETY: waits on the set owned by this thread.
-                if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
-                    continue;
-                }
+                // Once a signal was let go, the next one, or the end of the grace.
+                let grace =
+                    (DEFERRED.load(std::sync::atomic::Ordering::SeqCst) != 0).then_some(GRACE);
+                let signal = match next_signal(&set, grace) {
+                    Some(signal) => signal,
+                    None if grace.is_some() => DEFERRED.load(std::sync::atomic::Ordering::SeqCst),
+                    None => continue,
+                };
                 // Waits for a commit in progress; the process ends holding the guard.
                 let pending = pending();
                 let in_place = IN_PLACE.load(std::sync::atomic::Ordering::SeqCst);
                 let deferred = DEFERRED.load(std::sync::atomic::Ordering::SeqCst) != 0;
-                let outputs_in_place = match on_signal(in_place, deferred) {
+                let outputs_replaced = match on_signal(in_place, deferred) {
                     OnSignal::Finish => {
                         DEFERRED.store(signal, std::sync::atomic::Ordering::SeqCst);
                         continue;
                     }
-                    OnSignal::Stop { outputs_in_place } => outputs_in_place,
+                    OnSignal::Stop { outputs_replaced } => outputs_replaced,
                 };
                 clean_up(&pending);
-                say_stopped(signal, outputs_in_place);
+                say_stopped(signal, outputs_replaced);
                 // SAFETY: the default action back, the signal unblocked in this thread and
                 // sent to it: the process ends as the signal's default does.
                 unsafe {
@@ -279,6 +293,40 @@ pub fn install() {
     }
 }
 
+/// The next of the signals of `set`, or `None` once `grace` (if any) has passed without one
+/// (or if the wait fails).
+#[cfg(unix)]
+fn next_signal(set: &libc::sigset_t, grace: Option<std::time::Duration>) -> Option<libc::c_int> {
+    #[cfg(target_os = "linux")]
+    if let Some(grace) = grace {
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let timeout = libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: waits on a set owned by the caller; no siginfo asked for.
+            let signal = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) };
+            if signal > 0 {
+                return Some(signal);
+            }
+            // Interrupted by another signal: wait out the rest; else the grace is over.
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return None;
+            }
+        }
+    }
+    // Elsewhere no grace: the next signal only.
+    let _ = grace;
+    let mut signal: libc::c_int = 0;
+    // SAFETY: waits on a set owned by the caller.
+    (unsafe { libc::sigwait(set, &mut signal) } == 0).then_some(signal)
+}
+
 /// Elsewhere, signals act as the system has them.
 #[cfg(not(unix))]
 pub fn install() {}
@@ -287,19 +335,20 @@ pub fn install() {}
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn a_first_signal_once_the_outputs_are_in_place_lets_the_run_finish() {
         assert_eq!(
             on_signal(false, false),
             OnSignal::Stop {
-                outputs_in_place: false
+                outputs_replaced: false
             }
         );
         assert_eq!(on_signal(true, false), OnSignal::Finish);
         assert_eq!(
             on_signal(true, true),
             OnSignal::Stop {
-                outputs_in_place: true
+                outputs_replaced: true
             }
         );
     }

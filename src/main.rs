@@ -18,7 +18,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = rac::pipeline::PURGE
 /// Keeping them, and allowing 2 MiB pages for the arenas reserved from here on, halves the
 /// system time (10 M acts, 2 cores: 3.2 s → 1.7 s, about 1.5 s less wall time, peak RSS about
 /// 50 MiB higher since a thread's freed pages are kept for that thread; a run of many threads
-/// under a small memory limit hands them back, see `pipeline::hand_back_freed_pages`).
+/// under a small memory limit hands them back, see `pipeline::should_hand_back_freed_pages`).
 /// `MIMALLOC_*` variables still override both.
 fn tune_allocator() {
     for (option, value, variable) in [
@@ -45,14 +45,16 @@ fn main() {
         Ok(cli) => cli,
         Err(error) => refuse_arguments(error),
     };
-    let code = match rac::cli::run(cli) {
+    let result = rac::cli::run(cli);
+    // Before a failure's reason, which stays the last line.
+    rac::interrupt::say_deferred();
+    let code = match result {
         Ok(code) => code,
         Err(failure) => {
             rac::cli::write_err(format_args!("{}", failure.line()));
             failure.code
         }
     };
-    rac::interrupt::say_deferred();
     std::process::exit(code);
 }
 

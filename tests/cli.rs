@@ -420,7 +420,6 @@ values = [
     assert!(a0101.contains(",3.00,0.00,0.00,18.00,12.00,"), "{a0101}");
     // The manifest names the scenario among the inputs, with the digest of the text used:
     // the run can be told apart from one with another scenario of the same path.
-    use sha2::Digest as _;
     let text = std::fs::read(&scenario).unwrap();
     let manifest: serde_json::Value =
         serde_json::from_str(&read(out.join("manifest.json"))).unwrap();
@@ -433,11 +432,7 @@ values = [
     assert_eq!(rules.len(), 1, "{manifest:#}");
     assert_eq!(rules[0]["path"], scenario.display().to_string());
     assert_eq!(rules[0]["bytes"], text.len() as u64);
-    let sha256: String = sha2::Sha256::digest(&text)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(rules[0]["sha256"], sha256);
+    assert_eq!(rules[0]["sha256"], sha256_hex(scenario.to_str().unwrap()));
 }
 
 /// `rac explain` of one act of `acts`, with the demo beneficiaries and rights.
@@ -519,9 +514,9 @@ fn explain_names_the_parameters_behind_the_majoration() {
     assert!(text.contains(" majoration 12.00 "), "{text}");
     let expected = [
         "  pathway.majoration (a decision of the engine, see RULES.md)",
-        "    using pathway.min_age = 16 years since 2004-08-13",
         "    using pathway.out_rate = 30 percent since 2009-07-01",
         "    using pathway.majoration_cap_share = 40 percent since 2009-07-01",
+        "    using pathway.min_age = 16 years since 2004-08-13",
         "    using ngap.G = 30.00 EUR since 2024-12-22",
     ];
     let lines: Vec<&str> = text.lines().collect();

@@ -124,7 +124,7 @@ fn temp_dir(args: &ComputeArgs) -> Result<Option<PathBuf>, Failure> {
     let refuse = |why: &str| Failure::usage(format!("--temp-dir {}: {why}", dir.display()));
     let real = match std::fs::canonicalize(&dir) {
         Ok(real) if real.is_dir() => real,
-        _ => return Err(Failure::usage(TempError::NotAFolder(dir).to_string())),
+        _ => return Err(Failure::usage(TempError::not_a_folder(&dir).to_string())),
     };
     if real_out(&args.out).is_some_and(|out| real.starts_with(out)) {
         return Err(refuse(&format!(
@@ -354,7 +354,9 @@ fn execute_logged(
         &[("memory_limit_bytes", memory)],
     );
     let workers = rayon::current_num_threads();
-    if pipeline::hand_back_freed_pages(workers, memory) && pipeline::hand_back_freed_pages_now() {
+    if pipeline::should_hand_back_freed_pages(workers, memory)
+        && pipeline::hand_back_freed_pages_now()
+    {
         log.event(
             "read",
             &format!(

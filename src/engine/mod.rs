@@ -71,9 +71,9 @@ pub mod rule_ids {
     pub fn parameters(decision: &str) -> &'static [Scalar] {
         match decision {
             MAJORATION => &[
-                Scalar::PathwayMinAge,
                 Scalar::PathwayOutRate,
                 Scalar::PathwayMajorationCapShare,
+                Scalar::PathwayMinAge,
                 Scalar::NgapG,
             ],
             PAL_HEAVY_GROUP => &[Scalar::PalTariffThreshold, Scalar::PalCoefficientThreshold],
@@ -680,13 +680,11 @@ impl<'a> Engine<'a> {
                 && let Some(&k) = members.iter().find(|&&k| lines[k].act.act_id == target)
                 && lines[k].date() != date
             {
+                let thresholds = rule_ids::parameters(rule_ids::PAL_HEAVY_GROUP);
                 self.dated.extend(
-                    [
-                        Scalar::PalAmount,
-                        Scalar::PalTariffThreshold,
-                        Scalar::PalCoefficientThreshold,
-                    ]
-                    .map(|p| (Param::from(p).static_id(), date)),
+                    std::iter::once(&Scalar::PalAmount)
+                        .chain(thresholds)
+                        .map(|&p| (Param::from(p).static_id(), date)),
                 );
             }
             if !heavy {
@@ -1358,12 +1356,7 @@ fn for_required_params(act: &Act, regime: Regime, mut f: impl FnMut(Param)) {
         ]);
     }
     if category::subject_to_pathway(c) && act.pathway == Pathway::OutOfPathway {
-        scalars(&[
-            Scalar::PathwayOutRate,
-            Scalar::PathwayMajorationCapShare,
-            Scalar::PathwayMinAge,
-            Scalar::NgapG,
-        ]);
+        scalars(rule_ids::parameters(rule_ids::MAJORATION));
     }
     if c == Category::HospitalStay {
         scalars(&[Scalar::LongStayDay, Scalar::LongStayRate]);

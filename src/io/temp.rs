@@ -31,23 +31,36 @@ pub struct TempSpace {
 /// Why no folder was made.
 #[derive(Debug)]
 pub enum TempError {
-    /// `--temp-dir` is missing, or not a folder.
-    NotAFolder(PathBuf),
+    /// `--temp-dir` is missing (`exists` false), or not a folder ([`TempError::not_a_folder`]).
+    NotAFolder {
+        path: PathBuf,
+        exists: bool,
+    },
     Io {
         path: PathBuf,
         error: io::Error,
     },
 }
 
+impl TempError {
+    /// `dir` is not a folder: whether something else is there is judged now.
+    pub fn not_a_folder(dir: &Path) -> TempError {
+        TempError::NotAFolder {
+            path: dir.to_path_buf(),
+            exists: fs::symlink_metadata(dir).is_ok(),
+        }
+    }
+}
+
 impl std::fmt::Display for TempError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             // A file there is named for what it is (QA: "no such folder" for a file).
-            TempError::NotAFolder(dir) if dir.exists() => {
-                write!(f, "--temp-dir {}: not a folder", dir.display())
+            TempError::NotAFolder { path, exists: true } => {
+                write!(f, "--temp-dir {}: not a folder", path.display())
             }
-            TempError::NotAFolder(dir) => {
-                write!(f, "--temp-dir {}: no such folder", dir.display())
+            TempError::NotAFolder { path, .. } => {
+                write!(f, "--temp-dir {}: no such folder", path.display())
             }
             TempError::Io { path, error } => {
                 write!(f, "--temp-dir: cannot write {}: {error}", path.display())
@@ -96,7 +109,7 @@ impl TempSpace {
     /// `--temp-dir` cleans it, whatever its size.
     pub fn clean(dir: &Path) -> Result<(), TempError> {
         if !fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
-            return Err(TempError::NotAFolder(dir.to_path_buf()));
+            return Err(TempError::not_a_folder(dir));
         }
         remove_leftovers(dir)
     }
@@ -273,7 +286,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("scratch");
         let error = TempSpace::create(&missing).unwrap_err();
-        assert!(matches!(error, TempError::NotAFolder(ref p) if *p == missing));
+        assert!(
+            matches!(error, TempError::NotAFolder { ref path, exists: false } if *path == missing)
+        );
         assert_eq!(
             error.to_string(),
             format!("--temp-dir {}: no such folder", missing.display())
@@ -298,7 +313,7 @@ mod tests {
         fs::write(&missing, b"a file").unwrap();
         assert!(matches!(
             TempSpace::create(&missing),
-            Err(TempError::NotAFolder(_))
+            Err(TempError::NotAFolder { .. })
         ));
     }
 }

@@ -472,7 +472,7 @@ impl Staging {
             // One step where the system allows it: `out` is never missing, even for a crash.
             if exchange(&self.tmp, &self.out) {
                 self.done = true;
-                crate::interrupt::outputs_in_place();
+                crate::interrupt::mark_outputs_in_place();
                 // The previous outputs are now at the temporary folder's path.
                 renaming.push(self.tmp.clone());
                 drop(renaming);
@@ -497,7 +497,7 @@ impl Staging {
             });
         }
         self.done = true;
-        crate::interrupt::outputs_in_place();
+        crate::interrupt::mark_outputs_in_place();
         // The previous outputs, renamed away: removed below, or by a signal meanwhile (a run
         // stopped now leaves no copy of them behind).
         if replaced {
@@ -2040,11 +2040,16 @@ fn sha256_hex(file: &mut File, path: &Path) -> Result<(String, u64), WriteError>
         hasher.update(&buffer[..n]);
         size += n as u64;
     }
-    let mut hex = String::with_capacity(64);
-    for byte in hasher.finalize().iter() {
+    Ok((hex(&hasher.finalize()), size))
+}
+
+/// Bytes (a digest) in lowercase hexadecimal, as the manifest writes them.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
         let _ = write!(hex, "{byte:02x}");
     }
-    Ok((hex, size))
+    hex
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ mod worker;
 
 pub use direct_io::SpillIo;
 pub use pages::{
-    PURGE_DELAY_OPTION, hand_back_freed_pages, hand_back_freed_pages_now, turn_off_huge_pages,
+    PURGE_DELAY_OPTION, hand_back_freed_pages_now, should_hand_back_freed_pages,
+    turn_off_huge_pages,
 };
 pub use partition::{default_memory_limit, parse_size};
 pub use partitioned::{Limits, run};

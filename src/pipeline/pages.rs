@@ -68,7 +68,7 @@ pub const KEPT_PER_WORKER: u64 = 32 << 20;
 /// allows beside the partitions: more than half the limit, or than 128 MiB for a small one (the
 /// few threads of a small machine stay as fast as they were; QA, on a 1 GiB container where
 /// the default limit is 512 MiB: 16 threads peaked at 895 MB, 32 were killed for memory).
-pub fn hand_back_freed_pages(workers: usize, memory: u64) -> bool {
+pub fn should_hand_back_freed_pages(workers: usize, memory: u64) -> bool {
     workers as u64 * KEPT_PER_WORKER > (memory / 2).max(128 << 20)
 }
 
@@ -91,15 +91,15 @@ mod tests {
     fn many_threads_under_a_small_limit_hand_back_their_freed_pages() {
         const MIB: u64 = 1 << 20;
         // Two or four threads keep them whatever the limit (128 MiB at most).
-        assert!(!hand_back_freed_pages(2, MIB));
-        assert!(!hand_back_freed_pages(4, 64 * MIB));
+        assert!(!should_hand_back_freed_pages(2, MIB));
+        assert!(!should_hand_back_freed_pages(4, 64 * MIB));
         // QA's 1 GiB container (default limit 512 MiB): 8 threads keep them, 16 do not.
-        assert!(!hand_back_freed_pages(8, 512 * MIB));
-        assert!(hand_back_freed_pages(16, 512 * MIB));
-        assert!(hand_back_freed_pages(64, 512 * MIB));
+        assert!(!should_hand_back_freed_pages(8, 512 * MIB));
+        assert!(should_hand_back_freed_pages(16, 512 * MIB));
+        assert!(should_hand_back_freed_pages(64, 512 * MIB));
         // A big box with room: 64 threads keep them under a 4 GiB limit.
-        assert!(!hand_back_freed_pages(64, 4096 * MIB));
-        assert!(hand_back_freed_pages(65, 4096 * MIB));
+        assert!(!should_hand_back_freed_pages(64, 4096 * MIB));
+        assert!(should_hand_back_freed_pages(65, 4096 * MIB));
     }
 
     #[test]

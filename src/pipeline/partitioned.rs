@@ -70,7 +70,7 @@ pub struct Limits {
 /// change (exit 2); a disk that fails is not (exit 1).
 fn temp_error(e: TempError) -> RunError {
     match e {
-        TempError::NotAFolder(_) => RunError::Usage(e.to_string()),
+        TempError::NotAFolder { .. } => RunError::Usage(e.to_string()),
         TempError::Io { ref error, .. } if crate::io::is_denied(error) => {
             RunError::Usage(e.to_string())
         }

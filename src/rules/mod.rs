@@ -422,7 +422,7 @@ impl RuleBook {
             .collect::<Result<Vec<_>, _>>()?;
         let (starts, snapshots) = timeline(&definitions);
         let digest = hasher.finalize();
-        let version = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let version = crate::io::write::hex(&digest[..8]);
         Ok(RuleBook {
             definitions,
             starts,
@@ -503,7 +503,7 @@ impl Overlay {
         let digest = Sha256::digest(text.as_bytes());
         Overlay {
             origin: origin.to_string(),
-            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: crate::io::write::hex(&digest),
             bytes: text.len() as u64,
         }
     }
