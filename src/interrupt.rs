@@ -110,14 +110,28 @@ fn stopped_line(signal: libc::c_int, outputs_replaced: bool) -> String {
     } else {
         format!("stopped by {name}: temporary files removed, --out left whole (not replaced)")
     };
+    signal_line(("error", "stopped"), &message, signal, outputs_replaced)
+}
+
+/// A line of the signals' log: text (`rac: …`, `rac: warning: …`), or JSON with
+/// `--log-format json`, which says whether `--out` holds this run's outputs.
+#[cfg(unix)]
+fn signal_line(
+    (level, step): (&str, &str),
+    message: &str,
+    signal: libc::c_int,
+    outputs_replaced: bool,
+) -> String {
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         serde_json::json!({
-            "level": "error", "step": "stopped", "message": message, "signal": signal,
+            "level": level, "step": step, "message": message, "signal": signal,
             "outputs_replaced": outputs_replaced,
         })
         .to_string()
-    } else {
+    } else if level == "error" {
         format!("rac: {message}")
+    } else {
+        format!("rac: warning: {message}")
     }
 }
 
@@ -140,15 +154,7 @@ pub fn say_deferred() {
             "{} came once the outputs were in place: the run finished, --out holds its outputs",
             signal_name(signal)
         );
-        let line = if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
-            serde_json::json!({
-                "level": "warn", "step": "signal", "message": message, "signal": signal,
-                "outputs_replaced": true,
-            })
-            .to_string()
-        } else {
-            format!("rac: warning: {message}")
-        };
+        let line = signal_line(("warn", "signal"), &message, signal, true);
         crate::cli::write_err(format_args!("{line}"));
     }
 }

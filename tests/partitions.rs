@@ -1486,6 +1486,7 @@ fn a_run_stopped_by_a_signal_removes_its_temporary_files_and_leaves_the_previous
             assert_eq!(line["level"], "error");
             assert_eq!(line["message"], message.as_str());
             assert_eq!(line["signal"], signal);
+            assert_eq!(line["outputs_replaced"], false);
         } else {
             assert_eq!(last, format!("rac: {message}"));
         }
