@@ -1202,6 +1202,14 @@ fn partitions_past_the_open_file_limit_raise_it_or_are_refused_before_anything_i
     assert_eq!(names_in(tmp.path()), ["data", "raised", "reference"]);
 }
 
+/// The temporary folders and files (`.<out>.tmp-<pid>`, `.<out>.lock`) left in `dir`.
+fn temporary_in(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.contains(".tmp") || n.ends_with(".lock"))
+        .collect()
+}
+
 /// The names left in `dir`, sorted.
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -1421,10 +1429,7 @@ fn a_signal_as_the_outputs_are_swapped_in_lets_the_run_finish() {
             );
             warned += 1;
         }
-        let left: Vec<String> = names_in(tmp.path())
-            .into_iter()
-            .filter(|n| n.contains(".tmp") || n.ends_with(".lock"))
-            .collect();
+        let left = temporary_in(tmp.path());
         assert!(left.is_empty(), "{left:?}");
         if format == "parquet" {
             // The next attempt starts from CSV outputs.
@@ -2219,10 +2224,7 @@ fn a_run_stalled_after_its_outputs_are_in_place_still_ends_by_a_signal() {
             "{signals}"
         );
         assert!(out.join("discrepancies.md").exists());
-        let left: Vec<String> = names_in(tmp.path())
-            .into_iter()
-            .filter(|n| n.contains(".tmp") || n.ends_with(".lock"))
-            .collect();
+        let left = temporary_in(tmp.path());
         assert!(left.is_empty(), "{left:?}");
     }
 }

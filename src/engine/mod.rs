@@ -65,9 +65,10 @@ pub mod rule_ids {
     /// No forfait patient urgences: the emergency visit was followed by a stay (RULES §4).
     pub const FPU_FOLLOWED_BY_STAY: &str = "fpu.followed_by_stay";
 
-    /// The dated parameters a decision read besides those the `rules` column names beside it
-    /// (`explain` prints their values): the column says *that* the majoration applied, these
-    /// say how much it could be.
+    /// The dated parameters a decision reads besides those the `rules` column names beside it:
+    /// the column says *that* the majoration applied, these say how much it could be.
+    /// `explain` prints their values, and a line the decision may apply to needs them
+    /// (`for_required_params`, in this order: the first missing one is the reject's).
     pub fn parameters(decision: &str) -> &'static [Scalar] {
         match decision {
             MAJORATION => &[
