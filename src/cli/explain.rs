@@ -5,7 +5,8 @@
 //! rac explain --act-id A123 --acts acts.csv --beneficiaries beneficiaries.csv [--rights …]
 //! ```
 //! The act is computed with all the patient's acts of the file (caps, groups and stays need
-//! them) and the opening counters, exactly as `compute` does. For an id on several rows, the
+//! them) and the opening counters, exactly as `compute` does. The files are read in passes
+//! that keep that patient's rows alone: the memory used does not grow with their size. For an id on several rows, the
 //! row `compute` keeps (the first) is explained, after a note naming each rejected repeat.
 //! Exit 0 when the act is computed, 3 when it is rejected (when read or when computed), 2
 //! when no row has its id.
@@ -40,7 +41,9 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     args.input
         .warn_skipped(|message, _| errln!("rac: warning: {message}"));
     let carried = args.input.carried(args.keep_columns)?;
-    let (prepared, _) = args.input.prepare_carrying(Arc::clone(&carried), false)?;
+    let prepared = args
+        .input
+        .prepare_for_act(Arc::clone(&carried), &args.act_id)?;
     let rejected = prepared.rejects.iter().filter(|r| r.act_id == args.act_id);
     // The row kept for this id, if any: with repeated ids, the first one (the others are
     // rejected as duplicates, and said so before the explanation).

@@ -2,9 +2,10 @@
 //! by patient, run the engine on chunks of patients in parallel, and stream the outcomes into
 //! the writers and the aggregates; everything is written atomically.
 //!
-//! Inputs that fit are read whole here ([`prepare`], also used by `validate` and `explain`);
-//! larger ones go through [`partitioned::run`], which cuts them into ranges of patients and
-//! hands each range to the same grouping and checks ([`assemble`]) and the same [`Sink`].
+//! Inputs that fit are read whole here ([`prepare`], also used by `validate`); larger ones go
+//! through [`partitioned::run`], which cuts them into ranges of patients and hands each range
+//! to the same grouping and checks ([`assemble`]) and the same [`Sink`]. `explain` reads the
+//! files in passes that keep one patient ([`prepare_for_act`]).
 //!
 //! Determinism: patients are processed in `patient_id` order and each patient's acts in
 //! (`care_date`, `act_id`) order; each chunk's results are collected in order (rayon's ordered
@@ -13,6 +14,7 @@
 
 mod cpu;
 mod direct_io;
+mod one_act;
 mod pages;
 mod partition;
 mod partitioned;
@@ -22,6 +24,7 @@ mod spill;
 mod worker;
 
 pub use direct_io::SpillIo;
+pub use one_act::prepare_for_act;
 pub use pages::{
     PURGE_DELAY_OPTION, hand_back_freed_pages_now, should_hand_back_freed_pages,
     turn_off_huge_pages,
@@ -365,14 +368,10 @@ fn assemble(
     let mut id_prefixes: Vec<u128> = Vec::with_capacity(rows.len());
     let mut last_year: Option<i32> = None;
     let mut new_rejects = Vec::new();
-    for (i, (Sourced { file, row, value }, dup)) in rows.iter().zip(duplicate).enumerate() {
-        let reject = |column: &str, reason: &str, v: &str| Reject {
-            file: base.act_files.get(*file).cloned().unwrap_or_default(),
-            row: *row,
-            act_id: value.act_id.to_string(),
-            column: column.into(),
-            reason: reason.into(),
-            value: v.into(),
+    for (i, (Sourced { value, .. }, dup)) in rows.iter().zip(duplicate).enumerate() {
+        let sourced = &rows[i];
+        let reject = |column: &str, reason: &str, v: &str| {
+            act_reject(&base.act_files, sourced, column, reason, v)
         };
         last_year = last_year.max(Some(value.care_date.year()));
         id_prefixes.push(partition::id_prefix(value.act_id.as_bytes()));
@@ -448,6 +447,24 @@ fn assemble(
     }
     base.patients = patients;
     Ok(base)
+}
+
+/// A rejected acts row, as a run's rejects name it: its file (of `files`), row and act id.
+fn act_reject(
+    files: &[String],
+    row: &Sourced<Act>,
+    column: &str,
+    reason: &str,
+    value: &str,
+) -> Reject {
+    Reject {
+        file: files.get(row.file).cloned().unwrap_or_default(),
+        row: row.row,
+        act_id: row.value.act_id.to_string(),
+        column: column.into(),
+        reason: reason.into(),
+        value: value.into(),
+    }
 }
 
 /// Asks the CPU to bring `item`'s bytes into the cache, without waiting for them: for rows

@@ -1848,7 +1848,7 @@ fn sample_act_patients(inputs: &Inputs, k: usize) -> Result<Sampler, RunError> {
 
 /// The counters of `path`, chunk by chunk, checked: the manifest beside them first, then each
 /// chunk (a row that does not convert, negative counters fail the run: they are state).
-fn checked_counters(
+pub(super) fn checked_counters(
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<Vec<YearCounter>, RunError>> + '_, RunError> {
     let written = check_manifest(path)?;
@@ -1874,7 +1874,7 @@ fn checked_counters(
 
 /// The first error in the beneficiaries, rights and counters, read whole in the order a run
 /// reads them (their rows are not kept); `None` if they read without one.
-fn small_tables_error(inputs: &Inputs) -> Option<RunError> {
+pub(super) fn small_tables_error(inputs: &Inputs) -> Option<RunError> {
     fn read_all<T: read::Record>(path: &Path, opts: &ReadOptions) -> Result<(), RunError> {
         for chunk in Chunks::<T>::open(path, opts)? {
             chunk?;
