@@ -47,6 +47,12 @@ pub fn mark_outputs_in_place() {
     IN_PLACE.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// Says that the outputs put in place are no one's to keep (`validate`'s run, in its
+/// temporary folder): a signal stops the process again, removing them with that folder.
+pub fn outputs_are_scratch() {
+    IN_PLACE.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// The signal the run finished in spite of, if one came once its outputs were in place.
 pub fn deferred_signal() -> Option<i32> {
     match DEFERRED.load(std::sync::atomic::Ordering::SeqCst) {

@@ -1945,6 +1945,106 @@ fn unreadable_files_exit_1_with_the_file_named_and_nothing_written() {
     assert_eq!(read(out.join("acts.csv")).lines().count(), 1);
 }
 
+/// `validate` checks the inputs the way a run computes them, partition by partition within
+/// `--memory-limit` (it read them whole: 12 GB for 10 M acts): spilled over 84 partitions,
+/// it lists the same problems as in one, across partitions (an id repeated on another
+/// patient's row, an unknown patient, the engine's care before birth) and with every problem
+/// of a row; and its temporary folder in `--temp-dir` is gone when it ends.
+#[test]
+fn validate_lists_the_same_problems_whatever_the_memory_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = rac(&[
+        "generate",
+        "--acts",
+        "20000",
+        "--patients",
+        "2000",
+        "--seed",
+        "5",
+        "--out",
+        data.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = read(data.join("acts.csv"));
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let column = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let (id, patient, date, tariff) = (
+        column("act_id"),
+        column("patient_id"),
+        column("care_date"),
+        column("tariff"),
+    );
+    let first_id = lines[1].split(',').nth(id).unwrap().to_string();
+    for (k, line) in lines.iter_mut().enumerate().skip(1) {
+        let mut fields: Vec<String> = line.split(',').map(String::from).collect();
+        match k % 1000 {
+            // Repeats the first row's id, on another patient's row (a run keeps the first).
+            7 => fields[id] = first_id.clone(),
+            11 => fields[patient] = format!("NOBODY{k}"),
+            13 => fields[date] = "1900-01-01".into(),
+            // Two problems in one row: both listed.
+            17 => {
+                fields[date] = "2024-02-31".into();
+                fields[tariff] = "abc".into();
+            }
+            _ => continue,
+        }
+        *line = fields.join(",");
+    }
+    let acts = tmp.path().join("acts.csv");
+    std::fs::write(&acts, lines.join("\n") + "\n").unwrap();
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let bens = data.join("beneficiaries.csv");
+    let validate = |extra: &[&str]| {
+        let mut args = vec![
+            "validate",
+            "--acts",
+            acts.to_str().unwrap(),
+            "--beneficiaries",
+            bens.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let o = rac(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let whole = validate(&[]);
+    let spilled = validate(&[
+        "--memory-limit",
+        "1M",
+        "--temp-dir",
+        scratch.to_str().unwrap(),
+    ]);
+    assert_eq!(spilled, whole);
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "scratch left"
+    );
+    // 20 rows of each kind: 20 repeats, 20 unknown patients, 20 born after their care,
+    // 20 rows with two problems each.
+    let count = |reason: &str| whole.matches(&format!(": {reason} (")).count();
+    assert_eq!(count("duplicate_act_id"), 20, "{whole}");
+    assert_eq!(count("unknown_patient"), 20, "{whole}");
+    assert_eq!(count("care_before_birth"), 20, "{whole}");
+    assert_eq!(count("bad_date"), 20, "{whole}");
+    assert_eq!(count("bad_decimal"), 20, "{whole}");
+    assert!(
+        whole.ends_with("20000 act rows read, 19920 valid, 100 problem(s)\n"),
+        "{whole}"
+    );
+}
+
 #[test]
 fn validate_lists_every_problem() {
     let tmp = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@ use std::time::Instant;
 use clap::Args;
 use rust_decimal::Decimal;
 
-use super::{Failure, InputArgs, load_rules, warn_rules};
+use super::{Failure, InputArgs, load_rules, memory_limit, warn_rules};
 use crate::audit::Compare;
 use crate::io::temp::TempError;
 use crate::io::write::Format;
@@ -331,23 +331,7 @@ fn execute_logged(
             .build_global()
             .map_err(|e| Failure::usage(format!("--threads: {e}")))?;
     }
-    let (memory, sized_by) = match &args.memory_limit {
-        Some(text) => (
-            pipeline::parse_size(text)
-                .and_then(|bytes| {
-                    // Below it a run would need a partition, and an open file, per few acts:
-                    // refused for what it is rather than for the files it would need.
-                    if bytes < 1 << 20 {
-                        Err(format!("{text}: at least 1M (1 MiB)"))
-                    } else {
-                        Ok(bytes)
-                    }
-                })
-                .map_err(|e| Failure::usage(format!("--memory-limit {e}")))?,
-            "--memory-limit",
-        ),
-        None => pipeline::default_memory_limit(),
-    };
+    let (memory, sized_by) = memory_limit(args.memory_limit.as_deref())?;
     log.event(
         "read",
         &format!("memory limit {} MiB: {sized_by}", memory >> 20),

@@ -382,6 +382,26 @@ impl From<crate::pipeline::RunError> for Failure {
 }
 
 /// The built-in rules, with `--rules FILE` on top when given.
+/// `--memory-limit` (`compute`, `audit`, `validate`): the bytes, and what sized them (the flag,
+/// or the machine for the default, [`pipeline::default_memory_limit`]).
+pub fn memory_limit(text: Option<&str>) -> Result<(u64, &'static str), Failure> {
+    let Some(text) = text else {
+        return Ok(pipeline::default_memory_limit());
+    };
+    let bytes = pipeline::parse_size(text)
+        .and_then(|bytes| {
+            // Below it a run would need a partition, and an open file, per few acts: refused
+            // for what it is rather than for the files it would need.
+            if bytes < 1 << 20 {
+                Err(format!("{text}: at least 1M (1 MiB)"))
+            } else {
+                Ok(bytes)
+            }
+        })
+        .map_err(|e| Failure::usage(format!("--memory-limit {e}")))?;
+    Ok((bytes, "--memory-limit"))
+}
+
 pub fn load_rules(path: Option<&PathBuf>) -> Result<RuleBook, Failure> {
     match path {
         None => Ok(RuleBook::builtin()),

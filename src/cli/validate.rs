@@ -1,18 +1,29 @@
-//! `rac validate`: check input files against the contract (SPEC §2) without writing
-//! anything; list every problem.
+//! `rac validate`: check input files against the contract (SPEC §2) and list every problem,
+//! writing nothing where the user sees it: canonical inputs go through a run (partitions
+//! within `--memory-limit`) whose outputs go to a temporary folder, removed at the end.
 //!
 //! ```text
 //! rac validate --acts acts.csv --beneficiaries beneficiaries.csv [--rights rights.csv]
+//!     [--memory-limit 2G] [--temp-dir /scratch]
 //! ```
 //! Exit 0 when every row is valid, 3 when some rows would be rejected, 1 when a file cannot
 //! be read at all or the counters have a bad row (a run refuses them; each is listed), 2 on a
 //! usage error.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
 use clap::Args;
 
-use super::{Failure, InputArgs, load_rules, warn_rules};
+use super::{Failure, InputArgs, load_rules, memory_limit, warn_rules};
 use crate::io::read;
-use crate::pipeline;
+use crate::io::temp::{TempError, TempSpace};
+use crate::io::write::Format;
+use crate::model::Reject;
+use crate::pipeline::{self, RunOptions};
+use crate::profile::ProfileKind;
+use crate::rules::RuleBook;
 
 /// Check the inputs and list every problem.
 #[derive(Debug, Args)]
@@ -23,6 +34,22 @@ pub struct ValidateArgs {
     /// is UTF-8, names that `acts.*` does not have, none twice in a file).
     #[arg(long)]
     pub keep_columns: bool,
+    /// Most memory the check may hold, as `compute --memory-limit` (default: half of the
+    /// machine's): the inputs are checked the way a run computes them, partition by partition.
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Folder for the check's temporary files (the spill, and the outputs a run would write,
+    /// from which the problems are listed), removed when it ends. Default (or empty): the
+    /// system's temporary folder (`TMPDIR`, else /tmp). Canonical profile.
+    #[arg(long, env = "RAC_TEMP_DIR", value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub temp_dir: Option<std::ffi::OsString>,
+}
+
+/// What the check found: act rows read, computed, and problems listed.
+struct Checked {
+    read: u64,
+    valid: u64,
+    problems: u64,
 }
 
 pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
@@ -41,30 +68,16 @@ pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     if !counter_problems.is_empty() {
         input.counters = None;
     }
-    let (prepared, _) = input.prepare_carrying(carried, true)?;
-    // The engine's own checks (care before birth, no parameter at the date) are part of the
-    // contract; they need the patients' data but write nothing.
-    let computed = pipeline::compute(&book, &prepared);
-    for r in counter_problems.iter().chain(&computed.rejects) {
-        outln!(
-            "{}:{}: column `{}`: {} (value `{}`{})",
-            r.file,
-            r.row,
-            r.column,
-            r.reason,
-            r.value,
-            if r.act_id.is_empty() {
-                String::new()
-            } else {
-                format!(", act {}", r.act_id)
-            }
-        );
-    }
+    let checked = if input.profile()? == ProfileKind::Canonical {
+        check_partitioned(&book, &input, carried, &args, &counter_problems)?
+    } else {
+        check_in_memory(&book, &input, carried, &counter_problems)?
+    };
     outln!(
         "{} act rows read, {} valid, {} problem(s)",
-        computed.read,
-        computed.outcomes.len(),
-        computed.rejects.len() + counter_problems.len()
+        checked.read,
+        checked.valid,
+        checked.problems + counter_problems.len() as u64
     );
     if let Some(path) = args
         .input
@@ -82,5 +95,130 @@ pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
             rows.len()
         )));
     }
-    Ok(if computed.rejects.is_empty() { 0 } else { 3 })
+    Ok(if checked.problems == 0 { 0 } else { 3 })
+}
+
+/// One problem, as listed.
+fn print_problem(r: &Reject) -> Result<(), Failure> {
+    outln!(
+        "{}:{}: column `{}`: {} (value `{}`{})",
+        r.file,
+        r.row,
+        r.column,
+        r.reason,
+        r.value,
+        if r.act_id.is_empty() {
+            String::new()
+        } else {
+            format!(", act {}", r.act_id)
+        }
+    );
+    Ok(())
+}
+
+/// The canonical inputs, checked by a run ([`pipeline::run`]: partitions of patients within
+/// `--memory-limit`, spilled to the temporary folder) whose outputs go to that folder and are
+/// removed with it: its `rejects.csv`, each problem of a row on a line of its own, is listed
+/// row by row. So the memory held does not grow with the inputs, and the problems are those
+/// of a run: rows that do not read, repeated ids, unknown patients, the engine's rejects.
+fn check_partitioned(
+    book: &RuleBook,
+    input: &InputArgs,
+    carried: Arc<[String]>,
+    args: &ValidateArgs,
+    counter_problems: &[Reject],
+) -> Result<Checked, Failure> {
+    let (memory, _) = memory_limit(args.memory_limit.as_deref())?;
+    let dir = match args.temp_dir.as_ref().filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::temp_dir(),
+    };
+    let scratch = TempSpace::create(&dir).map_err(|e| match e {
+        TempError::NotAFolder { .. } => Failure::usage(e.to_string()),
+        TempError::Io { .. } => Failure::input(e.to_string()),
+    })?;
+    let out = scratch.path().join("run");
+    let mut inputs = input.inputs()?;
+    inputs.read.carried = Arc::clone(&carried);
+    inputs.read.every_problem = true;
+    let opts = RunOptions {
+        out: out.clone(),
+        format: Format::Parquet,
+        command: "validate".into(),
+        argv: std::env::args().collect(),
+        audit: None,
+        profile: serde_json::json!({"profile": "canonical"}),
+        progress: false,
+        log_every: None,
+        carried,
+    };
+    let limits = pipeline::Limits {
+        memory,
+        parts: None,
+        sorted: false,
+        spill_io: pipeline::SpillIo::Direct,
+        // Beside the run's outputs, in the scratch folder.
+        temp_dir: None,
+        spill_compression: None,
+    };
+    let summary = pipeline::run(book, &inputs, &opts, &limits, Instant::now(), &|_, _, _| {})?;
+    // Its outputs are to be listed and removed: a signal while they are listed stops the
+    // check as one before they were in place would.
+    crate::interrupt::outputs_are_scratch();
+    counter_problems.iter().try_for_each(print_problem)?;
+    // Always CSV, whatever the tables' format (SPEC §4).
+    let problems = print_rejects(&out.join("rejects.csv"))?;
+    Ok(Checked {
+        read: summary.read,
+        valid: summary.computed,
+        problems,
+    })
+}
+
+/// Lists the rejects of a run's `rejects.csv`, one row at a time; returns how many.
+fn print_rejects(path: &Path) -> Result<u64, Failure> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Failure::new(1, format!("internal error: {}: {e}", path.display()))
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| unreadable(&e))?;
+    let mut record = csv::ByteRecord::new();
+    let mut listed = 0;
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|e| unreadable(&e))?
+    {
+        let field = |i: usize| String::from_utf8_lossy(record.get(i).unwrap_or_default());
+        let row = field(1).parse().map_err(|e| unreadable(&e))?;
+        print_problem(&Reject {
+            file: field(0).into_owned(),
+            row,
+            act_id: field(2).into_owned(),
+            column: field(3).into_owned(),
+            reason: field(4).into_owned(),
+            value: field(5).into_owned(),
+        })?;
+        listed += 1;
+    }
+    Ok(listed)
+}
+
+/// An extract's inputs, read whole and computed in memory (the profiles map them so).
+fn check_in_memory(
+    book: &RuleBook,
+    input: &InputArgs,
+    carried: Arc<[String]>,
+    counter_problems: &[Reject],
+) -> Result<Checked, Failure> {
+    let (prepared, _) = input.prepare_carrying(carried, true)?;
+    // The engine's own checks (care before birth, no parameter at the date) are part of the
+    // contract; they need the patients' data but write nothing.
+    let computed = pipeline::compute(book, &prepared);
+    (counter_problems.iter())
+        .chain(&computed.rejects)
+        .try_for_each(print_problem)?;
+    Ok(Checked {
+        read: computed.read,
+        valid: computed.outcomes.len() as u64,
+        problems: computed.rejects.len() as u64,
+    })
 }
