@@ -2045,6 +2045,53 @@ fn validate_lists_the_same_problems_whatever_the_memory_limit() {
     );
 }
 
+/// Without `--temp-dir`, `validate`'s folder goes to the system's temporary folder: one that
+/// is no folder is named as `TMPDIR` (not as a `--temp-dir` nobody gave), an empty one is
+/// /tmp, as when unset.
+#[test]
+fn validate_names_a_bad_tmpdir_as_such() {
+    let validate = |tmpdir: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rac"));
+        command.env_remove("RAC_TEMP_DIR").env_remove("TMPDIR");
+        if let Some(tmpdir) = tmpdir {
+            command.env("TMPDIR", tmpdir);
+        }
+        let acts = demo("acts.csv");
+        let bens = demo("beneficiaries.csv");
+        let o = command
+            .args(["validate", "--acts", &acts, "--beneficiaries", &bens])
+            .output()
+            .expect("rac runs");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, listed) = validate(None);
+    assert!(listed.contains("act rows read"), "{listed}");
+    assert_eq!(validate(Some("")), (code, listed));
+    let o = Command::new(env!("CARGO_BIN_EXE_rac"))
+        .env_remove("RAC_TEMP_DIR")
+        .env("TMPDIR", "/nonexistent-rac-tmp")
+        .args([
+            "validate",
+            "--acts",
+            &demo("acts.csv"),
+            "--beneficiaries",
+            &demo("beneficiaries.csv"),
+        ])
+        .output()
+        .expect("rac runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "the system's temporary folder /nonexistent-rac-tmp (TMPDIR) is no folder: give --temp-dir"
+        ),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 #[test]
 fn validate_lists_every_problem() {
     let tmp = tempfile::tempdir().unwrap();

@@ -257,7 +257,7 @@ fn audit_damir(args: &ComputeArgs) -> Result<i32, Failure> {
         "tool": "rac",
         "version": env!("CARGO_PKG_VERSION"),
         "command": "audit",
-        "argv": std::env::args().collect::<Vec<_>>(),
+        "argv": super::argv(),
         "profile": "damir",
         "rules": { "version": book.version(), "sources": book.sources() },
         "inputs": std::iter::once(serde_json::json!({
@@ -398,7 +398,7 @@ fn execute_logged(
         out: args.out.clone(),
         format,
         command: command.to_string(),
-        argv: std::env::args().collect(),
+        argv: super::argv(),
         audit: audit_opts,
         profile,
         progress: log.progress && !log.json,
@@ -407,6 +407,7 @@ fn execute_logged(
             .json
             .then(|| std::time::Duration::from_secs_f64(args.log_every)),
         carried: Arc::clone(&carried),
+        tables: true,
     };
     let summary: RunSummary = (|| -> Result<RunSummary, Failure> {
         if args.input.profile()? == ProfileKind::Canonical {

@@ -69,12 +69,13 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
         out: out.clone(),
         format,
         command: "demo".into(),
-        argv: std::env::args().collect(),
+        argv: super::argv(),
         audit: None,
         profile: serde_json::json!({"profile": "canonical"}),
         progress: false,
         log_every: None,
         carried: Default::default(),
+        tables: true,
     };
     let summary = pipeline::execute(&book, &prepared, &opts, started)?;
     out!("{}", render(&summary.summary));

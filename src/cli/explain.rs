@@ -6,8 +6,9 @@
 //! ```
 //! The act is computed with all the patient's acts of the file (caps, groups and stays need
 //! them) and the opening counters, exactly as `compute` does. The files are read in passes
-//! that keep that patient's rows alone: the memory used does not grow with their size. For an id on several rows, the
-//! row `compute` keeps (the first) is explained, after a note naming each rejected repeat.
+//! that keep that patient's rows alone: the memory used does not grow with their size. For an
+//! id on several rows, the row `compute` keeps (the first) is explained, after a note naming
+//! each rejected repeat.
 //! Exit 0 when the act is computed, 3 when it is rejected (when read or when computed), 2
 //! when no row has its id.
 
@@ -36,6 +37,8 @@ pub struct ExplainArgs {
 }
 
 pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
+    // The acts are read three times: a file changed in between is refused, as in a run.
+    crate::io::unchanged::watch();
     let book = load_rules(args.input.rules.as_ref())?;
     warn_rules(&book, |message| errln!("rac: warning: {message}"));
     args.input

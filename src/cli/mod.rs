@@ -381,7 +381,14 @@ impl From<crate::pipeline::RunError> for Failure {
     }
 }
 
-/// The built-in rules, with `--rules FILE` on top when given.
+/// The command line as given, for the manifest: an argument that is not UTF-8 (a file name)
+/// with its bad bytes replaced, where `std::env::args` would panic.
+pub fn argv() -> Vec<String> {
+    std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// `--memory-limit` (`compute`, `audit`, `validate`): the bytes, and what sized them (the flag,
 /// or the machine for the default, [`pipeline::default_memory_limit`]).
 pub fn memory_limit(text: Option<&str>) -> Result<(u64, &'static str), Failure> {
@@ -402,6 +409,7 @@ pub fn memory_limit(text: Option<&str>) -> Result<(u64, &'static str), Failure> 
     Ok((bytes, "--memory-limit"))
 }
 
+/// The built-in rules, with `--rules FILE` on top when given.
 pub fn load_rules(path: Option<&PathBuf>) -> Result<RuleBook, Failure> {
     match path {
         None => Ok(RuleBook::builtin()),

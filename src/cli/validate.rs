@@ -53,6 +53,8 @@ struct Checked {
 }
 
 pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
+    // A check reads its inputs more than once: a file changed in between is refused.
+    crate::io::unchanged::watch();
     let book = load_rules(args.input.rules.as_ref())?;
     warn_rules(&book, |message| errln!("rac: warning: {message}"));
     args.input
@@ -129,28 +131,30 @@ fn check_partitioned(
     counter_problems: &[Reject],
 ) -> Result<Checked, Failure> {
     let (memory, _) = memory_limit(args.memory_limit.as_deref())?;
-    let dir = match args.temp_dir.as_ref().filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::temp_dir(),
-    };
-    let scratch = TempSpace::create(&dir).map_err(|e| match e {
-        TempError::NotAFolder { .. } => Failure::usage(e.to_string()),
-        TempError::Io { .. } => Failure::input(e.to_string()),
-    })?;
-    let out = scratch.path().join("run");
     let mut inputs = input.inputs()?;
     inputs.read.carried = Arc::clone(&carried);
     inputs.read.every_problem = true;
+    // What a run refuses before it reads: counters that already hold these acts.
+    if let Some(counters) = &inputs.counters {
+        pipeline::check_not_counted_twice_before(&inputs.acts, counters)?;
+    }
+    let scratch = scratch_space(args.temp_dir.as_deref())?;
+    let out = scratch.path().join("run");
+    let workers = rayon::current_num_threads();
+    if pipeline::should_hand_back_freed_pages(workers, memory) {
+        pipeline::hand_back_freed_pages_now();
+    }
     let opts = RunOptions {
         out: out.clone(),
         format: Format::Parquet,
         command: "validate".into(),
-        argv: std::env::args().collect(),
+        argv: super::argv(),
         audit: None,
         profile: serde_json::json!({"profile": "canonical"}),
         progress: false,
         log_every: None,
         carried,
+        tables: false,
     };
     let limits = pipeline::Limits {
         memory,
@@ -172,6 +176,26 @@ fn check_partitioned(
         read: summary.read,
         valid: summary.computed,
         problems,
+    })
+}
+
+/// The check's own folder in `--temp-dir`, or else in the system's temporary folder (`TMPDIR`,
+/// else /tmp), removed when dropped.
+fn scratch_space(temp_dir: Option<&std::ffi::OsStr>) -> Result<TempSpace, Failure> {
+    let given = temp_dir.filter(|d| !d.is_empty()).map(PathBuf::from);
+    let dir = match &given {
+        Some(dir) => dir.clone(),
+        None => Some(std::env::temp_dir())
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("/tmp")),
+    };
+    TempSpace::create(&dir).map_err(|e| match e {
+        TempError::NotAFolder { .. } if given.is_none() => Failure::usage(format!(
+            "the system's temporary folder {} (TMPDIR) is no folder: give --temp-dir",
+            dir.display()
+        )),
+        TempError::NotAFolder { .. } => Failure::usage(e.to_string()),
+        TempError::Io { .. } => Failure::input(e.to_string()),
     })
 }
 

@@ -972,6 +972,10 @@ pub struct RunOptions {
     /// The acts' columns carried through to `acts.*` after SPEC §4's (`--keep-columns`): the
     /// names read with ([`crate::io::read::ReadOptions::carried`]).
     pub carried: std::sync::Arc<[String]>,
+    /// Write the tables (`acts`, `patients`, `counters`, `summary`); without them (`validate`,
+    /// a check) the folder holds `rejects.csv` and the manifest, and the acts are computed
+    /// and summed but not encoded.
+    pub tables: bool,
 }
 
 /// Computes every patient of `prepared` (read whole, in memory) and writes every output of

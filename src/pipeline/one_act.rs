@@ -176,12 +176,9 @@ pub fn prepare_for_act(inputs: &Inputs, act_id: &str) -> Result<Prepared, RunErr
             ));
         }
     }
-    let mut prepared = assemble(
-        base,
-        kept_rows,
-        inputs.counters.as_deref(),
-        IdsChecked::Here,
-    )?;
+    // No counters path: their years were checked above against every act's, not against
+    // this patient's alone (counters of 2025 open a run whose patient has a late 2024 claim).
+    let mut prepared = assemble(base, kept_rows, None, IdsChecked::Here)?;
     // In the order of a run's rejects for the act's id: when read, then (in row order) its
     // first valid row if its patient is unknown, then its repeats.
     prepared.rejects.extend(repeated);
@@ -395,6 +392,51 @@ mod tests {
             .map(|a| a.act_id.as_str())
             .collect();
         assert_eq!(ids, ["B1", "H1"]);
+    }
+
+    /// Counters of a year later than the patient's own acts, but not than the input's: a
+    /// run accepts them (a late claim of last year, with this year's counters), so does the
+    /// patient's explanation (it refused them, judging them by this patient's acts alone).
+    #[test]
+    fn counters_are_judged_by_every_act_not_the_patients_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let inputs = Inputs {
+            acts: write(
+                "acts.csv",
+                "act_id,patient_id,care_date,category,tariff\n\
+                 L1,P1,2024-12-20,consultation,30\n\
+                 N1,P2,2025-01-10,consultation,30\n",
+            ),
+            beneficiaries: write(
+                "beneficiaries.csv",
+                "patient_id,birth_date,regime\nP1,1980-03-10,general\nP2,1955-07-01,general\n",
+            ),
+            rights: None,
+            counters: Some(write(
+                "counters.csv",
+                "patient_id,year,pf_used,franchise_used\nP1,2025,4.00,2.00\n",
+            )),
+            read: ReadOptions::default(),
+        };
+        let whole = super::super::prepare(&inputs).unwrap();
+        let one = prepare_for_act(&inputs, "L1").unwrap();
+        assert_eq!(seen(&one, "L1"), seen(&whole, "L1"));
+        assert_eq!(one.opening["P1"][0].year, 2025);
+        // Counters later than every act are refused, as by a run.
+        std::fs::write(
+            inputs.counters.as_ref().unwrap(),
+            "patient_id,year,pf_used,franchise_used\nP1,2026,4.00,2.00\n",
+        )
+        .unwrap();
+        let whole = super::super::prepare(&inputs).unwrap_err().to_string();
+        let one = prepare_for_act(&inputs, "L1").unwrap_err().to_string();
+        assert_eq!(one, whole);
+        assert!(one.contains("counters of 2026"), "{one}");
     }
 
     /// A file the run cannot read fails the same way, naming the first bad table a run

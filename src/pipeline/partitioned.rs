@@ -605,7 +605,8 @@ pub fn run(
             read_rows += chunk.read;
             bar.inc(chunk.read);
             beat.beat(("acts_read", read_rows), &[("acts_expected", rows)]);
-            rejected_acts += chunk.rejects.len() as u64;
+            // Rows, not rejects: `validate` gives a reject per problem of a row.
+            rejected_acts += chunk.read - chunk.rows.len() as u64;
             rejects.add(chunk.rejects, 0)?;
             let file = chunk.file as u32;
             let act_parts = parts_of(route_on_pool, &plan, &chunk.rows, |act| {

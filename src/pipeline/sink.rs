@@ -44,15 +44,23 @@ enum Message {
 /// The streamed tables and the aggregates of the outcomes, owned by the writer (its thread,
 /// or the sink with one worker).
 struct Writer {
-    acts: TableWriter<Outcome>,
-    patients: TableWriter<PatientYear>,
-    counters: TableWriter<YearCounter>,
+    /// `None` for a run without tables ([`RunOptions::tables`]): only counted.
+    tables: Option<Tables>,
+    /// Patient-years and counters rows, counted where there are no tables.
+    counted: (u64, u64),
     summary: Summary,
     partition: PatientTotals,
     /// CPU nanoseconds spent on the sums ([`Sink::totals_cpu_ms`]).
     totals_cpu: Arc<AtomicU64>,
     /// Acts handed to their file ([`Sink::acts_in_file`]).
     acts_in_file: Arc<AtomicU64>,
+}
+
+/// The streamed tables.
+struct Tables {
+    acts: TableWriter<Outcome>,
+    patients: TableWriter<PatientYear>,
+    counters: TableWriter<YearCounter>,
 }
 
 /// What the writer reports at the end.
@@ -75,33 +83,54 @@ impl Stage for Writer {
                 // The sums beside the encoding, on the pool.
                 let (partition, summary) = (&mut self.partition, &mut self.summary);
                 let totals_cpu = &self.totals_cpu;
-                let (written, ()) = rayon::join(
-                    || self.acts.write(&outcomes),
-                    || {
-                        let started = super::cpu::thread_ns();
-                        crate::report::add_to_both(partition, summary, &outcomes);
-                        let spent = super::cpu::thread_ns().saturating_sub(started);
-                        totals_cpu.fetch_add(spent, Ordering::Relaxed);
-                    },
-                );
-                written?;
-                self.acts_in_file
-                    .store(self.acts.rows_in_file(), Ordering::Relaxed);
+                let mut sums = || {
+                    let started = super::cpu::thread_ns();
+                    crate::report::add_to_both(partition, summary, &outcomes);
+                    let spent = super::cpu::thread_ns().saturating_sub(started);
+                    totals_cpu.fetch_add(spent, Ordering::Relaxed);
+                };
+                match &mut self.tables {
+                    Some(tables) => {
+                        let (written, ()) = rayon::join(|| tables.acts.write(&outcomes), sums);
+                        written?;
+                        self.acts_in_file
+                            .store(tables.acts.rows_in_file(), Ordering::Relaxed);
+                    }
+                    None => {
+                        sums();
+                        self.acts_in_file
+                            .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+                    }
+                }
             }
             Message::EndPartition(closing) => {
                 let years = std::mem::take(&mut self.partition).finish(&closing);
-                self.patients.write(&years)?;
-                self.counters.write(&closing)?;
+                match &mut self.tables {
+                    Some(tables) => {
+                        tables.patients.write(&years)?;
+                        tables.counters.write(&closing)?;
+                    }
+                    None => {
+                        self.counted.0 += years.len() as u64;
+                        self.counted.1 += closing.len() as u64;
+                    }
+                }
             }
         }
         Ok(())
     }
 
     fn finish(self) -> Result<Written, RunError> {
-        self.acts.finish()?;
+        let (patient_years, counters) = match self.tables {
+            Some(tables) => {
+                tables.acts.finish()?;
+                (tables.patients.finish()?, tables.counters.finish()?)
+            }
+            None => self.counted,
+        };
         Ok(Written {
-            patient_years: self.patients.finish()?,
-            counters: self.counters.finish()?,
+            patient_years,
+            counters,
             // The summary's cells hold every act once: their sum is the run's totals.
             totals: self.summary.totals(),
             summary: self.summary,
@@ -220,10 +249,17 @@ impl<'a> Sink<'a> {
     ) -> Result<Sink<'a>, RunError> {
         let dir = staging.path().to_path_buf();
         let bar = super::partitioned::progress_bar(opts.progress, total, "compute+write");
+        let tables = match opts.tables {
+            true => Some(Tables {
+                acts: TableWriter::create_carrying(&dir, opts.format, &opts.carried)?,
+                patients: TableWriter::create(&dir, opts.format)?,
+                counters: TableWriter::create(&dir, opts.format)?,
+            }),
+            false => None,
+        };
         let writer = Writer {
-            acts: TableWriter::create_carrying(&dir, opts.format, &opts.carried)?,
-            patients: TableWriter::create(&dir, opts.format)?,
-            counters: TableWriter::create(&dir, opts.format)?,
+            tables,
+            counted: (0, 0),
             summary: Summary::new(),
             partition: PatientTotals::new(),
             totals_cpu: Arc::default(),
@@ -322,13 +358,21 @@ impl<'a> Sink<'a> {
         } = self.writer.finish()?;
         // Counters are the state the next run starts from: their digest lets it tell the file
         // as written from one edited since.
-        let (counters_sha256, counters_bytes) = write::sha256_of_output(&dir.join(format!(
-            "{}.{}",
-            <YearCounter as write::Row>::TABLE,
-            format.extension()
-        )))?;
+        let counters_file = match self.opts.tables {
+            true => {
+                let (sha256, bytes) = write::sha256_of_output(&dir.join(format!(
+                    "{}.{}",
+                    <YearCounter as write::Row>::TABLE,
+                    format.extension()
+                )))?;
+                json!({ "bytes": bytes, "sha256": sha256 })
+            }
+            false => json!(null),
+        };
         let summary_rows = summary.rows();
-        write::write_table(&dir, format, &summary_rows)?;
+        if self.opts.tables {
+            write::write_table(&dir, format, &summary_rows)?;
+        }
         let (rejected, other_rejected) = (self.rejects.len(), self.rejects.other());
         let written = self.rejects.write(&dir)?;
         debug_assert_eq!(written, rejected);
@@ -364,7 +408,7 @@ impl<'a> Sink<'a> {
             "inputs": inputs,
             "rules": { "version": self.book.version(), "sources": self.book.sources() },
             "counters_format": COUNTERS_FORMAT,
-            "counters": { "bytes": counters_bytes, "sha256": counters_sha256 },
+            "counters": counters_file,
             "rows": {
                 "read": summary.read,
                 "computed": summary.computed,
@@ -381,5 +425,103 @@ impl<'a> Sink<'a> {
         write::write_manifest(&dir, &manifest)?;
         self.staging.commit()?;
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::{Inputs, Limits, RunOptions, SpillIo, run};
+    use crate::io::read::ReadOptions;
+    use crate::io::write::Format;
+    use crate::rules::RuleBook;
+
+    /// A run without tables (`validate`'s) writes its rejects and manifest alone, and finds
+    /// what the run with them finds: the same rejects, byte for byte, counts and totals.
+    #[test]
+    fn a_run_without_tables_writes_its_rejects_and_manifest_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let inputs = Inputs {
+            acts: write(
+                "acts.csv",
+                "act_id,patient_id,care_date,category,tariff\n\
+                 A1,P1,2025-03-01,consultation,30\n\
+                 A2,P1,2025-13-01,consultation,30\n\
+                 A3,P2,2025-03-02,drug_65,12.5\n\
+                 A4,P9,2025-03-02,drug_65,12.5\n",
+            ),
+            beneficiaries: write(
+                "beneficiaries.csv",
+                "patient_id,birth_date,regime\nP1,1980-03-10,general\nP2,1955-07-01,general\n",
+            ),
+            rights: None,
+            counters: None,
+            read: ReadOptions::default(),
+        };
+        let book = RuleBook::builtin();
+        let outcome = |tables: bool| {
+            let out = dir.path().join(format!("out-{tables}"));
+            let opts = RunOptions {
+                out: out.clone(),
+                format: Format::Parquet,
+                command: "test".into(),
+                argv: Vec::new(),
+                audit: None,
+                profile: serde_json::Value::Null,
+                progress: false,
+                log_every: None,
+                carried: Default::default(),
+                tables,
+            };
+            let limits = Limits {
+                memory: 64 << 20,
+                parts: None,
+                sorted: false,
+                spill_io: SpillIo::Cached,
+                spill_compression: None,
+                temp_dir: None,
+            };
+            let summary = run(
+                &book,
+                &inputs,
+                &opts,
+                &limits,
+                Instant::now(),
+                &|_, _, _| {},
+            )
+            .unwrap();
+            let mut files: Vec<String> = std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let rejects = std::fs::read(out.join("rejects.csv")).unwrap();
+            let counts = (summary.read, summary.computed, summary.rejected);
+            (files, rejects, counts, summary.totals.to_json())
+        };
+        let (files, rejects, counts, totals) = outcome(true);
+        assert_eq!(
+            files,
+            [
+                "acts.parquet",
+                "counters.parquet",
+                "manifest.json",
+                "patients.parquet",
+                "rejects.csv",
+                "summary.parquet"
+            ]
+        );
+        let (bare_files, bare_rejects, bare_counts, bare_totals) = outcome(false);
+        assert_eq!(bare_files, ["manifest.json", "rejects.csv"]);
+        assert_eq!(bare_rejects, rejects);
+        assert_eq!(bare_counts, counts);
+        assert_eq!(counts, (4, 2, 2));
+        assert_eq!(bare_totals, totals);
     }
 }
