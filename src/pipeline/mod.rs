@@ -992,6 +992,30 @@ pub fn execute(
     sink.finish(prepared.read, started)
 }
 
+/// Inputs of a test, as CSV texts written to `dir`: acts (`acts.csv`), beneficiaries, and the
+/// rights and counters when given.
+#[cfg(test)]
+pub(crate) fn csv_inputs(
+    dir: &Path,
+    acts: &str,
+    beneficiaries: &str,
+    rights: Option<&str>,
+    counters: Option<&str>,
+) -> Inputs {
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    Inputs {
+        acts: write("acts.csv", acts),
+        beneficiaries: write("beneficiaries.csv", beneficiaries),
+        rights: rights.map(|text| write("rights.csv", text)),
+        counters: counters.map(|text| write("counters.csv", text)),
+        read: ReadOptions::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{IdsChecked, Prepared, Sourced, assemble, patient_day, permute};

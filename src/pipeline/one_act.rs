@@ -400,29 +400,15 @@ mod tests {
     #[test]
     fn counters_are_judged_by_every_act_not_the_patients_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let inputs = Inputs {
-            acts: write(
-                "acts.csv",
-                "act_id,patient_id,care_date,category,tariff\n\
-                 L1,P1,2024-12-20,consultation,30\n\
-                 N1,P2,2025-01-10,consultation,30\n",
-            ),
-            beneficiaries: write(
-                "beneficiaries.csv",
-                "patient_id,birth_date,regime\nP1,1980-03-10,general\nP2,1955-07-01,general\n",
-            ),
-            rights: None,
-            counters: Some(write(
-                "counters.csv",
-                "patient_id,year,pf_used,franchise_used\nP1,2025,4.00,2.00\n",
-            )),
-            read: ReadOptions::default(),
-        };
+        let inputs = super::super::csv_inputs(
+            dir.path(),
+            "act_id,patient_id,care_date,category,tariff\n\
+             L1,P1,2024-12-20,consultation,30\n\
+             N1,P2,2025-01-10,consultation,30\n",
+            "patient_id,birth_date,regime\nP1,1980-03-10,general\nP2,1955-07-01,general\n",
+            None,
+            Some("patient_id,year,pf_used,franchise_used\nP1,2025,4.00,2.00\n"),
+        );
         let whole = super::super::prepare(&inputs).unwrap();
         let one = prepare_for_act(&inputs, "L1").unwrap();
         assert_eq!(seen(&one, "L1"), seen(&whole, "L1"));

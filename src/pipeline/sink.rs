@@ -432,8 +432,7 @@ impl<'a> Sink<'a> {
 mod tests {
     use std::time::Instant;
 
-    use super::super::{Inputs, Limits, RunOptions, SpillIo, run};
-    use crate::io::read::ReadOptions;
+    use super::super::{Limits, RunOptions, SpillIo, csv_inputs, run};
     use crate::io::write::Format;
     use crate::rules::RuleBook;
 
@@ -442,28 +441,17 @@ mod tests {
     #[test]
     fn a_run_without_tables_writes_its_rejects_and_manifest_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let inputs = Inputs {
-            acts: write(
-                "acts.csv",
-                "act_id,patient_id,care_date,category,tariff\n\
-                 A1,P1,2025-03-01,consultation,30\n\
-                 A2,P1,2025-13-01,consultation,30\n\
-                 A3,P2,2025-03-02,drug_65,12.5\n\
-                 A4,P9,2025-03-02,drug_65,12.5\n",
-            ),
-            beneficiaries: write(
-                "beneficiaries.csv",
-                "patient_id,birth_date,regime\nP1,1980-03-10,general\nP2,1955-07-01,general\n",
-            ),
-            rights: None,
-            counters: None,
-            read: ReadOptions::default(),
-        };
+        let inputs = csv_inputs(
+            dir.path(),
+            "act_id,patient_id,care_date,category,tariff\n\
+             A1,P1,2025-03-01,consultation,30\n\
+             A2,P1,2025-13-01,consultation,30\n\
+             A3,P2,2025-03-02,drug_65,12.5\n\
+             A4,P9,2025-03-02,drug_65,12.5\n",
+            "patient_id,birth_date,regime\nP1,1980-03-10,general\nP2,1955-07-01,general\n",
+            None,
+            None,
+        );
         let book = RuleBook::builtin();
         let outcome = |tables: bool| {
             let out = dir.path().join(format!("out-{tables}"));
