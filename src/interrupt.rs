@@ -28,6 +28,9 @@ static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Whether the run logs JSON lines: the line that says a signal stopped it is one too.
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether the command has no `--out` ([`without_out`]).
+static NO_OUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether the run's outputs are in place ([`mark_outputs_in_place`]).
 static IN_PLACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -44,13 +47,16 @@ pub const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// finish. Called by a commit while it holds [`Cleanup::hold`], so that the signal's thread,
 /// which waits for that guard, sees it.
 pub fn mark_outputs_in_place() {
-    IN_PLACE.store(true, std::sync::atomic::Ordering::SeqCst);
+    if !NO_OUT.load(std::sync::atomic::Ordering::SeqCst) {
+        IN_PLACE.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
-/// Says that the outputs put in place are no one's to keep (`validate`'s run, in its
-/// temporary folder): a signal stops the process again, removing them with that folder.
-pub fn outputs_are_scratch() {
-    IN_PLACE.store(false, std::sync::atomic::Ordering::SeqCst);
+/// Says that the command has no `--out` (`validate`: its run's outputs go to a temporary
+/// folder of its own, listed then removed): a signal stops it at any time, and its line names
+/// the temporary files alone.
+pub fn without_out() {
+    NO_OUT.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// The signal the run finished in spite of, if one came once its outputs were in place.
@@ -113,6 +119,8 @@ fn stopped_line(signal: libc::c_int, outputs_replaced: bool) -> String {
         format!(
             "stopped by {name} once its outputs were in place: --out holds this run's outputs, whole"
         )
+    } else if NO_OUT.load(std::sync::atomic::Ordering::SeqCst) {
+        format!("stopped by {name}: temporary files removed")
     } else {
         format!("stopped by {name}: temporary files removed, --out left whole (not replaced)")
     };

@@ -1372,6 +1372,47 @@ fn a_generate_stopped_by_a_signal_removes_its_temporary_files() {
     );
 }
 
+/// `rac validate` stopped by a signal while its run spills removes its folder in
+/// `--temp-dir`, and its last line names no `--out` (it has none).
+#[cfg(unix)]
+#[test]
+fn a_validate_stopped_by_a_signal_removes_its_folder_and_names_no_out() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate_parquet(&data, 300_000);
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let mut child = rac_with_default_signals()
+        .args(["validate", "--acts"])
+        .arg(data.join("acts.parquet"))
+        .arg("--beneficiaries")
+        .arg(data.join("beneficiaries.parquet"))
+        .args(["--memory-limit", "1M", "--temp-dir"])
+        .arg(&scratch)
+        .env("RAYON_NUM_THREADS", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let staging = scratch.join(format!("rac-spill-{pid}-0/.run.tmp-{pid}"));
+    wait_for_spill(&mut child, &staging);
+    // SAFETY: a plain system call on our child's pid.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(libc::SIGTERM));
+    assert!(names_in(&scratch).is_empty(), "{:?}", names_in(&scratch));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.lines().last(),
+        Some("rac: stopped by SIGTERM: temporary files removed"),
+        "{stderr}"
+    );
+}
+
 /// A `SIGTERM` sent as the outputs are swapped into `--out` (a scheduler's timeout at the end
 /// of a run): the exit code and the last line tell the truth about `--out`. Found by QA: the
 /// run ended by the signal (143) saying "--out left whole (not replaced)" when it held the new

@@ -55,6 +55,7 @@ struct Checked {
 pub fn run(args: ValidateArgs) -> Result<i32, Failure> {
     // A check reads its inputs more than once: a file changed in between is refused.
     crate::io::unchanged::watch();
+    crate::interrupt::without_out();
     let book = load_rules(args.input.rules.as_ref())?;
     warn_rules(&book, |message| errln!("rac: warning: {message}"));
     args.input
@@ -166,9 +167,6 @@ fn check_partitioned(
         spill_compression: None,
     };
     let summary = pipeline::run(book, &inputs, &opts, &limits, Instant::now(), &|_, _, _| {})?;
-    // Its outputs are to be listed and removed: a signal while they are listed stops the
-    // check as one before they were in place would.
-    crate::interrupt::outputs_are_scratch();
     counter_problems.iter().try_for_each(print_problem)?;
     // Always CSV, whatever the tables' format (SPEC §4).
     let problems = print_rejects(&out.join("rejects.csv"))?;
