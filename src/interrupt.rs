@@ -293,6 +293,10 @@ pub fn install() {
                 };
                 clean_up(&pending);
                 say_stopped(signal, outputs_replaced);
+                // Again: a file made since in a registered folder (a spill file of a thread
+                // still running) while the line was written. The paths themselves are
+                // created under this guard, and no path is registered while it is held.
+                clean_up(&pending);
                 // SAFETY: the default action back, the signal unblocked in this thread and
                 // sent to it: the process ends as the signal's default does.
                 unsafe {

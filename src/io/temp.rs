@@ -91,6 +91,8 @@ impl TempSpace {
             // A folder of that name whose lock we hold was left by a killed run.
             remove_folder(&path)?;
             let cleanup = Cleanup::register(&[&path]);
+            // Under the guard a signal's clean-up holds: not made just after it passed.
+            let _creating = Cleanup::hold();
             fs::create_dir(&path).map_err(|error| TempError::Io {
                 path: path.clone(),
                 error,

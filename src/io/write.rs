@@ -380,8 +380,12 @@ impl Staging {
         };
 
         staging.recover()?;
-        fs::create_dir(&staging.tmp)
-            .map_err(|e| WriteError::io("cannot create folder", &staging.tmp, e))?;
+        {
+            // Under the guard a signal's clean-up holds: not made just after it passed.
+            let _creating = Cleanup::hold();
+            fs::create_dir(&staging.tmp)
+                .map_err(|e| WriteError::io("cannot create folder", &staging.tmp, e))?;
+        }
         Ok(staging)
     }
 
