@@ -1946,7 +1946,7 @@ fn unreadable_files_exit_1_with_the_file_named_and_nothing_written() {
 }
 
 /// `validate` checks the inputs the way a run computes them, partition by partition within
-/// `--memory-limit` (it read them whole: 12 GB for 10 M acts): spilled over 84 partitions,
+/// `--memory-limit` (it read them whole: 12.1 GiB for 10 M acts): spilled over 84 partitions,
 /// it lists the same problems as in one, across partitions (an id repeated on another
 /// patient's row, an unknown patient, the engine's care before birth) and with every problem
 /// of a row; and its temporary folder in `--temp-dir` is gone when it ends.

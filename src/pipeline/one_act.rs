@@ -1,6 +1,6 @@
 //! The inputs of one act's patient, found by streaming over the files (`rac explain`): what
 //! is held at once is one read chunk and that patient's rows, whatever the size of the inputs
-//! (reading a month of 10 M acts whole to explain one of them took 7.4 GB).
+//! (reading a month of 10 M acts whole to explain one of them took 7.1 GiB).
 //!
 //! The acts are read three times, chunk by chunk:
 //! 1. the rows with the act's id: the first valid one is the row a run keeps, and names the
