@@ -595,6 +595,121 @@ fn explain_gives_a_rejected_act_its_own_reason_and_exit_3() {
         text.starts_with("act F3: consultation on 2025-03-01"),
         "{text}"
     );
+    // Explained together: each as alone, and exit 3 for the run, one act being rejected.
+    let alone = |id: &str| String::from_utf8(explain(id, &acts).stdout).unwrap();
+    let o = rac(&[
+        "explain",
+        "--act-id",
+        "F3",
+        "--act-id",
+        "F1",
+        "--acts",
+        &acts,
+        "--beneficiaries",
+        &demo("beneficiaries.csv"),
+        "--rights",
+        &demo("rights.csv"),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("{}\n{}", alone("F3"), alone("F1"))
+    );
+}
+
+/// Several acts in one run (the files read three times, not three times an act): the
+/// `--act-id`s, then the file's (an audit's `discrepancies.*`, CSV or Parquet), each once, are
+/// explained as they are alone, one after the other with an empty line between; ids that no
+/// row has are named at the end, after the others (exit 2).
+#[test]
+fn explain_explains_several_acts_and_an_audits_discrepancies_in_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acts = demo("acts.csv");
+    let run = |ids: &[&str]| -> Output {
+        let mut args = vec!["explain"];
+        args.extend_from_slice(ids);
+        let inputs = [
+            "--acts",
+            &acts,
+            "--beneficiaries",
+            &demo("beneficiaries.csv"),
+        ];
+        args.extend_from_slice(&inputs);
+        let rights = demo("rights.csv");
+        args.extend_from_slice(&["--rights", &rights]);
+        rac(&args)
+    };
+    let alone = |id: &str| {
+        let o = explain(id, &acts);
+        assert_eq!(o.status.code(), Some(0), "{id}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    for format in ["csv", "parquet"] {
+        let out = tmp.path().join(format);
+        let mut args = compute_args(&out, &["--format", format]);
+        args[0] = "audit".into();
+        let o = rac(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let file = out.join(format!("discrepancies.{format}"));
+        let o = run(&["--act-ids", file.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{format}");
+        // The demo's two discrepancies, in the table's order.
+        assert_eq!(
+            String::from_utf8(o.stdout).unwrap(),
+            format!("{}\n{}", alone("A0103"), alone("A0202")),
+            "{format}"
+        );
+    }
+    // `--act-id`s first; an id given twice is explained once.
+    let file = tmp.path().join("csv/discrepancies.csv");
+    let o = run(&[
+        "--act-id",
+        "A0202",
+        "--act-id",
+        "A0105",
+        "--act-ids",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("{}\n{}\n{}", alone("A0202"), alone("A0105"), alone("A0103"))
+    );
+    // A rejects.csv: its rows without an act_id (other tables') are counted, not explained.
+    let rejects = tmp.path().join("rejects.csv");
+    std::fs::write(
+        &rejects,
+        "file,row,act_id,column,reason,value\n\
+         b.csv,3,,birth_date,bad_date,1990-13-01\n\
+         a.csv,4,A0105,tariff,bad_decimal,x\n",
+    )
+    .unwrap();
+    let o = run(&["--act-ids", rejects.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), alone("A0105"));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains(&format!(
+            "rac: note: 1 row of {} has no act_id (not explained)",
+            rejects.display()
+        )),
+        "{err}"
+    );
+    // Ids in no row: the others are explained, then the missing ones named, exit 2.
+    let o = run(&["--act-id", "NOPE", "--act-id", "A0103", "--act-id", "NOPE2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), alone("A0103"));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert_eq!(
+        err.lines().last(),
+        Some(format!("rac: 2 act ids are not in {acts}: `NOPE`, `NOPE2`").as_str()),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,33 +1,44 @@
-//! `rac explain`: every step of one act's computation, with the parameters used and their
+//! `rac explain`: every step of some acts' computation, with the parameters used and their
 //! sources.
 //!
 //! ```text
 //! rac explain --act-id A123 --acts acts.csv --beneficiaries beneficiaries.csv [--rights …]
+//! rac explain --act-ids out/discrepancies.csv --acts acts.csv --beneficiaries …
 //! ```
-//! The act is computed with all the patient's acts of the file (caps, groups and stays need
+//! An act is computed with all its patient's acts of the files (caps, groups and stays need
 //! them) and the opening counters, exactly as `compute` does. The files are read in passes
-//! that keep that patient's rows alone: the memory used does not grow with their size. For an
+//! that keep the explained acts' patients' rows alone: the memory used does not grow with
+//! their size, and explaining a thousand acts reads them as often as explaining one. For an
 //! id on several rows, the row `compute` keeps (the first) is explained, after a note naming
-//! each rejected repeat.
-//! Exit 0 when the act is computed, 3 when it is rejected (when read or when computed), 2
-//! when no row has its id.
+//! each rejected repeat. Several acts are explained in the order given, separated by an empty
+//! line.
+//! Exit 0 when every act is computed, 3 when one is rejected (when read or when computed), 2
+//! when no row has one of the ids (the others are explained first).
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
 
 use super::{Failure, InputArgs, load_rules, warn_rules};
 use crate::engine::{Trace, explain_patient};
+use crate::io::read::{ActIdKey, Chunks, ReadOptions};
 use crate::model::Act;
+use crate::pipeline::Prepared;
 use crate::rules::{Param, RuleBook};
 
-/// Print each step of one act's computation.
+/// Print each step of some acts' computation.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The act to explain.
-    #[arg(long)]
-    pub act_id: String,
+    /// The act to explain (repeat the flag for several).
+    #[arg(long, required_unless_present = "act_ids")]
+    pub act_id: Vec<String>,
+    /// A file of acts to explain, in its order (after those of `--act-id`): CSV or Parquet
+    /// with an `act_id` column, such as an audit's `discrepancies.*`, a run's `acts.*` or
+    /// `rejects.csv`, or a list under an `act_id` header.
+    #[arg(long, value_name = "FILE")]
+    pub act_ids: Option<PathBuf>,
     #[command(flatten)]
     pub input: InputArgs,
     /// Show the act's values in the columns `compute --keep-columns` would carry (a claim
@@ -43,70 +54,129 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     warn_rules(&book, |message| errln!("rac: warning: {message}"));
     args.input
         .warn_skipped(|message, _| errln!("rac: warning: {message}"));
+    let ids = act_ids(&args.act_id, args.act_ids.as_deref())?;
     let carried = args.input.carried(args.keep_columns)?;
-    let prepared = args
-        .input
-        .prepare_for_act(Arc::clone(&carried), &args.act_id)?;
-    let rejected = prepared.rejects.iter().filter(|r| r.act_id == args.act_id);
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let prepared = args.input.prepare_for_acts(Arc::clone(&carried), &ids)?;
+    let mut code = 0;
+    let mut missing = Vec::new();
+    let mut printed = false;
+    for id in ids {
+        let Some((text, id_code)) = explain_one(&book, &prepared, &carried, id) else {
+            missing.push(id);
+            continue;
+        };
+        if printed {
+            out!("\n");
+        }
+        out!("{text}");
+        printed = true;
+        code = code.max(id_code);
+    }
+    let acts = args.input.acts.display();
+    match missing[..] {
+        [] => Ok(code),
+        [id] => Err(Failure::usage(format!("act_id `{id}` is not in {acts}"))),
+        _ => {
+            let shown = missing.iter().take(10).map(|id| format!("`{id}`"));
+            let more = if missing.len() > 10 { ", …" } else { "" };
+            Err(Failure::usage(format!(
+                "{} act ids are not in {acts}: {}{more}",
+                missing.len(),
+                shown.collect::<Vec<_>>().join(", ")
+            )))
+        }
+    }
+}
+
+/// The ids to explain: those of `--act-id`, then the file's, each once, in that order.
+fn act_ids(given: &[String], file: Option<&Path>) -> Result<Vec<String>, Failure> {
+    let mut ids: Vec<String> = given.to_vec();
+    if let Some(path) = file {
+        let chunks = Chunks::<ActIdKey>::open(path, &ReadOptions::default())
+            .map_err(|e| Failure::input(format!("--act-ids: {e}")))?;
+        let mut without = 0;
+        for chunk in chunks {
+            let chunk = chunk.map_err(|e| Failure::input(format!("--act-ids: {e}")))?;
+            without += chunk.rejects.len();
+            ids.extend(chunk.rows.into_iter().map(|r| r.value.act_id.to_string()));
+        }
+        match without {
+            0 => {}
+            1 => errln!(
+                "rac: note: 1 row of {} has no act_id (not explained)",
+                path.display()
+            ),
+            _ => errln!(
+                "rac: note: {without} rows of {} have no act_id (not explained)",
+                path.display()
+            ),
+        }
+        if ids.is_empty() {
+            return Err(Failure::usage(format!(
+                "no act_id in {} to explain",
+                path.display()
+            )));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    Ok(ids)
+}
+
+/// The explanation of act `id` from `prepared` and the exit code it calls for (0 computed, 3
+/// rejected), or `None` when no row has the id.
+fn explain_one(
+    book: &RuleBook,
+    prepared: &Prepared,
+    carried: &[String],
+    id: &str,
+) -> Option<(String, i32)> {
+    let mut out = String::new();
+    let rejected = prepared.rejects.iter().filter(|r| r.act_id == id);
     // The row kept for this id, if any: with repeated ids, the first one (the others are
     // rejected as duplicates, and said so before the explanation).
     let kept = prepared.patients.iter().find_map(|p| {
-        let i = prepared
-            .acts_of(p)
-            .iter()
-            .position(|a| a.act_id == args.act_id)?;
+        let i = prepared.acts_of(p).iter().position(|a| a.act_id == id)?;
         Some((p, prepared.origins_of(p)[i]))
     });
     let Some((patient, origin)) = kept else {
-        if let Some(r) = rejected.clone().next() {
-            outln!(
-                "act {} was rejected: {} (file {}, row {}, column {}, value `{}`)",
-                r.act_id,
-                r.reason,
-                r.file,
-                r.row,
-                r.column,
-                r.value
-            );
-            return Ok(3);
-        }
-        return Err(Failure::usage(format!(
-            "act_id `{}` is not in {}",
-            args.act_id,
-            args.input.acts.display()
-        )));
+        let r = rejected.clone().next()?;
+        let _ = writeln!(
+            out,
+            "act {} was rejected: {} (file {}, row {}, column {}, value `{}`)",
+            r.act_id, r.reason, r.file, r.row, r.column, r.value
+        );
+        return Some((out, 3));
     };
     for r in rejected {
-        outln!(
+        let _ = writeln!(
+            out,
             "note: another row of act {} was rejected: {} (file {}, row {}); the row explained is row {} of {}",
-            r.act_id,
-            r.reason,
-            r.file,
-            r.row,
-            origin.row,
-            prepared.act_files[origin.file as usize]
+            r.act_id, r.reason, r.file, r.row, origin.row, prepared.act_files[origin.file as usize]
         );
     }
     let input = prepared.input(patient);
-    let (result, trace) = explain_patient(&book, &input, &args.act_id);
-    out!(
-        "{}",
-        render(&book, &args.act_id, input.acts, &result, &trace)
-    );
+    let (result, trace) = explain_patient(book, &input, id);
+    out.push_str(&render(book, id, input.acts, &result, &trace));
     // Rejected when computed (born after the act, no rule at its date): 3, as when read.
-    let computed = result.outcomes.iter().any(|o| o.act_id == args.act_id);
-    if let Some(act) = input.acts.iter().find(|a| a.act_id == args.act_id)
+    let computed = result.outcomes.iter().any(|o| o.act_id == id);
+    if let Some(act) = input.acts.iter().find(|a| a.act_id == id)
         && !carried.is_empty()
     {
-        outln!("carried columns:");
+        let _ = writeln!(out, "carried columns:");
         for (name, value) in carried.iter().zip(act.carried.values()) {
             match value {
-                Some(text) => outln!("  {name} = {}", escape_controls(text)),
-                None => outln!("  {name} = (empty)"),
+                Some(text) => {
+                    let _ = writeln!(out, "  {name} = {}", escape_controls(text));
+                }
+                None => {
+                    let _ = writeln!(out, "  {name} = (empty)");
+                }
             }
         }
     }
-    Ok(if computed { 0 } else { 3 })
+    Some((out, if computed { 0 } else { 3 }))
 }
 
 /// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`…): a quoted CSV cell may

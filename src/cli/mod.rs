@@ -196,21 +196,21 @@ impl InputArgs {
         Ok(carried.into())
     }
 
-    /// The inputs of the patient of act `act_id` alone (`explain`), with the rejects of the
-    /// rows of that id: for the canonical profile, read in passes that hold one chunk and
-    /// that patient's rows ([`pipeline::prepare_for_act`]), whatever the size of the files;
-    /// an extract is read whole ([`InputArgs::prepare_carrying`]).
-    pub fn prepare_for_act(
+    /// The inputs of the patients of the acts `act_ids` alone (`explain`), with the rejects
+    /// of the rows of those ids: for the canonical profile, read in passes that hold one chunk
+    /// and those patients' rows ([`pipeline::prepare_for_acts`]), whatever the size of the
+    /// files; an extract is read whole ([`InputArgs::prepare_carrying`]).
+    pub fn prepare_for_acts(
         &self,
         carried: Arc<[String]>,
-        act_id: &str,
+        act_ids: &[&str],
     ) -> Result<Prepared, Failure> {
         if self.profile()? != ProfileKind::Canonical {
             return Ok(self.prepare_carrying(carried, false)?.0);
         }
         let mut inputs = self.inputs()?;
         inputs.read.carried = carried;
-        Ok(pipeline::prepare_for_act(&inputs, act_id)?)
+        Ok(pipeline::prepare_for_acts(&inputs, act_ids)?)
     }
 
     /// Reads and checks the inputs of the chosen profile. Returns, with them, what the

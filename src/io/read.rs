@@ -42,7 +42,7 @@ mod parquet_source;
 mod records;
 mod values;
 
-pub use records::{ActKey, PatientKey, QUANTITY_RANGE};
+pub use records::{ActIdKey, ActKey, PatientKey, QUANTITY_RANGE};
 pub use values::{MAX_CENTS, MAX_VALUE_CHARS, RejectReason, within_amount_range};
 
 use crate::model::{Act, Beneficiary, Reject, RightPeriod, YearCounter};
@@ -249,8 +249,8 @@ impl ReadError {
 }
 
 /// A model type that an input table yields: [`Act`], [`Beneficiary`], [`RightPeriod`] and
-/// [`YearCounter`], and [`ActKey`] and [`PatientKey`] (first passes over the acts and the
-/// beneficiaries). Sealed.
+/// [`YearCounter`], [`ActKey`] and [`PatientKey`] (first passes over the acts and the
+/// beneficiaries), and [`ActIdKey`] (the acts to explain). Sealed.
 pub trait Record: Table {}
 
 impl<T: Table> Record for T {}

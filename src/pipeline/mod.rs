@@ -5,7 +5,7 @@
 //! Inputs that fit are read whole here ([`prepare`], also used by `validate`); larger ones go
 //! through [`partitioned::run`], which cuts them into ranges of patients and hands each range
 //! to the same grouping and checks ([`assemble`]) and the same [`Sink`]. `explain` reads the
-//! files in passes that keep one patient ([`prepare_for_act`]).
+//! files in passes that keep the explained acts' patients ([`prepare_for_acts`]).
 //!
 //! Determinism: patients are processed in `patient_id` order and each patient's acts in
 //! (`care_date`, `act_id`) order; each chunk's results are collected in order (rayon's ordered
@@ -24,7 +24,7 @@ mod spill;
 mod worker;
 
 pub use direct_io::SpillIo;
-pub use one_act::prepare_for_act;
+pub use one_act::prepare_for_acts;
 pub use pages::{
     PURGE_DELAY_OPTION, hand_back_freed_pages_now, should_hand_back_freed_pages,
     turn_off_huge_pages,

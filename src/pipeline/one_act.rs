@@ -1,21 +1,24 @@
-//! The inputs of one act's patient, found by streaming over the files (`rac explain`): what
-//! is held at once is one read chunk and that patient's rows, whatever the size of the inputs
-//! (reading a month of 10 M acts whole to explain one of them took 7.1 GiB).
+//! The inputs of some acts' patients, found by streaming over the files (`rac explain`): what
+//! is held at once is one read chunk and those patients' rows, whatever the size of the
+//! inputs (reading a month of 10 M acts whole to explain one of them took 7.1 GiB).
 //!
 //! The acts are read three times, chunk by chunk:
-//! 1. the rows with the act's id: the first valid one is the row a run keeps, and names the
-//!    patient; the others are rejected as duplicates;
-//! 2. the patient's rows;
-//! 3. the rows, of any patient, that hold one of the patient's act ids before the patient's
-//!    row does: a run keeps the first row of an id, so the patient's row is then a duplicate.
+//! 1. the rows with one of the acts' ids: the first valid row of an id is the row a run
+//!    keeps, and names its patient; the others are rejected as duplicates;
+//! 2. those patients' rows;
+//! 3. the rows, of any patient, that hold one of those patients' act ids before their own
+//!    row does: a run keeps the first row of an id, so their row is then a duplicate.
 //!
 //! Between the first and second pass, the beneficiaries, rights and counters are read for
-//! that patient alone. The patient's rows then go through the checks and the grouping of a
-//! run ([`assemble`]): the patient's acts are the same, in the same order, as in a run.
+//! those patients alone. Their rows then go through the checks and the grouping of a run
+//! ([`assemble`]): each patient's acts are the same, in the same order, as in a run. The
+//! passes are the same for one act or a thousand: explaining a month's discrepancies reads
+//! the files three times, not three times per act.
 
 use std::path::Path;
 
 use chrono::Datelike;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::partitioned::{checked_counters, small_tables_error};
 use super::{
@@ -28,57 +31,62 @@ use crate::model::{Act, Beneficiary, Reject, RightPeriod};
 /// Where a row is in the input: its file's index, then its row; compared, the reading order.
 type Position = (usize, u64);
 
-/// [`super::prepare`] restricted to the patient of the act `act_id`, read in passes that hold
-/// one chunk at a time (see the module's doc). The result holds that patient alone, or no
-/// patient when no valid row has the id or its patient is unknown, and these rejects: the
-/// rows with id `act_id` rejected when read, then those rejected as a run would reject them
-/// (unknown patient, duplicates), in reading order; other rows' rejects are not gathered.
+/// [`super::prepare`] restricted to the patients of the acts `act_ids`, read in passes that
+/// hold one chunk at a time (see the module's doc). The result holds those patients alone
+/// (none for an id that no valid row has, or whose patient is unknown), and these rejects: the
+/// rows of the ids rejected when read, then those rejected as a run would reject them
+/// (unknown patient, duplicates); an id's rejects are in the order of a run's. Other rows'
+/// rejects are not all gathered.
 ///
 /// A file that cannot be read fails as [`super::prepare`] fails, with the first error in the
 /// order a run reads the files. The counters are checked as a run checks them, except that
-/// two rows of one patient and year are found for this patient only.
-pub fn prepare_for_act(inputs: &Inputs, act_id: &str) -> Result<Prepared, RunError> {
+/// two rows of one patient and year are found for these patients only.
+pub fn prepare_for_acts(inputs: &Inputs, act_ids: &[&str]) -> Result<Prepared, RunError> {
     let read_acts = || -> Result<Chunks<Act>, RunError> {
         read::open_acts(&inputs.acts, &inputs.read).map_err(RunError::from)
     };
     // A file-level error in the acts: the one a run meets first may be in a smaller table.
     let first_error = |error: RunError| small_tables_error(inputs).unwrap_or(error);
+    let wanted: FxHashSet<&str> = act_ids.iter().copied().collect();
 
-    // Pass 1: the rows of the act's id.
+    // Pass 1: the rows of the acts' ids.
     let chunks = read_acts().map_err(first_error)?;
     let act_files = chunks.files().to_vec();
     let mut rejects: Vec<Reject> = Vec::new();
     let mut repeats: Vec<Reject> = Vec::new();
-    let mut kept: Option<(Position, String)> = None;
+    // The patient of each id's kept row.
+    let mut kept: FxHashMap<String, String> = FxHashMap::default();
     let mut last_year: Option<i32> = None;
     let mut read = 0;
     for chunk in chunks {
         let chunk = chunk.map_err(RunError::from).map_err(first_error)?;
         read += chunk.read;
-        rejects.extend(chunk.rejects.into_iter().filter(|r| r.act_id == act_id));
+        rejects.extend((chunk.rejects.into_iter()).filter(|r| wanted.contains(r.act_id.as_str())));
         for row in &chunk.rows {
             last_year = last_year.max(Some(row.value.care_date.year()));
-            if row.value.act_id.as_str() != act_id {
+            let id = row.value.act_id.as_str();
+            if !wanted.contains(id) {
                 continue;
             }
-            match kept {
-                None => kept = Some(((row.file, row.row), row.value.patient_id.to_string())),
-                Some(_) => repeats.push(act_reject(
+            if kept.contains_key(id) {
+                repeats.push(act_reject(
                     &act_files,
                     row,
                     "act_id",
                     "duplicate_act_id",
-                    act_id,
-                )),
+                    id,
+                ));
+            } else {
+                kept.insert(id.to_string(), row.value.patient_id.to_string());
             }
         }
     }
 
     let mut files: Vec<(&'static str, String)> = Vec::new();
-    let patient = kept.as_ref().map(|(_, patient)| patient.as_str());
-    let (beneficiary, other_rejects) =
-        beneficiary_of(&inputs.beneficiaries, &inputs.read, patient, &mut files)?;
-    let mut rights_of_patient = Vec::new();
+    let patients: FxHashSet<&str> = kept.values().map(String::as_str).collect();
+    let (beneficiaries, other_rejects) =
+        beneficiaries_of(&inputs.beneficiaries, &inputs.read, &patients, &mut files)?;
+    let mut rights_of_patients = Vec::new();
     let mut other_rejects = other_rejects;
     if let Some(path) = &inputs.rights {
         let chunks = Chunks::<RightPeriod>::open(path, &inputs.read)?;
@@ -86,10 +94,10 @@ pub fn prepare_for_act(inputs: &Inputs, act_id: &str) -> Result<Prepared, RunErr
         for chunk in chunks {
             let chunk = chunk?;
             other_rejects += chunk.rejects.len() as u64;
-            rights_of_patient.extend(
+            rights_of_patients.extend(
                 (chunk.rows.into_iter())
                     .map(|r| r.value)
-                    .filter(|r| Some(r.patient_id.as_str()) == patient),
+                    .filter(|r| patients.contains(r.patient_id.as_str())),
             );
         }
     }
@@ -99,7 +107,7 @@ pub fn prepare_for_act(inputs: &Inputs, act_id: &str) -> Result<Prepared, RunErr
         for values in checked_counters(path)? {
             for counter in values? {
                 years.push(counter.year);
-                if Some(counter.patient_id.as_str()) == patient {
+                if patients.contains(counter.patient_id.as_str()) {
                     opening.push(counter);
                 }
             }
@@ -110,11 +118,10 @@ pub fn prepare_for_act(inputs: &Inputs, act_id: &str) -> Result<Prepared, RunErr
     files.extend(act_files.iter().map(|f| ("acts", f.clone())));
 
     let mut base = Prepared {
-        beneficiaries: beneficiary
-            .into_iter()
+        beneficiaries: (beneficiaries.into_iter())
             .map(|b| (b.patient_id.clone(), b))
             .collect(),
-        rights: group_rights(rights_of_patient),
+        rights: group_rights(rights_of_patients),
         rights_known: inputs.rights.is_some(),
         act_files: act_files.clone(),
         rejects,
@@ -126,22 +133,26 @@ pub fn prepare_for_act(inputs: &Inputs, act_id: &str) -> Result<Prepared, RunErr
     if let Some(path) = &inputs.counters {
         base.opening = group_counters(path, opening)?;
     }
-    let Some((_, patient)) = kept else {
+    if patients.is_empty() {
         return Ok(base);
-    };
+    }
 
-    // Pass 2: the patient's rows.
+    // Pass 2: the patients' rows.
     let mut rows: Vec<Sourced<Act>> = Vec::new();
     for chunk in read_acts()? {
         let chunk = chunk?;
-        rows.extend((chunk.rows.into_iter()).filter(|r| r.value.patient_id.as_str() == patient));
+        rows.extend(
+            (chunk.rows.into_iter()).filter(|r| patients.contains(r.value.patient_id.as_str())),
+        );
     }
 
-    // Pass 3: the first row of each of the patient's ids, up to the patient's last row.
-    let mut first: rustc_hash::FxHashMap<&str, Position> = rows
-        .iter()
-        .map(|r| (r.value.act_id.as_str(), (r.file, r.row)))
-        .collect();
+    // Pass 3: the first row of each of the patients' ids, up to their last row.
+    let mut first: FxHashMap<&str, Position> = FxHashMap::default();
+    for r in &rows {
+        first
+            .entry(r.value.act_id.as_str())
+            .or_insert((r.file, r.row));
+    }
     let last = rows.iter().map(|r| (r.file, r.row)).max();
     'read: for chunk in read_acts()? {
         let chunk = chunk?;
@@ -154,8 +165,8 @@ pub fn prepare_for_act(inputs: &Inputs, act_id: &str) -> Result<Prepared, RunErr
             }
         }
     }
-    // A row of the patient whose id came first on another row: a duplicate, as in a run. The
-    // act's own repeats are in `repeats` already.
+    // A row of the patients whose id came first on another row: a duplicate, as in a run.
+    // The repeats of the acts' own ids are in `repeats` already.
     let later: Vec<bool> = (rows.iter())
         .map(|r| first[r.value.act_id.as_str()] < (r.file, r.row))
         .collect();
@@ -165,7 +176,7 @@ pub fn prepare_for_act(inputs: &Inputs, act_id: &str) -> Result<Prepared, RunErr
     for (row, later) in rows.into_iter().zip(later) {
         if !later {
             kept_rows.push(row);
-        } else if row.value.act_id.as_str() != act_id {
+        } else if !wanted.contains(row.value.act_id.as_str()) {
             let id = row.value.act_id.to_string();
             repeated.push(act_reject(
                 &act_files,
@@ -176,39 +187,40 @@ pub fn prepare_for_act(inputs: &Inputs, act_id: &str) -> Result<Prepared, RunErr
             ));
         }
     }
+    drop(patients);
     // No counters path: their years were checked above against every act's, not against
-    // this patient's alone (counters of 2025 open a run whose patient has a late 2024 claim).
+    // these patients' alone (counters of 2025 open a run whose patient has a late 2024 claim).
     let mut prepared = assemble(base, kept_rows, None, IdsChecked::Here)?;
-    // In the order of a run's rejects for the act's id: when read, then (in row order) its
-    // first valid row if its patient is unknown, then its repeats.
+    // In the order of a run's rejects for an id: when read, then (in row order) its first
+    // valid row if its patient is unknown, then its repeats.
     prepared.rejects.extend(repeated);
     prepared.rejects.extend(repeats);
     Ok(prepared)
 }
 
-/// The first valid row of `patient` in the beneficiaries (a run keeps the first of a
+/// The first valid row of each of `patients` in the beneficiaries (a run keeps the first of a
 /// patient's rows), with the number of rows rejected in that table; adds the files read to
 /// `files`.
-fn beneficiary_of(
+fn beneficiaries_of(
     path: &Path,
     opts: &read::ReadOptions,
-    patient: Option<&str>,
+    patients: &FxHashSet<&str>,
     files: &mut Vec<(&'static str, String)>,
-) -> Result<(Option<Beneficiary>, u64), RunError> {
+) -> Result<(Vec<Beneficiary>, u64), RunError> {
     let chunks = Chunks::<Beneficiary>::open(path, opts)?;
     files.extend(chunks.files().iter().map(|f| ("beneficiaries", f.clone())));
-    let mut found = None;
+    let mut found: FxHashMap<String, Beneficiary> = FxHashMap::default();
     let mut rejected = 0;
     for chunk in chunks {
         let chunk = chunk?;
         rejected += chunk.rejects.len() as u64;
-        if found.is_none() {
-            found = (chunk.rows.into_iter())
-                .map(|r| r.value)
-                .find(|b| Some(b.patient_id.as_str()) == patient);
+        for b in chunk.rows.into_iter().map(|r| r.value) {
+            if patients.contains(b.patient_id.as_str()) && !found.contains_key(&b.patient_id) {
+                found.insert(b.patient_id.clone(), b);
+            }
         }
     }
-    Ok((found, rejected))
+    Ok((found.into_values().collect(), rejected))
 }
 
 #[cfg(test)]
@@ -327,10 +339,42 @@ mod tests {
             "A1", "B1", "C1", "D1", "E1", "F1", "G1", "H1", "Z9", // Z9: in no row
         ];
         for id in ids {
-            let one = prepare_for_act(&inputs, id).unwrap();
+            let one = prepare_for_acts(&inputs, &[id]).unwrap();
             assert!(one.patients.len() <= 1, "{id}: {:?}", one.patients);
             assert_eq!(seen(&one, id), seen(&whole, id), "{id}");
         }
+    }
+
+    /// Every id at once, in any order and some twice: each gets what the whole read gives
+    /// it, and the patients are those of the ids' kept rows, each once.
+    #[test]
+    fn several_acts_get_what_the_whole_read_gives_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = inputs(dir.path());
+        let whole = super::super::prepare(&inputs).unwrap();
+        let ids = ["H1", "A1", "Z9", "D1", "C1", "A1", "G1", "B1", "E1", "F1"];
+        let all = prepare_for_acts(&inputs, &ids).unwrap();
+        for id in ids {
+            assert_eq!(seen(&all, id), seen(&whole, id), "{id}");
+        }
+        let patients: Vec<&str> = (all.patients.iter())
+            .map(|p| p.patient_id.as_str())
+            .collect();
+        assert_eq!(patients, ["P1", "P2", "P3"]);
+        assert_eq!(all.beneficiaries.len(), 3);
+        // P2's rows once, though both its ids (B1 and H1) were asked for.
+        let p2: Vec<&str> = (all.acts_of(&all.patients[1]).iter())
+            .map(|a| a.act_id.as_str())
+            .collect();
+        assert_eq!(p2, ["B1", "H1"]);
+        // Each repeat is rejected once: A1's two, B1's and D1's one each, E1's one.
+        let duplicates = |id: &str| {
+            (all.rejects.iter())
+                .filter(|r| r.act_id == id && r.reason == "duplicate_act_id")
+                .count()
+        };
+        let counts: Vec<usize> = ["A1", "B1", "D1", "E1", "G1"].map(duplicates).to_vec();
+        assert_eq!(counts, [2, 1, 1, 1, 1]);
     }
 
     /// What the comparison above rests on, checked on its own: the runs' decisions for the
@@ -347,7 +391,7 @@ mod tests {
                 .collect()
         };
         // A1: P1's row is kept; P2's (same file) and P3's (second file) are repeats.
-        let a1 = prepare_for_act(&inputs, "A1").unwrap();
+        let a1 = prepare_for_acts(&inputs, &["A1"]).unwrap();
         assert_eq!(a1.patients[0].patient_id, "P1");
         assert_eq!(
             reasons(&a1, "A1"),
@@ -366,14 +410,14 @@ mod tests {
         assert_eq!(a1.beneficiaries.len(), 1);
         assert_eq!(a1.opening["P1"][0].pf_used, Decimal::new(400, 2));
         // C1: the bad date first, then the valid row, kept.
-        let c1 = prepare_for_act(&inputs, "C1").unwrap();
+        let c1 = prepare_for_acts(&inputs, &["C1"]).unwrap();
         assert_eq!(
             reasons(&c1, "C1"),
             [(file("1.csv"), 3, "bad_date".to_string())]
         );
         assert_eq!(c1.patients[0].patient_id, "P3");
         // D1: no patient; its first row's patient is unknown, the second is a repeat.
-        let d1 = prepare_for_act(&inputs, "D1").unwrap();
+        let d1 = prepare_for_acts(&inputs, &["D1"]).unwrap();
         assert!(d1.patients.is_empty());
         assert_eq!(
             reasons(&d1, "D1"),
@@ -383,7 +427,7 @@ mod tests {
             ]
         );
         // P2, the beneficiary given twice: the first row.
-        let h1 = prepare_for_act(&inputs, "H1").unwrap();
+        let h1 = prepare_for_acts(&inputs, &["H1"]).unwrap();
         assert_eq!(
             h1.beneficiaries["P2"].birth_date,
             chrono::NaiveDate::from_ymd_opt(1955, 7, 1).unwrap()
@@ -410,7 +454,7 @@ mod tests {
             Some("patient_id,year,pf_used,franchise_used\nP1,2025,4.00,2.00\n"),
         );
         let whole = super::super::prepare(&inputs).unwrap();
-        let one = prepare_for_act(&inputs, "L1").unwrap();
+        let one = prepare_for_acts(&inputs, &["L1"]).unwrap();
         assert_eq!(seen(&one, "L1"), seen(&whole, "L1"));
         assert_eq!(one.opening["P1"][0].year, 2025);
         // Counters later than every act are refused, as by a run.
@@ -420,7 +464,7 @@ mod tests {
         )
         .unwrap();
         let whole = super::super::prepare(&inputs).unwrap_err().to_string();
-        let one = prepare_for_act(&inputs, "L1").unwrap_err().to_string();
+        let one = prepare_for_acts(&inputs, &["L1"]).unwrap_err().to_string();
         assert_eq!(one, whole);
         assert!(one.contains("counters of 2026"), "{one}");
     }
@@ -433,14 +477,14 @@ mod tests {
         let mut inputs = inputs(dir.path());
         std::fs::write(dir.path().join("acts/2.csv"), "act_id,tariff\nX,1\n").unwrap();
         let whole = super::super::prepare(&inputs).unwrap_err().to_string();
-        let one = prepare_for_act(&inputs, "A1").unwrap_err().to_string();
+        let one = prepare_for_acts(&inputs, &["A1"]).unwrap_err().to_string();
         assert_eq!(one, whole);
         assert!(one.contains("2.csv"), "{one}");
         let bad: PathBuf = dir.path().join("bad_beneficiaries.csv");
         std::fs::write(&bad, "patient_id\nP1\n").unwrap();
         inputs.beneficiaries = bad;
         let whole = super::super::prepare(&inputs).unwrap_err().to_string();
-        let one = prepare_for_act(&inputs, "A1").unwrap_err().to_string();
+        let one = prepare_for_acts(&inputs, &["A1"]).unwrap_err().to_string();
         assert_eq!(one, whole);
         assert!(one.contains("bad_beneficiaries.csv"), "{one}");
     }

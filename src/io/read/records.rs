@@ -480,6 +480,26 @@ impl Table for ActKey {
     }
 }
 
+/// Only the `act_id` of a row, from any table that has the column: the list of acts to
+/// explain (`explain --act-ids`: an audit's `discrepancies.*`, a run's `acts.*` or
+/// `rejects.csv`, or a list under an `act_id` header). The other columns are not read
+/// (Parquet) or not converted (CSV).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActIdKey {
+    pub act_id: Id,
+}
+
+impl Table for ActIdKey {
+    const COLUMNS: &'static [ColumnSpec] = &[col("act_id", Kind::Text, true)];
+    const ACT_ID: Option<usize> = Some(0);
+
+    fn from_row<R: Row + ?Sized>(row: &R, _opts: &ReadOptions) -> Conv<ActIdKey> {
+        Ok(ActIdKey {
+            act_id: req_id(row, 0)?,
+        })
+    }
+}
+
 /// Only the `patient_id` of a beneficiaries row, for the pass that samples the ids to place
 /// the partitions' boundaries: the other columns are not read (Parquet) or not converted
 /// (CSV). A row refused as a [`Beneficiary`] may be sampled: it moves a boundary, which
