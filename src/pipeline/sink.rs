@@ -170,20 +170,22 @@ pub(crate) struct Sink<'a> {
 /// thread of their own from the sink's start, beside the computing, instead of at the end
 /// where the run waited for it (0.63 s at 10 M acts, a 200 MB file, per `strace`). With one
 /// worker, in line at the end. A run that fails leaves the thread to finish on its own: it
-/// only reads the inputs.
+/// only reads the inputs. A run without tables (`validate`'s, whose manifest nobody reads)
+/// gives their sizes alone.
 struct InputHashes {
     /// (role, path)
     files: Vec<(&'static str, String)>,
     thread: Option<JoinHandle<Result<Hashes, WriteError>>>,
+    hashed: bool,
 }
 
 /// The SHA-256 (hex) and size in bytes of each input, in order.
 type Hashes = Vec<(String, u64)>;
 
 impl InputHashes {
-    fn start(files: &[(&'static str, String)]) -> InputHashes {
+    fn start(files: &[(&'static str, String)], hashed: bool) -> InputHashes {
         let files = files.to_vec();
-        let thread = if super::single_threaded() {
+        let thread = if super::single_threaded() || !hashed {
             None
         } else {
             let paths: Vec<String> = files.iter().map(|(_, path)| path.clone()).collect();
@@ -193,12 +195,25 @@ impl InputHashes {
                 .spawn(move || hash_all(&paths))
                 .ok()
         };
-        InputHashes { files, thread }
+        InputHashes {
+            files,
+            thread,
+            hashed,
+        }
     }
 
     /// The manifest's `inputs`: the files read, then the scenario files (`role: rules`), whose
     /// digest is the text's the rules were built from.
     fn finish(self, overlays: &[Overlay]) -> Result<serde_json::Value, WriteError> {
+        if !self.hashed {
+            let inputs = (self.files.iter())
+                .map(|(role, path)| {
+                    let bytes = std::fs::metadata(path).map(|m| m.len()).ok();
+                    json!({ "role": role, "path": path, "bytes": bytes })
+                })
+                .collect();
+            return Ok(serde_json::Value::Array(inputs));
+        }
         let hashes = match self.thread {
             Some(thread) => thread
                 .join()
@@ -286,7 +301,7 @@ impl<'a> Sink<'a> {
             rejects,
             computed: 0,
             bar,
-            inputs: InputHashes::start(files),
+            inputs: InputHashes::start(files, opts.tables),
             totals_cpu,
             acts_in_file,
         })
@@ -507,6 +522,21 @@ mod tests {
         );
         let (bare_files, bare_rejects, bare_counts, bare_totals) = outcome(false);
         assert_eq!(bare_files, ["manifest.json", "rejects.csv"]);
+        // Its inputs are not hashed (`validate` reads no manifest): their sizes alone.
+        let manifest = |tables: bool| -> serde_json::Value {
+            let path = dir.path().join(format!("out-{tables}/manifest.json"));
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        };
+        let (hashed, bare) = (manifest(true), manifest(false));
+        let acts = |m: &serde_json::Value| {
+            let inputs = m["inputs"].as_array().unwrap().iter();
+            inputs.filter(|i| i["role"] == "acts").cloned().collect::<Vec<_>>()[0].clone()
+        };
+        assert_eq!(acts(&hashed)["role"], "acts");
+        assert_eq!(acts(&hashed)["sha256"].as_str().map(str::len), Some(64));
+        assert_eq!(acts(&bare)["role"], "acts");
+        assert_eq!(acts(&bare)["sha256"], serde_json::Value::Null);
+        assert_eq!(acts(&bare)["bytes"], acts(&hashed)["bytes"]);
         assert_eq!(bare_rejects, rejects);
         assert_eq!(bare_counts, counts);
         assert_eq!(counts, (4, 2, 2));
