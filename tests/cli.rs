@@ -700,6 +700,37 @@ fn explain_explains_several_acts_and_an_audits_discrepancies_in_one_run() {
         )),
         "{err}"
     );
+    // Neither flag: a usage error that names both.
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("<--act-id <ACT_ID>|--act-ids <FILE>>"),
+        "{err}"
+    );
+    // A clean audit's discrepancies (a header alone): nothing to explain, exit 0.
+    let clean = tmp.path().join("clean.csv");
+    std::fs::write(&clean, "act_id,patient_id,recorded_amo,amo_paid\n").unwrap();
+    let o = run(&["--act-ids", clean.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty());
+    // A row of the list that is not an empty id but unreadable fails, naming it (exit 1).
+    for (text, problem) in [
+        (
+            &b"act_id\nA0103\n\xff\xfeX\n"[..],
+            "row 2, column act_id: bad_encoding",
+        ),
+        (b"act_id,b\nA0103,1,2\n", "row 1: bad_row (`A0103,1,2`)"),
+    ] {
+        let list = tmp.path().join("list.csv");
+        std::fs::write(&list, text).unwrap();
+        let o = run(&["--act-ids", list.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(o.stdout.is_empty());
+        let err = String::from_utf8_lossy(&o.stderr);
+        let want = format!("rac: --act-ids: {}: {problem}", list.display());
+        assert!(err.starts_with(&want), "{err}");
+    }
     // Ids in no row: the others are explained, then the missing ones named, exit 2.
     let o = run(&["--act-id", "NOPE", "--act-id", "A0103", "--act-id", "NOPE2"]);
     assert_eq!(o.status.code(), Some(2));

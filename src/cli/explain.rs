@@ -15,28 +15,33 @@
 //! Exit 0 when every act is computed, 3 when one is rejected (when read or when computed), 2
 //! when no row has one of the ids (the others are explained first).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::Args;
+use clap::builder::NonEmptyStringValueParser;
+use clap::{ArgGroup, Args};
 
 use super::{Failure, InputArgs, load_rules, warn_rules};
 use crate::engine::{Trace, explain_patient};
 use crate::io::read::{ActIdKey, Chunks, ReadOptions};
 use crate::model::Act;
-use crate::pipeline::Prepared;
+use crate::model::Reject;
+use crate::pipeline::{Origin, PatientActs, Prepared};
 use crate::rules::{Param, RuleBook};
 
 /// Print each step of some acts' computation.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("acts_to_explain").required(true).multiple(true).args(["act_id", "act_ids"])))]
 pub struct ExplainArgs {
     /// The act to explain (repeat the flag for several).
-    #[arg(long, required_unless_present = "act_ids")]
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
     pub act_id: Vec<String>,
     /// A file of acts to explain, in its order (after those of `--act-id`): CSV or Parquet
     /// with an `act_id` column, such as an audit's `discrepancies.*`, a run's `acts.*` or
-    /// `rejects.csv`, or a list under an `act_id` header.
+    /// `rejects.csv`, or a list under an `act_id` header (or a folder or glob of such files,
+    /// read in name order). Its rows without an act_id are counted, not explained.
     #[arg(long, value_name = "FILE")]
     pub act_ids: Option<PathBuf>,
     #[command(flatten)]
@@ -55,15 +60,20 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     args.input
         .warn_skipped(|message, _| errln!("rac: warning: {message}"));
     let ids = act_ids(&args.act_id, args.act_ids.as_deref())?;
+    if ids.is_empty() {
+        // A clean audit's discrepancies: nothing to explain, which is no error.
+        return Ok(0);
+    }
     let carried = args.input.carried(args.keep_columns)?;
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let prepared = args.input.prepare_for_acts(Arc::clone(&carried), &ids)?;
+    let found = Found::index(&prepared);
     let mut code = 0;
     let mut missing = Vec::new();
     let mut printed = false;
     for id in ids {
-        let Some((text, id_code)) = explain_one(&book, &prepared, &carried, id) else {
-            missing.push(id);
+        let Some((text, id_code)) = explain_one(&book, &prepared, &found, &carried, id) else {
+            missing.push(escape_controls(id));
             continue;
         };
         if printed {
@@ -76,7 +86,7 @@ pub fn run(args: ExplainArgs) -> Result<i32, Failure> {
     let acts = args.input.acts.display();
     match missing[..] {
         [] => Ok(code),
-        [id] => Err(Failure::usage(format!("act_id `{id}` is not in {acts}"))),
+        [ref id] => Err(Failure::usage(format!("act_id `{id}` is not in {acts}"))),
         _ => {
             let shown = missing.iter().take(10).map(|id| format!("`{id}`"));
             let more = if missing.len() > 10 { ", …" } else { "" };
@@ -98,7 +108,22 @@ fn act_ids(given: &[String], file: Option<&Path>) -> Result<Vec<String>, Failure
         let mut without = 0;
         for chunk in chunks {
             let chunk = chunk.map_err(|e| Failure::input(format!("--act-ids: {e}")))?;
-            without += chunk.rejects.len();
+            for r in &chunk.rejects {
+                if r.reason != "missing_value" {
+                    let column = match r.column.as_str() {
+                        "" => String::new(),
+                        column => format!(", column {column}"),
+                    };
+                    return Err(Failure::input(format!(
+                        "--act-ids: {}: row {}{column}: {} (`{}`)",
+                        r.file,
+                        r.row,
+                        r.reason,
+                        escape_controls(&r.value)
+                    )));
+                }
+                without += 1;
+            }
             ids.extend(chunk.rows.into_iter().map(|r| r.value.act_id.to_string()));
         }
         match without {
@@ -113,10 +138,10 @@ fn act_ids(given: &[String], file: Option<&Path>) -> Result<Vec<String>, Failure
             ),
         }
         if ids.is_empty() {
-            return Err(Failure::usage(format!(
-                "no act_id in {} to explain",
+            errln!(
+                "rac: note: no act_id in {}: nothing to explain",
                 path.display()
-            )));
+            );
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -124,24 +149,45 @@ fn act_ids(given: &[String], file: Option<&Path>) -> Result<Vec<String>, Failure
     Ok(ids)
 }
 
+/// Where each act id is in a [`Prepared`] set: the patient and origin of its kept row, and its
+/// rejects in order. Built once, so that explaining many acts does not search every patient
+/// for each.
+struct Found<'a> {
+    kept: HashMap<&'a str, (&'a PatientActs, Origin)>,
+    rejects: HashMap<&'a str, Vec<&'a Reject>>,
+}
+
+impl<'a> Found<'a> {
+    fn index(prepared: &'a Prepared) -> Found<'a> {
+        let mut kept = HashMap::new();
+        for p in &prepared.patients {
+            for (act, origin) in prepared.acts_of(p).iter().zip(prepared.origins_of(p)) {
+                kept.entry(act.act_id.as_str()).or_insert((p, *origin));
+            }
+        }
+        let mut rejects: HashMap<&str, Vec<&Reject>> = HashMap::new();
+        for r in &prepared.rejects {
+            rejects.entry(r.act_id.as_str()).or_default().push(r);
+        }
+        Found { kept, rejects }
+    }
+}
+
 /// The explanation of act `id` from `prepared` and the exit code it calls for (0 computed, 3
 /// rejected), or `None` when no row has the id.
 fn explain_one(
     book: &RuleBook,
     prepared: &Prepared,
+    found: &Found,
     carried: &[String],
     id: &str,
 ) -> Option<(String, i32)> {
     let mut out = String::new();
-    let rejected = prepared.rejects.iter().filter(|r| r.act_id == id);
+    let rejected = found.rejects.get(id).map_or(&[][..], Vec::as_slice);
     // The row kept for this id, if any: with repeated ids, the first one (the others are
     // rejected as duplicates, and said so before the explanation).
-    let kept = prepared.patients.iter().find_map(|p| {
-        let i = prepared.acts_of(p).iter().position(|a| a.act_id == id)?;
-        Some((p, prepared.origins_of(p)[i]))
-    });
-    let Some((patient, origin)) = kept else {
-        let r = rejected.clone().next()?;
+    let Some(&(patient, origin)) = found.kept.get(id) else {
+        let r = rejected.first()?;
         let _ = writeln!(
             out,
             "act {} was rejected: {} (file {}, row {}, column {}, value `{}`)",

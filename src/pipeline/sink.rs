@@ -530,7 +530,11 @@ mod tests {
         let (hashed, bare) = (manifest(true), manifest(false));
         let acts = |m: &serde_json::Value| {
             let inputs = m["inputs"].as_array().unwrap().iter();
-            inputs.filter(|i| i["role"] == "acts").cloned().collect::<Vec<_>>()[0].clone()
+            inputs
+                .filter(|i| i["role"] == "acts")
+                .cloned()
+                .collect::<Vec<_>>()[0]
+                .clone()
         };
         assert_eq!(acts(&hashed)["role"], "acts");
         assert_eq!(acts(&hashed)["sha256"].as_str().map(str::len), Some(64));
